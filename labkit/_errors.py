@@ -1,0 +1,93 @@
+"""labkit's exceptions.
+
+    LabkitError                      base of everything labkit raises
+    ├── CompileError                 clang rejected the C (.diagnostics, .source)
+    ├── VerifierError                the kernel verifier rejected a program (.log)
+    ├── PrivilegeError               a capability is missing (.missing); also PermissionError
+    ├── AttachError                  a hook or interface refused (.target, .errno)
+    ├── NotSupportedError            this kernel lacks a feature (.feature)
+    └── SandboxError                 building or using a network sandbox failed
+
+Every message names the thing that failed and says what to do. In a notebook the
+exceptions render with their detail (``_repr_html_``), because the useful part
+(clang's text, the verifier log) never reaches the cell through BCC alone.
+"""
+
+from __future__ import annotations
+
+import html
+
+__all__ = [
+    "AttachError",
+    "CompileError",
+    "LabkitError",
+    "NotSupportedError",
+    "PrivilegeError",
+    "SandboxError",
+    "VerifierError",
+]
+
+
+class LabkitError(Exception):
+    """Base class of every error labkit raises."""
+
+    detail: str = ""
+
+    def _repr_html_(self) -> str:  # pragma: no cover - rendering only
+        head = html.escape(f"{type(self).__name__}: {self.args[0] if self.args else ''}")
+        body = html.escape(self.detail) if self.detail else ""
+        pre = f"<pre style='white-space:pre-wrap'>{body}</pre>" if body else ""
+        return f"<div style='border-left:4px solid #c33;padding:4px 8px'><b>{head}</b>{pre}</div>"
+
+
+class CompileError(LabkitError):
+    """clang refused the program. ``diagnostics`` holds clang's text with line
+    numbers that point into the snippet as written."""
+
+    def __init__(self, message: str, *, diagnostics: str = "", source: str = "", name: str = ""):
+        full = message if not diagnostics else f"{message}\n{diagnostics}"
+        super().__init__(full)
+        self.diagnostics = diagnostics
+        self.source = source
+        self.name = name
+        self.detail = ""
+
+
+class VerifierError(LabkitError):
+    """The kernel's verifier rejected a program. ``log`` holds the whole verifier
+    log; the message holds the program name, the cause and the log's last lines."""
+
+    def __init__(self, message: str, *, log: str = "", program: str = ""):
+        super().__init__(message)
+        self.log = log
+        self.program = program
+        self.detail = log
+
+
+class PrivilegeError(LabkitError, PermissionError):
+    """The process lacks a privilege (root or a capability) that BPF needs."""
+
+    def __init__(self, message: str, *, missing: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.missing = tuple(missing)
+
+
+class AttachError(LabkitError):
+    """Attaching to a hook or an interface failed."""
+
+    def __init__(self, message: str, *, target: str = "", errno: int | None = None):
+        super().__init__(message)
+        self.target = target
+        self.errno = errno
+
+
+class NotSupportedError(LabkitError):
+    """This kernel (or machine) lacks a feature labkit needs for the request."""
+
+    def __init__(self, message: str, *, feature: str = ""):
+        super().__init__(message)
+        self.feature = feature
+
+
+class SandboxError(LabkitError):
+    """Building, using or removing a network sandbox failed."""

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# labkit provisioning: everything the lab needs, installed idempotently.
+#
+# Used by ./lab (start, test) and by the Vagrantfile: one script, no copies.
+# A second run installs nothing and finishes in a second or two.
+#
+#   scripts/setup.sh            runtime: BCC, headers, mounts, venv, kernel spec
+#   scripts/setup.sh --test     the above plus test tools (chromium, pytest, ...)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+WANT_TEST=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) WANT_TEST=1 ;;
+    *) echo "setup.sh: unknown option '$arg' (known: --test)" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '[labkit setup] %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh must run as root (BPF, mounts and packages need it): use ./lab, which asks sudo." >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+# ---------------------------------------------------------------- packages
+APT_UPDATED=0
+apt_install() {
+  # install only what is missing; never touch what is there
+  local missing=()
+  for p in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$p")
+    fi
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    say "apt-get update"
+    apt-get update -qq
+    APT_UPDATED=1
+  fi
+  say "installing: ${missing[*]}"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+apt_has() { apt-cache show "$1" >/dev/null 2>&1; }
+
+RUNTIME_PKGS=(python3-bpfcc bpfcc-tools libbpf1 bpftool iproute2 iputils-ping
+              python3-venv python3-pip ca-certificates)
+# libbpf1 is called libbpf0 on older releases; bpftool lives in linux-tools on Ubuntu
+if ! apt_has bpftool; then
+  RUNTIME_PKGS=("${RUNTIME_PKGS[@]/bpftool/linux-tools-common}")
+fi
+apt_install "${RUNTIME_PKGS[@]}"
+
+# ------------------------------------------------------------ kernel headers
+KREL="$(uname -r)"
+MODDIR="/lib/modules/$KREL"
+headers_ok() {
+  [ -e "$MODDIR/build/include/generated/autoconf.h" ] &&
+  { [ -e "$MODDIR/build/include/linux/kconfig.h" ] || [ -e "$MODDIR/source/include/linux/kconfig.h" ]; }
+}
+if ! headers_ok; then
+  if apt_has "linux-headers-$KREL"; then
+    apt_install "linux-headers-$KREL"
+  fi
+fi
+if ! headers_ok; then
+  # this kernel has no header package: use the distro's generic headers
+  ARCH="$(dpkg --print-architecture)"
+  if apt_has "linux-headers-$ARCH"; then GENERIC="linux-headers-$ARCH"; else GENERIC="linux-headers-generic"; fi
+  apt_install "$GENERIC"
+  # the package ships /lib/modules/<its version>/{build,source}: reuse its targets
+  GEN_KVER="$(ls -1 /lib/modules | grep -vxF "$KREL" | while read -r v; do
+      [ -e "/lib/modules/$v/build/Makefile" ] && echo "$v"; done | sort -V | tail -n 1)"
+  if [ -z "$GEN_KVER" ]; then
+    echo "no kernel headers found under /lib/modules after installing $GENERIC" >&2
+    exit 1
+  fi
+  HDR_BUILD="$(readlink -f "/lib/modules/$GEN_KVER/build")"
+  HDR_SOURCE="$(readlink -f "/lib/modules/$GEN_KVER/source" 2>/dev/null || echo "$HDR_BUILD")"
+  mkdir -p "$MODDIR"
+  ln -sfn "$HDR_BUILD" "$MODDIR/build"
+  ln -sfn "$HDR_SOURCE" "$MODDIR/source"
+  HDR="$HDR_BUILD (+ $HDR_SOURCE)"
+  say "NOTE: kernel $KREL has no matching header package; linked the distro's generic"
+  say "      headers $HDR at $MODDIR/build and $MODDIR/source (BCC compiles with them)."
+fi
+
+# ------------------------------------------------------------------ mounts
+if [ ! -e /sys/kernel/tracing/events ]; then
+  say "mounting tracefs at /sys/kernel/tracing"
+  mount -t tracefs tracefs /sys/kernel/tracing
+fi
+if ! mountpoint -q /sys/kernel/debug; then
+  say "mounting debugfs at /sys/kernel/debug"
+  mount -t debugfs debugfs /sys/kernel/debug
+fi
+if ! mountpoint -q /sys/fs/bpf; then
+  mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
+fi
+
+# -------------------------------------------------------------- test tools
+if [ "$WANT_TEST" -eq 1 ]; then
+  apt_install chromium fonts-dejavu-core
+fi
+
+# -------------------------------------------------------------------- venv
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV (system site-packages, so the distro's BCC imports)"
+  /usr/bin/python3 -m venv --system-site-packages "$VENV"
+fi
+STAMP="$VENV/.labkit-installed"
+WANT_STAMP="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT_STAMP" ]; then
+  say "installing Python dependencies (pinned in pyproject.toml) into .venv"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]"
+  echo "$WANT_STAMP" > "$STAMP"
+fi
+
+# ------------------------------------------------------------- kernel spec
+KSPEC="$VENV/share/jupyter/kernels/labkit/kernel.json"
+if [ ! -f "$KSPEC" ] || ! grep -q "$VENV/bin/python" "$KSPEC"; then
+  say "installing Jupyter kernel spec 'labkit'"
+  "$VENV/bin/python" -m ipykernel install --sys-prefix --name labkit --display-name "labkit (eBPF, Python 3)" >/dev/null
+fi
+
+say "ready"
