@@ -1,1 +1,41 @@
-"""labkit"""
+"""labkit: an interactive eBPF lab on BCC that owns, and gives back, every bit
+of kernel state it creates.
+
+    import labkit
+    with labkit.Lab() as lab:
+        s = lab.trace_clone()
+        s.to_dataframe()
+"""
+
+from ._compile import Program
+from ._errors import (
+    AttachError,
+    CompileError,
+    LabkitError,
+    NotSupportedError,
+    PrivilegeError,
+    SandboxError,
+    VerifierError,
+)
+from ._lab import Attachment, Lab, TraceAttachment, close_all, live_attachments, syscalls
+from ._stream import EventStream
+
+__version__ = "0.1.0"
+
+__all__ = sorted([
+    "AttachError",
+    "Attachment",
+    "CompileError",
+    "EventStream",
+    "Lab",
+    "LabkitError",
+    "NotSupportedError",
+    "PrivilegeError",
+    "Program",
+    "SandboxError",
+    "TraceAttachment",
+    "VerifierError",
+    "close_all",
+    "live_attachments",
+    "syscalls",
+])

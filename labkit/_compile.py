@@ -1,0 +1,269 @@
+"""Compiling and loading BPF C through BCC, with the kernel's words kept.
+
+BCC prints clang's diagnostics and the verifier log on file descriptor 2 and
+raises a bare ``Exception``; in a notebook fd 2 is the server's terminal, so the
+student sees nothing useful. Here every compile and load runs with fd 2
+captured, and failures become :class:`CompileError`, :class:`VerifierError`,
+:class:`PrivilegeError` or :class:`NotSupportedError` with that text inside.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from . import _privileges
+from ._errors import CompileError, LabkitError, NotSupportedError, PrivilegeError, VerifierError
+
+SNIPPET_DIR = Path(__file__).resolve().parent.parent / "bpf_snippets"
+PROGRAM_PREFIX = "lk_"  # every labkit BPF function name starts with it (kernel keeps 15 chars)
+
+_fd2_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def capture_fd2() -> Iterator[list[str]]:
+    """Capture everything written to file descriptor 2 (C code included).
+
+    Yields a list that holds the captured text once the block ends.
+    """
+    out: list[str] = []
+    with _fd2_lock, tempfile.TemporaryFile(mode="w+b") as tmp:
+        saved = os.dup(2)
+        try:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield out
+            finally:
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", "replace"))
+
+
+# ----------------------------------------------------------------- line mapping
+_DIAG = re.compile(r"^(?P<file>/virtual/main\.c):(?P<line>\d+):(?P<col>\d+): (?P<kind>error|warning|note|fatal error): (?P<msg>.*)$")
+_NOISE = ("modprobe: not found", "modprobe: FATAL")
+
+
+def map_diagnostics(text: str, source: str, display_name: str) -> str:
+    """Rewrite clang's ``/virtual/main.c:L:C`` locations so they point into
+    ``source`` as the user wrote it, named ``display_name``.
+
+    BCC rewrites the program before its second clang pass, which shifts line
+    numbers. Clang prints the offending source line under each diagnostic; when
+    that line is not what ``source`` has at L, the nearest line of ``source``
+    with the same text is the real location.
+    """
+    src_lines = source.splitlines()
+    lines = [ln for ln in text.splitlines() if not any(n in ln for n in _NOISE)]
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        m = _DIAG.match(line)
+        if not m:
+            out.append(line)
+            continue
+        lineno = int(m.group("line"))
+        shown = lines[i + 1] if i + 1 < len(lines) else None
+        lineno = _locate(src_lines, lineno, shown)
+        out.append(f"{display_name}:{lineno}:{m.group('col')}: {m.group('kind')}: {m.group('msg')}")
+    return "\n".join(out).strip()
+
+
+def _locate(src_lines: Sequence[str], lineno: int, shown: str | None) -> int:
+    if shown is None or not shown.strip():
+        return lineno
+    if 1 <= lineno <= len(src_lines) and src_lines[lineno - 1].rstrip() == shown.rstrip():
+        return lineno
+    matches = [n + 1 for n, s in enumerate(src_lines) if s.rstrip() == shown.rstrip()]
+    if not matches:
+        return lineno
+    return min(matches, key=lambda n: abs(n - lineno))
+
+
+def first_error(diagnostics: str) -> str:
+    for line in diagnostics.splitlines():
+        if ": error: " in line or ": fatal error: " in line:
+            return line
+    return diagnostics.splitlines()[0] if diagnostics else ""
+
+
+# ---------------------------------------------------------------------- Program
+def resolve_source(name_or_text: str) -> tuple[str, str, Path | None]:
+    """Return (display name, C text, path) for a snippet name, a path or C text."""
+    if not isinstance(name_or_text, str) or not name_or_text.strip():
+        raise LabkitError("lab.load() needs a snippet name (see bpf_snippets/) or C source text, got "
+                          f"{name_or_text!r}")
+    s = name_or_text
+    if "\n" in s or "{" in s or ";" in s:
+        return "<text>.c", s, None
+    p = Path(s)
+    candidates = [p] if p.suffix == ".c" and p.exists() else []
+    stem = p.name[:-2] if p.name.endswith(".c") else p.name
+    candidates.append(SNIPPET_DIR / f"{stem}.c")
+    for c in candidates:
+        if c.exists():
+            return c.name, c.read_text(), c
+    known = sorted(x.stem for x in SNIPPET_DIR.glob("*.c"))
+    import difflib
+
+    close = difflib.get_close_matches(stem, known, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise LabkitError(f"no BPF snippet named {stem!r} in {SNIPPET_DIR}.{hint} Known snippets: {', '.join(known)}.")
+
+
+@dataclass
+class _Compiled:
+    bpf: object
+    warnings: str
+
+
+def _bcc():
+    try:
+        import bcc  # noqa: F401
+    except ImportError as e:  # pragma: no cover - depends on the machine
+        raise NotSupportedError(
+            "BCC's Python module cannot be imported: run ./lab setup (installs python3-bpfcc and makes "
+            ".venv with --system-site-packages), and use the 'labkit' Jupyter kernel.",
+            feature="bcc",
+        ) from e
+    return bcc
+
+
+def compile_c(text: str, display_name: str, cflags: Sequence[str], *, need: str = "tracing") -> _Compiled:
+    """Compile C with BCC, turning failures into labkit errors."""
+    _privileges.require(need)
+    bcc = _bcc()
+    flags = [f"-I{SNIPPET_DIR}", *cflags]
+    with capture_fd2() as captured:
+        try:
+            bpf = bcc.BPF(text=text, cflags=flags)
+            err = None
+        except Exception as e:  # BCC raises a bare Exception
+            bpf, err = None, e
+    raw = captured[0] if captured else ""
+    if err is not None:
+        diags = map_diagnostics(raw, text, display_name)
+        if "Unable to find kernel headers" in raw or "kconfig.h' file not found" in raw:
+            raise NotSupportedError(
+                "BCC cannot find kernel headers for this kernel: run ./lab setup, which installs the "
+                "distro's headers (or links the generic ones at /lib/modules/$(uname -r)/build).",
+                feature="kernel headers",
+            ) from None
+        if "Operation not permitted" in raw or "Need super-user" in str(err):
+            raise _privileges.eperm_error(f"creating the maps of {display_name}", raw) from None
+        if not diags:
+            diags = str(err)
+        raise CompileError(
+            f"{display_name} does not compile: {first_error(diags)}",
+            diagnostics=diags, source=text, name=display_name,
+        ) from None
+    return _Compiled(bpf=bpf, warnings=map_diagnostics(raw, text, display_name))
+
+
+_VERIFIER_HINT = re.compile(r"^\s*\d+: \(|processed \d+ insns|R\d+ ", re.M)
+
+
+def load_function(bpf, func: str, prog_type: int, display_name: str) -> object:
+    """``bpf.load_func`` with the verifier log captured into a VerifierError."""
+    with capture_fd2() as captured:
+        try:
+            fn = bpf.load_func(func, prog_type)
+            err = None
+        except Exception as e:
+            fn, err = None, e
+    raw = captured[0] if captured else ""
+    if err is None:
+        return fn
+    msg = str(err)
+    if msg.startswith("Unknown program"):
+        raise LabkitError(f"{display_name} has no function named {func!r}") from None
+    if "Need super-user" in msg:
+        raise _privileges.eperm_error(f"loading {func} from {display_name}", raw) from None
+    log = raw.strip()
+    cause = _verifier_cause(log) or msg
+    raise VerifierError(
+        f"the verifier rejected {func} ({display_name}): {cause}\n"
+        f"--- last lines of the verifier log (full log in .log) ---\n" + "\n".join(log.splitlines()[-6:]),
+        log=log, program=func,
+    ) from None
+
+
+def _verifier_cause(log: str) -> str:
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if ln.startswith(("processed ", "bpf: Failed to load program", "verification time", "stack depth")):
+            continue
+        if re.match(r"^\d+: ", ln) or ln.startswith(("R0", "R1", "; ")):
+            continue
+        return ln
+    return ""
+
+
+class Program:
+    """A compiled BPF module: the source as written, the flags it was built with,
+    and the BCC object that holds its maps. Programs are loaded and attached by
+    a :class:`labkit.Lab`; ``close()`` releases the maps and loaded functions."""
+
+    def __init__(self, name: str, source: str, cflags: Sequence[str], compiled: _Compiled, path: Path | None):
+        self.name = name
+        self.source = source
+        self.cflags = tuple(cflags)
+        self.path = path
+        self.bpf = compiled.bpf
+        self.warnings = compiled.warnings
+        self._closed = False
+
+    @property
+    def functions(self) -> list[str]:
+        from bcc import lib  # type: ignore
+
+        mod = self.bpf.module
+        return [lib.bpf_function_name(mod, i).decode() for i in range(lib.bpf_num_functions(mod))]
+
+    @property
+    def tables(self) -> list[str]:
+        from bcc import lib  # type: ignore
+
+        mod = self.bpf.module
+        return [lib.bpf_table_name(mod, i).decode() for i in range(lib.bpf_num_tables(mod))]
+
+    def load(self, func: str, prog_type: int):
+        self._check_open()
+        return load_function(self.bpf, func, prog_type, self.name)
+
+    def __getitem__(self, table: str):
+        self._check_open()
+        return self.bpf[table]
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LabkitError(f"program {self.name} is closed (detached); load it again with lab.load()")
+
+    def close(self) -> None:
+        """Detach whatever BCC attached for this module and free its maps (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        import atexit
+
+        with capture_fd2():
+            try:
+                self.bpf.cleanup()
+            finally:
+                atexit.unregister(self.bpf.cleanup)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "loaded"
+        return f"<labkit.Program {self.name} ({state}) functions={self.functions if not self._closed else '-'}>"

@@ -1,0 +1,402 @@
+"""Lab: owns every program and attachment made through it, and gives them back.
+
+Safety rules (see DESIGN.md):
+* Every attachment has a key (kind, target, program). Attaching under a key that
+  is live anywhere in this process, in this Lab or another, first detaches the
+  old one: re-running a notebook cell never leaves two copies firing.
+* ``close()``, ``with`` exit and interpreter exit detach everything; BCC's own
+  objects live on through ``atexit`` and ``del`` does not detach them, so labkit
+  calls their cleanup itself and drops BCC's atexit hook.
+"""
+
+from __future__ import annotations
+
+import atexit
+import html
+import os
+import threading
+import weakref
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import _hooks
+from ._compile import Program, capture_fd2, compile_c, resolve_source
+from ._errors import AttachError, LabkitError, NotSupportedError, VerifierError
+from ._stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, comm_column, time_column
+
+# ------------------------------------------------------------------ registry
+_registry_lock = threading.RLock()
+_live: dict[tuple, "Attachment"] = {}
+
+
+def live_attachments() -> list["Attachment"]:
+    """Every attachment alive in this process, whichever Lab made it."""
+    with _registry_lock:
+        return list(_live.values())
+
+
+def _claim(att: "Attachment") -> None:
+    with _registry_lock:
+        old = _live.get(att.key)
+        if old is not None and old is not att:
+            old._detach(state="replaced")
+        _live[att.key] = att
+
+
+def _release(att: "Attachment") -> None:
+    with _registry_lock:
+        if _live.get(att.key) is att:
+            del _live[att.key]
+
+
+@atexit.register
+def _detach_all_at_exit() -> None:
+    for att in live_attachments():
+        try:
+            att.detach()
+        except Exception:
+            pass
+
+
+# --------------------------------------------------------------- attachments
+class Attachment:
+    """A program attached to a hook. ``detach()`` is safe to call twice; a
+    detached handle refuses reuse."""
+
+    kind = "attachment"
+
+    def __init__(self, *, key: tuple, target: str, program: Program, lab: "Lab | None", hook: str,
+                 owns_program: bool = True):
+        self.key = key
+        self.target = target
+        self.program = program
+        self.hook = hook
+        self._lab = weakref.ref(lab) if lab is not None else (lambda: None)
+        self._owns_program = owns_program
+        self.state = "attached"
+        self.stream: EventStream | None = None
+
+    @property
+    def attached(self) -> bool:
+        return self.state == "attached"
+
+    def detach(self) -> None:
+        """Take the program off its hook and free what it held (idempotent)."""
+        self._detach(state="detached")
+
+    def _detach(self, state: str) -> None:
+        if self.state != "attached":
+            return
+        if self.stream is not None:
+            self.stream._halt("stopped" if state == "detached" else state)
+        try:
+            self._unhook()
+        finally:
+            self.state = state
+            _release(self)
+            if self._owns_program:
+                self.program.close()
+
+    def _unhook(self) -> None:  # BCC's cleanup (program.close) removes its probes
+        pass
+
+    def _check_attached(self) -> None:
+        if self.state != "attached":
+            raise LabkitError(f"{self.kind} attachment {self.target} is {self.state}; attach it again")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.detach()
+
+    def __repr__(self) -> str:
+        return f"<labkit.{type(self).__name__} {self.program.name} on {self.hook}: {self.state}>"
+
+
+class TraceAttachment(Attachment):
+    """Tracepoints and kprobes attached through BCC (perf event links)."""
+
+    kind = "trace"
+
+
+# ----------------------------------------------------------------- decoding
+CLONE_THREAD = 0x00010000
+CLONE_VFORK = 0x00004000
+
+CLONE_DTYPE = np.dtype([("ts", "<u8"), ("pid", "<u4"), ("tid", "<u4"), ("child_pid", "<u4"),
+                        ("uid", "<u4"), ("flags", "<u8"), ("comm", "S16")])
+SYSCALL_DTYPE = np.dtype([("ts", "<u8"), ("pid", "<u4"), ("tid", "<u4"), ("uid", "<u4"), ("nr", "<i4"),
+                          ("args", "<u8", (6,)), ("comm", "S16")])
+
+
+def clone_kind(flags: np.ndarray) -> np.ndarray:
+    flags = flags.astype(np.uint64)
+    return np.where(flags & np.uint64(CLONE_THREAD), "thread",
+                    np.where(flags & np.uint64(CLONE_VFORK), "vfork", "fork"))
+
+
+def clone_frame(source: str):
+    def frame(rec: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame({
+            "time": time_column(rec["ts"]),
+            "pid": rec["pid"].astype("int64"),
+            "tid": rec["tid"].astype("int64"),
+            "child_pid": rec["child_pid"].astype("int64"),
+            "uid": rec["uid"].astype("int64"),
+            "comm": comm_column(rec["comm"]),
+            "kind": clone_kind(rec["flags"]),
+            "flags": rec["flags"].astype("uint64"),
+            "source": source,
+        })
+    return frame
+
+
+def syscall_frame(source: str, syscall: str):
+    def frame(rec: np.ndarray) -> pd.DataFrame:
+        cols = {
+            "time": time_column(rec["ts"]),
+            "pid": rec["pid"].astype("int64"),
+            "tid": rec["tid"].astype("int64"),
+            "uid": rec["uid"].astype("int64"),
+            "comm": comm_column(rec["comm"]),
+            "syscall": syscall,
+            "nr": rec["nr"].astype("int64"),
+        }
+        for i in range(6):
+            cols[f"arg{i}"] = rec["args"][:, i].astype("uint64")
+        cols["source"] = source
+        return pd.DataFrame(cols)
+    return frame
+
+
+def _cflags(defines: dict | None, cflags: Iterable[str]) -> list[str]:
+    out = list(cflags)
+    for k, v in (defines or {}).items():
+        if not str(k).isidentifier():
+            raise LabkitError(f"-D name {k!r} is not a C identifier")
+        out.append(f"-D{k}={int(v) if isinstance(v, bool) else v}")
+    return out
+
+
+def _check_pid(pid) -> int:
+    if pid is None:
+        return 0
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        raise LabkitError(f"pid must be a positive process id (or None for all processes), got {pid!r}")
+    return pid
+
+
+# ----------------------------------------------------------------------- Lab
+class Lab:
+    """Owns the programs it loads and the attachments it makes.
+
+    >>> with labkit.Lab() as lab:
+    ...     s = lab.trace_clone()
+    ...     s.to_dataframe()
+    """
+
+    def __init__(self) -> None:
+        self._attachments: list[Attachment] = []
+        self._programs: list[Program] = []
+        self._closed = False
+
+    # ------------------------------------------------------------- loading
+    def load(self, name_or_text: str, *, cflags: Sequence[str] = (), defines: dict | None = None,
+             need: str = "tracing") -> Program:
+        """Compile a snippet (``bpf_snippets/<name>.c``) or C text into a Program.
+
+        Raises CompileError with clang's diagnostics (lines point into the
+        snippet as written), PrivilegeError, NotSupportedError.
+        """
+        self._check_open()
+        name, text, path = resolve_source(name_or_text)
+        flags = _cflags(defines, cflags)
+        compiled = compile_c(text, name, flags, need=need)
+        prog = Program(name, text, flags, compiled, path)
+        self._programs.append(prog)
+        return prog
+
+    # ----------------------------------------------------- generic attaching
+    def attach_tracepoint(self, program: Program | str, tracepoint: str, fn: str | None = None, *,
+                          name: str | None = None) -> TraceAttachment:
+        """Attach ``fn`` of ``program`` to ``category:event``. Re-attaching the
+        same (tracepoint, program) first detaches the previous attachment."""
+        self._check_open()
+        if ":" not in str(tracepoint):
+            raise AttachError(f"tracepoint must be 'category:event' (like 'sched:sched_process_exec'), "
+                              f"got {tracepoint!r}", target=str(tracepoint))
+        cat, ev = tracepoint.split(":", 1)
+        _hooks.require_tracefs()
+        if not _hooks.tracepoint_exists(cat, ev):
+            raise AttachError(f"no tracepoint {tracepoint} on this kernel (see /sys/kernel/tracing/events/{cat}/)",
+                              target=tracepoint)
+        prog = self.load(program) if isinstance(program, str) else program
+        fn = fn or _only_function(prog)
+        key = ("tracepoint", tracepoint, name or f"{prog.name}:{fn}")
+        return self._attach_bcc(prog, key, [("tracepoint", tracepoint, fn)], hook=f"tracepoint {tracepoint}")
+
+    def _attach_bcc(self, prog: Program, key: tuple, hooks: list[tuple[str, str, str]], hook: str,
+                    owns_program: bool = True) -> TraceAttachment:
+        import bcc
+
+        att = TraceAttachment(key=key, target=hook, program=prog, lab=self, hook=hook, owns_program=owns_program)
+        try:
+            for kind, target, fn in hooks:
+                ptype = bcc.BPF.TRACEPOINT if kind == "tracepoint" else bcc.BPF.KPROBE
+                prog.load(fn, ptype)
+                with capture_fd2() as cap:
+                    try:
+                        if kind == "tracepoint":
+                            prog.bpf.attach_tracepoint(tp=target, fn_name=fn)
+                        elif kind == "kprobe":
+                            prog.bpf.attach_kprobe(event=target, fn_name=fn)
+                        elif kind == "kretprobe":
+                            prog.bpf.attach_kretprobe(event=target, fn_name=fn)
+                        err = None
+                    except Exception as e:
+                        err = e
+                if err is not None:
+                    said = (cap[0].strip() if cap else "") or str(err)
+                    raise AttachError(f"attaching {fn} ({prog.name}) to {kind} {target} failed: {said}",
+                                      target=f"{kind}:{target}")
+        except BaseException:
+            prog.close()
+            raise
+        _claim(att)
+        self._attachments.append(att)
+        return att
+
+    # -------------------------------------------------------------- tracing
+    def trace_clone(self, *, pid: int | None = None, hook: str = "auto", window: int = DEFAULT_WINDOW,
+                    poll_interval: float = DEFAULT_POLL_INTERVAL, name: str = "trace_clone") -> EventStream:
+        """Stream one event per process or thread creation — fork, vfork,
+        clone and clone3 alike — with time, pid (creator), tid, child_pid, uid,
+        comm, kind (fork/vfork/thread) and source (the hook in use).
+
+        ``hook``: "auto" (a kprobe on kernel_clone where the kernel has kprobes,
+        else the task:task_newtask tracepoint), "kprobe" or "tracepoint".
+        ``pid``: only creations by this process (filtered in the kernel).
+        """
+        self._check_open()
+        fpid = _check_pid(pid)
+        _check_window(window, poll_interval)
+        tried: list[str] = []
+        for choice in _hooks.clone_hooks(hook):
+            defines = {"LK_FILTER_PID": fpid}
+            try:
+                if choice.kind == "kprobe":
+                    prog = self.load("trace_clone_kprobe", defines=defines)
+                    hooks = [("kprobe", choice.target, "lk_clone_entry"), ("kretprobe", choice.target, "lk_clone_ret")]
+                else:
+                    prog = self.load("trace_clone", defines=defines)
+                    hooks = [("tracepoint", choice.target, "lk_clone_tp")]
+                source = f"{choice.kind}:{choice.target}"
+                att = self._attach_bcc(prog, ("clone", name), hooks, hook=source)
+            except (AttachError, VerifierError, NotSupportedError) as e:
+                if hook != "auto":
+                    raise
+                tried.append(f"{choice}: {e}")
+                continue
+            note = choice.reason + (f" (fell back after: {'; '.join(tried)})" if tried else "")
+            return self._stream(att, payload=CLONE_DTYPE, frame=clone_frame(source), window=window,
+                                poll_interval=poll_interval, note=note, name=name)
+        raise NotSupportedError("no hook for process creation could be attached: " + "; ".join(tried),
+                                feature="clone hook")
+
+    def trace_syscall(self, syscall: str, *, pid: int | None = None, window: int = DEFAULT_WINDOW,
+                      poll_interval: float = DEFAULT_POLL_INTERVAL, name: str | None = None) -> EventStream:
+        """Stream one event per entry into ``syscall`` (any syscall tracepoint
+        the kernel has; ``labkit.syscalls()`` lists them), with time, pid, tid,
+        uid, comm, syscall, nr, arg0..arg5 and source."""
+        self._check_open()
+        fpid = _check_pid(pid)
+        _check_window(window, poll_interval)
+        sc = _hooks.check_syscall(syscall)
+        tp = f"syscalls:sys_enter_{sc}"
+        prog = self.load("trace_syscall", defines={"LK_FILTER_PID": fpid, "LK_NARGS": _hooks.syscall_arg_count(sc)})
+        key = ("syscall", name or "trace_syscall", sc)
+        att = self._attach_bcc(prog, key, [("tracepoint", tp, "lk_sys_enter")], hook=f"tracepoint:{tp}")
+        return self._stream(att, payload=SYSCALL_DTYPE, frame=syscall_frame(f"tracepoint:{tp}", sc),
+                            window=window, poll_interval=poll_interval, note="syscall enter tracepoint",
+                            name=f"trace_syscall({sc})")
+
+    def _stream(self, att: Attachment, *, payload, frame, window, poll_interval, note, name) -> EventStream:
+        try:
+            s = EventStream(name=name, program=att.program, payload=payload, frame=frame, source=att.hook,
+                            hook_note=note, window=window, poll_interval=poll_interval, owner=att)
+        except BaseException:
+            att.detach()
+            raise
+        att.stream = s
+        return s
+
+    # ------------------------------------------------------------ ownership
+    @property
+    def attachments(self) -> list[Attachment]:
+        """This Lab's attachments that are still attached."""
+        return [a for a in self._attachments if a.attached]
+
+    def detach_all(self) -> None:
+        for a in list(self._attachments):
+            a.detach()
+        self._attachments.clear()
+
+    def close(self) -> None:
+        """Detach everything this Lab attached and free its programs (idempotent)."""
+        self.detach_all()
+        for p in self._programs:
+            p.close()
+        self._programs.clear()
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LabkitError("this Lab is closed; make a new one with labkit.Lab()")
+
+    def __enter__(self) -> "Lab":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self.attachments)} attached"
+        return f"<labkit.Lab {state}: {', '.join(a.hook for a in self.attachments) or 'nothing attached'}>"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{html.escape(a.kind)}</td><td>{html.escape(a.hook)}</td>"
+                       f"<td>{html.escape(a.program.name)}</td></tr>" for a in self.attachments)
+        return (f"<b>labkit.Lab</b> ({'closed' if self._closed else 'open'}) "
+                f"<table><tr><th>kind</th><th>hook</th><th>program</th></tr>{rows}</table>")
+
+
+def _only_function(prog: Program) -> str:
+    fns = prog.functions
+    if len(fns) != 1:
+        raise LabkitError(f"{prog.name} has {len(fns)} functions ({', '.join(fns)}): say which one with fn=")
+    return fns[0]
+
+
+def _check_window(window, poll_interval) -> None:
+    if not (isinstance(window, int) and not isinstance(window, bool) and window >= 1):
+        raise LabkitError(f"window must be a positive number of events, got {window!r}")
+    if not (isinstance(poll_interval, (int, float)) and poll_interval > 0):
+        raise LabkitError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}")
+
+
+def syscalls() -> list[str]:
+    """The syscalls this kernel can trace (names for ``Lab.trace_syscall``)."""
+    return _hooks.syscall_tracepoints()
+
+
+def close_all() -> None:
+    """Detach every labkit attachment in this process."""
+    _detach_all_at_exit()
+

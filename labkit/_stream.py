@@ -1,0 +1,210 @@
+"""EventStream: ring buffer records, decoded in batches, in a bounded window.
+
+A background thread drains the ring buffer every ``poll_interval`` seconds
+(records are submitted without wakeups), appends the batch to a fixed-size
+numpy window, and hands it to any listeners (live views). ``to_dataframe()``
+turns the window into a pandas DataFrame with named, typed columns.
+Events the kernel had no room for are counted in the program's per-CPU ``lost``
+map and reported as :attr:`EventStream.lost`, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from ._errors import LabkitError
+from ._ringbuf import RingBufferReader
+from ._window import Window
+
+DEFAULT_WINDOW = 10_000
+DEFAULT_POLL_INTERVAL = 0.01
+
+# bpf_ktime_get_ns() is CLOCK_MONOTONIC; this turns it into wall-clock time
+_MONO_TO_WALL_NS = time.time_ns() - time.monotonic_ns()
+
+Frame = Callable[[np.ndarray], pd.DataFrame]
+
+
+def comm_column(raw: np.ndarray) -> list[str]:
+    return [b.split(b"\0", 1)[0].decode("utf-8", "replace") for b in raw.tolist()]
+
+
+def time_column(ts: np.ndarray) -> pd.DatetimeIndex:
+    return pd.to_datetime(ts.astype("int64") + _MONO_TO_WALL_NS, unit="ns", utc=True)
+
+
+class EventStream:
+    """Live events from one BPF program's ring buffer.
+
+    Attributes: ``name``, ``source`` (the hook in use, e.g. ``tracepoint
+    task:task_newtask``), ``hook_note`` (why that hook), ``received`` (events
+    decoded so far), ``lost`` (events the kernel could not store), ``window``
+    (how many of the newest events are kept).
+    """
+
+    def __init__(self, *, name: str, program, payload: np.dtype, frame: Frame, source: str,
+                 hook_note: str = "", window: int = DEFAULT_WINDOW,
+                 poll_interval: float = DEFAULT_POLL_INTERVAL, table: str = "events",
+                 lost_table: str | None = "lost", owner=None):
+        if not (isinstance(window, int) and window >= 1):
+            raise LabkitError(f"window must be a positive number of events, got {window!r}")
+        if not (poll_interval > 0):
+            raise LabkitError(f"poll_interval must be > 0 seconds, got {poll_interval!r}")
+        self.name = name
+        self.program = program
+        self.source = source
+        self.hook_note = hook_note
+        self.poll_interval = float(poll_interval)
+        self._payload = np.dtype(payload)
+        self._frame = frame
+        self._lost_table = lost_table
+        self._owner = owner
+        self._win = Window(self._payload, window)
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[np.ndarray], None]] = []
+        self._lost_final: int | None = None
+        self._state = "running"
+        t = program[table]
+        self._reader = RingBufferReader(t.map_fd, int(t.max_entries), self._payload)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"labkit-{name}", daemon=True)
+        self._thread.start()
+
+    # ---------------------------------------------------------------- polling
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            self._drain()
+        self._drain()
+
+    def _drain(self) -> int:
+        with self._lock:
+            batch = self._reader.read()
+            if len(batch):
+                self._win.append(batch)
+        if len(batch):
+            for fn in list(self._listeners):
+                try:
+                    fn(batch)
+                except Exception:  # a broken view must not kill the stream
+                    pass
+        return len(batch)
+
+    def poll(self) -> int:
+        """Drain the ring buffer now; returns how many events arrived."""
+        if self._state != "running":
+            return 0
+        return self._drain()
+
+    def add_listener(self, fn: Callable[[np.ndarray], None]) -> None:
+        """Call ``fn(records)`` with every new batch (raw numpy records)."""
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[np.ndarray], None]) -> None:
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
+    # ---------------------------------------------------------------- reading
+    @property
+    def window(self) -> int:
+        return self._win.capacity
+
+    @property
+    def received(self) -> int:
+        """Events decoded since the stream started (including those the window let go)."""
+        return self._win.total
+
+    @property
+    def lost(self) -> int:
+        """Events the kernel could not put in the ring buffer (it was full)."""
+        if self._lost_final is not None:
+            return self._lost_final
+        if self._lost_table is None or self.program.closed:
+            return 0
+        try:
+            vals = self.program[self._lost_table][0]
+            return int(sum(vals)) if hasattr(vals, "__iter__") else int(vals.value)
+        except Exception:
+            return 0
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def records(self, last: int | None = None) -> np.ndarray:
+        """The window's raw records (numpy structured array), oldest first."""
+        with self._lock:
+            return self._win.ordered(last)
+
+    def to_dataframe(self, last: int | None = None) -> pd.DataFrame:
+        """The newest events (at most ``window``, or ``last``) as a DataFrame."""
+        return self._frame(self.records(last))
+
+    def __len__(self) -> int:
+        return len(self._win)
+
+    def clear(self) -> None:
+        """Forget the events held so far (counters keep counting)."""
+        with self._lock:
+            self._win.clear()
+
+    def wait(self, predicate: Callable[[pd.DataFrame], bool] | None = None, timeout: float = 2.0,
+             min_events: int = 1) -> bool:
+        """Wait until ``predicate(to_dataframe())`` holds (or ``min_events``
+        arrived); returns whether it did within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll()
+            if predicate is None:
+                if len(self) >= min_events:
+                    return True
+            elif predicate(self.to_dataframe()):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.01, self.poll_interval))
+
+    # ---------------------------------------------------------------- stopping
+    def _halt(self, state: str) -> None:
+        """Stop polling and release the ring buffer mapping (keeps the window)."""
+        if self._state != "running":
+            return
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self._lost_final = self.lost
+        with self._lock:
+            self._reader.close()
+        self._state = state
+
+    def stop(self) -> None:
+        """Stop the stream and detach its program (idempotent). The events
+        already received stay readable."""
+        if self._owner is not None and self._owner.stream is self:
+            self._owner.detach()
+        else:
+            self._halt("stopped")
+
+    def __enter__(self) -> "EventStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (f"<labkit.EventStream {self.name} via {self.source}: {self._state}, received={self.received}, "
+                f"lost={self.lost}, window={len(self)}/{self.window}>")
+
+    def _repr_html_(self) -> str:
+        head = html.escape(repr(self))
+        df = self.to_dataframe(last=10)
+        return f"<div><code>{head}</code>{df.to_html(max_rows=10)}</div>"
