@@ -17,6 +17,7 @@ from ._errors import (
     SandboxError,
     VerifierError,
 )
+from ._doctor import doctor
 from ._lab import Attachment, Lab, TraceAttachment, close_all, live_attachments, syscalls
 from ._stream import EventStream
 
@@ -36,6 +37,7 @@ __all__ = sorted([
     "TraceAttachment",
     "VerifierError",
     "close_all",
+    "doctor",
     "live_attachments",
     "syscalls",
 ])

@@ -144,7 +144,7 @@ def compile_c(text: str, display_name: str, cflags: Sequence[str], *, need: str 
     flags = [f"-I{SNIPPET_DIR}", *cflags]
     with capture_fd2() as captured:
         try:
-            bpf = bcc.BPF(text=text, cflags=flags)
+            bpf = bcc.BPF(text=text.encode(), cflags=flags)
             err = None
         except Exception as e:  # BCC raises a bare Exception
             bpf, err = None, e
@@ -175,7 +175,7 @@ def load_function(bpf, func: str, prog_type: int, display_name: str) -> object:
     """``bpf.load_func`` with the verifier log captured into a VerifierError."""
     with capture_fd2() as captured:
         try:
-            fn = bpf.load_func(func, prog_type)
+            fn = bpf.load_func(func.encode(), prog_type)
             err = None
         except Exception as e:
             fn, err = None, e
@@ -241,7 +241,7 @@ class Program:
 
     def __getitem__(self, table: str):
         self._check_open()
-        return self.bpf[table]
+        return self.bpf[table.encode() if isinstance(table, str) else table]
 
     @property
     def closed(self) -> bool:

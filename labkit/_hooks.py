@@ -19,8 +19,11 @@ TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/traci
 
 def tracefs() -> Path | None:
     for p in TRACEFS_CANDIDATES:
-        if (p / "events").is_dir():
-            return p
+        try:
+            if (p / "events").is_dir():
+                return p
+        except OSError:  # PermissionError for an unprivileged user
+            continue
     return None
 
 

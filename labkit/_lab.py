@@ -21,10 +21,12 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import _hooks
+from . import _hooks, _privileges
 from ._compile import Program, capture_fd2, compile_c, resolve_source
 from ._errors import AttachError, LabkitError, NotSupportedError, VerifierError
 from ._stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, comm_column, time_column
+
+DEFAULT_RING_PAGES = 1024  # 4 MiB of ring buffer: room for a burst of ~40k events between polls
 
 # ------------------------------------------------------------------ registry
 _registry_lock = threading.RLock()
@@ -229,6 +231,7 @@ class Lab:
             raise AttachError(f"tracepoint must be 'category:event' (like 'sched:sched_process_exec'), "
                               f"got {tracepoint!r}", target=str(tracepoint))
         cat, ev = tracepoint.split(":", 1)
+        _privileges.require("tracing")
         _hooks.require_tracefs()
         if not _hooks.tracepoint_exists(cat, ev):
             raise AttachError(f"no tracepoint {tracepoint} on this kernel (see /sys/kernel/tracing/events/{cat}/)",
@@ -249,12 +252,13 @@ class Lab:
                 prog.load(fn, ptype)
                 with capture_fd2() as cap:
                     try:
+                        bt, bf = target.encode(), fn.encode()
                         if kind == "tracepoint":
-                            prog.bpf.attach_tracepoint(tp=target, fn_name=fn)
+                            prog.bpf.attach_tracepoint(tp=bt, fn_name=bf)
                         elif kind == "kprobe":
-                            prog.bpf.attach_kprobe(event=target, fn_name=fn)
+                            prog.bpf.attach_kprobe(event=bt, fn_name=bf)
                         elif kind == "kretprobe":
-                            prog.bpf.attach_kretprobe(event=target, fn_name=fn)
+                            prog.bpf.attach_kretprobe(event=bt, fn_name=bf)
                         err = None
                     except Exception as e:
                         err = e
@@ -271,7 +275,8 @@ class Lab:
 
     # -------------------------------------------------------------- tracing
     def trace_clone(self, *, pid: int | None = None, hook: str = "auto", window: int = DEFAULT_WINDOW,
-                    poll_interval: float = DEFAULT_POLL_INTERVAL, name: str = "trace_clone") -> EventStream:
+                    poll_interval: float = DEFAULT_POLL_INTERVAL, name: str = "trace_clone",
+                    ring_pages: int = DEFAULT_RING_PAGES) -> EventStream:
         """Stream one event per process or thread creation — fork, vfork,
         clone and clone3 alike — with time, pid (creator), tid, child_pid, uid,
         comm, kind (fork/vfork/thread) and source (the hook in use).
@@ -279,13 +284,17 @@ class Lab:
         ``hook``: "auto" (a kprobe on kernel_clone where the kernel has kprobes,
         else the task:task_newtask tracepoint), "kprobe" or "tracepoint".
         ``pid``: only creations by this process (filtered in the kernel).
+        ``window``: how many of the newest events to keep; ``ring_pages``: the
+        kernel-side ring buffer size; ``name``: re-using a name replaces the
+        stream that had it (a re-run cell), a new name keeps both.
         """
         self._check_open()
         fpid = _check_pid(pid)
         _check_window(window, poll_interval)
+        _privileges.require("tracing")
         tried: list[str] = []
         for choice in _hooks.clone_hooks(hook):
-            defines = {"LK_FILTER_PID": fpid}
+            defines = {"LK_FILTER_PID": fpid, "LK_RINGBUF_PAGES": _check_ring(ring_pages)}
             try:
                 if choice.kind == "kprobe":
                     prog = self.load("trace_clone_kprobe", defines=defines)
@@ -307,16 +316,19 @@ class Lab:
                                 feature="clone hook")
 
     def trace_syscall(self, syscall: str, *, pid: int | None = None, window: int = DEFAULT_WINDOW,
-                      poll_interval: float = DEFAULT_POLL_INTERVAL, name: str | None = None) -> EventStream:
+                      poll_interval: float = DEFAULT_POLL_INTERVAL, name: str | None = None,
+                      ring_pages: int = DEFAULT_RING_PAGES) -> EventStream:
         """Stream one event per entry into ``syscall`` (any syscall tracepoint
         the kernel has; ``labkit.syscalls()`` lists them), with time, pid, tid,
         uid, comm, syscall, nr, arg0..arg5 and source."""
         self._check_open()
         fpid = _check_pid(pid)
         _check_window(window, poll_interval)
+        _privileges.require("tracing")
         sc = _hooks.check_syscall(syscall)
         tp = f"syscalls:sys_enter_{sc}"
-        prog = self.load("trace_syscall", defines={"LK_FILTER_PID": fpid, "LK_NARGS": _hooks.syscall_arg_count(sc)})
+        prog = self.load("trace_syscall", defines={"LK_FILTER_PID": fpid, "LK_NARGS": _hooks.syscall_arg_count(sc),
+                                                    "LK_RINGBUF_PAGES": _check_ring(ring_pages)})
         key = ("syscall", name or "trace_syscall", sc)
         att = self._attach_bcc(prog, key, [("tracepoint", tp, "lk_sys_enter")], hook=f"tracepoint:{tp}")
         return self._stream(att, payload=SYSCALL_DTYPE, frame=syscall_frame(f"tracepoint:{tp}", sc),
@@ -382,6 +394,12 @@ def _only_function(prog: Program) -> str:
     if len(fns) != 1:
         raise LabkitError(f"{prog.name} has {len(fns)} functions ({', '.join(fns)}): say which one with fn=")
     return fns[0]
+
+
+def _check_ring(pages) -> int:
+    if not (isinstance(pages, int) and pages >= 1 and pages & (pages - 1) == 0):
+        raise LabkitError(f"ring_pages must be a power of two (1, 2, 4, ... pages of 4 KiB), got {pages!r}")
+    return pages
 
 
 def _check_window(window, poll_interval) -> None:

@@ -127,10 +127,14 @@ class EventStream:
         if self._lost_table is None or self.program.closed:
             return 0
         try:
-            vals = self.program[self._lost_table][0]
-            return int(sum(vals)) if hasattr(vals, "__iter__") else int(vals.value)
-        except Exception:
+            table = self.program[self._lost_table]
+        except KeyError:
             return 0
+        vals = table[0]
+        try:
+            return int(sum(list(vals)))      # per-CPU array: one counter per CPU
+        except TypeError:
+            return int(vals.value)
 
     @property
     def running(self) -> bool:

@@ -1,0 +1,27 @@
+"""The ``labkit`` command: doctor, cleanup, sandbox, report, bench."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="labkit", description="labkit: an interactive eBPF lab")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    sub.add_parser("doctor", help="check that this machine can run the lab; prints a fix for each failure")
+    if not argv or argv[0] in ("-h", "--help"):
+        p.print_help()
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "doctor":
+        from ._doctor import main as doctor_main
+
+        return doctor_main(rest)
+    p.error(f"unknown command {cmd!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

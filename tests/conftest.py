@@ -1,0 +1,53 @@
+"""Shared fixtures. Real-kernel tests need root; every test gives back what it took."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import labkit  # noqa: E402
+from kstate import bpf_fds  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "requires(feature): skip unless the kernel/machine has the feature")
+
+
+def _feature(name: str) -> tuple[bool, str]:
+    from labkit import _hooks
+
+    if name == "root":
+        return os.geteuid() == 0, "needs root"
+    if name == "kprobes":
+        ok, why = _hooks.kprobes_available()
+        return ok, f"kernel has no kprobes ({why}): run tests/stock_kernel/run"
+    if name == "tracefs":
+        return _hooks.tracefs() is not None, "tracefs not mounted: run ./lab setup"
+    if name == "chromium":
+        return os.path.exists("/usr/bin/chromium"), "Debian's chromium is not installed (./lab test installs it)"
+    return False, f"unknown feature {name!r}"
+
+
+def pytest_runtest_setup(item):
+    for m in item.iter_markers("requires"):
+        for feat in m.args:
+            ok, why = _feature(feat)
+            if not ok:
+                pytest.skip(f"requires {feat}: {why}")
+
+
+@pytest.fixture
+def lab():
+    """A Lab that is closed after the test, which must leave nothing behind."""
+    before = bpf_fds()
+    with labkit.Lab() as lab:
+        yield lab
+    assert not labkit.live_attachments(), labkit.live_attachments()
+    after = bpf_fds()
+    for kind in ("prog", "link", "perf_event"):
+        leaked = set(after[kind]) - set(before[kind])
+        assert not leaked, f"test left {kind} fds open: {leaked}"
