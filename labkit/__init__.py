@@ -18,7 +18,8 @@ from ._errors import (
     VerifierError,
 )
 from ._doctor import doctor
-from ._lab import Attachment, Lab, TraceAttachment, close_all, live_attachments, syscalls
+from ._lab import Attachment, Lab, TraceAttachment, XdpAttachment, close_all, live_attachments, syscalls
+from ._sandbox import PingResult, Sandbox, UdpResult
 from ._stream import EventStream
 
 __version__ = "0.1.0"
@@ -32,10 +33,14 @@ __all__ = sorted([
     "LabkitError",
     "NotSupportedError",
     "PrivilegeError",
+    "PingResult",
     "Program",
+    "Sandbox",
     "SandboxError",
     "TraceAttachment",
+    "UdpResult",
     "VerifierError",
+    "XdpAttachment",
     "close_all",
     "doctor",
     "live_attachments",

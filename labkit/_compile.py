@@ -228,12 +228,15 @@ class Program:
         mod = self.bpf.module
         return [lib.bpf_function_name(mod, i).decode() for i in range(lib.bpf_num_functions(mod))]
 
-    @property
-    def tables(self) -> list[str]:
-        from bcc import lib  # type: ignore
-
-        mod = self.bpf.module
-        return [lib.bpf_table_name(mod, i).decode() for i in range(lib.bpf_num_tables(mod))]
+    def has_table(self, name: str) -> bool:
+        """Whether the program declares a map called ``name``."""
+        if self._closed:
+            return False
+        try:
+            self.bpf[name.encode()]
+        except KeyError:
+            return False
+        return True
 
     def load(self, func: str, prog_type: int):
         self._check_open()

@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import _hooks, _privileges
+from . import _hooks, _netns, _privileges, _xdp
 from ._compile import Program, capture_fd2, compile_c, resolve_source
 from ._errors import AttachError, LabkitError, NotSupportedError, VerifierError
 from ._stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, comm_column, time_column
@@ -122,6 +122,72 @@ class TraceAttachment(Attachment):
     """Tracepoints and kprobes attached through BCC (perf event links)."""
 
     kind = "trace"
+
+
+class XdpAttachment(Attachment):
+    """An XDP program on one interface. ``mode`` is the slot it got ("native"
+    or "generic"), ``via`` how ("bpf_link": the kernel detaches it when this
+    process dies; "netlink": it stays until detached or `labkit cleanup`)."""
+
+    kind = "xdp"
+
+    def __init__(self, *, iface: str, netns: str | None, ifindex: int, mode: str, via: str, link_fd: int | None,
+                 **kw):
+        super().__init__(**kw)
+        self.iface = iface
+        self.netns = netns
+        self.ifindex = ifindex
+        self.mode = mode
+        self.via = via
+        self._link_fd = link_fd
+        self._final_counters: pd.DataFrame | None = None
+
+    @property
+    def events(self) -> EventStream | None:
+        """Sampled packet events (src, dst, protocol, action, length), if the program emits them."""
+        return self.stream
+
+    def counters(self) -> pd.DataFrame:
+        """Exact packets and bytes per (action, protocol), from the per-CPU maps.
+        After detach: the last values read."""
+        if self.state != "attached" or self.program.closed:
+            if self._final_counters is not None:
+                return self._final_counters.copy()
+            raise LabkitError(f"XDP on {self.iface} is {self.state} and its program has no counters map")
+        if not self.program.has_table("counters"):
+            raise LabkitError(f"{self.program.name} has no 'counters' map (labkit's XDP snippets have one)")
+        return _xdp.read_counters(self.program)
+
+    def packets(self, action: str | None = None, protocol: str | None = None) -> int:
+        """Sum of counted packets, e.g. ``x.packets("drop", "icmp")``."""
+        df = self.counters()
+        if action is not None:
+            df = df[df.action == action]
+        if protocol is not None:
+            df = df[df.protocol == protocol]
+        return int(df.packets.sum())
+
+    def _unhook(self) -> None:
+        try:
+            if self.program.has_table("counters") and not self.program.closed:
+                self._final_counters = _xdp.read_counters(self.program)
+        except Exception:
+            pass
+        if self.via == "bpf_link":
+            if self._link_fd is not None:
+                os.close(self._link_fd)
+                self._link_fd = None
+        else:
+            try:
+                _xdp.netlink_set(self.ifindex, self.netns, -1, self.mode)
+            except Exception as e:
+                if "No such device" not in str(e) and not isinstance(e, AttachError):
+                    raise
+            _xdp.forget_netlink_attach(self.netns, self.iface)
+
+    def __repr__(self) -> str:
+        where = f"{self.netns}:{self.iface}" if self.netns else self.iface
+        return f"<labkit.XdpAttachment {self.program.name} on {where} ({self.mode}, via {self.via}): {self.state}>"
 
 
 # ----------------------------------------------------------------- decoding
@@ -344,6 +410,119 @@ class Lab:
             raise
         att.stream = s
         return s
+
+    # ------------------------------------------------------------------ XDP
+    def attach_xdp(self, program: Program | str = "xdp_icmp_drop", iface: str | None = None, *,
+                   netns: str | None = None, mode: str = "auto", force: bool = False, via: str = "auto",
+                   fn: str | None = None, sample_every: int = 1, window: int = DEFAULT_WINDOW,
+                   poll_interval: float = DEFAULT_POLL_INTERVAL, replace_foreign: bool = False) -> XdpAttachment:
+        """Attach an XDP program to ``iface`` (in namespace ``netns``, None for the root one).
+
+        ``mode``: "auto" (native, else generic: ``.mode`` says which), "native"
+        or "generic". Attaching again on the same interface replaces the
+        previous labkit program, in whichever slot it was. The interface that
+        carries the default route (on a VM: the SSH link) is refused without
+        ``force=True``. ``via``: "auto"/"link" (bpf_link: taken off when this
+        process dies) or "netlink" (stays; recorded for ``labkit cleanup``).
+        A sandbox's interface: ``iface=sb.target_iface, netns=sb.target_ns``.
+        """
+        self._check_open()
+        _xdp.check_mode(mode)
+        _xdp.check_via(via)
+        if iface is None:
+            raise AttachError("attach_xdp needs iface= (for a sandbox: iface=sb.target_iface, netns=sb.target_ns)",
+                              target="")
+        if not (isinstance(sample_every, int) and sample_every >= 1):
+            raise LabkitError(f"sample_every must be a positive integer, got {sample_every!r}")
+        _check_window(window, poll_interval)
+        _privileges.require("xdp")
+        where = f"{netns}:{iface}" if netns else iface
+        link = _xdp.interface(iface, netns)          # raises for a missing netns or interface
+        ifindex = link["index"]
+        if not force and ifindex in _xdp.default_route_ifindexes(netns):
+            raise AttachError(
+                f"{where} carries the default route: an XDP program there can cut this machine off "
+                "(on a VM that is your SSH session). Use the sandbox (labkit.Sandbox()), or pass force=True "
+                "if you really mean this interface.", target=where)
+        key = ("xdp", netns or "", iface)
+        with _registry_lock:
+            old = _live.get(key)
+            if old is not None:
+                old._detach(state="replaced")
+        # anything else in either slot: a labkit leftover goes, a foreign program stays unless asked
+        link = _xdp.interface(iface, netns)
+        for slot in ("native", "generic"):
+            pid = link[slot]
+            if not pid:
+                continue
+            name = _xdp.prog_name(pid)
+            if name.startswith(_xdp.PREFIX) or replace_foreign:
+                try:
+                    _xdp.netlink_set(ifindex, netns, -1, slot)
+                except Exception as e:
+                    raise AttachError(
+                        f"{where} already has XDP program {name or pid} ({slot}), held by a bpf_link of "
+                        f"another process ({e}); detach it there or end that process", target=where) from None
+                _xdp.forget_netlink_attach(netns, iface)
+            else:
+                raise AttachError(
+                    f"{where} already has a non-labkit XDP program {name or pid} in {slot} mode; remove it "
+                    f"(ip link set dev {iface} xdp{'generic' if slot == 'generic' else ''} off) or pass "
+                    "replace_foreign=True", target=where)
+        prog = self.load(program, need="xdp", defines={"LK_SAMPLE_EVERY": sample_every}) \
+            if isinstance(program, str) else program
+        try:
+            import bcc
+
+            fname = fn or _only_function(prog)
+            f = prog.load(fname, bcc.BPF.XDP)
+            modes = ["native", "generic"] if mode == "auto" else [mode]
+            link_fd, got, how, errors = None, None, None, []
+            if via in ("auto", "link"):
+                for m in modes:
+                    try:
+                        link_fd = _netns.run_in_netns(netns, lambda m=m: _xdp.link_create(
+                            f.fd, ifindex, _xdp.MODE_FLAGS[m]))
+                        got, how = m, "bpf_link"
+                        break
+                    except OSError as e:
+                        errors.append(f"{m}: {e.strerror}")
+                        if via == "link" and not _xdp.link_error_means_unsupported(e.errno) and m == modes[-1]:
+                            break
+                    except NotSupportedError as e:
+                        errors.append(str(e))
+                        break
+            if got is None and via in ("auto", "netlink"):
+                for m in modes:
+                    try:
+                        _xdp.netlink_set(ifindex, netns, f.fd, m)
+                        got, how = m, "netlink"
+                        prog_id = _xdp.interface(iface, netns)[m]
+                        _xdp.record_netlink_attach(netns, iface, m, prog_id)
+                        break
+                    except Exception as e:
+                        errors.append(f"netlink {m}: {e}")
+            if got is None:
+                raise AttachError(f"attaching {fname} to {where} failed: {'; '.join(errors)}", target=where)
+        except BaseException:
+            if isinstance(program, str):
+                prog.close()
+            raise
+        att = XdpAttachment(iface=iface, netns=netns, ifindex=ifindex, mode=got, via=how, link_fd=link_fd,
+                            key=key, target=where, program=prog, lab=self, hook=f"xdp:{where}:{got}",
+                            owns_program=isinstance(program, str))
+        att.mode_note = f"{got} mode via {how}" + (f" (after: {'; '.join(errors)})" if errors else "")
+        _claim(att)
+        self._attachments.append(att)
+        if prog.has_table("events"):
+            try:
+                att.stream = EventStream(name=f"xdp({where})", program=prog, payload=_xdp.XDP_EVENT_DTYPE,
+                                         frame=_xdp.xdp_frame, source=att.hook, hook_note=att.mode_note,
+                                         window=window, poll_interval=poll_interval, owner=None)
+            except BaseException:
+                att.detach()
+                raise
+        return att
 
     # ------------------------------------------------------------ ownership
     @property

@@ -11,6 +11,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="labkit", description="labkit: an interactive eBPF lab")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     sub.add_parser("doctor", help="check that this machine can run the lab; prints a fix for each failure")
+    sub.add_parser("cleanup", help="remove every leftover labkit XDP program and sandbox namespace (--dry-run)")
+    sub.add_parser("sandbox", help="a persistent network sandbox for the shell: up | down | status")
     if not argv or argv[0] in ("-h", "--help"):
         p.print_help()
         return 0 if argv else 2
@@ -19,6 +21,14 @@ def main(argv: list[str] | None = None) -> int:
         from ._doctor import main as doctor_main
 
         return doctor_main(rest)
+    if cmd == "cleanup":
+        from ._cleanup import main as cleanup_main
+
+        return cleanup_main(rest)
+    if cmd == "sandbox":
+        from ._sandbox import sandbox_main
+
+        return sandbox_main(rest)
     p.error(f"unknown command {cmd!r}")
     return 2
 

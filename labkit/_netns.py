@@ -1,0 +1,72 @@
+"""Network namespaces by name: existence checks and running code inside one.
+
+Python 3.11 has no ``os.setns``; ``setns(2)`` changes the namespace of the
+calling *thread* only, so the work runs in a short-lived thread that enters the
+namespace and then ends (the rest of the process never moves).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from typing import Callable, TypeVar
+
+from ._errors import AttachError
+
+NETNS_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+_T = TypeVar("_T")
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def list_netns() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def netns_path(name: str) -> str:
+    if not name or "/" in name or name in (".", ".."):
+        raise AttachError(f"{name!r} is not a network namespace name", target=str(name))
+    return os.path.join(NETNS_DIR, name)
+
+
+def require_netns(name: str) -> str:
+    path = netns_path(name)
+    if not os.path.exists(path):
+        have = list_netns()
+        raise AttachError(
+            f"no network namespace named {name!r} (ip netns list shows: {', '.join(have) or 'none'}); "
+            "create it first, e.g. with labkit.Sandbox(), or pass netns=None for the root namespace",
+            target=name)
+    return path
+
+
+def run_in_netns(name: str | None, fn: Callable[[], _T]) -> _T:
+    """Run ``fn()`` inside network namespace ``name`` (None: right here)."""
+    if name is None:
+        return fn()
+    path = require_netns(name)
+    box: dict[str, object] = {}
+
+    def body() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns({path}): {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            box["value"] = fn()
+        except BaseException as e:  # re-raised in the caller
+            box["error"] = e
+
+    t = threading.Thread(target=body, name=f"labkit-netns-{name}")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
