@@ -13,6 +13,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("doctor", help="check that this machine can run the lab; prints a fix for each failure")
     sub.add_parser("cleanup", help="remove every leftover labkit XDP program and sandbox namespace (--dry-run)")
     sub.add_parser("sandbox", help="a persistent network sandbox for the shell: up | down | status")
+    sub.add_parser("report", help="execute every lesson headless and write reports/<lesson>.html (offline)")
+    sub.add_parser("bench", help="benchmark the event pipeline against raw BCC and trace_printk")
     if not argv or argv[0] in ("-h", "--help"):
         p.print_help()
         return 0 if argv else 2
@@ -29,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
         from ._sandbox import sandbox_main
 
         return sandbox_main(rest)
+    if cmd == "report":
+        from ._report import main as report_main
+
+        return report_main(rest)
+    if cmd == "bench":
+        from ._bench import main as bench_main
+
+        return bench_main(rest)
     p.error(f"unknown command {cmd!r}")
     return 2
 
