@@ -10,10 +10,10 @@
 // packets and bytes. Events are sampled: one in LK_SAMPLE_EVERY decisions
 // goes to the ring buffer (losses counted in `lost`).
 #include <uapi/linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/ip.h>
-#include <linux/ipv6.h>
-#include <linux/in.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/ipv6.h>
+#include <uapi/linux/in.h>
 #include "labkit.h"
 
 #ifndef LK_SAMPLE_EVERY

@@ -8,9 +8,9 @@
 // and all of IPv6. On a VM's main interface that is the SSH session, a few
 // minutes later. Compare xdp_icmp_drop.c, which passes everything but echo.
 #include <uapi/linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/ip.h>
-#include <linux/in.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/in.h>
 #include "labkit.h"
 
 struct counter {

@@ -32,8 +32,13 @@ def cleanup(dry_run: bool = False, out=print) -> int:
     if not any(found.values()):
         out("clean: no labkit XDP program, sandbox namespace or record on this machine")
         return 0
+    owners = {(r.get("netns"), r.get("iface")): r.get("pid") for r in found["records"]}
     for x in found["xdp"]:
         desc = f"XDP {x['name']} (id {x['prog_id']}) on {_xdp_where(x)} [{x['mode']}]"
+        owner = owners.get((x["netns"], x["iface"]))
+        if owner and owner != os.getpid() and _alive(owner) and x["netns"] not in leftover_ns:
+            out(f"kept {desc}: attached by running process {owner}")
+            continue
         if x["netns"] in leftover_ns:
             out(f"{'would remove' if dry_run else 'removing'} {desc} (with its leftover sandbox)")
             continue
@@ -71,6 +76,20 @@ def cleanup(dry_run: bool = False, out=print) -> int:
         except FileNotFoundError:
             pass
     return remaining
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def main(argv: list[str]) -> int:
