@@ -51,3 +51,26 @@ def lab():
     for kind in ("prog", "link", "perf_event"):
         leaked = set(after[kind]) - set(before[kind])
         assert not leaked, f"test left {kind} fds open: {leaked}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind():
+    """After the whole suite: nothing of this run stays in the kernel."""
+    yield
+    if os.geteuid() != 0:
+        return
+    from kstate import perf_attachments
+    from labkit import _sandbox, _xdp
+
+    problems = []
+    if labkit.live_attachments():
+        problems.append(f"live attachments: {labkit.live_attachments()}")
+    mine = [r for r in _sandbox.list_sandboxes() if r.owner_pid == os.getpid()]
+    if mine:
+        problems.append(f"sandboxes still up: {[r.id for r in mine]}")
+    root_xdp = [x for x in _xdp.find_labkit_xdp() if x["netns"] is None]
+    if root_xdp:
+        problems.append(f"labkit XDP programs in the root namespace: {root_xdp}")
+    if perf_attachments(os.getpid()):
+        problems.append(f"perf attachments of the test process: {perf_attachments(os.getpid())}")
+    assert not problems, "; ".join(problems)
