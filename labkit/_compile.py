@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from . import _privileges
-from ._errors import CompileError, LabkitError, NotSupportedError, PrivilegeError, VerifierError
+from ._errors import CompileError, LabkitError, NotSupportedError, VerifierError
 
 SNIPPET_DIR = Path(__file__).resolve().parent.parent / "bpf_snippets"
 PROGRAM_PREFIX = "lk_"  # every labkit BPF function name starts with it (kernel keeps 15 chars)

@@ -45,8 +45,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import ctypes.util
 import datetime as _dt
 import errno
 import fcntl
@@ -61,7 +59,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -70,6 +67,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from ._errors import SandboxError
+from ._netns import run_in_netns
 
 __all__ = [
     "PingResult",
@@ -95,7 +93,6 @@ NS_PREFIX = "lksb-"
 _STATE_VERSION = 1
 _ID_RE = re.compile(r"^[0-9a-f]{4,12}$")
 _NS_RE = re.compile(r"^lksb-([0-9a-f]{4,12})-(host|tgt)$")
-_CLONE_NEWNET = 0x40000000
 _IFNAMSIZ = 15
 _T = TypeVar("_T")
 
@@ -532,41 +529,10 @@ def _create_namespace(name: str) -> None:
     netns.create(name)
 
 
-_libc: ctypes.CDLL | None = None
-
-
 def _in_netns(ns: str, func: Callable[[], _T]) -> _T:
-    """Run ``func`` in a short-lived thread that has entered namespace ``ns``.
-
-    ``setns(CLONE_NEWNET)`` switches only the calling thread, so the rest of the
-    process stays where it is; sockets created in ``func`` keep the namespace
-    after the thread ends and can be used from any thread.
-    """
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    libc = _libc
-    outcome: dict[str, Any] = {}
-
-    def body() -> None:
-        try:
-            fd = os.open(NETNS_DIR / ns, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if libc.setns(fd, _CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns into {ns}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            outcome["value"] = func()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=body, name=f"labkit-netns-{ns}", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    """Run ``func`` in a short-lived thread that has entered namespace ``ns``
+    (sockets made there keep the namespace and work from any thread)."""
+    return run_in_netns(ns, func)
 
 
 # --------------------------------------------------------------------------- results

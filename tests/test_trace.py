@@ -9,7 +9,6 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
 
 import pytest
 
