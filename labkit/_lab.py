@@ -307,6 +307,29 @@ class Lab:
         key = ("tracepoint", tracepoint, name or f"{prog.name}:{fn}")
         return self._attach_bcc(prog, key, [("tracepoint", tracepoint, fn)], hook=f"tracepoint {tracepoint}")
 
+    def attach_kprobe(self, program: Program | str, event: str | None = None, fn: str | None = None, *,
+                      syscall: str | None = None, ret: bool = False, name: str | None = None) -> TraceAttachment:
+        """Attach ``fn`` of ``program`` to a kernel function ``event``, or to the
+        kernel entry of a syscall (``syscall="clone"``), as a kprobe (or, with
+        ``ret=True``, a kretprobe). Raises NotSupportedError, before loading
+        anything, on kernels built without kprobes: use a tracepoint there."""
+        self._check_open()
+        if (event is None) == (syscall is None):
+            raise LabkitError("attach_kprobe needs event= (a kernel function) or syscall= (a syscall name)")
+        _privileges.require("tracing")
+        ok, why = _hooks.kprobes_available()
+        if not ok:
+            raise NotSupportedError(
+                f"kprobes are not available on this kernel ({why}); attach to a tracepoint instead "
+                "(lab.attach_tracepoint, lab.trace_clone, lab.trace_syscall)", feature="kprobe")
+        prog = self.load(program) if isinstance(program, str) else program
+        if syscall is not None:
+            event = prog.bpf.get_syscall_fnname(syscall.encode()).decode()
+        fn = fn or _only_function(prog)
+        kind = "kretprobe" if ret else "kprobe"
+        key = (kind, event, name or f"{prog.name}:{fn}")
+        return self._attach_bcc(prog, key, [(kind, event, fn)], hook=f"{kind} {event}")
+
     def _attach_bcc(self, prog: Program, key: tuple, hooks: list[tuple[str, str, str]], hook: str,
                     owns_program: bool = True) -> TraceAttachment:
         import bcc
