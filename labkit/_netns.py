@@ -7,7 +7,9 @@ namespace and then ends (the rest of the process never moves).
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
+import functools
 import os
 import threading
 from typing import Callable, TypeVar
@@ -44,10 +46,39 @@ def require_netns(name: str) -> str:
     return path
 
 
+def off_event_loop(fn: Callable[..., _T]) -> Callable[..., _T]:
+    """Decorator: run ``fn`` in a short-lived thread when the calling thread has
+    a running asyncio loop. pyroute2 0.9's synchronous API drives asyncio itself
+    and fails there ("This event loop is already running"): a Jupyter kernel's
+    main thread is such a thread, so every netlink call goes through this."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return fn(*args, **kwargs)
+        box: dict[str, object] = {}
+
+        def body() -> None:
+            try:
+                box["value"] = fn(*args, **kwargs)
+            except BaseException as e:  # re-raised in the caller
+                box["error"] = e
+
+        t = threading.Thread(target=body, name="labkit-netlink")
+        t.start()
+        t.join()
+        if "error" in box:
+            raise box["error"]  # type: ignore[misc]
+        return box["value"]  # type: ignore[return-value]
+    return wrapper
+
+
 def run_in_netns(name: str | None, fn: Callable[[], _T]) -> _T:
-    """Run ``fn()`` inside network namespace ``name`` (None: right here)."""
+    """Run ``fn()`` inside network namespace ``name`` (None: right here, or in
+    a short-lived thread when this thread runs an asyncio loop: off_event_loop)."""
     if name is None:
-        return fn()
+        return off_event_loop(fn)()
     path = require_netns(name)
     box: dict[str, object] = {}
 

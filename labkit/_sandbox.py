@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from ._errors import SandboxError
-from ._netns import run_in_netns
+from ._netns import off_event_loop, run_in_netns
 
 __all__ = [
     "PingResult",
@@ -213,6 +213,7 @@ def pick_subnet(
     )
 
 
+@off_event_loop
 def _taken_networks() -> list[ipaddress.IPv4Network]:
     """Every IPv4 network already in use: the current (root) namespace's addresses
     and routes (read only), the subnets recorded by other sandboxes, and the
@@ -242,6 +243,7 @@ def _taken_networks() -> list[ipaddress.IPv4Network]:
     return taken
 
 
+@off_event_loop
 def _netns_networks(ns: str) -> list[ipaddress.IPv4Network]:
     from pyroute2 import IPRoute
 
@@ -466,6 +468,7 @@ def remove_sandbox(id_or_record: str | SandboxRecord, *, force: bool = False) ->
     return record
 
 
+@off_event_loop
 def _destroy(host_ns: str, target_ns: str, host_iface: str, target_iface: str, state_file: Path) -> None:
     """Delete the veth, both namespaces and the state file; whatever is missing is
     skipped. The state file stays when something could not be removed, so
@@ -718,6 +721,7 @@ class Sandbox:
                 "a sandbox needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): run as root or via sudo"
             ) from exc
 
+    @off_event_loop
     def _build(self) -> None:
         """Create namespaces, the veth pair and addresses; on any failure remove
         what was built and raise SandboxError naming the step."""
@@ -763,6 +767,7 @@ class Sandbox:
     # -- lifecycle --------------------------------------------------------------
 
     @classmethod
+    @off_event_loop
     def existing(cls, id_or_record: str | SandboxRecord) -> Sandbox:
         """A handle on a sandbox that already exists (e.g. from ``labkit sandbox
         up``), to ping and send through it. Closing the handle does not remove
@@ -926,6 +931,7 @@ class Sandbox:
                         received += 1
         return UdpResult(sent=sent, received=received, port=port, errors=errors)
 
+    @off_event_loop
     def flush_neighbors(self) -> int:
         """Forget every learned neighbour (ARP and NDP entries) on the veth in
         both namespaces, so the next packet must resolve again; returns how many
