@@ -48,18 +48,23 @@ def decode_records(buf: np.ndarray, payload: np.dtype) -> tuple[np.ndarray, int]
     Pure function: used on the live mapping and in unit tests alike.
     """
     payload = np.dtype(payload)
-    rdt = record_dtype(payload)
-    n = len(buf) // rdt.itemsize
-    if n and len(buf) % rdt.itemsize == 0:
-        recs = buf[: n * rdt.itemsize].view(rdt)
-        lens = recs["_len"]
-        if np.all((lens & ~np.uint32(BUSY_BIT | DISCARD_BIT)) == payload.itemsize):
-            busy = (lens & np.uint32(BUSY_BIT)) != 0
-            if busy.any():
-                n = int(np.argmax(busy))
-                recs, lens = recs[:n], lens[:n]
-            keep = (lens & np.uint32(DISCARD_BIT)) == 0
-            return recs["payload"][keep].copy(), n * rdt.itemsize
+    size = record_dtype(payload).itemsize
+    n = len(buf) // size
+    if n and len(buf) % size == 0:
+        # rows of raw bytes: copying the payload columns out as bytes and viewing
+        # them as ``payload`` is ~5x faster than copying a nested structured field
+        rows = buf[: n * size].reshape(n, size)
+        lens = rows[:, :4].view("<u4")[:, 0]
+        flags = lens & np.uint32(BUSY_BIT | DISCARD_BIT)
+        if np.all((lens ^ flags) == payload.itemsize):
+            if flags.any():
+                busy = (flags & np.uint32(BUSY_BIT)) != 0
+                if busy.any():
+                    n = int(np.argmax(busy))
+                    rows, flags = rows[:n], flags[:n]
+                rows = rows[flags == 0]
+            out = rows[:, HDR_SIZE: HDR_SIZE + payload.itemsize].copy()   # always a copy
+            return out.view(payload)[:, 0], n * size
     return _decode_slow(buf, payload)
 
 
