@@ -1,0 +1,56 @@
+"""Every snippet in bpf_snippets/ has its header, compiles, names its functions
+lk_*, and loads (or, for the verifier_* lessons, is rejected by the verifier)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import labkit
+
+SNIPPETS = sorted((Path(__file__).resolve().parent.parent / "bpf_snippets").glob("*.c"))
+
+pytestmark = [pytest.mark.kernel, pytest.mark.requires("root")]
+
+
+def prog_type(header: str):
+    import bcc
+
+    hook = re.search(r"^// hook: (.*)$", header, re.M).group(1).lower()
+    if "xdp" in hook:
+        return bcc.BPF.XDP, "xdp"
+    if "kprobe" in hook:
+        return bcc.BPF.KPROBE, "tracing"
+    if "raw tracepoint" in hook or "raw_tracepoint" in hook:
+        return bcc.BPF.RAW_TRACEPOINT, "tracing"
+    return bcc.BPF.TRACEPOINT, "tracing"
+
+
+def test_there_are_snippets():
+    names = {p.stem for p in SNIPPETS}
+    assert {"trace_clone", "trace_syscall", "xdp_icmp_drop", "xdp_icmp_drop_classic"} <= names
+
+
+@pytest.mark.parametrize("path", SNIPPETS, ids=[p.stem for p in SNIPPETS])
+def test_snippet_header_compiles_and_loads(path, lab):
+    text = path.read_text()
+    head = "\n".join(text.splitlines()[:8])
+    assert head.startswith(f"// labkit snippet: {path.stem}:"), "first line names the snippet"
+    assert re.search(r"^// hook: \S", head, re.M), "a '// hook:' line"
+    assert re.search(r"^// min kernel: \d", text, re.M), "a '// min kernel:' line"
+    ptype, need = prog_type(head)
+    prog = lab.load(path.stem, need=need)
+    fns = prog.functions
+    assert fns, "no BPF function"
+    assert all(f.startswith("lk_") for f in fns), f"function names must start with lk_: {fns}"
+    assert all(len(f) <= 15 or f[:15].startswith("lk_") for f in fns)
+    for fn in fns:
+        if path.stem.startswith("verifier_"):
+            with pytest.raises(labkit.VerifierError) as ei:
+                prog.load(fn, ptype)
+            assert ei.value.log
+        else:
+            prog.load(fn, ptype)
+    prog.close()
