@@ -35,6 +35,8 @@ from ._views import _ShownOnce, map_dataframe
 __all__ = ["Exercise", "Lesson", "Result", "lesson"]
 
 CORRECT, INCORRECT, NOT_ATTEMPTED = "correct", "incorrect", "not attempted"
+#: the mime type of a lesson summary's JSON (``ex.summary()``), for tools and tests
+SUMMARY_MIME = "application/vnd.labkit.summary+json"
 _COLORS = {CORRECT: "#2a7d2a", INCORRECT: "#b03030", NOT_ATTEMPTED: "#8a6d00"}
 
 
@@ -224,7 +226,8 @@ class Lesson:
         }
 
     def summary(self) -> "_Summary":
-        """Show what this run did (a table; also as JSON for tools) and return it."""
+        """Show what this run did (a table; also as JSON, type SUMMARY_MIME, for
+        tools) and return it."""
         s = _Summary(self.summary_dict())
         s._show()
         return s
@@ -244,8 +247,10 @@ class _Summary(_ShownOnce):
         rows += [("attachments left", d["attachments_left"]), ("live panels left", d["panels_left"])]
         body = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
                        f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        # the JSON goes under labkit's own type: JupyterLab would render plain
+        # application/json as a tree instead of the table; tools read this one
         return {"text/html": f"<b>Lesson {html.escape(d['lesson'])}: what this run did</b><table>{body}</table>",
-                "application/json": d,
+                SUMMARY_MIME: d,
                 "text/plain": json.dumps(d, indent=1)}
 
     def __getitem__(self, k):
