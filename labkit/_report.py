@@ -636,9 +636,9 @@ def main(argv: list[str] | None = None) -> int:
                     "as static snapshots of their state).")
     p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
                    help="notebooks to run: paths, or names/prefixes in --notebooks (default: all, sorted)")
-    p.add_argument("--notebooks", dest="nb_dir", type=Path, default=nb_default,
+    p.add_argument("--notebooks", dest="nb_dir", metavar="DIR", type=Path, default=nb_default,
                    help=f"directory of the lessons (default: {nb_default})")
-    p.add_argument("--out", type=Path, default=out_default, help=f"where to write <lesson>.html (default: {out_default})")
+    p.add_argument("--out", metavar="DIR", type=Path, default=out_default, help=f"where to write <lesson>.html (default: {out_default})")
     p.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, help="per-cell timeout in seconds (default: %(default)s)")
     p.add_argument("--kernel", default=DEFAULT_KERNEL, help="Jupyter kernel to run on (default: %(default)s)")
     a = p.parse_args(argv)
