@@ -191,10 +191,10 @@ def test_render_plot_and_readme_from_saved_run(tmp_path):
     src = tmp_path / "run.json"
     src.write_text(json.dumps(res))
     readme = tmp_path / "README.md"
-    readme.write_text("before\n<!-- bench:start -->\nold\n<!-- bench:end -->\nafter\n")
+    readme.write_text("before\n<!-- bench:start -->\nSTALE-SECTION\n<!-- bench:end -->\nafter\n")
     png = tmp_path / "bench.png"
     assert _bench.main(["--from-json", str(src), "--plot", str(png), "--readme", str(readme)]) == 0
     assert png.stat().st_size > 1000
     text = readme.read_text()
     assert text.startswith("before\n<!-- bench:start -->") and text.endswith("<!-- bench:end -->\nafter\n")
-    assert "old" not in text and "| figure |" in text and "docs/bench.png" in text
+    assert "STALE-SECTION" not in text and "| figure |" in text and "docs/bench.png" in text
