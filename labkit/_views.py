@@ -170,11 +170,10 @@ class _Bins:
     def _series(self, label: str) -> int:
         i = self.index.get(label)
         if i is None:
-            if len(self.labels) < self.max_series:
-                i = len(self.labels)
-                self.labels.append(label)
-            else:
-                i = self.max_series
+            if len(self.labels) >= self.max_series:
+                return self.max_series     # "other" (not remembered: memory stays bounded)
+            i = len(self.labels)
+            self.labels.append(label)
             self.index[label] = i
         return i
 

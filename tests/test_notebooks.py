@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -109,15 +110,31 @@ def _execute_twice(path: Path) -> Run:
     return run
 
 
+def _needed(session) -> list[Path]:
+    """The lessons the selected tests look at (all of them unless -k narrows it)."""
+    need: set[str] = set()
+    for item in session.items:
+        if "runs" not in getattr(item, "fixturenames", ()):
+            continue
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "name" in params:
+            need.add(params["name"])
+        m = re.match(r"test_(\d\d)_", getattr(item, "originalname", item.name))
+        if m:
+            need |= {n for n in EXPECTED_LESSONS if n.startswith(m.group(1))}
+    return [p for p in LESSONS if p.stem in need] or LESSONS
+
+
 @pytest.fixture(scope="module")
-def runs() -> dict[str, Run]:
+def runs(request) -> dict[str, Run]:
     assert [p.stem for p in LESSONS] == EXPECTED_LESSONS
+    lessons = _needed(request.session)
     # the instructor cell of lesson 02 must stay a no-op here: never a real interface in tests
     instructor = os.environ.pop("LABKIT_INSTRUCTOR_IFACE", None)
     t0 = time.monotonic()
     try:
         with ThreadPoolExecutor(WORKERS) as pool:
-            done = dict(zip((p.stem for p in LESSONS), pool.map(_execute_twice, LESSONS)))
+            done = dict(zip((p.stem for p in lessons), pool.map(_execute_twice, lessons)))
     finally:
         if instructor is not None:
             os.environ["LABKIT_INSTRUCTOR_IFACE"] = instructor
@@ -179,7 +196,7 @@ def test_lesson_runs_twice_and_gives_everything_back(runs, name):
 
 
 def test_no_labkit_xdp_left_where_lessons_worked(runs):
-    for name in EXPECTED_LESSONS:
+    for name in runs:
         _lesson(runs, name)
     mine = {r.pid for r in runs.values()}
     owners = {ns: r.owner_pid for r in _sandbox.list_sandboxes() for ns in r.namespaces}

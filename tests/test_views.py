@@ -139,7 +139,7 @@ def test_memory_is_bounded(lab):
     bins.add(np.full(1000, 7), labels)
     x, series = bins.series(7)
     assert len(series) == 5 and "other" in series and sum(v.sum() for v in series.values()) == 1000
-    assert bins.counts.shape == (5, 10)
+    assert bins.counts.shape == (5, 10) and len(bins.index) == 4
 
 
 def test_snapshot_is_static_html_with_the_plot(lab):
