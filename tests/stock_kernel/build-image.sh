@@ -30,9 +30,17 @@ cleanup_mounts() {
     if mountpoint -q "$ROOTFS/$m" 2>/dev/null; then umount -l "$ROOTFS/$m" || true; fi
   done
 }
+# never delete through a mount (the chroot's /dev is the host's /dev)
+safe_rm() {
+  if grep -qF " $(readlink -f "$1")/" /proc/mounts; then
+    echo "refusing to delete $1: something is still mounted under it" >&2; exit 1
+  fi
+  rm -rf --one-file-system "$1"
+}
 trap cleanup_mounts EXIT
 
-rm -rf "$WORK"
+cleanup_mounts
+safe_rm "$WORK"
 mkdir -p "$WORK"
 
 say "debootstrap $SUITE (minbase) from $MIRROR"
@@ -83,8 +91,13 @@ mkdir -p "$ROOTFS/opt/labkit"
 tar -C "$PROJECT" --exclude=./.venv --exclude=./.git --exclude=./test-artifacts -cf - . | tar -C "$ROOTFS/opt/labkit" -xf -
 rm -rf "$ROOTFS/opt/labkit/labkit.egg-info" "$ROOTFS/opt/labkit/build"
 in_root /usr/bin/python3 -m venv --system-site-packages /opt/labkit/.venv
-in_root /opt/labkit/.venv/bin/python -m pip install -q --disable-pip-version-check --no-cache-dir \
-  -e "/opt/labkit[test]" > "$WORK/pip.log" 2>&1 || { tail -n 40 "$WORK/pip.log" >&2; exit 1; }
+# pip in the chroot trusts what the host trusts (a host behind a TLS-inspecting
+# proxy has its CA only in its own bundle); the copy is removed afterwards
+cp -L /etc/ssl/certs/ca-certificates.crt "$ROOTFS/tmp/host-ca-bundle.crt"
+in_root PIP_CERT=/tmp/host-ca-bundle.crt /opt/labkit/.venv/bin/python -m pip install -q \
+  --disable-pip-version-check --no-cache-dir -e "/opt/labkit[test]" > "$WORK/pip.log" 2>&1 || {
+  tail -n 40 "$WORK/pip.log" >&2; exit 1; }
+rm -f "$ROOTFS/tmp/host-ca-bundle.crt"
 sha256sum "$PROJECT/pyproject.toml" | cut -d' ' -f1 > "$ROOTFS/opt/labkit/.venv/.labkit-installed"
 in_root /opt/labkit/.venv/bin/python -m ipykernel install --sys-prefix --name labkit \
   --display-name "labkit (eBPF, Python 3)" >/dev/null
@@ -118,7 +131,7 @@ size_mb=$(( used_mb + used_mb / 4 + 1536 ))
 say "rootfs.ext4 (${size_mb} MiB, ${used_mb} MiB used)"
 mkfs.ext4 -q -F -L labkit-root -d "$ROOTFS" "$WORK/rootfs.ext4" "${size_mb}M"
 
-rm -rf "$ROOTFS"
-rm -rf "$OUT"
+safe_rm "$ROOTFS"
+safe_rm "$OUT"
 mv "$WORK" "$OUT"
 say "done: $OUT"

@@ -4,6 +4,9 @@ pytest: the name does not start with test_).
 Proves, with whatever part of labkit exists in the checkout:
 * trace_clone picks the hook the kernel allows (LABKIT_EXPECT_HOOK says which,
   "kprobe" on the stock kernel) and sees a fork, a vfork and a thread of ours;
+* if labkit has Lab.attach_kprobe and the classic snippet of lesson 01: the
+  classic program (a kprobe on the clone syscall printing with
+  bpf_trace_printk) attaches and its line for our own fork arrives;
 * if labkit has Sandbox and Lab.attach_xdp: the XDP ICMP drop in a sandbox
   drops every ping and counts exactly as many as were sent.
 
@@ -66,6 +69,32 @@ def clone_check(labkit) -> None:
         report("trace_clone", "ok", detail)
 
 
+def classic_kprobe_check(labkit) -> None:
+    snippet = os.path.join(os.path.dirname(os.path.dirname(labkit.__file__)), "bpf_snippets",
+                           "hello_clone_classic.c")
+    if not hasattr(labkit.Lab, "attach_kprobe") or not hasattr(labkit, "read_trace_pipe") \
+            or not os.path.exists(snippet):
+        report("classic_kprobe", "skip", "no Lab.attach_kprobe / read_trace_pipe / hello_clone_classic.c yet")
+        return
+    with labkit.Lab() as lab:
+        classic = lab.load("hello_clone_classic")
+        hello = lab.attach_kprobe(classic, syscall="clone")
+        hook = getattr(hello, "hook", "?")
+        labkit.read_trace_pipe(timeout=0.5, idle=0.2)  # drop older lines
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        df = labkit.read_trace_pipe(timeout=5, idle=1.0, contains="clone by uid")
+        hello.detach()
+    ours = df[df["pid"] == os.getpid()] if len(df) else df
+    detail = f"hook={hook} lines={len(df)} ours={len(ours)}"
+    if not str(hook).startswith("kprobe") or len(ours) < 1:
+        report("classic_kprobe", "FAIL", detail)
+    else:
+        report("classic_kprobe", "ok", detail)
+
+
 def xdp_check(labkit) -> None:
     if not hasattr(labkit, "Sandbox") or not hasattr(labkit.Lab, "attach_xdp"):
         report("xdp_drop", "skip", "labkit has no Sandbox/attach_xdp yet")
@@ -100,7 +129,7 @@ def main() -> int:
         report("import", "FAIL", "import labkit failed")
         return 1
     report("import", "ok", f"labkit {getattr(labkit, '__version__', '?')} from {os.path.dirname(labkit.__file__)}")
-    for check in (clone_check, xdp_check):
+    for check in (clone_check, classic_kprobe_check, xdp_check):
         try:
             check(labkit)
         except Exception as e:

@@ -1,0 +1,161 @@
+#!/bin/bash
+# Runs inside the stock-kernel guest (started by /sbin/labkit-init, which
+# mounted the host's checkout read-only at /mnt/src and the results directory
+# at /mnt/results). Comes from the checkout at every run, so editing it needs
+# no image rebuild.
+#
+# Steps: check the kernel has kprobes and that /lib/modules/$(uname -r)/build
+# is the distro's matching header package; put the current checkout at
+# /opt/labkit; scripts/setup.sh (must find nothing to install); labkit doctor;
+# smoke test; the real-kernel pytest files. Exit code: 0 only if all passed.
+set -u
+SRC=/mnt/src
+R=/mnt/results
+APP=/opt/labkit
+PY=$APP/.venv/bin/python
+HERE=$APP/tests/stock_kernel
+
+# settings from the host (./run writes them)
+LABKIT_EXPECT_HOOK=kprobe
+TESTS="tests/test_trace.py tests/test_xdp.py tests/test_sandbox.py"
+PYTEST_ARGS=()
+[ -f "$R/config.sh" ] && . "$R/config.sh"
+export LABKIT_EXPECT_HOOK
+
+SUMMARY=$R/summary.txt
+: > "$SUMMARY"
+failed=0
+T0=$(date +%s)
+now() { date +%s; }
+banner() { printf '\n===== [%4ss] %s =====\n' "$(( $(now) - T0 ))" "$*"; }
+result() {  # result STEP STATUS SECONDS DETAIL
+  printf '%-10s %-5s %5ss  %s\n' "$1" "$2" "$3" "$4" | tee -a "$SUMMARY"
+  [ "$2" = FAIL ] && failed=1
+  return 0
+}
+
+# ------------------------------------------------------------------ kernel
+banner "kernel"
+KREL=$(uname -r)
+cat /proc/version
+t=$(now)
+if [ -e /sys/bus/event_source/devices/kprobe/type ]; then
+  result kprobes ok $(( $(now) - t )) "kprobe PMU present on $KREL"
+else
+  result kprobes FAIL $(( $(now) - t )) "no kprobe PMU on $KREL (this run is meant to exercise kprobes)"
+fi
+
+# ------------------------------------------------------------------ headers
+banner "headers"
+t=$(now)
+build=$(readlink -f "/lib/modules/$KREL/build" 2>/dev/null)
+want=/usr/src/linux-headers-$KREL
+owner=$(dpkg-query -S "$build/include/generated/autoconf.h" 2>/dev/null | cut -d: -f1)
+img_ver=$(dpkg-query -W -f='${Version}' "linux-image-$KREL" 2>/dev/null)
+hdr_ver=$(dpkg-query -W -f='${Version}' "linux-headers-$KREL" 2>/dev/null)
+echo "/lib/modules/$KREL/build -> $(readlink "/lib/modules/$KREL/build") ($build)"
+echo "autoconf.h owned by: ${owner:-nobody}; linux-image-$KREL $img_ver; linux-headers-$KREL $hdr_ver"
+if [ "$build" = "$want" ] && [ "$owner" = "linux-headers-$KREL" ] && [ -n "$img_ver" ] && [ "$img_ver" = "$hdr_ver" ]; then
+  result headers ok $(( $(now) - t )) "linux-headers-$KREL $hdr_ver (matches the running kernel's package)"
+else
+  result headers FAIL $(( $(now) - t )) "build=$build owner=${owner:-none} image=$img_ver headers=$hdr_ver"
+fi
+
+# ------------------------------------------------------------------ checkout
+banner "checkout"
+t=$(now)
+find "$APP" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
+tar -C "$SRC" --exclude=./.venv --exclude=./.git --exclude=./test-artifacts --exclude='*.pyc' \
+    --exclude=__pycache__ --exclude=./.pytest_cache --exclude=./reports -cf - . | tar -C "$APP" -xf -
+if [ -f "$APP/labkit/__init__.py" ]; then
+  result checkout ok $(( $(now) - t )) "${CHECKOUT:-checkout} -> $APP"
+else
+  result checkout FAIL $(( $(now) - t )) "no labkit/ in the shared checkout"
+fi
+cd "$APP"
+export PATH="$APP/.venv/bin:$PATH" PYTHONDONTWRITEBYTECODE=1
+
+# ------------------------------------------------------------------ setup.sh
+banner "scripts/setup.sh (everything is installed: must install nothing)"
+t=$(now)
+if [ -x scripts/setup.sh ] || [ -f scripts/setup.sh ]; then
+  bash scripts/setup.sh > /tmp/setup.log 2>&1; rc=$?
+  cat /tmp/setup.log
+  if [ $rc -ne 0 ]; then
+    result setup FAIL $(( $(now) - t )) "scripts/setup.sh exited $rc"
+  elif grep -qiE 'installing|linked the distro' /tmp/setup.log; then
+    result setup FAIL $(( $(now) - t )) "scripts/setup.sh wanted to install or link something (see above)"
+  else
+    result setup ok $(( $(now) - t )) "nothing to install; matching headers accepted"
+  fi
+else
+  result setup skip 0 "no scripts/setup.sh"
+fi
+# setup.sh mounts these; make sure they are there even without it
+[ -e /sys/kernel/tracing/events ] || mount -t tracefs tracefs /sys/kernel/tracing
+mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+
+# ------------------------------------------------------------------ doctor
+banner "labkit doctor"
+t=$(now)
+if [ -f labkit/cli.py ]; then
+  "$PY" -m labkit.cli doctor; rc=$?
+  if [ $rc -eq 0 ]; then result doctor ok $(( $(now) - t )) "labkit doctor passed"
+  else result doctor FAIL $(( $(now) - t )) "labkit doctor exited $rc"; fi
+else
+  result doctor skip 0 "labkit/cli.py is not in the checkout yet"
+fi
+
+# ------------------------------------------------------------------ smoke
+banner "smoke test (tests/stock_kernel/smoke.py)"
+t=$(now)
+"$PY" "$HERE/smoke.py" 2>&1 | tee /tmp/smoke.log; rc=${PIPESTATUS[0]}
+cp /tmp/smoke.log "$R/smoke.log"
+if [ $rc -eq 0 ]; then result smoke ok $(( $(now) - t )) "$(grep -o 'source=[^ ]*' /tmp/smoke.log | head -n1)"
+else result smoke FAIL $(( $(now) - t )) "$(grep ' FAIL' /tmp/smoke.log | tr '\n' ';')"; fi
+
+# ------------------------------------------------------------------ pytest
+banner "pytest (real-kernel tests)"
+t=$(now)
+files=()
+for f in $TESTS; do [ -e "$f" ] && files+=("$f"); done
+if [ ${#files[@]} -eq 0 ] && [ ${#PYTEST_ARGS[@]} -eq 0 ]; then
+  result pytest skip 0 "none of $TESTS is in the checkout yet"
+else
+  PYTHONPATH="$HERE" LABKIT_HOOK_REPORT="$R/hooks.json" \
+    "$PY" -m pytest -p hookreport -p no:cacheprovider -v -rA --color=no \
+    --junitxml="$R/junit.xml" "${files[@]}" "${PYTEST_ARGS[@]}" 2>&1 | tee /tmp/pytest.log
+  rc=${PIPESTATUS[0]}
+  cp /tmp/pytest.log "$R/pytest.log"
+  line=$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* in [0-9.]+s' /tmp/pytest.log | tail -n1 | sed 's/^=* //; s/ =*$//')
+  if [ $rc -eq 0 ]; then result pytest ok $(( $(now) - t )) "${files[*]}: $line"
+  else result pytest FAIL $(( $(now) - t )) "exit $rc: $line"; fi
+  grep '^HOOK ' /tmp/pytest.log > "$R/hooks.txt"
+  # on this kernel the clone tests must have used the kprobe path at least once
+  if [ -n "$LABKIT_EXPECT_HOOK" ] && grep -q ':: trace_clone ->' "$R/hooks.txt"; then
+    if grep ':: trace_clone ->' "$R/hooks.txt" | grep -q " -> $LABKIT_EXPECT_HOOK:"; then
+      result hooks ok 0 "trace_clone used $LABKIT_EXPECT_HOOK in pytest"
+    else
+      result hooks FAIL 0 "no trace_clone call in pytest used $LABKIT_EXPECT_HOOK"
+    fi
+  fi
+fi
+
+# ------------------------------------------------------------------ leftovers
+banner "leftovers"
+t=$(now)
+left_ns=$(ip netns list 2>/dev/null | grep -c lksb || true)
+left_xdp=$(ip -all netns exec ip -o link show 2>/dev/null | grep -c ' xdp' || true)
+left_prog=$(bpftool prog show 2>/dev/null | grep -c ' name lk_' || true)
+if [ "$left_ns" = 0 ] && [ "$left_prog" = 0 ]; then
+  result leftovers ok $(( $(now) - t )) "no lksb-* namespace, no lk_* program left"
+else
+  ip netns list; bpftool prog show 2>/dev/null | grep -A2 ' name lk_'
+  result leftovers FAIL $(( $(now) - t )) "$left_ns lksb namespaces, $left_prog lk_* programs left ($left_xdp xdp links)"
+fi
+
+dmesg > "$R/dmesg.txt" 2>/dev/null
+banner "summary (guest time $(( $(now) - T0 )) s)"
+cat "$SUMMARY"
+exit $failed
