@@ -641,15 +641,16 @@ class LivePanel:
             feed.unbind()
         self._state = state
         _release_panel(self)
-        self._status.value = self._status_html + (f" &middot; <b>panel {state}</b>" if state != "closed"
-                                                  else " &middot; <b>panel closed</b>")
+        head = self._status_html.rsplit(" &middot; panel ", 1)[0]
+        self._status_html = f"{head} &middot; <b>panel {state}</b>"
+        self._status.value = self._status_html
         self._update_buttons()
 
     def set_source(self, source, *, columns: Iterable[str] | None = None, by=None) -> None:
         """Show another stream or attachment (the old one is stopped if owned)."""
         if self._state in ("closed", "replaced"):
             raise LabkitError(f"panel {self.name} is {self._state}; make a new one")
-        was_running = self.running or self._state == "new"
+        was_running = self.running
         self._stop_thread()
         old = self._feed
         if old is not None:
