@@ -34,7 +34,9 @@ from kstate import bpf_fds, perf_attachments
 from labkit import _hooks, _sandbox, _xdp
 from labkit.exercises import SUMMARY_MIME
 
-pytestmark = [pytest.mark.kernel, pytest.mark.slow, pytest.mark.requires("root", "tracefs")]
+# the first test also executes the lessons (a module fixture): ~1 min here, far more under qemu/TCG
+pytestmark = [pytest.mark.kernel, pytest.mark.slow, pytest.mark.requires("root", "tracefs"),
+              pytest.mark.timeout(1800)]
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
