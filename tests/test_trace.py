@@ -90,6 +90,11 @@ def test_kprobe_request_without_kprobes_says_so(lab):
     assert not lab.attachments
 
 
+def perf_events(*streams) -> int:
+    """perf events a set of streams should hold: a kprobe trace is a kprobe + a kretprobe."""
+    return sum(2 if s.source.startswith("kprobe:") else 1 for s in streams)
+
+
 def count_events(streams, kids) -> list[int]:
     return [int(s.to_dataframe().child_pid.isin(list(kids.values())).sum()) for s in streams]
 
@@ -104,7 +109,7 @@ def test_same_trace_twice_in_one_lab_fires_once(lab):
     time.sleep(0.05)
     second.poll()
     assert count_events([first, second], kids) == [0, 3]
-    assert len(perf_attachments(os.getpid())) == 1
+    assert len(perf_attachments(os.getpid())) == perf_events(second)
 
 
 def test_same_trace_in_two_labs_fires_once():
@@ -118,17 +123,19 @@ def test_same_trace_in_two_labs_fires_once():
         # a different name is a different trace: both run
         third = lab1.trace_clone(pid=os.getpid(), name="other")
         assert second.running and third.running
-        assert len(perf_attachments(os.getpid())) == 2
+        assert len(perf_attachments(os.getpid())) == perf_events(second, third)
     assert not labkit.live_attachments()
 
 
 def test_close_leaves_nothing_attached():
     before = bpf_fds()
     lab = labkit.Lab()
-    s = lab.trace_clone(pid=os.getpid())
-    s2 = lab.trace_syscall("getppid", pid=os.getpid())
-    assert len(perf_attachments(os.getpid())) == 2
-    lab.close()
+    try:
+        s = lab.trace_clone(pid=os.getpid())
+        s2 = lab.trace_syscall("getppid", pid=os.getpid())
+        assert len(perf_attachments(os.getpid())) == perf_events(s, s2)
+    finally:
+        lab.close()
     assert not s.running and not s2.running
     assert perf_attachments(os.getpid()) == []
     after = bpf_fds()
@@ -156,13 +163,14 @@ def test_sigkill_leaves_nothing_attached(tmp_path):
         lab = labkit.Lab()
         s = lab.trace_clone(pid=os.getpid())
         s2 = lab.trace_syscall("getppid", pid=os.getpid())
-        print("ready", flush=True)
+        print("ready", 2 if s.source.startswith("kprobe:") else 1, flush=True)
         sys.stdin.read()
     """)
     p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        assert p.stdout.readline().strip() == "ready"
-        assert len(perf_attachments(p.pid)) == 2
+        word, n_clone = p.stdout.readline().split()
+        assert word == "ready"
+        assert len(perf_attachments(p.pid)) == int(n_clone) + 1
         progs_before = {e["prog_id"] for e in perf_attachments(p.pid)}
         os.kill(p.pid, signal.SIGKILL)
         p.wait(timeout=5)
