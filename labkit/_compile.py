@@ -88,6 +88,26 @@ def _locate(src_lines: Sequence[str], lineno: int, shown: str | None) -> int:
     return min(matches, key=lambda n: abs(n - lineno))
 
 
+_VLOG_LINE = re.compile(r"^; (?P<code>.*) @ main\.c:(?P<line>\d+)$")
+
+
+def map_verifier_log(log: str, source: str, display_name: str) -> str:
+    """Point the verifier log's ``; <C line> @ main.c:N`` notes (numbered in
+    BCC's rewritten file) at the line of ``source`` that has that C text."""
+    src = [ln.strip() for ln in source.splitlines()]
+    out = []
+    for line in log.splitlines():
+        m = _VLOG_LINE.match(line)
+        if m:
+            code, n = m.group("code").strip(), int(m.group("line"))
+            hits = [i + 1 for i, s in enumerate(src) if s == code]
+            if hits:
+                n = min(hits, key=lambda h: abs(h - n))
+                line = f"; {m.group('code')} @ {display_name}:{n}"
+        out.append(line)
+    return "\n".join(out)
+
+
 def first_error(diagnostics: str) -> str:
     for line in diagnostics.splitlines():
         if ": error: " in line or ": fatal error: " in line:
@@ -171,7 +191,7 @@ def compile_c(text: str, display_name: str, cflags: Sequence[str], *, need: str 
 _VERIFIER_HINT = re.compile(r"^\s*\d+: \(|processed \d+ insns|R\d+ ", re.M)
 
 
-def load_function(bpf, func: str, prog_type: int, display_name: str) -> object:
+def load_function(bpf, func: str, prog_type: int, display_name: str, source: str = "") -> object:
     """``bpf.load_func`` with the verifier log captured into a VerifierError."""
     with capture_fd2() as captured:
         try:
@@ -187,7 +207,7 @@ def load_function(bpf, func: str, prog_type: int, display_name: str) -> object:
         raise LabkitError(f"{display_name} has no function named {func!r}") from None
     if "Need super-user" in msg:
         raise _privileges.eperm_error(f"loading {func} from {display_name}", raw) from None
-    log = raw.strip()
+    log = map_verifier_log(raw.strip(), source, display_name) if source else raw.strip()
     cause = _verifier_cause(log) or msg
     raise VerifierError(
         f"the verifier rejected {func} ({display_name}): {cause}\n"
@@ -240,7 +260,7 @@ class Program:
 
     def load(self, func: str, prog_type: int):
         self._check_open()
-        return load_function(self.bpf, func, prog_type, self.name)
+        return load_function(self.bpf, func, prog_type, self.name, self.source)
 
     def __getitem__(self, table: str):
         self._check_open()

@@ -131,6 +131,16 @@ def test_diagnostic_noise_is_dropped():
     assert "modprobe" not in out and out.startswith("s.c:4:3: warning: w")
 
 
+def test_verifier_log_lines_point_into_the_snippet():
+    from labkit._compile import map_verifier_log
+
+    log = "0: R1=ctx()\n; int a = 1 @ main.c:40\n1: (b7) r0 = 1\n; unknown() @ main.c:7"
+    out = map_verifier_log(log, SRC, "mine.c").splitlines()
+    assert out[1] == "; int a = 1 @ mine.c:4"       # rewritten file's line 40 is the snippet's line 4
+    assert out[3] == "; unknown() @ main.c:7"       # no such text in the snippet: left alone
+    assert out[0] == "0: R1=ctx()" and out[2] == "1: (b7) r0 = 1"
+
+
 def test_clone_kind_from_flags():
     flags = np.array([0x11, 0x4111, 0x3d0f00], dtype=np.uint64)  # fork, vfork, pthread_create
     assert list(clone_kind(flags)) == ["fork", "vfork", "thread"]
