@@ -3,8 +3,6 @@ each failed check the command that fixes it."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import time
 from dataclasses import dataclass
@@ -82,15 +80,10 @@ def _bcc() -> Check:
 
 
 def _libbpf() -> Check:
-    for name in ("libbpf.so.1", ctypes.util.find_library("bpf") or ""):
-        if not name:
-            continue
-        try:
-            lib = ctypes.CDLL(name, use_errno=True)
-            lib.bpf_link_create  # noqa: B018
-            return Check("libbpf", OK, f"{name} with bpf_link_create (XDP detaches when its process dies)")
-        except (OSError, AttributeError):
-            continue
+    from ._xdp import libbpf
+
+    if libbpf() is not None:
+        return Check("libbpf", OK, "libbpf.so.1 with bpf_link_create (XDP detaches when its process dies)")
     return Check("libbpf", WARN, "libbpf.so.1 not loadable: XDP falls back to netlink attach (survives the process)",
                  "apt-get install libbpf1")
 

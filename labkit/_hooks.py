@@ -7,7 +7,6 @@ the handle and said out loud), so no snippet is ever string-edited to switch.
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -157,6 +156,3 @@ def syscall_arg_count(name: str) -> int:
             n += 1
     return min(n, 6)
 
-
-def kernel_release() -> str:
-    return os.uname().release

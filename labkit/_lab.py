@@ -24,7 +24,7 @@ import pandas as pd
 from . import _hooks, _netns, _privileges, _xdp
 from ._compile import Program, capture_fd2, compile_c, resolve_source
 from ._errors import AttachError, LabkitError, NotSupportedError, VerifierError
-from ._stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, comm_column, time_column
+from ._stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window, comm_column, time_column
 
 DEFAULT_RING_PAGES = 1024  # 4 MiB of ring buffer: room for a burst of ~40k events between polls
 
@@ -379,7 +379,7 @@ class Lab:
         """
         self._check_open()
         fpid = _check_pid(pid)
-        _check_window(window, poll_interval)
+        check_window(window, poll_interval)
         _privileges.require("tracing")
         tried: list[str] = []
         for choice in _hooks.clone_hooks(hook):
@@ -412,7 +412,7 @@ class Lab:
         uid, comm, syscall, nr, arg0..arg5 and source."""
         self._check_open()
         fpid = _check_pid(pid)
-        _check_window(window, poll_interval)
+        check_window(window, poll_interval)
         _privileges.require("tracing")
         sc = _hooks.check_syscall(syscall)
         tp = f"syscalls:sys_enter_{sc}"
@@ -457,7 +457,7 @@ class Lab:
                               target="")
         if not (isinstance(sample_every, int) and sample_every >= 1):
             raise LabkitError(f"sample_every must be a positive integer, got {sample_every!r}")
-        _check_window(window, poll_interval)
+        check_window(window, poll_interval)
         _privileges.require("xdp")
         where = f"{netns}:{iface}" if netns else iface
         link = _xdp.interface(iface, netns)          # raises for a missing netns or interface
@@ -602,13 +602,6 @@ def _check_ring(pages) -> int:
     if not (isinstance(pages, int) and pages >= 1 and pages & (pages - 1) == 0):
         raise LabkitError(f"ring_pages must be a power of two (1, 2, 4, ... pages of 4 KiB), got {pages!r}")
     return pages
-
-
-def _check_window(window, poll_interval) -> None:
-    if not (isinstance(window, int) and not isinstance(window, bool) and window >= 1):
-        raise LabkitError(f"window must be a positive number of events, got {window!r}")
-    if not (isinstance(poll_interval, (int, float)) and poll_interval > 0):
-        raise LabkitError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}")
 
 
 def syscalls() -> list[str]:

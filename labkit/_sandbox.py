@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from ._errors import SandboxError
-from ._netns import off_event_loop, run_in_netns
+from ._netns import list_netns, off_event_loop, run_in_netns
 
 __all__ = [
     "PingResult",
@@ -117,13 +117,6 @@ def _new_id() -> str:
 
 def _state_path(sandbox_id: str) -> Path:
     return STATE_DIR / f"{sandbox_id}.json"
-
-
-def _list_netns() -> list[str]:
-    try:
-        return sorted(os.listdir(NETNS_DIR))
-    except FileNotFoundError:
-        return []
 
 
 def _netns_exists(name: str) -> bool:
@@ -236,7 +229,7 @@ def _taken_networks() -> list[ipaddress.IPv4Network]:
         recorded.add(record.id)
         if record.subnet:
             taken.append(ipaddress.IPv4Network(record.subnet, strict=False))
-    for ns in _list_netns():
+    for ns in list_netns():
         m = _NS_RE.match(ns)
         if m and m.group(1) not in recorded:
             taken.extend(_netns_networks(ns))
@@ -399,7 +392,7 @@ def list_sandboxes() -> list[SandboxRecord]:
     per set of ``lksb-*`` namespaces that has no state file (``status == "orphan"``)."""
     # Namespaces first, state files second: a sandbox writes its state file before
     # creating namespaces, so a namespace seen here always has its file by then.
-    seen_ns = [ns for ns in _list_netns() if ns.startswith(NS_PREFIX)]
+    seen_ns = [ns for ns in list_netns() if ns.startswith(NS_PREFIX)]
     records: dict[str, SandboxRecord] = {}
     if STATE_DIR.is_dir():
         for path in sorted(STATE_DIR.glob("*.json")):
@@ -683,7 +676,7 @@ class Sandbox:
         try:
             with _state_lock():
                 taken = _taken_networks()
-                existing = set(_list_netns())
+                existing = set(list_netns())
                 while True:
                     sandbox_id = _new_id()
                     names = _names(sandbox_id)

@@ -39,6 +39,14 @@ def time_column(ts: np.ndarray) -> pd.DatetimeIndex:
     return pd.to_datetime(ts.astype("int64") + _MONO_TO_WALL_NS, unit="ns", utc=True)
 
 
+def check_window(window, poll_interval) -> None:
+    """Refuse a bad window size or poll interval before anything is loaded."""
+    if not (isinstance(window, int) and not isinstance(window, bool) and window >= 1):
+        raise LabkitError(f"window must be a positive number of events, got {window!r}")
+    if not (isinstance(poll_interval, (int, float)) and poll_interval > 0):
+        raise LabkitError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}")
+
+
 class EventStream:
     """Live events from one BPF program's ring buffer.
 
@@ -52,10 +60,7 @@ class EventStream:
                  hook_note: str = "", window: int = DEFAULT_WINDOW,
                  poll_interval: float = DEFAULT_POLL_INTERVAL, table: str = "events",
                  lost_table: str | None = "lost", owner=None):
-        if not (isinstance(window, int) and window >= 1):
-            raise LabkitError(f"window must be a positive number of events, got {window!r}")
-        if not (poll_interval > 0):
-            raise LabkitError(f"poll_interval must be > 0 seconds, got {poll_interval!r}")
+        check_window(window, poll_interval)
         self.name = name
         self.program = program
         self.source = source

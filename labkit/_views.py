@@ -83,6 +83,16 @@ def _release_panel(panel: "LivePanel") -> None:
 
 
 # ----------------------------------------------------------- display helpers
+def _widget_bundle(obj, **kw) -> dict:
+    """Display ``obj.widget``, with ``repr(obj)`` as the plain-text fallback."""
+    bundle = obj.widget._repr_mimebundle_(**kw)
+    if isinstance(bundle, tuple):
+        bundle = bundle[0]
+    bundle = dict(bundle or {})
+    bundle["text/plain"] = repr(obj)
+    return bundle
+
+
 class _ShownOnce:
     """Something that shows itself when made (``check()``, ``snapshot()``)
     and is also returned. It is shown at most once per cell, so that being
@@ -768,12 +778,7 @@ class LivePanel:
 
     # -------------------------------------------------------------- display
     def _repr_mimebundle_(self, **kw):
-        bundle = self.widget._repr_mimebundle_(**kw)
-        if isinstance(bundle, tuple):
-            bundle = bundle[0]
-        bundle = dict(bundle or {})
-        bundle["text/plain"] = repr(self)
-        return bundle
+        return _widget_bundle(self, **kw)
 
     def __repr__(self) -> str:
         return f"<labkit.LivePanel {self.name}: {self._state}, {self.refreshes} refreshes>"
@@ -854,12 +859,7 @@ class SyscallPicker:
         self.panel.close()
 
     def _repr_mimebundle_(self, **kw):
-        bundle = self.widget._repr_mimebundle_(**kw)
-        if isinstance(bundle, tuple):
-            bundle = bundle[0]
-        bundle = dict(bundle or {})
-        bundle["text/plain"] = repr(self)
-        return bundle
+        return _widget_bundle(self, **kw)
 
     def __repr__(self) -> str:
         return f"<labkit.SyscallPicker {self.name}: {self.syscall}, panel {self.panel.state}>"
@@ -1038,12 +1038,7 @@ class XdpControl:
                               f"{html.escape(str(e))}</span>"
 
     def _repr_mimebundle_(self, **kw):
-        bundle = self.widget._repr_mimebundle_(**kw)
-        if isinstance(bundle, tuple):
-            bundle = bundle[0]
-        bundle = dict(bundle or {})
-        bundle["text/plain"] = repr(self)
-        return bundle
+        return _widget_bundle(self, **kw)
 
     def __repr__(self) -> str:
         att = self.attachment.hook if self.attachment is not None and self.attachment.attached else "nothing"

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.chromium import ARTIFACTS, chromium, external_requests, require_chromium
-from labkit import _sandbox, _xdp
+from labkit import _netns, _sandbox, _xdp
 
 REPO = Path(__file__).resolve().parent.parent
 LESSON = REPO / "notebooks" / "02-xdp-ping-drop.ipynb"
@@ -325,7 +325,7 @@ def test_lesson_runs_in_jupyterlab(tmp_path):
         kpid = st["kpid"]
         assert not [s for s in _sandbox.list_sandboxes() if s.owner_pid == kpid]
         ids = {s.id for s in st["sandboxes"]}
-        assert not [n for n in _sandbox._list_netns() if any(i in n for i in ids)]
+        assert not [n for n in _netns.list_netns() if any(i in n for i in ids)]
         progs = {x["prog_id"] for x in st["xdp"]}
         assert not [x for x in _xdp.find_labkit_xdp() if x["prog_id"] in progs]
         assert not [r for r in _xdp.netlink_records() if r.get("pid") == kpid]

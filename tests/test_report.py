@@ -25,7 +25,7 @@ import nbformat
 import pytest
 
 from fixtures.chromium import ARTIFACTS, chromium, external_requests, require_chromium
-from labkit import _report, _sandbox, _xdp
+from labkit import _netns, _report, _sandbox, _xdp
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -227,7 +227,7 @@ def test_report_leaves_no_kernel_state(fixture_reports):
     assert not os.path.exists(f"/proc/{pid}"), "the notebook's kernel is still running"
     assert not [s for s in _sandbox.list_sandboxes() if s.id == sb_id or s.owner_pid == pid]
     assert not [x for x in _xdp.find_labkit_xdp() if sb_id in (x["netns"] or "")]
-    assert not [n for n in _sandbox._list_netns() if sb_id in n]
+    assert not [n for n in _netns.list_netns() if sb_id in n]
     assert not [x for x in _xdp.netlink_records() if x.get("pid") == pid]
     # labkit gave everything back at the kernel's exit: the report had nothing to remove
     assert "gave back" not in r.stderr, r.stderr
@@ -249,7 +249,7 @@ def test_give_back_removes_what_a_killed_kernel_owned():
         child.wait(timeout=10)
         done = _report.give_back(child.pid)
         assert len(done) == 1 and f"removed sandbox {sb_id}" in done[0], done
-        assert not [n for n in _sandbox._list_netns() if sb_id in n]
+        assert not [n for n in _netns.list_netns() if sb_id in n]
         assert not [r for r in _sandbox.list_sandboxes() if r.id == sb_id]
         assert _report.give_back(child.pid) == []
     finally:
