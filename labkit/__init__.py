@@ -7,8 +7,8 @@ of kernel state it creates.
         s.to_dataframe()
 """
 
-from ._compile import Program
-from ._errors import (
+from labkit.programs.compile import Program
+from labkit._errors import (
     AttachError,
     CompileError,
     LabkitError,
@@ -17,11 +17,14 @@ from ._errors import (
     SandboxError,
     VerifierError,
 )
-from ._doctor import doctor
-from ._lab import Attachment, Lab, TraceAttachment, XdpAttachment, close_all, live_attachments, syscalls
-from ._sandbox import PingResult, Sandbox, UdpResult
-from ._stream import EventStream
-from ._views import (
+from labkit.commands.doctor import doctor
+from labkit.attach import Attachment, TraceAttachment, close_all, live_attachments
+from labkit.lab import Lab, syscalls
+from labkit.net.xdp import XdpAttachment
+from labkit.net.sandbox import Sandbox
+from labkit.net.traffic import PingResult, UdpResult
+from labkit.events.stream import EventStream
+from labkit.views.live import (
     LivePanel,
     PanelSnapshot,
     SyscallPicker,

@@ -18,7 +18,7 @@ def pytest_configure(config):
 
 
 def _feature(name: str) -> tuple[bool, str]:
-    from labkit import _hooks
+    from labkit.programs import hooks as _hooks
 
     if name == "root":
         return os.geteuid() == 0, "needs root"
@@ -60,7 +60,8 @@ def nothing_left_behind():
     if os.geteuid() != 0:
         return
     from kstate import perf_attachments
-    from labkit import _sandbox, _xdp
+    from labkit.net import sandbox as _sandbox
+    from labkit.net import xdp as _xdp
 
     problems = []
     if labkit.live_attachments():

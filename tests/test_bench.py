@@ -14,7 +14,8 @@ import pytest
 
 import labkit
 from kstate import bpf_fds, perf_attachments
-from labkit import _bench, cli
+from labkit.commands import bench as _bench
+from labkit.commands import cli as cli
 
 HEADLINE = {
     # key: accepted types
@@ -132,7 +133,7 @@ def test_bench_leaves_nothing_attached(smoke):
     assert x["sandbox_left"] is False
     for ns in x["namespaces"]:
         assert not os.path.exists(f"/run/netns/{ns}"), ns
-    from labkit._sandbox import list_sandboxes
+    from labkit.net.sandbox import list_sandboxes
 
     assert [s.id for s in list_sandboxes() if s.owner_pid == os.getpid()] == []
     # trace_pipe was read only during the benchmark

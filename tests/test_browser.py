@@ -31,7 +31,9 @@ from pathlib import Path
 import pytest
 
 from fixtures.chromium import ARTIFACTS, chromium, external_requests, require_chromium
-from labkit import _netns, _sandbox, _xdp
+from labkit.net import netns as _netns
+from labkit.net import sandbox as _sandbox
+from labkit.net import xdp as _xdp
 
 REPO = Path(__file__).resolve().parent.parent
 LESSON = REPO / "notebooks" / "02-xdp-ping-drop.ipynb"

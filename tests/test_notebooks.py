@@ -31,7 +31,9 @@ from nbclient import NotebookClient
 
 import labkit
 from kstate import bpf_fds, perf_attachments
-from labkit import _hooks, _sandbox, _xdp
+from labkit.programs import hooks as _hooks
+from labkit.net import sandbox as _sandbox
+from labkit.net import xdp as _xdp
 from labkit.exercises import SUMMARY_MIME
 
 # the first test also executes the lessons (a module fixture): ~1 min here, far more under qemu/TCG

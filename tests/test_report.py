@@ -25,7 +25,10 @@ import nbformat
 import pytest
 
 from fixtures.chromium import ARTIFACTS, chromium, external_requests, require_chromium
-from labkit import _netns, _report, _sandbox, _xdp
+from labkit.net import netns as _netns
+from labkit.commands import report as _report
+from labkit.net import sandbox as _sandbox
+from labkit.net import xdp as _xdp
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -33,7 +36,7 @@ FIXTURES = HERE / "fixtures" / "notebooks"
 LESSONS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 def run_report(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "labkit.cli", "report", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "labkit", "report", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute, netns
 
-from labkit import _sandbox
+from labkit.net import sandbox as _sandbox
 from labkit._errors import SandboxError
-from labkit._sandbox import (
+from labkit.net.traffic import parse_ping
+from labkit.net.sandbox import (
     POOL,
     Sandbox,
     SandboxRecord,
@@ -165,17 +166,17 @@ PING 198.18.0.2 (198.18.0.2): 56 data bytes
 
 
 def test_parse_ping_variants() -> None:
-    ok = _sandbox._parse_ping(IPUTILS_OK)
+    ok = parse_ping(IPUTILS_OK)
     assert (ok.transmitted, ok.received, ok.duplicates, ok.loss) == (3, 3, 1, 0.0)
     assert ok.rtts == [0.211, 0.044, 0.047] and ok.ok
-    lost = _sandbox._parse_ping(IPUTILS_LOST, 1)
+    lost = parse_ping(IPUTILS_LOST, 1)
     assert (lost.transmitted, lost.received, lost.errors, lost.loss) == (4, 0, 1, 1.0)
     assert lost.rtts == [] and not lost.ok
-    busy = _sandbox._parse_ping(BUSYBOX)
+    busy = parse_ping(BUSYBOX)
     assert (busy.transmitted, busy.received, busy.loss) == (2, 1, 0.5)
     assert busy.rtts == [0.061, 0.070]
     with pytest.raises(SandboxError, match="no statistics"):
-        _sandbox._parse_ping("ping: connect: Network is unreachable\n", 2)
+        parse_ping("ping: connect: Network is unreachable\n", 2)
 
 
 def test_proc_start_time_identifies_this_process() -> None:
@@ -300,7 +301,7 @@ def test_sigkilled_owner_leaves_a_leftover_that_cleanup_removes() -> None:
     child = _child(
         """
         import sys, time
-        from labkit._sandbox import Sandbox
+        from labkit.net.sandbox import Sandbox
         sb = Sandbox()
         print(sb.id, flush=True)
         time.sleep(60)
@@ -334,7 +335,7 @@ def test_sigkilled_owner_leaves_a_leftover_that_cleanup_removes() -> None:
 def test_a_normal_exit_without_close_removes_the_sandbox() -> None:
     child = _child(
         """
-        from labkit._sandbox import Sandbox
+        from labkit.net.sandbox import Sandbox
         sb = Sandbox()
         print(sb.id, flush=True)
         """
@@ -415,7 +416,7 @@ def test_half_built_sandbox_is_torn_down(monkeypatch: pytest.MonkeyPatch, failur
 @needs_root
 def test_cli_up_status_down_round_trip(capsys: pytest.CaptureFixture[str]) -> None:
     up = subprocess.run(
-        [PYTHON, "-c", "import sys; from labkit._sandbox import sandbox_main; "
+        [PYTHON, "-c", "import sys; from labkit.net.sandbox import sandbox_main; "
          "sys.exit(sandbox_main(['up', '--json']))"],
         cwd=REPO, capture_output=True, text=True, timeout=30,
     )

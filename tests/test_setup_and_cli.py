@@ -50,7 +50,7 @@ def test_dependencies_are_pinned():
 @pytest.mark.kernel
 @pytest.mark.requires("root")
 def test_doctor_passes_here_and_names_hooks():
-    r = subprocess.run([sys.executable, "-m", "labkit.cli", "doctor"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "labkit", "doctor"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     for check in ("privileges", "BCC", "tracefs", "kernel headers", "hook: tracepoint", "hook: kprobe", "hook: XDP"):
@@ -67,7 +67,7 @@ def test_doctor_fails_without_privileges_and_says_how_to_fix():
 
         u = pwd.getpwnam(name)
         r = subprocess.run(["setpriv", f"--reuid={u.pw_uid}", f"--regid={u.pw_gid}", "--clear-groups",
-                            "--inh-caps=-all", sys.executable, "-m", "labkit.cli", "doctor"],
+                            "--inh-caps=-all", sys.executable, "-m", "labkit", "doctor"],
                            capture_output=True, text=True, timeout=120, cwd="/", env={**os.environ, "HOME": "/tmp"})
     finally:
         subprocess.run(["userdel", name], check=False)
@@ -78,7 +78,7 @@ def test_doctor_fails_without_privileges_and_says_how_to_fix():
 
 
 def test_cli_help_and_unknown_command():
-    r = subprocess.run([sys.executable, "-m", "labkit.cli", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "labkit", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "doctor" in r.stdout and "cleanup" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "labkit.cli", "frobnicate"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "labkit", "frobnicate"], capture_output=True, text=True)
     assert r.returncode == 2 and "frobnicate" in r.stderr

@@ -80,7 +80,7 @@ def test_trace_clone_kprobe_hook(lab):
 
 
 def test_kprobe_request_without_kprobes_says_so(lab):
-    from labkit import _hooks
+    from labkit.programs import hooks as _hooks
 
     if _hooks.kprobes_available()[0]:
         pytest.skip("this kernel has kprobes")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import labkit
-from labkit._compile import map_diagnostics, resolve_source
-from labkit._lab import CLONE_DTYPE, clone_kind
-from labkit._ringbuf import BUSY_BIT, DISCARD_BIT, decode_records, record_dtype, round8
-from labkit._window import Window
+from labkit.programs.compile import map_diagnostics, resolve_source
+from labkit.events.schemas import CLONE_DTYPE, clone_kind
+from labkit.events.ringbuf import BUSY_BIT, DISCARD_BIT, decode_records, record_dtype, round8
+from labkit.events.window import Window
 
 PAYLOAD = np.dtype([("a", "<u4"), ("b", "<u8")], align=True)  # 16 bytes
 
@@ -132,7 +132,7 @@ def test_diagnostic_noise_is_dropped():
 
 
 def test_verifier_log_lines_point_into_the_snippet():
-    from labkit._compile import map_verifier_log
+    from labkit.programs.compile import map_verifier_log
 
     log = "0: R1=ctx()\n; int a = 1 @ main.c:40\n1: (b7) r0 = 1\n; unknown() @ main.c:7"
     out = map_verifier_log(log, SRC, "mine.c").splitlines()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import labkit
-from labkit import _views
+from labkit.views import live as _views
 from kstate import perf_attachments
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root", "tracefs")]
@@ -158,7 +158,7 @@ def test_syscall_picker_lists_real_syscalls_and_retargets(lab):
     picker = labkit.SyscallPicker(lab, "getppid", pid=ME, rows=4)
     names = list(picker.dropdown.options)
     assert names == labkit.syscalls() and {"openat", "getppid", "execve", "clone3"} <= set(names)
-    root = labkit._hooks.tracefs() / "events" / "syscalls"
+    root = labkit.programs.hooks.tracefs() / "events" / "syscalls"
     assert all((root / f"sys_enter_{n}").is_dir() for n in names[:: max(1, len(names) // 40)])
     calls(3)
     assert picker.stream.wait(min_events=3)

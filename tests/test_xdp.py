@@ -14,7 +14,7 @@ import time
 import pytest
 
 import labkit
-from labkit import _xdp
+from labkit.net import xdp as _xdp
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root")]
 
@@ -152,13 +152,13 @@ def test_cleanup_removes_netlink_leftover_and_dead_sandbox():
         assert slots["generic"] != 0 and _xdp.prog_name(slots["generic"]).startswith("lk_")
         found = [f for f in _xdp.find_labkit_xdp() if f["netns"] == info["ns"]]
         assert found and found[0]["mode"] == "generic"
-        from labkit import _sandbox
+        from labkit.net import sandbox as _sandbox
         assert info["id"] in {r.id for r in _sandbox.find_leftovers()}
-        dry = subprocess.run([sys.executable, "-m", "labkit.cli", "cleanup", "--dry-run"],
+        dry = subprocess.run([sys.executable, "-m", "labkit", "cleanup", "--dry-run"],
                              capture_output=True, text=True, timeout=60)
         assert info["ns"] in dry.stdout and "would remove" in dry.stdout
         assert os.path.exists(f"/run/netns/{info['ns']}")  # a dry run removes nothing
-        r = subprocess.run([sys.executable, "-m", "labkit.cli", "cleanup"], capture_output=True, text=True,
+        r = subprocess.run([sys.executable, "-m", "labkit", "cleanup"], capture_output=True, text=True,
                            timeout=60)
         assert r.returncode == 0, r.stdout + r.stderr
         assert info["id"] in r.stdout
@@ -171,14 +171,14 @@ def test_cleanup_removes_netlink_leftover_and_dead_sandbox():
             p.kill()
             p.wait()
         if info:
-            from labkit import _sandbox
+            from labkit.net import sandbox as _sandbox
             for rec in _sandbox.list_sandboxes():
                 if rec.id == info["id"]:
                     _sandbox.remove_sandbox(rec, force=True)
 
 
 def test_cleanup_on_a_clean_machine_exits_zero():
-    r = subprocess.run([sys.executable, "-m", "labkit.cli", "cleanup", "--dry-run"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "labkit", "cleanup", "--dry-run"], capture_output=True,
                        text=True, timeout=60)
     # other runs may hold live sandboxes, which are not leftovers; dead ones would be listed
     assert r.returncode in (0, 1)

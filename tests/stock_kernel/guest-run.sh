@@ -99,12 +99,12 @@ mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 # ------------------------------------------------------------------ doctor
 banner "labkit doctor"
 t=$(now)
-if [ -f labkit/cli.py ]; then
-  "$PY" -m labkit.cli doctor; rc=$?
+if [ -f labkit/__main__.py ]; then
+  "$PY" -m labkit doctor; rc=$?
   if [ $rc -eq 0 ]; then result doctor ok $(( $(now) - t )) "labkit doctor passed"
   else result doctor FAIL $(( $(now) - t )) "labkit doctor exited $rc"; fi
 else
-  result doctor skip 0 "labkit/cli.py is not in the checkout yet"
+  result doctor skip 0 "labkit/__main__.py is not in the checkout yet"
 fi
 
 # ------------------------------------------------------------------ smoke

@@ -18,26 +18,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ._errors import LabkitError
-from ._ringbuf import RingBufferReader, record_dtype
-from ._window import Window
+from labkit._errors import LabkitError
+from labkit.events.schemas import Frame
+from labkit.events.ringbuf import RingBufferReader, record_dtype
+from labkit.events.window import Window
 
 DEFAULT_WINDOW = 10_000
 DEFAULT_POLL_INTERVAL = 0.01
-
-# bpf_ktime_get_ns() is CLOCK_MONOTONIC; this turns it into wall-clock time
-_MONO_TO_WALL_NS = time.time_ns() - time.monotonic_ns()
-
-Frame = Callable[[np.ndarray], pd.DataFrame]
-
-
-def comm_column(raw: np.ndarray) -> list[str]:
-    return [b.split(b"\0", 1)[0].decode("utf-8", "replace") for b in raw.tolist()]
-
-
-def time_column(ts: np.ndarray) -> pd.DatetimeIndex:
-    return pd.to_datetime(ts.astype("int64") + _MONO_TO_WALL_NS, unit="ns", utc=True)
-
 
 def check_window(window, poll_interval) -> None:
     """Refuse a bad window size or poll interval before anything is loaded."""
@@ -195,7 +182,7 @@ class EventStream:
             time.sleep(min(0.01, self.poll_interval))
 
     # ---------------------------------------------------------------- stopping
-    def _halt(self, state: str) -> None:
+    def halt(self, state: str) -> None:
         """Stop polling and release the ring buffer mapping (keeps the window)."""
         if self._state != "running":
             return
@@ -213,7 +200,7 @@ class EventStream:
         if self._owner is not None and self._owner.stream is self:
             self._owner.detach()
         else:
-            self._halt("stopped")
+            self.halt("stopped")
 
     def __enter__(self) -> "EventStream":
         return self

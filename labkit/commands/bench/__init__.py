@@ -55,8 +55,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ._lab import DEFAULT_RING_PAGES, SYSCALL_DTYPE
-from ._ringbuf import record_dtype
+from labkit.events.schemas import SYSCALL_DTYPE
+from labkit.lab import DEFAULT_RING_PAGES
+from labkit.events.ringbuf import record_dtype
 
 SYSCALL = "getppid"
 VARIANT, VARIANT_PAGES = "labkit_16MiB", 4096
@@ -409,7 +410,7 @@ def _compile_bcc(text: str, cflags: list[str]):
     """BPF(text=...) with BCC's chatter on fd 2 kept out of the table."""
     import bcc
 
-    from ._compile import capture_fd2
+    from labkit.programs.compile import capture_fd2
 
     with capture_fd2() as cap:
         try:
@@ -420,7 +421,7 @@ def _compile_bcc(text: str, cflags: list[str]):
 
 
 def _bcc_cleanup(b) -> None:
-    from ._compile import capture_fd2
+    from labkit.programs.compile import capture_fd2
 
     with capture_fd2():
         try:
@@ -458,7 +459,7 @@ class LabkitTracer(Tracer):
     name = "labkit"
 
     def __init__(self, lg: LoadGen, **kw):
-        from ._lab import Lab
+        from labkit.lab import Lab
 
         self.lab = Lab()
         try:
@@ -702,7 +703,7 @@ def machine_info() -> dict[str, Any]:
     except Exception:
         info["bcc"] = None
     try:
-        from ._hooks import tracefs
+        from labkit.programs.hooks import tracefs
 
         tf = tracefs()
         if tf is not None:
@@ -816,7 +817,7 @@ def phase_method(name: str, lg: LoadGen, cfg: dict, rates: list[float] | None = 
 
 def phase_capacity(lg: LoadGen, cfg: dict) -> dict[str, Any]:
     """Decode throughput on a full ring buffer: the consumer alone, CPU-bound."""
-    from ._lab import Lab
+    from labkit.lab import Lab
 
     n_fill, reps = cfg["fill_events"], cfg["fill_repeats"]
     out: dict[str, Any] = {"events_per_fill": n_fill}
@@ -864,8 +865,8 @@ def phase_capacity(lg: LoadGen, cfg: dict) -> dict[str, Any]:
 
 def phase_first_event(lg: LoadGen) -> dict[str, Any]:
     """Time from lab.trace_syscall() to the first row of its table, twice in this process."""
-    from . import _lab
-    from ._lab import Lab
+    from labkit import lab as _lab
+    from labkit.lab import Lab
 
     timings: dict[str, float] = {}
     real_compile, real_load = _lab.compile_c, _lab.Program.load
@@ -916,7 +917,7 @@ def phase_import_times() -> dict[str, float]:
     for mod in ("bcc", "labkit"):
         r = subprocess.run([sys.executable, "-c",
                             f"import time; t = time.perf_counter(); import {mod}; print(time.perf_counter() - t)"],
-                           capture_output=True, text=True, cwd=str(Path(__file__).resolve().parent.parent))
+                           capture_output=True, text=True, cwd=str(Path(__file__).resolve().parents[3]))
         try:
             out[f"import_{mod}_s"] = float(r.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -925,8 +926,8 @@ def phase_import_times() -> dict[str, float]:
 
 
 def phase_memory(lg: LoadGen, n_events: int) -> dict[str, Any]:
-    from ._lab import Lab
-    from ._stream import DEFAULT_WINDOW
+    from labkit.lab import Lab
+    from labkit.events.stream import DEFAULT_WINDOW
 
     gc.collect()
     lab = Lab()
@@ -991,7 +992,7 @@ def _qdisc_drops(sb) -> int | None:
 def _udp_flood_python(sb, count: int, port: int) -> tuple[int, float, int]:
     import socket
 
-    from . import _netns
+    from labkit.net import netns as _netns
 
     sock = _netns.run_in_netns(sb.host_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
     with sock:
@@ -1008,8 +1009,9 @@ def _udp_flood_python(sb, count: int, port: int) -> tuple[int, float, int]:
 
 
 def phase_xdp(lg_kind: str, lg_exe: str | None, cfg: dict) -> dict[str, Any]:
-    from ._lab import Lab
-    from ._sandbox import Sandbox, _parse_ping
+    from labkit.lab import Lab
+    from labkit.net.sandbox import Sandbox
+    from labkit.net.traffic import parse_ping
 
     out: dict[str, Any] = {}
     sb = Sandbox()
@@ -1066,7 +1068,7 @@ def phase_xdp(lg_kind: str, lg_exe: str | None, cfg: dict) -> dict[str, Any]:
         # ping flood: every echo request is dropped by the program
         pc = cfg["ping_count"]
         r = sb.run(["ping", "-n", "-q", "-f", "-i", "0.001", "-c", str(pc), "-W", "1", sb.target_ip], side="host", timeout=120)
-        ping = _parse_ping(r.stdout + r.stderr, r.returncode)
+        ping = parse_ping(r.stdout + r.stderr, r.returncode)
         time.sleep(0.2)
         after = x.counters()
         out.update({"ping_sent": ping.transmitted, "ping_received": ping.received,
@@ -1156,7 +1158,7 @@ def run_bench(mode: str = "quick", loadgen: str = "auto", skip: set[str] | None 
         if lg is not None:
             lg.close()
         shutil.rmtree(work, ignore_errors=True)
-    from ._lab import live_attachments
+    from labkit.attach import live_attachments
 
     res["leftover_attachments"] = [repr(a) for a in live_attachments()]
     res["machine"]["loadavg_end"] = os.getloadavg()[0]

@@ -1,6 +1,6 @@
 """Lab: owns every program and attachment made through it, and gives them back.
 
-Safety rules (see DESIGN.md):
+Safety rules (docs/ARCHITECTURE.md):
 * Every attachment has a key (kind, target, program). Attaching under a key that
   is live anywhere in this process, in this Lab or another, first detaches the
   old one: re-running a notebook cell never leaves two copies firing.
@@ -11,233 +11,24 @@ Safety rules (see DESIGN.md):
 
 from __future__ import annotations
 
-import atexit
 import html
-import os
-import threading
-import weakref
 from typing import Iterable, Sequence
 
-import numpy as np
-import pandas as pd
+from labkit._errors import AttachError, LabkitError, NotSupportedError, VerifierError
+from labkit.attach import Attachment, TraceAttachment, claim, held
+from labkit.events.schemas import CLONE_DTYPE, SYSCALL_DTYPE, XDP_EVENT_DTYPE, clone_frame, syscall_frame, xdp_frame
+from labkit.events.stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window
+from labkit.net import netns as _netns
+from labkit.net import xdp as _xdp
+from labkit.net.xdp import XdpAttachment
+from labkit.programs import hooks as _hooks
+from labkit.programs import privileges as _privileges
+from labkit.programs.compile import Program, capture_fd2, compile_c, resolve_source
 
-from . import _hooks, _netns, _privileges, _xdp
-from ._compile import Program, capture_fd2, compile_c, resolve_source
-from ._errors import AttachError, LabkitError, NotSupportedError, VerifierError
-from ._stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window, comm_column, time_column
+__all__ = ["DEFAULT_RING_PAGES", "Lab", "syscalls"]
+
 
 DEFAULT_RING_PAGES = 1024  # 4 MiB of ring buffer: room for a burst of ~40k events between polls
-
-# ------------------------------------------------------------------ registry
-_registry_lock = threading.RLock()
-_live: dict[tuple, "Attachment"] = {}
-
-
-def live_attachments() -> list["Attachment"]:
-    """Every attachment alive in this process, whichever Lab made it."""
-    with _registry_lock:
-        return list(_live.values())
-
-
-def _claim(att: "Attachment") -> None:
-    with _registry_lock:
-        old = _live.get(att.key)
-        if old is not None and old is not att:
-            old._detach(state="replaced")
-        _live[att.key] = att
-
-
-def _release(att: "Attachment") -> None:
-    with _registry_lock:
-        if _live.get(att.key) is att:
-            del _live[att.key]
-
-
-@atexit.register
-def _detach_all_at_exit() -> None:
-    for att in live_attachments():
-        try:
-            att.detach()
-        except Exception:
-            pass
-
-
-# --------------------------------------------------------------- attachments
-class Attachment:
-    """A program attached to a hook. ``detach()`` is safe to call twice; a
-    detached handle refuses reuse."""
-
-    kind = "attachment"
-
-    def __init__(self, *, key: tuple, target: str, program: Program, lab: "Lab | None", hook: str,
-                 owns_program: bool = True):
-        self.key = key
-        self.target = target
-        self.program = program
-        self.hook = hook
-        self._lab = weakref.ref(lab) if lab is not None else (lambda: None)
-        self._owns_program = owns_program
-        self.state = "attached"
-        self.stream: EventStream | None = None
-
-    @property
-    def attached(self) -> bool:
-        return self.state == "attached"
-
-    def detach(self) -> None:
-        """Take the program off its hook and free what it held (idempotent)."""
-        self._detach(state="detached")
-
-    def _detach(self, state: str) -> None:
-        if self.state != "attached":
-            return
-        if self.stream is not None:
-            self.stream._halt("stopped" if state == "detached" else state)
-        try:
-            self._unhook()
-        finally:
-            self.state = state
-            _release(self)
-            if self._owns_program:
-                self.program.close()
-
-    def _unhook(self) -> None:  # BCC's cleanup (program.close) removes its probes
-        pass
-
-    def _check_attached(self) -> None:
-        if self.state != "attached":
-            raise LabkitError(f"{self.kind} attachment {self.target} is {self.state}; attach it again")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.detach()
-
-    def __repr__(self) -> str:
-        return f"<labkit.{type(self).__name__} {self.program.name} on {self.hook}: {self.state}>"
-
-
-class TraceAttachment(Attachment):
-    """Tracepoints and kprobes attached through BCC (perf event links)."""
-
-    kind = "trace"
-
-
-class XdpAttachment(Attachment):
-    """An XDP program on one interface. ``mode`` is the slot it got ("native"
-    or "generic"), ``via`` how ("bpf_link": the kernel detaches it when this
-    process dies; "netlink": it stays until detached or `labkit cleanup`)."""
-
-    kind = "xdp"
-
-    def __init__(self, *, iface: str, netns: str | None, ifindex: int, mode: str, via: str, link_fd: int | None,
-                 **kw):
-        super().__init__(**kw)
-        self.iface = iface
-        self.netns = netns
-        self.ifindex = ifindex
-        self.mode = mode
-        self.via = via
-        self._link_fd = link_fd
-        self._final_counters: pd.DataFrame | None = None
-
-    @property
-    def events(self) -> EventStream | None:
-        """Sampled packet events (src, dst, protocol, action, length), if the program emits them."""
-        return self.stream
-
-    def counters(self) -> pd.DataFrame:
-        """Exact packets and bytes per (action, protocol), from the per-CPU maps.
-        After detach: the last values read."""
-        if self.state != "attached" or self.program.closed:
-            if self._final_counters is not None:
-                return self._final_counters.copy()
-            raise LabkitError(f"XDP on {self.iface} is {self.state} and its program has no counters map")
-        if not self.program.has_table("counters"):
-            raise LabkitError(f"{self.program.name} has no 'counters' map (labkit's XDP snippets have one)")
-        return _xdp.read_counters(self.program)
-
-    def packets(self, action: str | None = None, protocol: str | None = None) -> int:
-        """Sum of counted packets, e.g. ``x.packets("drop", "icmp")``."""
-        df = self.counters()
-        if action is not None:
-            df = df[df.action == action]
-        if protocol is not None:
-            df = df[df.protocol == protocol]
-        return int(df.packets.sum())
-
-    def _unhook(self) -> None:
-        try:
-            if self.program.has_table("counters") and not self.program.closed:
-                self._final_counters = _xdp.read_counters(self.program)
-        except Exception:
-            pass
-        if self.via == "bpf_link":
-            if self._link_fd is not None:
-                os.close(self._link_fd)
-                self._link_fd = None
-        else:
-            try:
-                _xdp.netlink_set(self.ifindex, self.netns, -1, self.mode)
-            except Exception as e:
-                if "No such device" not in str(e) and not isinstance(e, AttachError):
-                    raise
-            _xdp.forget_netlink_attach(self.netns, self.iface)
-
-    def __repr__(self) -> str:
-        where = f"{self.netns}:{self.iface}" if self.netns else self.iface
-        return f"<labkit.XdpAttachment {self.program.name} on {where} ({self.mode}, via {self.via}): {self.state}>"
-
-
-# ----------------------------------------------------------------- decoding
-CLONE_THREAD = 0x00010000
-CLONE_VFORK = 0x00004000
-
-CLONE_DTYPE = np.dtype([("ts", "<u8"), ("pid", "<u4"), ("tid", "<u4"), ("child_pid", "<u4"),
-                        ("uid", "<u4"), ("flags", "<u8"), ("comm", "S16")])
-SYSCALL_DTYPE = np.dtype([("ts", "<u8"), ("pid", "<u4"), ("tid", "<u4"), ("uid", "<u4"), ("nr", "<i4"),
-                          ("args", "<u8", (6,)), ("comm", "S16")])
-
-
-def clone_kind(flags: np.ndarray) -> np.ndarray:
-    flags = flags.astype(np.uint64)
-    return np.where(flags & np.uint64(CLONE_THREAD), "thread",
-                    np.where(flags & np.uint64(CLONE_VFORK), "vfork", "fork"))
-
-
-def clone_frame(source: str):
-    def frame(rec: np.ndarray) -> pd.DataFrame:
-        return pd.DataFrame({
-            "time": time_column(rec["ts"]),
-            "pid": rec["pid"].astype("int64"),
-            "tid": rec["tid"].astype("int64"),
-            "child_pid": rec["child_pid"].astype("int64"),
-            "uid": rec["uid"].astype("int64"),
-            "comm": comm_column(rec["comm"]),
-            "kind": clone_kind(rec["flags"]),
-            "flags": rec["flags"].astype("uint64"),
-            "source": source,
-        })
-    return frame
-
-
-def syscall_frame(source: str, syscall: str):
-    def frame(rec: np.ndarray) -> pd.DataFrame:
-        cols = {
-            "time": time_column(rec["ts"]),
-            "pid": rec["pid"].astype("int64"),
-            "tid": rec["tid"].astype("int64"),
-            "uid": rec["uid"].astype("int64"),
-            "comm": comm_column(rec["comm"]),
-            "syscall": syscall,
-            "nr": rec["nr"].astype("int64"),
-        }
-        for i in range(6):
-            cols[f"arg{i}"] = rec["args"][:, i].astype("uint64")
-        cols["source"] = source
-        return pd.DataFrame(cols)
-    return frame
 
 
 def _cflags(defines: dict | None, cflags: Iterable[str]) -> list[str]:
@@ -303,7 +94,7 @@ class Lab:
             raise AttachError(f"no tracepoint {tracepoint} on this kernel (see /sys/kernel/tracing/events/{cat}/)",
                               target=tracepoint)
         prog = self.load(program) if isinstance(program, str) else program
-        fn = fn or _only_function(prog)
+        fn = prog.function_name(fn)
         key = ("tracepoint", tracepoint, name or f"{prog.name}:{fn}")
         return self._attach_bcc(prog, key, [("tracepoint", tracepoint, fn)], hook=f"tracepoint {tracepoint}")
 
@@ -325,7 +116,7 @@ class Lab:
         prog = self.load(program) if isinstance(program, str) else program
         if syscall is not None:
             event = prog.bpf.get_syscall_fnname(syscall.encode()).decode()
-        fn = fn or _only_function(prog)
+        fn = prog.function_name(fn)
         kind = "kretprobe" if ret else "kprobe"
         key = (kind, event, name or f"{prog.name}:{fn}")
         return self._attach_bcc(prog, key, [(kind, event, fn)], hook=f"{kind} {event}")
@@ -358,7 +149,7 @@ class Lab:
         except BaseException:
             prog.close()
             raise
-        _claim(att)
+        claim(att)
         self._attachments.append(att)
         return att
 
@@ -468,10 +259,9 @@ class Lab:
                 "(on a VM that is your SSH session). Use the sandbox (labkit.Sandbox()), or pass force=True "
                 "if you really mean this interface.", target=where)
         key = ("xdp", netns or "", iface)
-        with _registry_lock:
-            old = _live.get(key)
-            if old is not None:
-                old._detach(state="replaced")
+        old = held(key)
+        if old is not None:
+            old.give_back("replaced")
         # anything else in either slot: a labkit leftover goes, a foreign program stays unless asked
         link = _xdp.interface(iface, netns)
         for slot in ("native", "generic"):
@@ -497,7 +287,7 @@ class Lab:
         try:
             import bcc
 
-            fname = fn or _only_function(prog)
+            fname = prog.function_name(fn)
             f = prog.load(fname, bcc.BPF.XDP)
             modes = ["native", "generic"] if mode == "auto" else [mode]
             link_fd, got, how, errors = None, None, None, []
@@ -535,12 +325,12 @@ class Lab:
                             key=key, target=where, program=prog, lab=self, hook=f"xdp:{where}:{got}",
                             owns_program=isinstance(program, str))
         att.mode_note = f"{got} mode via {how}" + (f" (after: {'; '.join(errors)})" if errors else "")
-        _claim(att)
+        claim(att)
         self._attachments.append(att)
         if prog.has_table("events"):
             try:
-                att.stream = EventStream(name=f"xdp({where})", program=prog, payload=_xdp.XDP_EVENT_DTYPE,
-                                         frame=_xdp.xdp_frame, source=att.hook, hook_note=att.mode_note,
+                att.stream = EventStream(name=f"xdp({where})", program=prog, payload=XDP_EVENT_DTYPE,
+                                         frame=xdp_frame, source=att.hook, hook_note=att.mode_note,
                                          window=window, poll_interval=poll_interval, owner=None)
             except BaseException:
                 att.detach()
@@ -591,13 +381,6 @@ class Lab:
                 f"<table><tr><th>kind</th><th>hook</th><th>program</th></tr>{rows}</table>")
 
 
-def _only_function(prog: Program) -> str:
-    fns = prog.functions
-    if len(fns) != 1:
-        raise LabkitError(f"{prog.name} has {len(fns)} functions ({', '.join(fns)}): say which one with fn=")
-    return fns[0]
-
-
 def _check_ring(pages) -> int:
     if not (isinstance(pages, int) and pages >= 1 and pages & (pages - 1) == 0):
         raise LabkitError(f"ring_pages must be a power of two (1, 2, 4, ... pages of 4 KiB), got {pages!r}")
@@ -609,7 +392,4 @@ def syscalls() -> list[str]:
     return _hooks.syscall_tracepoints()
 
 
-def close_all() -> None:
-    """Detach every labkit attachment in this process."""
-    _detach_all_at_exit()
 

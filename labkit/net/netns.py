@@ -14,7 +14,7 @@ import os
 import threading
 from typing import Callable, TypeVar
 
-from ._errors import AttachError
+from labkit._errors import AttachError
 
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from . import _privileges
-from ._errors import CompileError, LabkitError, NotSupportedError, VerifierError
+from labkit.programs import privileges as _privileges
+from labkit._errors import CompileError, LabkitError, NotSupportedError, VerifierError
 
-SNIPPET_DIR = Path(__file__).resolve().parent.parent / "bpf_snippets"
+SNIPPET_DIR = Path(__file__).resolve().parents[2] / "bpf_snippets"  # <repo>/labkit/programs/compile.py
 PROGRAM_PREFIX = "lk_"  # every labkit BPF function name starts with it (kernel keeps 15 chars)
 
 _fd2_lock = threading.Lock()
@@ -247,6 +247,15 @@ class Program:
 
         mod = self.bpf.module
         return [lib.bpf_function_name(mod, i).decode() for i in range(lib.bpf_num_functions(mod))]
+
+    def function_name(self, fn: str | None = None) -> str:
+        """``fn`` if given, else the program's only function (an error names them all when there are several)."""
+        if fn:
+            return fn
+        fns = self.functions
+        if len(fns) != 1:
+            raise LabkitError(f"{self.name} has {len(fns)} functions ({', '.join(fns)}): say which one with fn=")
+        return fns[0]
 
     def has_table(self, name: str) -> bool:
         """Whether the program declares a map called ``name``."""

@@ -29,8 +29,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ._errors import CompileError, LabkitError, VerifierError
-from ._views import _ShownOnce, map_dataframe
+from labkit._errors import CompileError, LabkitError, VerifierError
+from labkit.views.display import ShownOnce
+from labkit.views.live import map_dataframe
 
 __all__ = ["Exercise", "Lesson", "Result", "lesson"]
 
@@ -49,7 +50,7 @@ class Incorrect(Exception):
 
 
 # ------------------------------------------------------------------ results
-class Result(_ShownOnce):
+class Result(ShownOnce):
     """The verdict of one check."""
 
     def __init__(self, exercise: str, status: str, message: str, details: dict | None = None,
@@ -85,7 +86,7 @@ class Result(_ShownOnce):
                 "details": _jsonable(self.details)}
 
 
-class _Note(_ShownOnce):
+class _Note(ShownOnce):
     def __init__(self, title: str, text: str, code: str | None = None, language: str = "c"):
         self.title, self.text, self.code, self.language = title, text, code, language
 
@@ -117,7 +118,7 @@ def _jsonable(x):
 
 # ---------------------------------------------------------------- exercises
 def _snippet_text(name: str) -> str:
-    from ._compile import SNIPPET_DIR
+    from labkit.programs.compile import SNIPPET_DIR
 
     return (SNIPPET_DIR / f"{name}.c").read_text()
 
@@ -211,8 +212,8 @@ class Lesson:
         self.facts[str(key)] = _jsonable(value)
 
     def summary_dict(self) -> dict:
-        from ._lab import live_attachments
-        from ._views import live_panels
+        from labkit.attach import live_attachments
+        from labkit.views.live import live_panels
 
         return {
             "lesson": self.number,
@@ -236,7 +237,7 @@ class Lesson:
         return f"<lesson {self.number} {self.title}: {', '.join(map(repr, self.exercises.values()))}>"
 
 
-class _Summary(_ShownOnce):
+class _Summary(ShownOnce):
     def __init__(self, data: dict):
         self.data = data
 
@@ -296,7 +297,7 @@ def _run_python(code: str, timeout: float = 20) -> subprocess.CompletedProcess:
 
 # ------------------------------------------------------- lesson 00 (setup)
 def _check_hook(answer) -> tuple[str, dict]:
-    from ._lab import Lab
+    from labkit.lab import Lab
 
     said = str(answer).strip().lower().split(":")[0].split()[0] if str(answer).strip() else ""
     if said not in ("kprobe", "tracepoint"):
@@ -318,7 +319,7 @@ def _check_hook(answer) -> tuple[str, dict]:
 
 
 def _hook_solution() -> str:
-    from . import _hooks
+    from labkit.programs import hooks as _hooks
 
     ok, _why = _hooks.kprobes_available()
     return "kprobe" if ok and _hooks.kernel_symbol("kernel_clone", "_do_fork") else "tracepoint"
@@ -363,7 +364,7 @@ def _apply_filter(answer, df, me: int):
 
 
 def _check_thread_filter(answer) -> tuple[str, dict]:
-    from ._lab import Lab
+    from labkit.lab import Lab
 
     me = os.getpid()
     with Lab() as lab:
@@ -422,7 +423,7 @@ for _ in range(2):
 
 
 def _check_threads_by_comm(answer) -> tuple[str, dict]:
-    from ._lab import Lab
+    from labkit.lab import Lab
 
     with Lab() as lab:
         prog = lab.load(answer)
@@ -485,8 +486,8 @@ def _lesson01() -> Lesson:
 
 # -------------------------------------------------------- lesson 02 (XDP)
 def _check_arp_safe(answer) -> tuple[str, dict]:
-    from ._lab import Lab
-    from ._sandbox import Sandbox
+    from labkit.lab import Lab
+    from labkit.net.sandbox import Sandbox
 
     with Sandbox() as sb, Lab() as lab:
         x = lab.attach_xdp(answer, iface=sb.target_iface, netns=sb.target_ns)
@@ -528,7 +529,7 @@ def _lesson02() -> Lesson:
 
 # ------------------------------------------------ lesson 03 (maps/events)
 def _check_count_by_tid(answer) -> tuple[str, dict]:
-    from ._lab import Lab
+    from labkit.lab import Lab
 
     wanted = [5, 17, 42]
     tids: list[int] = [0] * len(wanted)
@@ -603,7 +604,7 @@ def _test_run(prog_fd: int, data: bytes) -> int:
     no interface involved); returns its verdict (1 drop, 2 pass, ...)."""
     import ctypes
 
-    from . import _xdp
+    from labkit.net import xdp as _xdp
 
     lib = _xdp.libbpf()
     if lib is None:
@@ -631,12 +632,12 @@ _IPV4_ICMP = bytes([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 198, 18, 0, 1, 198,
 def _check_bounds_fixed(answer) -> tuple[str, dict]:
     import bcc
 
-    from ._lab import Lab, _only_function
+    from labkit.lab import Lab
 
     with Lab() as lab:
         prog = lab.load(answer, need="xdp")
         _need_map(prog, "counts")
-        fn = prog.load(_only_function(prog), bcc.BPF.XDP)       # VerifierError if still refused
+        fn = prog.load(prog.function_name(), bcc.BPF.XDP)       # VerifierError if still refused
         frames = [("IPv4", _frame(0x0800, _IPV4_ICMP)), ("IPv4", _frame(0x0800, _IPV4_ICMP)),
                   ("ARP", _frame(0x0806, b"\0" * 28)), ("IPv6", _frame(0x86DD, b"\0" * 40)),
                   ("a bare Ethernet header", _frame(0x0800, b""))]
@@ -654,7 +655,7 @@ def _check_bounds_fixed(answer) -> tuple[str, dict]:
 
 
 def _check_loop_fixed(answer) -> tuple[str, dict]:
-    from ._lab import Lab
+    from labkit.lab import Lab
 
     with Lab() as lab:
         prog = lab.load(answer, defines={"LK_FILTER_PID": os.getpid()})

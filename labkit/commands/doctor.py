@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import _hooks, _privileges
+from labkit.programs import hooks as _hooks
+from labkit.programs import privileges as _privileges
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -80,7 +81,7 @@ def _bcc() -> Check:
 
 
 def _libbpf() -> Check:
-    from ._xdp import libbpf
+    from labkit.net.xdp import libbpf
 
     if libbpf() is not None:
         return Check("libbpf", OK, "libbpf.so.1 with bpf_link_create (XDP detaches when its process dies)")
@@ -89,7 +90,7 @@ def _libbpf() -> Check:
 
 
 def _tracepoint_hook() -> Check:
-    from ._lab import Lab
+    from labkit.lab import Lab
 
     if not _hooks.tracepoint_exists("task", "task_newtask"):
         return Check("hook: tracepoint", FAIL, "tracepoint task:task_newtask not found",
@@ -118,7 +119,7 @@ def _kprobe_hook() -> Check:
     if not ok:
         return Check("hook: kprobe", WARN, f"{why}; clone tracing uses the tracepoint instead",
                      "optional: a distro kernel (CONFIG_KPROBES=y) to try the classic kprobe examples")
-    from ._lab import Lab
+    from labkit.lab import Lab
 
     try:
         with Lab() as lab:

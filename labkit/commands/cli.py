@@ -20,23 +20,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
     if cmd == "doctor":
-        from ._doctor import main as doctor_main
+        from labkit.commands.doctor import main as doctor_main
 
         return doctor_main(rest)
     if cmd == "cleanup":
-        from ._cleanup import main as cleanup_main
+        from labkit.commands.cleanup import main as cleanup_main
 
         return cleanup_main(rest)
     if cmd == "sandbox":
-        from ._sandbox import sandbox_main
+        from labkit.net.sandbox import sandbox_main
 
         return sandbox_main(rest)
     if cmd == "report":
-        from ._report import main as report_main
+        from labkit.commands.report import main as report_main
 
         return report_main(rest)
     if cmd == "bench":
-        from ._bench import main as bench_main
+        from labkit.commands.bench import main as bench_main
 
         return bench_main(rest)
     p.error(f"unknown command {cmd!r}")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 
-from . import _sandbox, _xdp
+from labkit.net import sandbox as _sandbox
+from labkit.net import xdp as _xdp
 
 
 def find() -> dict[str, list]:

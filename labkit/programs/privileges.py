@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import pwd
 
-from ._errors import PrivilegeError
+from labkit._errors import PrivilegeError
 
 CAP_DAC_READ_SEARCH = 2
 CAP_NET_ADMIN = 12

@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
-import ipaddress
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
-from . import _netns
-from ._errors import AttachError, LabkitError, NotSupportedError
+from labkit._errors import AttachError, LabkitError, NotSupportedError
+from labkit.attach import Attachment
+from labkit.events.schemas import N_PROTO, PROTOCOLS, XDP_ACTIONS
+from labkit.net import netns as _netns
+
+if TYPE_CHECKING:
+    from labkit.events.stream import EventStream
 
 BPF_XDP = 37                      # enum bpf_attach_type
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1
@@ -38,18 +41,6 @@ MODES = ("auto", "native", "generic")
 VIAS = ("auto", "link", "netlink")
 XDP_STATE_DIR = Path("/run/labkit/xdp")
 PREFIX = "lk_"
-
-XDP_ACTIONS = {0: "aborted", 1: "drop", 2: "pass", 3: "tx", 4: "redirect"}
-PROTOCOLS = ["other", "arp", "icmp", "icmpv6", "udp", "tcp", "ipv4-other", "ipv6-other"]
-N_PROTO = len(PROTOCOLS)
-
-XDP_EVENT_DTYPE = np.dtype({
-    "names": ["ts", "saddr", "daddr", "len", "ethertype", "family", "proto", "ip_proto", "action", "icmp_type"],
-    "formats": ["<u8", ("u1", 16), ("u1", 16), "<u4", "<u2", "u1", "u1", "u1", "u1", "u1"],
-    "offsets": [0, 8, 24, 40, 44, 46, 47, 48, 49, 50],
-    "itemsize": 56,
-})
-
 
 # ------------------------------------------------------------------ libbpf
 class _LinkCreateOpts(ctypes.Structure):
@@ -231,44 +222,6 @@ def find_labkit_xdp() -> list[dict]:
     return found
 
 
-# --------------------------------------------------------------- decoding
-def _addr(raw: bytes, family: int) -> str:
-    if family == 4:
-        return str(ipaddress.IPv4Address(raw[:4]))
-    if family == 6:
-        return str(ipaddress.IPv6Address(raw))
-    return ""
-
-
-def xdp_frame(rec: np.ndarray) -> pd.DataFrame:
-    from ._stream import time_column
-
-    fam = rec["family"].tolist()
-    cache: dict[tuple[bytes, int], str] = {}
-
-    def addrs(col: str) -> list[str]:
-        out = []
-        for raw, f in zip((r.tobytes() for r in rec[col]), fam):
-            k = (raw, f)
-            if k not in cache:
-                cache[k] = _addr(raw, f)
-            out.append(cache[k])
-        return out
-
-    return pd.DataFrame({
-        "time": time_column(rec["ts"]),
-        "src": addrs("saddr"),
-        "dst": addrs("daddr"),
-        "protocol": [PROTOCOLS[p] if p < N_PROTO else str(p) for p in rec["proto"].tolist()],
-        "action": [XDP_ACTIONS.get(a, str(a)) for a in rec["action"].tolist()],
-        "length": rec["len"].astype("int64"),
-        "family": rec["family"].astype("int64"),
-        "ip_proto": rec["ip_proto"].astype("int64"),
-        "icmp_type": pd.array([None if t == 0xFF else t for t in rec["icmp_type"].tolist()], dtype="Int64"),
-        "ethertype": [f"0x{e:04x}" for e in rec["ethertype"].tolist()],
-    })
-
-
 def read_counters(program) -> pd.DataFrame:
     """Sum the per-CPU (action, protocol) counters: exact packets and bytes."""
     table = program["counters"]
@@ -301,3 +254,72 @@ def check_via(via: str) -> str:
 
 def link_error_means_unsupported(err: int) -> bool:
     return err in (_errno.EINVAL, _errno.ENOSYS, _errno.EOPNOTSUPP, _errno.ENOTSUP)
+
+
+# -------------------------------------------------------------- attachment
+class XdpAttachment(Attachment):
+    """An XDP program on one interface. ``mode`` is the slot it got ("native"
+    or "generic"), ``via`` how ("bpf_link": the kernel detaches it when this
+    process dies; "netlink": it stays until detached or `labkit cleanup`)."""
+
+    kind = "xdp"
+
+    def __init__(self, *, iface: str, netns: str | None, ifindex: int, mode: str, via: str, link_fd: int | None,
+                 **kw):
+        super().__init__(**kw)
+        self.iface = iface
+        self.netns = netns
+        self.ifindex = ifindex
+        self.mode = mode
+        self.via = via
+        self._link_fd = link_fd
+        self._final_counters: pd.DataFrame | None = None
+
+    @property
+    def events(self) -> EventStream | None:
+        """Sampled packet events (src, dst, protocol, action, length), if the program emits them."""
+        return self.stream
+
+    def counters(self) -> pd.DataFrame:
+        """Exact packets and bytes per (action, protocol), from the per-CPU maps.
+        After detach: the last values read."""
+        if self.state != "attached" or self.program.closed:
+            if self._final_counters is not None:
+                return self._final_counters.copy()
+            raise LabkitError(f"XDP on {self.iface} is {self.state} and its program has no counters map")
+        if not self.program.has_table("counters"):
+            raise LabkitError(f"{self.program.name} has no 'counters' map (labkit's XDP snippets have one)")
+        return read_counters(self.program)
+
+    def packets(self, action: str | None = None, protocol: str | None = None) -> int:
+        """Sum of counted packets, e.g. ``x.packets("drop", "icmp")``."""
+        df = self.counters()
+        if action is not None:
+            df = df[df.action == action]
+        if protocol is not None:
+            df = df[df.protocol == protocol]
+        return int(df.packets.sum())
+
+    def unhook(self) -> None:
+        try:
+            if self.program.has_table("counters") and not self.program.closed:
+                self._final_counters = read_counters(self.program)
+        except Exception:
+            pass
+        if self.via == "bpf_link":
+            if self._link_fd is not None:
+                os.close(self._link_fd)
+                self._link_fd = None
+        else:
+            try:
+                netlink_set(self.ifindex, self.netns, -1, self.mode)
+            except Exception as e:
+                if "No such device" not in str(e) and not isinstance(e, AttachError):
+                    raise
+            forget_netlink_attach(self.netns, self.iface)
+
+    def __repr__(self) -> str:
+        where = f"{self.netns}:{self.iface}" if self.netns else self.iface
+        return f"<labkit.XdpAttachment {self.program.name} on {where} ({self.mode}, via {self.via}): {self.state}>"
+
+

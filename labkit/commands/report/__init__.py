@@ -53,7 +53,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 DEFAULT_TIMEOUT = 180
 DEFAULT_KERNEL = "labkit"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]  # <repo>/labkit/commands/report/__init__.py
 
 # ------------------------------------------------------------------ template
 # The lab template without any script from the internet: require.js, MathJax,
@@ -490,7 +490,8 @@ def give_back(kernel_pid: int | None, wait: float = 10.0) -> list[str]:
         return [f"kernel process {kernel_pid} is still running after shutdown; left alone"]
     done: list[str] = []
     try:
-        from . import _sandbox, _xdp
+        from labkit.net import sandbox as _sandbox
+        from labkit.net import xdp as _xdp
     except Exception as e:  # pragma: no cover - labkit itself broken
         return [f"could not check for leftovers: {e}"]
     for rec in _xdp.netlink_records():

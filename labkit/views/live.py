@@ -36,7 +36,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from ._errors import LabkitError
+from labkit import attach
+from labkit._errors import LabkitError
+from labkit.views.display import ShownOnce, widget_bundle
 
 __all__ = [
     "LivePanel",
@@ -52,85 +54,15 @@ __all__ = [
 ]
 
 # ------------------------------------------------------------------ registry
-_panel_lock = threading.RLock()
-_panels: dict[str, "LivePanel"] = {}
-
-
 def live_panels() -> list["LivePanel"]:
     """Every panel that is not closed, in this process."""
-    with _panel_lock:
-        return list(_panels.values())
+    return attach.holders(LivePanel)
 
 
 def close_panels() -> None:
     """Close every panel (and the programs the panels own)."""
     for p in live_panels():
         p.close()
-
-
-def _claim_panel(panel: "LivePanel") -> None:
-    with _panel_lock:
-        old = _panels.get(panel.name)
-        _panels[panel.name] = panel
-    if old is not None and old is not panel:
-        old.close(state="replaced")
-
-
-def _release_panel(panel: "LivePanel") -> None:
-    with _panel_lock:
-        if _panels.get(panel.name) is panel:
-            del _panels[panel.name]
-
-
-# ----------------------------------------------------------- display helpers
-def _widget_bundle(obj, **kw) -> dict:
-    """Display ``obj.widget``, with ``repr(obj)`` as the plain-text fallback."""
-    bundle = obj.widget._repr_mimebundle_(**kw)
-    if isinstance(bundle, tuple):
-        bundle = bundle[0]
-    bundle = dict(bundle or {})
-    bundle["text/plain"] = repr(obj)
-    return bundle
-
-
-class _ShownOnce:
-    """Something that shows itself when made (``check()``, ``snapshot()``)
-    and is also returned. It is shown at most once per cell, so that being
-    the cell's last expression too does not show it twice."""
-
-    _shown_in: object = None
-
-    def _mimebundle(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _show(self) -> None:
-        ip = _ipython()
-        if ip is None:
-            print(self._mimebundle().get("text/plain", repr(self)))
-            return
-        from IPython.display import publish_display_data
-
-        publish_display_data(self._mimebundle())
-        self._shown_in = ip.execution_count
-
-    def _ipython_display_(self) -> None:
-        ip = _ipython()
-        if ip is not None and self._shown_in == ip.execution_count:
-            return
-        from IPython.display import publish_display_data
-
-        publish_display_data(self._mimebundle())
-        if ip is not None:
-            self._shown_in = ip.execution_count
-
-
-def _ipython():
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover
-        return None
-    ip = get_ipython()
-    return ip if ip is not None and hasattr(ip, "execution_count") else None
 
 
 _TABLE_CSS = ("<style>.lk-table table{border-collapse:collapse;font-size:12px}"
@@ -295,7 +227,7 @@ class _Plot:
 
 # ------------------------------------------------------------------- feeds
 def _clone_kinds(rec: np.ndarray) -> np.ndarray:
-    from ._lab import clone_kind
+    from labkit.events.schemas import clone_kind
 
     return clone_kind(rec["flags"])
 
@@ -308,7 +240,7 @@ def _comms(rec: np.ndarray) -> np.ndarray:
 
 
 def _xdp_labels(rec: np.ndarray) -> np.ndarray:
-    from ._xdp import N_PROTO, PROTOCOLS, XDP_ACTIONS
+    from labkit.events.schemas import N_PROTO, PROTOCOLS, XDP_ACTIONS
 
     acts = rec["action"].astype(np.int64)
     protos = rec["proto"].astype(np.int64)
@@ -482,8 +414,8 @@ class _XdpFeed:
 
 
 def _feed_for(source, *, columns=None, by=None):
-    from ._lab import XdpAttachment
-    from ._stream import EventStream
+    from labkit.net.xdp import XdpAttachment
+    from labkit.events.stream import EventStream
 
     if source is None:
         return None
@@ -495,7 +427,7 @@ def _feed_for(source, *, columns=None, by=None):
 
 
 # ------------------------------------------------------------------- panel
-class PanelSnapshot(_ShownOnce):
+class PanelSnapshot(ShownOnce):
     """A static copy of a panel: ``table`` (DataFrame), ``png`` (the plot),
     ``status``; renders as plain HTML with the PNG inline (works offline)."""
 
@@ -584,7 +516,8 @@ class LivePanel:
             self._status,
             w.HBox([self._table_w, self._image], layout=w.Layout(flex_flow="row wrap", align_items="flex-start")),
         ])
-        _claim_panel(self)
+        self.key = ("panel", self.name)
+        attach.claim(self)
         self._state = "stopped"
         if feed is not None:
             self._bind(feed)
@@ -650,11 +583,15 @@ class LivePanel:
             self.refresh(force=True)
             feed.unbind()
         self._state = state
-        _release_panel(self)
+        attach.release(self)
         head = self._status_html.rsplit(" &middot; panel ", 1)[0]
         self._status_html = f"{head} &middot; <b>panel {state}</b>"
         self._status.value = self._status_html
         self._update_buttons()
+
+    def give_back(self, state: str) -> None:
+        """The registry's name for :meth:`close`."""
+        self.close(state)
 
     def set_source(self, source, *, columns: Iterable[str] | None = None, by=None) -> None:
         """Show another stream or attachment (the old one is stopped if owned)."""
@@ -778,7 +715,7 @@ class LivePanel:
 
     # -------------------------------------------------------------- display
     def _repr_mimebundle_(self, **kw):
-        return _widget_bundle(self, **kw)
+        return widget_bundle(self, **kw)
 
     def __repr__(self) -> str:
         return f"<labkit.LivePanel {self.name}: {self._state}, {self.refreshes} refreshes>"
@@ -811,7 +748,7 @@ class SyscallPicker:
                  rows: int = 10, interval: float = 0.5, by: str | None = "comm", window: int = 10_000):
         import ipywidgets as w
 
-        from ._lab import syscalls
+        from labkit.lab import syscalls
 
         self.lab = lab
         self.pid = pid
@@ -859,7 +796,7 @@ class SyscallPicker:
         self.panel.close()
 
     def _repr_mimebundle_(self, **kw):
-        return _widget_bundle(self, **kw)
+        return widget_bundle(self, **kw)
 
     def __repr__(self) -> str:
         return f"<labkit.SyscallPicker {self.name}: {self.syscall}, panel {self.panel.state}>"
@@ -867,7 +804,7 @@ class SyscallPicker:
 
 # ---------------------------------------------------------- XDP interfaces
 def _own_namespaces() -> list[str]:
-    from ._sandbox import list_sandboxes
+    from labkit.net.sandbox import list_sandboxes
 
     out: list[str] = []
     for r in list_sandboxes():
@@ -884,7 +821,7 @@ def xdp_interfaces(namespaces: Iterable[str] | None = None, *, root: bool = True
     ids, 0 = empty), xdp (who is there, readable), labkit (a labkit program is
     attached), default_route (the interface carries a default route).
     """
-    from . import _xdp
+    from labkit.net import xdp as _xdp
 
     spaces: list[str | None] = [None] if root else []
     spaces += list(_own_namespaces() if namespaces is None else namespaces)
@@ -1038,7 +975,7 @@ class XdpControl:
                               f"{html.escape(str(e))}</span>"
 
     def _repr_mimebundle_(self, **kw):
-        return _widget_bundle(self, **kw)
+        return widget_bundle(self, **kw)
 
     def __repr__(self) -> str:
         att = self.attachment.hook if self.attachment is not None and self.attachment.attached else "nothing"
@@ -1118,7 +1055,7 @@ def read_trace_pipe(timeout: float = 2.0, *, idle: float = 0.2, contains: str | 
     trace_printk lands in it and every reader takes lines away from the
     others. ``contains`` keeps only lines with that text.
     """
-    from ._hooks import require_tracefs
+    from labkit.programs.hooks import require_tracefs
 
     path = require_tracefs() / "trace_pipe"
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)

@@ -1,0 +1,91 @@
+"""Traffic between a sandbox's namespaces and what it reports: ping and UDP results."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from labkit._errors import SandboxError
+
+__all__ = ["PingResult", "UdpResult", "parse_ping"]
+
+
+@dataclass(frozen=True)
+class PingResult:
+    """What ``ping`` reported. ``loss`` is a fraction (0.0 … 1.0); ``rtts`` are
+    the round-trip times of the replies, in milliseconds; ``raw`` is ping's output."""
+
+    transmitted: int
+    received: int
+    rtts: list[float] = field(default_factory=list)
+    errors: int = 0
+    duplicates: int = 0
+    raw: str = ""
+    returncode: int = 0
+
+    @property
+    def loss(self) -> float:
+        if self.transmitted == 0:
+            return 0.0
+        return max(0.0, (self.transmitted - self.received) / self.transmitted)
+
+    @property
+    def ok(self) -> bool:
+        """Every probe was answered."""
+        return self.transmitted > 0 and self.received >= self.transmitted
+
+    def __str__(self) -> str:
+        avg = f", avg rtt {sum(self.rtts) / len(self.rtts):.3f} ms" if self.rtts else ""
+        return f"{self.transmitted} sent, {self.received} received, {self.loss:.0%} loss{avg}"
+
+
+_PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
+_PING_REPLY = re.compile(r"bytes from .*?time[=<]\s*([0-9.]+)\s*ms")
+
+
+def parse_ping(output: str, returncode: int = 0) -> PingResult:
+    """Parse iputils (or busybox) ``ping`` output; raises :class:`SandboxError`
+    when it has no statistics line (ping could not run)."""
+    summary = _PING_SUMMARY.search(output)
+    if summary is None:
+        raise SandboxError(
+            f"ping printed no statistics (exit status {returncode}); its output was:\n{output.strip()}"
+        )
+    rtts = [
+        float(m.group(1))
+        for line in output.splitlines()
+        if "DUP!" not in line and (m := _PING_REPLY.search(line))
+    ]
+    errors = re.search(r"\+(\d+) errors?", output)
+    dups = re.search(r"\+(\d+) duplicates?", output)
+    return PingResult(
+        transmitted=int(summary.group(1)),
+        received=int(summary.group(2)),
+        rtts=rtts,
+        errors=int(errors.group(1)) if errors else 0,
+        duplicates=int(dups.group(1)) if dups else 0,
+        raw=output,
+        returncode=returncode,
+    )
+
+
+@dataclass(frozen=True)
+class UdpResult:
+    """How many UDP datagrams were handed to the kernel in the host namespace
+    (``sent``) and how many a socket in the target namespace received."""
+
+    sent: int
+    received: int
+    port: int
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.sent - self.received)
+
+    @property
+    def loss(self) -> float:
+        return self.lost / self.sent if self.sent else 0.0
+
+    def __str__(self) -> str:
+        return f"{self.sent} UDP datagrams sent to port {self.port}, {self.received} received"

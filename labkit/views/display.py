@@ -1,0 +1,57 @@
+"""Showing labkit objects in a notebook: once per cell, with a plain-text fallback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ShownOnce", "ipython", "widget_bundle"]
+
+
+def widget_bundle(obj, **kw) -> dict:
+    """Display ``obj.widget``, with ``repr(obj)`` as the plain-text fallback."""
+    bundle = obj.widget._repr_mimebundle_(**kw)
+    if isinstance(bundle, tuple):
+        bundle = bundle[0]
+    bundle = dict(bundle or {})
+    bundle["text/plain"] = repr(obj)
+    return bundle
+
+
+class ShownOnce:
+    """Something that shows itself when made (``check()``, ``snapshot()``)
+    and is also returned. It is shown at most once per cell, so that being
+    the cell's last expression too does not show it twice."""
+
+    _shown_in: object = None
+
+    def _mimebundle(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _show(self) -> None:
+        ip = ipython()
+        if ip is None:
+            print(self._mimebundle().get("text/plain", repr(self)))
+            return
+        from IPython.display import publish_display_data  # lazy: IPython only exists in a notebook
+
+        publish_display_data(self._mimebundle())
+        self._shown_in = ip.execution_count
+
+    def _ipython_display_(self) -> None:
+        ip = ipython()
+        if ip is not None and self._shown_in == ip.execution_count:
+            return
+        from IPython.display import publish_display_data
+
+        publish_display_data(self._mimebundle())
+        if ip is not None:
+            self._shown_in = ip.execution_count
+
+
+def ipython():
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return None
+    ip = get_ipython()
+    return ip if ip is not None and hasattr(ip, "execution_count") else None
