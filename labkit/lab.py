@@ -123,7 +123,7 @@ class Lab:
 
     def _attach_bcc(self, prog: Program, key: tuple, hooks: list[tuple[str, str, str]], hook: str,
                     owns_program: bool = True) -> TraceAttachment:
-        import bcc
+        import bcc  # lazy: BCC comes from the distro; labkit imports without it (doctor says why)
 
         att = TraceAttachment(key=key, target=hook, program=prog, lab=self, hook=hook, owns_program=owns_program)
         try:

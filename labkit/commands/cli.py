@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+__all__ = ["main"]
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -20,23 +22,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
     if cmd == "doctor":
-        from labkit.commands.doctor import main as doctor_main
+        from labkit.commands.doctor import main as doctor_main  # lazy: load one command, not all
 
         return doctor_main(rest)
     if cmd == "cleanup":
-        from labkit.commands.cleanup import main as cleanup_main
+        from labkit.commands.cleanup import main as cleanup_main  # lazy: load one command, not all
 
         return cleanup_main(rest)
     if cmd == "sandbox":
-        from labkit.net.sandbox import sandbox_main
+        from labkit.net.sandbox import sandbox_main  # lazy: load one command, not all
 
         return sandbox_main(rest)
     if cmd == "report":
-        from labkit.commands.report import main as report_main
+        from labkit.commands.report import main as report_main  # lazy: load one command, not all
 
         return report_main(rest)
     if cmd == "bench":
-        from labkit.commands.bench import main as bench_main
+        from labkit.commands.bench import main as bench_main  # lazy: load one command, not all
 
         return bench_main(rest)
     p.error(f"unknown command {cmd!r}")

@@ -3,13 +3,21 @@ each failed check the command that fixes it."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
+from labkit.lab import Lab
+from labkit.net.xdp import libbpf
 from labkit.programs import hooks as _hooks
 from labkit.programs import privileges as _privileges
+
+__all__ = ["Check", "doctor", "main", "run_checks"]
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -71,7 +79,7 @@ def _headers() -> Check:
 
 def _bcc() -> Check:
     try:
-        import bcc  # noqa: F401
+        import bcc  # noqa: F401  # lazy: importing it is the check
 
         ver = getattr(bcc, "__version__", "?")
         return Check("BCC", OK, f"bcc {ver} imports ({bcc.__file__})")
@@ -81,8 +89,6 @@ def _bcc() -> Check:
 
 
 def _libbpf() -> Check:
-    from labkit.net.xdp import libbpf
-
     if libbpf() is not None:
         return Check("libbpf", OK, "libbpf.so.1 with bpf_link_create (XDP detaches when its process dies)")
     return Check("libbpf", WARN, "libbpf.so.1 not loadable: XDP falls back to netlink attach (survives the process)",
@@ -90,8 +96,6 @@ def _libbpf() -> Check:
 
 
 def _tracepoint_hook() -> Check:
-    from labkit.lab import Lab
-
     if not _hooks.tracepoint_exists("task", "task_newtask"):
         return Check("hook: tracepoint", FAIL, "tracepoint task:task_newtask not found",
                      "mount tracefs (./lab setup); the kernel needs CONFIG_TRACEPOINTS")
@@ -119,8 +123,6 @@ def _kprobe_hook() -> Check:
     if not ok:
         return Check("hook: kprobe", WARN, f"{why}; clone tracing uses the tracepoint instead",
                      "optional: a distro kernel (CONFIG_KPROBES=y) to try the classic kprobe examples")
-    from labkit.lab import Lab
-
     try:
         with Lab() as lab:
             s = lab.trace_clone(pid=os.getpid(), hook="kprobe")
@@ -132,15 +134,11 @@ def _kprobe_hook() -> Check:
 
 
 def _xdp_hook() -> Check:
-    import subprocess
-
     rel = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
     link = "bpf_link attach (kernel >= 5.9)" if rel >= (5, 9) else "netlink attach only (kernel < 5.9)"
     try:
         out = subprocess.run(["bpftool", "feature", "probe", "kernel", "-j"], capture_output=True, text=True,
                              timeout=30)
-        import json
-
         feats = json.loads(out.stdout)
         have = feats.get("program_types", {}).get("have_xdp_prog_type", False)
         ring = feats.get("map_types", {}).get("have_ringbuf_map_type", False)
@@ -169,8 +167,6 @@ def run_checks() -> list[Check]:
 
 def doctor():
     """The doctor's checks as a pandas DataFrame (for notebooks)."""
-    import pandas as pd
-
     return pd.DataFrame([c.__dict__ for c in run_checks()])
 
 

@@ -22,6 +22,16 @@ import struct
 
 import numpy as np
 
+__all__ = [
+    "BUSY_BIT",
+    "DISCARD_BIT",
+    "HDR_SIZE",
+    "RingBufferReader",
+    "decode_records",
+    "record_dtype",
+    "round8",
+]
+
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
 HDR_SIZE = 8

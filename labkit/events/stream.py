@@ -23,6 +23,8 @@ from labkit.events.schemas import Frame
 from labkit.events.ringbuf import RingBufferReader, record_dtype
 from labkit.events.window import Window
 
+__all__ = ["DEFAULT_POLL_INTERVAL", "DEFAULT_WINDOW", "EventStream", "check_window"]
+
 DEFAULT_WINDOW = 10_000
 DEFAULT_POLL_INTERVAL = 0.01
 
@@ -104,6 +106,11 @@ class EventStream:
         if self._state != "running":
             return 0
         return self._drain()
+
+    @property
+    def payload(self) -> np.dtype:
+        """The record layout (a dtype from :mod:`labkit.events.schemas`)."""
+        return self._payload
 
     def add_listener(self, fn: Callable[[np.ndarray], None]) -> None:
         """Call ``fn(records)`` with every new batch (raw numpy records)."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["Window"]
+
 
 class Window:
     def __init__(self, dtype: np.dtype, capacity: int):

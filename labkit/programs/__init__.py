@@ -1,1 +1,13 @@
-"""programs"""
+"""Programs: C text in, a loaded BPF program out.
+
+    compile.py     resolve a snippet name or C text, compile it with BCC (clang's
+                   fd-2 output captured), map diagnostics and verifier logs back to
+                   the snippet's own lines; Program (source, flags, BCC module)
+    hooks.py       which hooks this kernel has (tracefs, tracepoints, kprobes,
+                   syscall names and argument counts), probed, never assumed
+    privileges.py  the capabilities each kind of program needs, checked first
+"""
+
+from labkit.programs.compile import Program, compile_c, resolve_source
+
+__all__ = ["Program", "compile_c", "resolve_source"]

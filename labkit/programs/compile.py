@@ -9,7 +9,9 @@ captured, and failures become :class:`CompileError`, :class:`VerifierError`,
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import difflib
 import os
 import re
 import tempfile
@@ -20,6 +22,19 @@ from typing import Iterator, Sequence
 
 from labkit.programs import privileges as _privileges
 from labkit._errors import CompileError, LabkitError, NotSupportedError, VerifierError
+
+__all__ = [
+    "PROGRAM_PREFIX",
+    "Program",
+    "SNIPPET_DIR",
+    "capture_fd2",
+    "compile_c",
+    "first_error",
+    "load_function",
+    "map_diagnostics",
+    "map_verifier_log",
+    "resolve_source",
+]
 
 SNIPPET_DIR = Path(__file__).resolve().parents[2] / "bpf_snippets"  # <repo>/labkit/programs/compile.py
 PROGRAM_PREFIX = "lk_"  # every labkit BPF function name starts with it (kernel keeps 15 chars)
@@ -132,8 +147,6 @@ def resolve_source(name_or_text: str) -> tuple[str, str, Path | None]:
         if c.exists():
             return c.name, c.read_text(), c
     known = sorted(x.stem for x in SNIPPET_DIR.glob("*.c"))
-    import difflib
-
     close = difflib.get_close_matches(stem, known, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise LabkitError(f"no BPF snippet named {stem!r} in {SNIPPET_DIR}.{hint} Known snippets: {', '.join(known)}.")
@@ -147,7 +160,7 @@ class _Compiled:
 
 def _bcc():
     try:
-        import bcc  # noqa: F401
+        import bcc  # lazy: the distro's BCC may be missing; this turns that into a clear error
     except ImportError as e:  # pragma: no cover - depends on the machine
         raise NotSupportedError(
             "BCC's Python module cannot be imported: run ./lab setup (installs python3-bpfcc and makes "
@@ -243,7 +256,7 @@ class Program:
 
     @property
     def functions(self) -> list[str]:
-        from bcc import lib  # type: ignore
+        from bcc import lib  # type: ignore  # lazy: see _bcc()
 
         mod = self.bpf.module
         return [lib.bpf_function_name(mod, i).decode() for i in range(lib.bpf_num_functions(mod))]
@@ -288,8 +301,6 @@ class Program:
         if self._closed:
             return
         self._closed = True
-        import atexit
-
         with capture_fd2():
             try:
                 self.bpf.cleanup()

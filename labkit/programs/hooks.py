@@ -13,6 +13,20 @@ from pathlib import Path
 
 from labkit._errors import NotSupportedError
 
+__all__ = [
+    "HookChoice",
+    "TRACEFS_CANDIDATES",
+    "check_syscall",
+    "clone_hooks",
+    "kernel_symbol",
+    "kprobes_available",
+    "require_tracefs",
+    "syscall_arg_count",
+    "syscall_tracepoints",
+    "tracefs",
+    "tracepoint_exists",
+]
+
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
 

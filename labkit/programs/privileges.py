@@ -11,6 +11,21 @@ import pwd
 
 from labkit._errors import PrivilegeError
 
+__all__ = [
+    "CAP_BPF",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_NAMES",
+    "CAP_NET_ADMIN",
+    "CAP_PERFMON",
+    "CAP_SYS_ADMIN",
+    "NEEDS",
+    "effective_caps",
+    "eperm_error",
+    "has_cap",
+    "missing",
+    "require",
+]
+
 CAP_DAC_READ_SEARCH = 2
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21

@@ -41,7 +41,7 @@ class ShownOnce:
         ip = ipython()
         if ip is not None and self._shown_in == ip.execution_count:
             return
-        from IPython.display import publish_display_data
+        from IPython.display import publish_display_data  # lazy: IPython only exists in a notebook
 
         publish_display_data(self._mimebundle())
         if ip is not None:
@@ -50,7 +50,7 @@ class ShownOnce:
 
 def ipython():
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # lazy: IPython only exists in a notebook
     except ImportError:  # pragma: no cover
         return None
     ip = get_ipython()
