@@ -19,6 +19,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Protocol
 
 from labkit._errors import LabkitError
+from labkit.programs.probes import Probe, detach_probe
 
 if TYPE_CHECKING:  # import cycles only at type-check time
     from labkit.events.stream import EventStream
@@ -148,6 +149,19 @@ class Attachment:
 
 
 class TraceAttachment(Attachment):
-    """Tracepoints and kprobes attached through BCC (perf event links)."""
+    """Functions of one program on perf-event hooks (tracepoints, kprobes, ...).
+    ``probes`` lists them as (kind, target, function). An attachment that owns
+    its program frees it on detach (which takes every probe off); one that does
+    not (BCC-style ``tracepoint__*`` functions attached at load) takes its own
+    probes off and leaves the program to its Lab."""
 
     kind = "trace"
+
+    def __init__(self, *, probes: "list[Probe] | None" = None, **kw):
+        super().__init__(**kw)
+        self.probes: list[Probe] = list(probes or [])
+
+    def unhook(self) -> None:
+        if not self._owns_program:
+            for kind, target, fn in reversed(self.probes):
+                detach_probe(self.program, kind, target, fn)

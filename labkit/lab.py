@@ -23,7 +23,8 @@ from labkit.net import xdp as _xdp
 from labkit.net.xdp import XdpAttachment
 from labkit.programs import hooks as _hooks
 from labkit.programs import privileges as _privileges
-from labkit.programs.compile import Program, capture_fd2, compile_c, resolve_source
+from labkit.programs.compile import Program, compile_c, resolve_source
+from labkit.programs.probes import Probe, attach_probe, autoload_probes
 
 __all__ = ["DEFAULT_RING_PAGES", "Lab", "syscalls"]
 
@@ -67,8 +68,15 @@ class Lab:
              need: str = "tracing") -> Program:
         """Compile a snippet (``bpf_snippets/<name>.c``) or C text into a Program.
 
+        Functions named the BCC way (``TRACEPOINT_PROBE(cat, event)``, i.e.
+        ``tracepoint__cat__event``; ``kprobe__fn``, ``kretprobe__fn``,
+        ``raw_tracepoint__event``) are attached here, as BCC would, but as this
+        Lab's attachments (``prog.auto_attachments``): detached on close,
+        replaced when the same function is loaded again (a re-run cell).
+
         Raises CompileError with clang's diagnostics (lines point into the
-        snippet as written), PrivilegeError, NotSupportedError.
+        snippet as written), VerifierError, AttachError, PrivilegeError,
+        NotSupportedError.
         """
         self._check_open()
         name, text, path = resolve_source(name_or_text)
@@ -76,6 +84,17 @@ class Lab:
         compiled = compile_c(text, name, flags, need=need)
         prog = Program(name, text, flags, compiled, path)
         self._programs.append(prog)
+        try:
+            for kind, target, fn in autoload_probes(prog.functions, prog.syscall_symbol):
+                att = self._attach_bcc(prog, (kind, target, f"{prog.name}:{fn}"), [(kind, target, fn)],
+                                       hook=f"{kind} {target}", owns_program=False)
+                prog.auto_attachments.append(att)
+        except BaseException:
+            for att in prog.auto_attachments:
+                att.detach()
+            self._programs.remove(prog)
+            prog.close()
+            raise
         return prog
 
     # ----------------------------------------------------- generic attaching
@@ -121,33 +140,22 @@ class Lab:
         key = (kind, event, name or f"{prog.name}:{fn}")
         return self._attach_bcc(prog, key, [(kind, event, fn)], hook=f"{kind} {event}")
 
-    def _attach_bcc(self, prog: Program, key: tuple, hooks: list[tuple[str, str, str]], hook: str,
+    def _attach_bcc(self, prog: Program, key: tuple, probes: list[Probe], hook: str,
                     owns_program: bool = True) -> TraceAttachment:
-        import bcc  # lazy: BCC comes from the distro; labkit imports without it (doctor says why)
-
+        existing = held(key)
+        if (isinstance(existing, TraceAttachment) and existing.attached and existing.program is prog
+                and existing.probes == probes):
+            return existing  # already on that hook (attached at load, BCC-style): never twice
         att = TraceAttachment(key=key, target=hook, program=prog, lab=self, hook=hook, owns_program=owns_program)
         try:
-            for kind, target, fn in hooks:
-                ptype = bcc.BPF.TRACEPOINT if kind == "tracepoint" else bcc.BPF.KPROBE
-                prog.load(fn, ptype)
-                with capture_fd2() as cap:
-                    try:
-                        bt, bf = target.encode(), fn.encode()
-                        if kind == "tracepoint":
-                            prog.bpf.attach_tracepoint(tp=bt, fn_name=bf)
-                        elif kind == "kprobe":
-                            prog.bpf.attach_kprobe(event=bt, fn_name=bf)
-                        elif kind == "kretprobe":
-                            prog.bpf.attach_kretprobe(event=bt, fn_name=bf)
-                        err = None
-                    except Exception as e:
-                        err = e
-                if err is not None:
-                    said = (cap[0].strip() if cap else "") or str(err)
-                    raise AttachError(f"attaching {fn} ({prog.name}) to {kind} {target} failed: {said}",
-                                      target=f"{kind}:{target}")
+            for kind, target, fn in probes:
+                attach_probe(prog, kind, target, fn)
+                att.probes.append((kind, target, fn))
         except BaseException:
-            prog.close()
+            if owns_program:
+                prog.close()
+            else:
+                att.unhook()
             raise
         claim(att)
         self._attachments.append(att)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import difflib
+import functools
 import os
 import re
 import tempfile
@@ -170,14 +171,30 @@ def _bcc():
     return bcc
 
 
+@functools.lru_cache(maxsize=1)
+def _bpf_class():
+    bcc = _bcc()
+
+    class DeferredAutoloadBPF(bcc.BPF):
+        """BCC's BPF, except that compiling attaches nothing. BCC attaches every
+        function named kprobe__*, tracepoint__*, ... when the module is built
+        (its _trace_autoload); labkit attaches those itself afterwards, as
+        attachments it owns (labkit.programs.probes, Lab.load)."""
+
+        def _trace_autoload(self):
+            pass
+
+    return DeferredAutoloadBPF
+
+
 def compile_c(text: str, display_name: str, cflags: Sequence[str], *, need: str = "tracing") -> _Compiled:
     """Compile C with BCC, turning failures into labkit errors."""
     _privileges.require(need)
-    bcc = _bcc()
+    bpf_class = _bpf_class()
     flags = [f"-I{SNIPPET_DIR}", *cflags]
     with capture_fd2() as captured:
         try:
-            bpf = bcc.BPF(text=text.encode(), cflags=flags)
+            bpf = bpf_class(text=text.encode(), cflags=flags)
             err = None
         except Exception as e:  # BCC raises a bare Exception
             bpf, err = None, e
@@ -252,6 +269,7 @@ class Program:
         self.path = path
         self.bpf = compiled.bpf
         self.warnings = compiled.warnings
+        self.auto_attachments: list = []  # what Lab.load attached for BCC-named functions
         self._closed = False
 
     @property
@@ -260,6 +278,10 @@ class Program:
 
         mod = self.bpf.module
         return [lib.bpf_function_name(mod, i).decode() for i in range(lib.bpf_num_functions(mod))]
+
+    def syscall_symbol(self, name: str) -> str:
+        """The kernel symbol of a syscall's entry, as BCC names it (``sys_clone`` -> ``__x64_sys_clone``)."""
+        return self.bpf.fix_syscall_fnname(name.encode()).decode()
 
     def function_name(self, fn: str | None = None) -> str:
         """``fn`` if given, else the program's only function (an error names them all when there are several)."""
