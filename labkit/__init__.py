@@ -24,6 +24,8 @@ from labkit.net.xdp import XdpAttachment
 from labkit.net.sandbox import Sandbox
 from labkit.net.traffic import PingResult, UdpResult
 from labkit.events.stream import EventStream
+from labkit.views.cellmagic import register as _register_cell_magic
+from labkit.views.display import ipython as _ipython
 from labkit.views.live import (
     LivePanel,
     PanelSnapshot,
@@ -38,6 +40,15 @@ from labkit.views.live import (
 )
 
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(shell) -> None:
+    """``%load_ext labkit``: the ``%%bpf`` cell magic (also registered by importing labkit in IPython)."""
+    _register_cell_magic(shell)
+
+
+if _ipython() is not None:  # inside a notebook: %%bpf is ready after `import labkit`
+    _register_cell_magic(_ipython())
 
 __all__ = sorted([
     "AttachError",
@@ -66,6 +77,7 @@ __all__ = sorted([
     "live",
     "live_attachments",
     "live_panels",
+    "load_ipython_extension",
     "map_dataframe",
     "read_trace_pipe",
     "syscalls",

@@ -65,7 +65,7 @@ class Lab:
 
     # ------------------------------------------------------------- loading
     def load(self, name_or_text: str, *, cflags: Sequence[str] = (), defines: dict | None = None,
-             need: str = "tracing") -> Program:
+             need: str = "tracing", name: str | None = None) -> Program:
         """Compile a snippet (``bpf_snippets/<name>.c``) or C text into a Program.
 
         Functions named the BCC way (``TRACEPOINT_PROBE(cat, event)``, i.e.
@@ -74,12 +74,16 @@ class Lab:
         Lab's attachments (``prog.auto_attachments``): detached on close,
         replaced when the same function is loaded again (a re-run cell).
 
+        ``name``: what errors and attachments call the program (default: the
+        snippet's file name, or ``<text>.c`` for C text).
+
         Raises CompileError with clang's diagnostics (lines point into the
         snippet as written), VerifierError, AttachError, PrivilegeError,
         NotSupportedError.
         """
         self._check_open()
-        name, text, path = resolve_source(name_or_text)
+        found, text, path = resolve_source(name_or_text)
+        name = name or found
         flags = _cflags(defines, cflags)
         compiled = compile_c(text, name, flags, need=need)
         prog = Program(name, text, flags, compiled, path)

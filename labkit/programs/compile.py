@@ -322,6 +322,8 @@ class Program:
         """Detach whatever BCC attached for this module and free its maps (idempotent)."""
         if self._closed:
             return
+        for att in self.auto_attachments:  # they hold no program of their own: give them back first
+            att.detach()
         self._closed = True
         with capture_fd2():
             try:
