@@ -25,8 +25,8 @@ from labkit.programs.compile import SNIPPET_DIR
 from labkit.views.display import ShownOnce
 from labkit.views.live import live_panels
 
-__all__ = ["CORRECT", "INCORRECT", "NOT_ATTEMPTED", "SUMMARY_MIME", "Exercise", "Incorrect", "Lesson", "Note",
-           "Result", "Summary", "int_key_column", "need_map", "plural", "run_python", "snippet_text",
+__all__ = ["CORRECT", "Exercise", "INCORRECT", "Incorrect", "Lesson", "NOT_ATTEMPTED", "Note", "Result",
+           "SUMMARY_MIME", "Summary", "int_key_column", "need_map", "plural", "run_python", "snippet_text",
            "value_column"]
 
 CORRECT, INCORRECT, NOT_ATTEMPTED = "correct", "incorrect", "not attempted"
