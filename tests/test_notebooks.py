@@ -35,6 +35,7 @@ from labkit.programs import hooks as _hooks
 from labkit.net import sandbox as _sandbox
 from labkit.net import xdp as _xdp
 from labkit.exercises import SUMMARY_MIME
+from labkit.exercises.framework import snippet_text
 
 # the first test also executes the lessons (a module fixture): ~1 min here, far more under qemu/TCG
 pytestmark = [pytest.mark.kernel, pytest.mark.slow, pytest.mark.requires("root", "tracefs"),
@@ -329,7 +330,7 @@ def test_checkers_say_incorrect_and_why():
     assert r.status == "incorrect" and "other processes" in r.message
     r = exercises.lesson("01").q1.check(lambda df: 42)
     assert r.status == "incorrect" and "not a DataFrame" in r.message
-    r = exercises.lesson("03").q1.check(exercises._snippet_text("count_getppid").replace("calls", "counts"))
+    r = exercises.lesson("03").q1.check(snippet_text("count_getppid").replace("calls", "counts"))
     assert r.status == "incorrect"
     r = exercises.lesson("04").q2.check("verifier_unbounded_loop")
     assert r.status == "incorrect" and "verifier" in r.message

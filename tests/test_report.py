@@ -12,8 +12,6 @@ reported too, once they exist.
 
 from __future__ import annotations
 
-import base64
-import copy
 import os
 import re
 import subprocess
@@ -38,98 +36,6 @@ LESSONS = sorted((REPO / "notebooks").glob("*.ipynb"))
 def run_report(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "labkit", "report", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
-
-
-# ------------------------------------------------------------------ pure parts
-def test_external_references_finds_what_a_browser_would_load():
-    html = """<html><head>
-    <script src="https://cdn.example/require.js"></script>
-    <link rel="stylesheet" href="//fonts.example/css">
-    <link rel="icon" href="favicon.ico">
-    <style>/* https://github.com/in/a/comment is fine */
-      .a { background: url("https://img.example/bg.png") }
-      .b { background: url(data:image/png;base64,AAAA) }
-      @import "http://css.example/x.css";
-    </style></head><body>
-    <a href="https://docs.example/">a link is not a load</a>
-    <a href="#frag">x</a>
-    <img src="data:image/png;base64,iVBORw0KGgo=">
-    <img src="http://img.example/x.png" srcset="data:image/png;base64,AA 1x, https://i.example/2x.png 2x">
-    <div style="background-image:url('http://style.example/y.png')"></div>
-    <iframe src="https://frame.example/"></iframe>
-    <svg xmlns="http://www.w3.org/2000/svg"><image href="https://svg.example/i.png"/><use href="#local"/></svg>
-    <script>var x = 1;</script>
-    <script>fetch("https://api.example/data")</script>
-    </body></html>"""
-    refs = _report.external_references(html)
-    joined = "\n".join(refs)
-    for needle in ("cdn.example", "fonts.example", "favicon.ico", "img.example/bg.png", "css.example",
-                   "img.example/x.png", "i.example/2x.png", "style.example", "frame.example",
-                   "svg.example", "api.example"):
-        assert needle in joined, (needle, refs)
-    for fine in ("docs.example", "github.com", "w3.org", "#frag", "#local", "data:"):
-        assert fine not in joined, (fine, refs)
-    assert len(refs) == 11, refs
-    assert _report.external_references("<p>plain <b>text</b></p><a href='http://x.example'>l</a>") == []
-
-
-def _view(model_id: str) -> dict:
-    return {"output_type": "display_data", "metadata": {},
-            "data": {"text/plain": f"Widget({model_id})",
-                     _report.WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": model_id}}}
-
-
-def _model(name: str, module: str = "@jupyter-widgets/controls", buffers=None, **state) -> dict:
-    m = {"model_name": name, "model_module": module, "model_module_version": "2.0.0",
-         "state": {"_model_name": name, **state}}
-    if buffers:
-        m["buffers"] = buffers
-    return m
-
-
-def test_widget_views_become_static_snapshots_of_their_state():
-    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
-    state = {
-        "hidden-layout": _model("LayoutModel", "@jupyter-widgets/base", display="none"),
-        "panel": _model("VBoxModel", children=["IPY_MODEL_dd", "IPY_MODEL_lbl", "IPY_MODEL_btn", "IPY_MODEL_out",
-                                                "IPY_MODEL_img", "IPY_MODEL_gone", "IPY_MODEL_hidden", "IPY_MODEL_odd"]),
-        "dd": _model("DropdownModel", _options_labels=["eth0", "veth1"], index=1, description="iface"),
-        "lbl": _model("LabelModel", value="dropped: 17 <not html>"),
-        "btn": _model("ButtonModel", description="Start"),
-        "out": _model("OutputModel", "@jupyter-widgets/output", outputs=[
-            {"output_type": "stream", "name": "stdout", "text": "inside the output widget\n"},
-            {"output_type": "display_data", "metadata": {},
-             "data": {"text/html": "<table><tr><td>1</td></tr></table>", "text/plain": "t"}},
-            {"output_type": "display_data", "metadata": {}, "data": {"image/png": "iVBORw0KGgo=\n"}},
-        ]),
-        "img": _model("ImageModel", format="png", width="50",
-                      buffers=[{"path": ["value"], "encoding": "base64", "data": base64.b64encode(png).decode()}]),
-        "hidden": _model("LabelModel", value="never shown", layout="IPY_MODEL_hidden-layout"),
-        "odd": _model("FancyModel", "fancy-widgets", value=3),
-    }
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("panel", outputs=[
-        nbformat.from_dict(_view("panel")), nbformat.from_dict(_view("missing"))])])
-    nb.metadata["widgets"] = {_report.WIDGET_STATE: {"version_major": 2, "version_minor": 0, "state": state}}
-    snap = _report.snapshot_widgets(nb)
-    assert "widgets" not in nb.metadata
-    outs = nb.cells[0].outputs
-    assert all(_report.WIDGET_VIEW not in o.data for o in outs)
-    html = outs[0].data["text/html"]
-    assert outs[0].data["text/plain"] == "Widget(panel)"            # the fallback stays
-    assert '<option selected>veth1</option>' in html and "<select disabled>" in html
-    assert "dropped: 17 &lt;not html&gt;" in html
-    assert "<button disabled" in html and "Start</button>" in html
-    assert "inside the output widget" in html and "<table><tr><td>1</td></tr></table>" in html
-    assert 'src="data:image/png;base64,iVBORw0KGgo="' in html
-    assert f'src="data:image/png;base64,{base64.b64encode(png).decode()}" width="50"' in html
-    assert "never shown" not in html
-    assert "FancyModel" in html and "no static rendering" in html and snap.unknown == ["FancyModel"]
-    assert "[widget not in the saved state]" in html
-    assert "text/html" not in outs[1].data and outs[1].data["text/plain"] == "Widget(missing)"
-
-    body, _ = _report.export_html(copy.deepcopy(nb), name="w", path=HERE)
-    assert _report.external_references(body) == []
-    assert "<script" not in body.lower()
 
 
 # ------------------------------------------------------------ real execution

@@ -1,0 +1,291 @@
+"""The exercise framework: an :class:`Exercise` runs a checker on the student's
+answer and turns what it says into a :class:`Result` (correct, incorrect and
+why, or not attempted); a :class:`Lesson` holds a lesson's exercises and the
+facts its run recorded, shown at the end as a :class:`Summary`. Also the
+helpers the lessons' checkers share (reading a map's key and value columns,
+running Python in a child process, reading a snippet).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pandas as pd
+
+from labkit._errors import CompileError, LabkitError, VerifierError
+from labkit.attach import live_attachments
+from labkit.programs.compile import SNIPPET_DIR
+from labkit.views.display import ShownOnce
+from labkit.views.live import live_panels
+
+__all__ = ["CORRECT", "Exercise", "INCORRECT", "Incorrect", "Lesson", "NOT_ATTEMPTED", "Note", "Result",
+           "SUMMARY_MIME", "Summary", "int_key_column", "need_map", "plural", "run_python", "snippet_text",
+           "value_column"]
+
+CORRECT, INCORRECT, NOT_ATTEMPTED = "correct", "incorrect", "not attempted"
+#: the mime type of a lesson summary's JSON (``ex.summary()``), for tools and tests
+SUMMARY_MIME = "application/vnd.labkit.summary+json"
+_COLORS = {CORRECT: "#2a7d2a", INCORRECT: "#b03030", NOT_ATTEMPTED: "#8a6d00"}
+
+
+class Incorrect(Exception):
+    """Raised by a checker: the answer is wrong, and the message says why."""
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.details = details
+
+
+class Result(ShownOnce):
+    """The verdict of one check."""
+
+    def __init__(self, exercise: str, status: str, message: str, details: dict | None = None,
+                 seconds: float = 0.0):
+        self.exercise = exercise
+        self.status = status
+        self.message = message
+        self.details = details or {}
+        self.seconds = seconds
+
+    @property
+    def correct(self) -> bool:
+        return self.status == CORRECT
+
+    def __bool__(self) -> bool:
+        return self.correct
+
+    def _mimebundle(self) -> dict[str, Any]:
+        return {"text/html": self._repr_html_(), "text/plain": repr(self)}
+
+    def _repr_html_(self) -> str:
+        color = _COLORS.get(self.status, "#333")
+        msg = html.escape(self.message).replace("\n", "<br>")
+        return (f"<div style='border-left:4px solid {color};padding:4px 8px'>"
+                f"<b style='color:{color}'>{html.escape(self.exercise)}: {self.status}</b>"
+                f"<div style='white-space:pre-wrap'>{msg}</div></div>")
+
+    def __repr__(self) -> str:
+        return f"{self.exercise}: {self.status}: {self.message}"
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "message": self.message, "seconds": round(self.seconds, 3),
+                "details": _jsonable(self.details)}
+
+
+class Note(ShownOnce):
+    """A hint or a solution, shown as a titled note (with code, if any)."""
+
+    def __init__(self, title: str, text: str, code: str | None = None, language: str = "c"):
+        self.title, self.text, self.code, self.language = title, text, code, language
+
+    def _mimebundle(self) -> dict[str, Any]:
+        body = f"<div>{html.escape(self.text)}</div>" if self.text else ""
+        if self.code:
+            body += f"<pre style='font-size:12px'>{html.escape(self.code)}</pre>"
+        plain = f"{self.title}\n{self.text}" + (f"\n\n{self.code}" if self.code else "")
+        return {"text/html": f"<div style='border-left:4px solid #6a8caf;padding:4px 8px'>"
+                             f"<b>{html.escape(self.title)}</b>{body}</div>", "text/plain": plain}
+
+    def __repr__(self) -> str:
+        return self._mimebundle()["text/plain"]
+
+
+def _jsonable(x):
+    try:
+        json.dumps(x)
+        return x
+    except TypeError:
+        if isinstance(x, dict):
+            return {str(k): _jsonable(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple, set)):
+            return [_jsonable(v) for v in x]
+        if hasattr(x, "item"):
+            return x.item()
+        return str(x)
+
+
+@dataclass
+class Exercise:
+    """One exercise: ``task`` (what to do), a checker that runs the answer on
+    the kernel, a ``hint`` and a reference solution."""
+
+    id: str
+    task: str
+    checker: Callable[[Any], tuple[str, dict]]
+    hint_text: str
+    solution_text: Callable[[], str] | str
+    solution_answer: Callable[[], Any]
+    solution_language: str = "python"
+    results: list = field(default_factory=list)
+
+    def check(self, answer: Any = None) -> Result:
+        """Run ``answer`` against the real kernel; show and return the verdict."""
+        t0 = time.monotonic()
+        if answer is None or answer is Ellipsis or (isinstance(answer, str) and not answer.strip()):
+            res = Result(self.id, NOT_ATTEMPTED, "put your answer in the variable above and run this cell again "
+                                                 f"(task: {self.task})")
+        else:
+            try:
+                message, details = self.checker(answer)
+                res = Result(self.id, CORRECT, message, details)
+            except Incorrect as e:
+                res = Result(self.id, INCORRECT, str(e), e.details)
+            except VerifierError as e:
+                res = Result(self.id, INCORRECT, "the verifier refused the program: "
+                             + str(e).splitlines()[0].split(": ", 1)[-1]
+                             + "\n(read the whole log: labkit.VerifierError's .log; lesson 04 shows how)",
+                             {"error": "VerifierError"})
+            except CompileError as e:
+                res = Result(self.id, INCORRECT, f"the program does not compile:\n{e.diagnostics or e}",
+                             {"error": "CompileError"})
+            except LabkitError as e:
+                res = Result(self.id, INCORRECT, f"{type(e).__name__}: {e}", {"error": type(e).__name__})
+            except Exception as e:  # the answer itself crashed (a filter that raises, ...)
+                res = Result(self.id, INCORRECT, f"running your answer raised {type(e).__name__}: {e}",
+                             {"error": type(e).__name__})
+        res.seconds = time.monotonic() - t0
+        self.results.append(res)
+        del self.results[:-10]
+        res._show()
+        return res
+
+    def check_solution(self) -> Result:
+        """Run the checker on the reference solution: proof that the checker
+        (and this kernel) works. Does not show the solution."""
+        res = self.check(self.solution_answer())
+        res.details = {**res.details, "checked": "reference solution"}
+        return res
+
+    def hint(self) -> Note:
+        note = Note(f"{self.id}: hint", self.hint_text)
+        note._show()
+        return note
+
+    def solution(self) -> Note:
+        text = self.solution_text() if callable(self.solution_text) else self.solution_text
+        note = Note(f"{self.id}: a solution", "", text, self.solution_language)
+        note._show()
+        return note
+
+    @property
+    def last(self) -> Result | None:
+        return self.results[-1] if self.results else None
+
+    def __repr__(self) -> str:
+        state = self.last.status if self.last else "not checked yet"
+        return f"<exercise {self.id}: {state}> {self.task}"
+
+
+class Lesson:
+    """The exercises of one lesson (``q1``, ``q2``, ...) plus a small record of
+    what the run did, for the summary at the end of the notebook."""
+
+    def __init__(self, number: str, title: str, exercises: list[Exercise]):
+        self.number = number
+        self.title = title
+        self.exercises = {e.id: e for e in exercises}
+        for e in exercises:
+            setattr(self, e.id, e)
+        self.facts: dict[str, Any] = {}
+
+    def record(self, key: str, value: Any) -> None:
+        """Remember a fact of this run (shown by :meth:`summary`)."""
+        self.facts[str(key)] = _jsonable(value)
+
+    def summary_dict(self) -> dict:
+        return {
+            "lesson": self.number,
+            "title": self.title,
+            "pid": os.getpid(),
+            "exercises": {k: (e.last.status if e.last else "not checked") for k, e in self.exercises.items()},
+            "checks": {k: [r.status for r in e.results] for k, e in self.exercises.items()},
+            "facts": dict(self.facts),
+            "attachments_left": len(live_attachments()),
+            "panels_left": len(live_panels()),
+        }
+
+    def summary(self) -> "Summary":
+        """Show what this run did (a table; also as JSON, type SUMMARY_MIME, for
+        tools) and return it."""
+        s = Summary(self.summary_dict())
+        s._show()
+        return s
+
+    def __repr__(self) -> str:
+        return f"<lesson {self.number} {self.title}: {', '.join(map(repr, self.exercises.values()))}>"
+
+
+class Summary(ShownOnce):
+    """What a lesson's run did (:meth:`Lesson.summary`): a table, and the JSON under SUMMARY_MIME."""
+
+    def __init__(self, data: dict):
+        self.data = data
+
+    def _mimebundle(self) -> dict[str, Any]:
+        d = self.data
+        rows = [("exercise " + k, v) for k, v in d["exercises"].items()]
+        rows += list(d["facts"].items())
+        rows += [("attachments left", d["attachments_left"]), ("live panels left", d["panels_left"])]
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
+                       f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        # the JSON goes under labkit's own type: JupyterLab would render plain
+        # application/json as a tree instead of the table; tools read this one
+        return {"text/html": f"<b>Lesson {html.escape(d['lesson'])}: what this run did</b><table>{body}</table>",
+                SUMMARY_MIME: d,
+                "text/plain": json.dumps(d, indent=1)}
+
+    def __getitem__(self, k):
+        return self.data[k]
+
+
+# ------------------------------------------------------------------ helpers
+def snippet_text(name: str) -> str:
+    """The C text of ``bpf_snippets/<name>.c`` (read when asked, never at import)."""
+    return (SNIPPET_DIR / f"{name}.c").read_text()
+
+
+def value_column(df) -> str:
+    """The column of a map's DataFrame that holds the counts: ``value``, else
+    its last numeric (not boolean) column."""
+    if "value" in df.columns:
+        return "value"
+    nums = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    if not nums:
+        raise Incorrect(f"the map's values are not numbers (columns: {', '.join(map(str, df.columns))})")
+    return nums[-1]
+
+
+def int_key_column(df, value: str) -> str:
+    """The integer key column of a map's DataFrame: ``key``, else its first
+    integer column other than ``value``."""
+    if "key" in df.columns:
+        return "key"
+    nums = [c for c in df.columns if c != value and pd.api.types.is_integer_dtype(df[c])]
+    if not nums:
+        raise Incorrect(f"the map's keys are not numbers (columns: {', '.join(map(str, df.columns))})")
+    return nums[0]
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``"1 thread"``, ``"3 threads"``, ``"2 processes"`` (with ``many``)."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def need_map(prog, name: str) -> None:
+    """Raise :class:`Incorrect` unless the program defines the map ``name``."""
+    if not prog.has_table(name):
+        raise Incorrect(f"the program has no map called {name!r}: the checker reads that map "
+                        f"(BPF_HASH({name}, ...))")
+
+
+def run_python(code: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    """Run ``code`` in a new Python process (its own pid and comm), capturing its output."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+

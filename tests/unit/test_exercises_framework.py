@@ -1,0 +1,172 @@
+"""Pure logic of the exercise framework, no kernel: verdicts from a checker's
+outcome, the result and summary dicts, the registry, the shared map helpers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import labkit.exercises
+from labkit._errors import CompileError, LabkitError, VerifierError
+from labkit.exercises import SUMMARY_MIME, Exercise, Lesson, Result, lesson
+from labkit.exercises.framework import (CORRECT, INCORRECT, NOT_ATTEMPTED, Incorrect, Note, Summary,
+                                        int_key_column, need_map, plural, snippet_text, value_column)
+
+
+def exercise(checker, **kw) -> Exercise:
+    return Exercise("q9", "do the thing", checker, "a hint", "the solution text", lambda: "the answer", **kw)
+
+
+def raising(exc):
+    def checker(answer):
+        raise exc
+    return checker
+
+
+# ------------------------------------------------------------------ registry
+def test_a_lesson_is_imported_by_name_and_made_once():
+    from labkit.exercises import lesson01 as ex          # what every notebook's setup cell does
+
+    assert isinstance(ex, Lesson) and ex is lesson("01") is lesson(1) is labkit.exercises.lesson01
+    assert ex.number == "01" and list(ex.exercises) == ["q1", "q2"] and ex.q2 is ex.exercises["q2"]
+    assert [lesson(n).number for n in range(5)] == ["00", "01", "02", "03", "04"]
+
+
+def test_an_unknown_lesson_says_which_exist():
+    with pytest.raises(LabkitError, match="no lesson '07'; lessons with exercises: 00, 01, 02, 03, 04"):
+        lesson("07")
+    with pytest.raises(AttributeError, match="has no attribute 'lessonx'"):
+        labkit.exercises.lessonx
+
+
+def test_snippets_are_read_when_asked():
+    assert "BPF_ARRAY(counts" in snippet_text("solution_04_bounds_checked")
+    assert lesson("04").q1.solution_answer() == "solution_04_bounds_checked"
+
+
+# ------------------------------------------------------------------ verdicts
+@pytest.mark.parametrize("answer", [None, Ellipsis, "", "  \n"])
+def test_no_answer_is_not_attempted(answer, capsys):
+    called = []
+    ex = exercise(lambda a: called.append(a))
+    res = ex.check(answer)
+    assert res.status == NOT_ATTEMPTED and not res and not called
+    assert res.message == ("put your answer in the variable above and run this cell again "
+                           "(task: do the thing)")
+    assert capsys.readouterr().out == f"q9: not attempted: {res.message}\n"   # shown outside a notebook too
+
+
+def test_checker_outcomes_become_verdicts():
+    res = exercise(lambda a: ("yes: well done", {"n": a})).check(3)
+    assert res.status == CORRECT and res.correct and bool(res)
+    assert (res.exercise, res.message, res.details) == ("q9", "yes: well done", {"n": 3})
+    assert res.seconds >= 0
+
+    res = exercise(raising(Incorrect("counted 6", counted=6))).check("x")
+    assert (res.status, res.message, res.details) == (INCORRECT, "counted 6", {"counted": 6}) and not res
+
+    res = exercise(raising(VerifierError("cannot load: R1 invalid mem access 'scalar'\nmore", log="l"))).check("x")
+    assert res.status == INCORRECT and res.details == {"error": "VerifierError"}
+    assert res.message == ("the verifier refused the program: R1 invalid mem access 'scalar'\n"
+                           "(read the whole log: labkit.VerifierError's .log; lesson 04 shows how)")
+
+    res = exercise(raising(CompileError("no", diagnostics="main.c:3: error: x"))).check("x")
+    assert res.message == "the program does not compile:\nmain.c:3: error: x"
+    assert res.details == {"error": "CompileError"}
+
+    res = exercise(raising(LabkitError("the sandbox is gone"))).check("x")
+    assert res.message == "LabkitError: the sandbox is gone" and res.details == {"error": "LabkitError"}
+
+    res = exercise(raising(ZeroDivisionError("division by zero"))).check("x")
+    assert res.message == "running your answer raised ZeroDivisionError: division by zero"
+    assert res.details == {"error": "ZeroDivisionError"}
+
+
+def test_an_exercise_keeps_its_last_ten_results():
+    ex = exercise(lambda a: ("ok", {}))
+    assert ex.last is None and repr(ex) == "<exercise q9: not checked yet> do the thing"
+    results = [ex.check(i) for i in range(12)]
+    assert ex.results == results[-10:] and ex.last is results[-1]
+    assert repr(ex) == "<exercise q9: correct> do the thing"
+
+
+def test_check_solution_marks_the_reference_run():
+    res = exercise(lambda a: ("ok", {"got": a})).check_solution()
+    assert res.correct and res.details == {"got": "the answer", "checked": "reference solution"}
+
+
+def test_hint_and_solution_are_notes(capsys):
+    ex = exercise(lambda a: ("ok", {}), solution_language="c")
+    hint = ex.hint()
+    assert isinstance(hint, Note) and repr(hint) == "q9: hint\na hint"
+    sol = ex.solution()
+    assert repr(sol) == "q9: a solution\n\n\nthe solution text" and sol.language == "c"
+    assert "<pre style='font-size:12px'>the solution text</pre>" in sol._mimebundle()["text/html"]
+    assert capsys.readouterr().out == "q9: hint\na hint\nq9: a solution\n\n\nthe solution text\n"
+
+
+# ------------------------------------------------------------ result/summary
+def test_result_dict_is_json():
+    res = Result("q1", CORRECT, "fine <ok>\nline 2", {"n": np.int64(3), "s": {1}, 5: object}, seconds=1.23456)
+    d = res.to_dict()
+    assert d == {"status": "correct", "message": "fine <ok>\nline 2", "seconds": 1.235,
+                 "details": {"n": 3, "s": [1], "5": str(object)}}
+    json.dumps(d)
+    html = res._mimebundle()["text/html"]
+    assert "q1: correct" in html and "fine &lt;ok&gt;<br>line 2" in html and "#2a7d2a" in html
+    assert repr(res) == "q1: correct: fine <ok>\nline 2"
+
+
+def test_lesson_summary_dict_and_its_table(capsys):
+    ok = exercise(lambda a: ("ok", {}))
+    ls = Lesson("09", "A test lesson", [ok, Exercise("q2", "t", lambda a: ("", {}), "h", "s", lambda: None)])
+    ok.check(None)
+    ok.check(1)
+    ls.record("pings", np.int64(5))
+    ls.record(3, {"a": [1, 2], "s": {4}})
+    d = ls.summary_dict()
+    assert d["lesson"] == "09" and d["title"] == "A test lesson" and isinstance(d["pid"], int)
+    assert d["exercises"] == {"q9": "correct", "q2": "not checked"}
+    assert d["checks"] == {"q9": ["not attempted", "correct"], "q2": []}
+    assert d["facts"] == {"pings": 5, "3": {"a": [1, 2], "s": [4]}}
+    assert d["attachments_left"] == 0 and d["panels_left"] == 0
+    capsys.readouterr()
+    s = ls.summary()
+    assert isinstance(s, Summary) and s["facts"] == d["facts"]
+    bundle = s._mimebundle()
+    assert bundle[SUMMARY_MIME] == s.data and json.loads(bundle["text/plain"]) == s.data
+    assert "<b>Lesson 09: what this run did</b>" in bundle["text/html"]
+    assert "<th style='text-align:left'>exercise q9</th><td style='text-align:left'>correct</td>" \
+        in bundle["text/html"]
+    assert "live panels left" in bundle["text/html"]
+    assert json.loads(capsys.readouterr().out)["facts"] == d["facts"]
+
+
+# ------------------------------------------------------------- shared helpers
+def test_map_columns():
+    assert value_column(pd.DataFrame({"key": [1], "value": [2]})) == "value"
+    df = pd.DataFrame({"tid": [7, 8], "flag": [True, False], "count": [1, 2], "n": [3.0, 4.0]})
+    assert value_column(df) == "n"
+    assert int_key_column(df, "n") == "tid" and int_key_column(df, "tid") == "count"
+    assert int_key_column(pd.DataFrame({"key": ["a"], "value": [1]}), "value") == "key"
+    with pytest.raises(Incorrect, match=r"the map's values are not numbers \(columns: comm, ok\)"):
+        value_column(pd.DataFrame({"comm": ["x"], "ok": [True]}))
+    with pytest.raises(Incorrect, match=r"the map's keys are not numbers \(columns: comm, n\)"):
+        int_key_column(pd.DataFrame({"comm": ["x"], "n": [1]}), "n")
+
+
+def test_plural_and_need_map():
+    assert [plural(1, "thread"), plural(3, "thread"), plural(2, "process", "processes")] == \
+        ["1 thread", "3 threads", "2 processes"]
+
+    class Prog:
+        def has_table(self, name):
+            return name == "counts"
+
+    need_map(Prog(), "counts")
+    with pytest.raises(Incorrect, match=r"no map called 'newlines': the checker reads that map "
+                                        r"\(BPF_HASH\(newlines, \.\.\.\)\)"):
+        need_map(Prog(), "newlines")
