@@ -190,7 +190,11 @@ def test_lesson_runs_twice_and_gives_everything_back(runs, name):
     for rnd, (nb, summary, state) in enumerate(zip(run.rounds, run.summaries, run.state), 1):
         for i, tags, ename in _errors(nb):
             assert "raises-exception" in tags, f"round {rnd}: cell {i} raised {ename} without the tag"
-        assert all(v == "correct" for v in summary["exercises"].values()), (rnd, summary["exercises"])
+        # the lesson as shipped answers nothing itself: no exercise may read "correct" for the student,
+        # while every reference solution the lesson checks passes its checker on this kernel
+        assert not any(v == "correct" for v in summary["exercises"].values()), (rnd, summary["exercises"])
+        assert summary["reference_checked"] and \
+            all(v == "correct" for v in summary["reference_checked"].values()), (rnd, summary["reference_checked"])
         assert summary["attachments_left"] == 0 and summary["panels_left"] == 0, summary
         assert state["perf"] == [], f"round {rnd}: perf attachments left: {state['perf']}"
         assert state["fds"]["prog"] == 0 and state["fds"]["link"] == 0 and state["fds"]["perf_event"] == 0, \
@@ -265,7 +269,8 @@ def test_01_classic_fails_honestly_and_labkit_sees_every_kind(runs):
         assert kinds.get("fork", 0) >= 5 and kinds.get("vfork", 0) >= 5 and kinds.get("thread", 0) >= 5, kinds
         assert f["comms counted"] >= 1
         assert f["picker syscall"] == "execve" and f["picker events"] >= 1
-        assert s["checks"]["q2"][-2:] == ["incorrect", "correct"], "the unchanged snippet is judged incorrect"
+        assert s["checks"]["q2"][-1:] == ["incorrect"] and s["exercises"]["q2"] == "incorrect", \
+            "the unchanged snippet is judged incorrect, and checking the reference does not change that"
         # live views are widgets (one output, refreshed in place), snapshots are static HTML with a PNG
         live = _tagged(nb, "live-clones")
         assert "application/vnd.jupyter.widget-view+json" in _mimes(live)
@@ -316,7 +321,8 @@ def test_04_verifier_errors_and_their_logs(runs):
         assert f["loop log lines"] > 1000 and f["loop top insn visits"] > 100
         assert re.search(r"R1(_w)?=pkt\(", _text(_tagged(nb, "verifier-bounds-log")))   # 6.1: R1_w=pkt(off=0,r=0,...)
         assert "map_value_or_null" in _text(_tagged(nb, "verifier-null-log"))
-        assert s["checks"]["q1"][-2:] == ["incorrect", "correct"]
+        assert s["checks"]["q1"][-1:] == ["incorrect"] and s["exercises"]["q1"] == "incorrect"
+        assert s["reference_checked"]["q1"] == "correct"
 
 
 # ------------------------------------------------------ exercise checkers

@@ -2,8 +2,17 @@
 answer and turns what it says into a :class:`Result` (correct, incorrect and
 why, or not attempted); a :class:`Lesson` holds a lesson's exercises and the
 facts its run recorded, shown at the end as a :class:`Summary`. Also the
-helpers the lessons' checkers share (reading a map's key and value columns,
-running Python in a child process, reading a snippet).
+helpers the lessons' checkers share (a :class:`Checklist` of the behaviours a
+task names, loading an answer, reading a map's key and value columns, running
+Python in a child process, reading a snippet).
+
+Verdicts belong to the student. ``check(answer)`` records the student's
+verdict; ``check_solution()`` runs the same checker on the reference answer
+and records that apart (``reference``), never as the student's. An answer that
+*is* a reference solution (its snippet name, or its text) is judged incorrect:
+"the reference solution, not your answer". A checker reports the parts of the
+task it tested (``Result.parts``, ``Result.score``), so grading can give
+partial credit.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,13 +31,19 @@ import pandas as pd
 
 from labkit._errors import CompileError, LabkitError, VerifierError
 from labkit.attach import live_attachments
-from labkit.programs.compile import SNIPPET_DIR
+from labkit.lab import Lab
+from labkit.programs.compile import (
+    REFERENCE_PREFIX,
+    SNIPPET_DIR,
+    Program,
+    resolve_source,
+)
 from labkit.views.display import ShownOnce
 from labkit.views.live import live_panels
 
-__all__ = ["CORRECT", "Exercise", "INCORRECT", "Incorrect", "Lesson", "NOT_ATTEMPTED", "Note", "Result",
-           "SUMMARY_MIME", "Summary", "int_key_column", "need_map", "plural", "run_python", "snippet_text",
-           "value_column"]
+__all__ = ["CORRECT", "Checklist", "Exercise", "INCORRECT", "Incorrect", "Lesson", "NOT_ATTEMPTED", "Note",
+           "Part", "Result", "SUMMARY_MIME", "Summary", "int_key_column", "is_reference", "load_answer",
+           "need_map", "plural", "run_python", "snippet_text", "value_column"]
 
 CORRECT, INCORRECT, NOT_ATTEMPTED = "correct", "incorrect", "not attempted"
 #: the mime type of a lesson summary's JSON (``ex.summary()``), for tools and tests
@@ -36,23 +52,73 @@ _COLORS = {CORRECT: "#2a7d2a", INCORRECT: "#b03030", NOT_ATTEMPTED: "#8a6d00"}
 
 
 class Incorrect(Exception):
-    """Raised by a checker: the answer is wrong, and the message says why."""
+    """Raised by a checker: the answer is wrong, and the message says why.
+    ``parts``: the task's parts and which of them passed (partial credit)."""
 
-    def __init__(self, message: str, **details):
+    def __init__(self, message: str, *, parts: "list[Part] | None" = None, **details):
         super().__init__(message)
+        self.parts = list(parts or [])
         self.details = details
 
 
+@dataclass(frozen=True)
+class Part:
+    """One behaviour a task names, tested on the kernel: did the answer do it?"""
+
+    name: str
+    passed: bool
+    message: str = ""  # what went wrong (empty when it passed)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "passed": self.passed, "message": self.message}
+
+
+class Checklist:
+    """The parts of one check. Each :meth:`part` records one behaviour the task
+    names; :meth:`done` raises :class:`Incorrect` naming every part that failed,
+    or returns the checker's success (message, details)."""
+
+    def __init__(self) -> None:
+        self.parts: list[Part] = []
+
+    def part(self, name: str, passed: bool, why_not: str = "") -> bool:
+        self.parts.append(Part(name, bool(passed), "" if passed else (why_not or name)))
+        return bool(passed)
+
+    @property
+    def failed(self) -> list[Part]:
+        return [p for p in self.parts if not p.passed]
+
+    def done(self, message: str, **details) -> tuple[str, dict]:
+        failed = self.failed
+        if failed:
+            raise Incorrect("not yet: " + "; ".join(p.message for p in failed), parts=self.parts, **details)
+        return message, {**details, "parts": self.parts}
+
+
 class Result(ShownOnce):
-    """The verdict of one check."""
+    """The verdict of one check: ``status``, ``message``, the task's ``parts``
+    (which passed) and ``score`` (1.0 correct, else the fraction of parts that
+    passed; 0.0 when nothing could be tested). ``of`` is "your answer" or
+    "reference solution"."""
 
     def __init__(self, exercise: str, status: str, message: str, details: dict | None = None,
-                 seconds: float = 0.0):
+                 seconds: float = 0.0, parts: list[Part] | None = None, of: str = "your answer"):
         self.exercise = exercise
         self.status = status
         self.message = message
         self.details = details or {}
         self.seconds = seconds
+        self.parts = list(parts or [])
+        self.of = of
+
+    @property
+    def score(self) -> float:
+        if self.status == CORRECT:
+            return 1.0
+        if self.status != INCORRECT or not self.parts:
+            return 0.0
+        return round(sum(p.passed for p in self.parts) / len(self.parts), 3)
 
     @property
     def correct(self) -> bool:
@@ -67,15 +133,23 @@ class Result(ShownOnce):
     def _repr_html_(self) -> str:
         color = _COLORS.get(self.status, "#333")
         msg = html.escape(self.message).replace("\n", "<br>")
+        who = " (the reference solution)" if self.of != "your answer" else ""
+        parts = ""
+        if self.parts and self.status == INCORRECT:
+            items = "".join(f"<li>{'&#10003;' if p.passed else '&#10007;'} {html.escape(p.name)}</li>"
+                            for p in self.parts)
+            parts = f"<ul style='margin:2px 0;padding-left:18px'>{items}</ul>"
         return (f"<div style='border-left:4px solid {color};padding:4px 8px'>"
-                f"<b style='color:{color}'>{html.escape(self.exercise)}: {self.status}</b>"
-                f"<div style='white-space:pre-wrap'>{msg}</div></div>")
+                f"<b style='color:{color}'>{html.escape(self.exercise)}{who}: {self.status}</b>"
+                f"<div style='white-space:pre-wrap'>{msg}</div>{parts}</div>")
 
     def __repr__(self) -> str:
-        return f"{self.exercise}: {self.status}: {self.message}"
+        who = " (reference solution)" if self.of != "your answer" else ""
+        return f"{self.exercise}{who}: {self.status}: {self.message}"
 
     def to_dict(self) -> dict:
-        return {"status": self.status, "message": self.message, "seconds": round(self.seconds, 3),
+        return {"status": self.status, "message": self.message, "of": self.of, "score": self.score,
+                "parts": [p.to_dict() for p in self.parts], "seconds": round(self.seconds, 3),
                 "details": _jsonable(self.details)}
 
 
@@ -114,7 +188,9 @@ def _jsonable(x):
 @dataclass
 class Exercise:
     """One exercise: ``task`` (what to do), a checker that runs the answer on
-    the kernel, a ``hint`` and a reference solution."""
+    the kernel, a ``hint`` and a reference solution. ``results`` are the
+    student's checks; ``reference`` is the last check of the reference
+    solution (kept apart: it never counts as the student's)."""
 
     id: str
     task: str
@@ -124,33 +200,18 @@ class Exercise:
     solution_answer: Callable[[], Any]
     solution_language: str = "python"
     results: list = field(default_factory=list)
+    reference: Result | None = None
 
     def check(self, answer: Any = None) -> Result:
         """Run ``answer`` against the real kernel; show and return the verdict."""
-        t0 = time.monotonic()
         if answer is None or answer is Ellipsis or (isinstance(answer, str) and not answer.strip()):
             res = Result(self.id, NOT_ATTEMPTED, "put your answer in the variable above and run this cell again "
                                                  f"(task: {self.task})")
+        elif is_reference(answer):
+            res = Result(self.id, INCORRECT, "that is the reference solution, not your answer: write your own "
+                                             "(ex.{0}.hint() helps)".format(self.id), {"error": "reference"})
         else:
-            try:
-                message, details = self.checker(answer)
-                res = Result(self.id, CORRECT, message, details)
-            except Incorrect as e:
-                res = Result(self.id, INCORRECT, str(e), e.details)
-            except VerifierError as e:
-                res = Result(self.id, INCORRECT, "the verifier refused the program: "
-                             + str(e).splitlines()[0].split(": ", 1)[-1]
-                             + "\n(read the whole log: labkit.VerifierError's .log; lesson 04 shows how)",
-                             {"error": "VerifierError"})
-            except CompileError as e:
-                res = Result(self.id, INCORRECT, f"the program does not compile:\n{e.diagnostics or e}",
-                             {"error": "CompileError"})
-            except LabkitError as e:
-                res = Result(self.id, INCORRECT, f"{type(e).__name__}: {e}", {"error": type(e).__name__})
-            except Exception as e:  # the answer itself crashed (a filter that raises, ...)
-                res = Result(self.id, INCORRECT, f"running your answer raised {type(e).__name__}: {e}",
-                             {"error": type(e).__name__})
-        res.seconds = time.monotonic() - t0
+            res = self._run(answer, "your answer")
         self.results.append(res)
         del self.results[:-10]
         res._show()
@@ -158,9 +219,36 @@ class Exercise:
 
     def check_solution(self) -> Result:
         """Run the checker on the reference solution: proof that the checker
-        (and this kernel) works. Does not show the solution."""
-        res = self.check(self.solution_answer())
+        (and this kernel) works. Shows only the verdict, and does not change
+        yours."""
+        res = self._run(self.solution_answer(), "reference solution")
         res.details = {**res.details, "checked": "reference solution"}
+        self.reference = res
+        res._show()
+        return res
+
+    def _run(self, answer: Any, of: str) -> Result:
+        t0 = time.monotonic()
+        try:
+            message, details = self.checker(answer)
+            parts = details.pop("parts", [])
+            res = Result(self.id, CORRECT, message, details, parts=parts, of=of)
+        except Incorrect as e:
+            res = Result(self.id, INCORRECT, str(e), e.details, parts=e.parts, of=of)
+        except VerifierError as e:
+            res = Result(self.id, INCORRECT, "the verifier refused the program: "
+                         + str(e).splitlines()[0].split(": ", 1)[-1]
+                         + "\n(read the whole log: labkit.VerifierError's .log; lesson 04 shows how)",
+                         {"error": "VerifierError"}, of=of)
+        except CompileError as e:
+            res = Result(self.id, INCORRECT, f"the program does not compile:\n{e.diagnostics or e}",
+                         {"error": "CompileError"}, of=of)
+        except LabkitError as e:
+            res = Result(self.id, INCORRECT, f"{type(e).__name__}: {e}", {"error": type(e).__name__}, of=of)
+        except Exception as e:  # the answer itself crashed (a filter that raises, ...)
+            res = Result(self.id, INCORRECT, f"running your answer raised {type(e).__name__}: {e}",
+                         {"error": type(e).__name__}, of=of)
+        res.seconds = time.monotonic() - t0
         return res
 
     def hint(self) -> Note:
@@ -176,11 +264,16 @@ class Exercise:
 
     @property
     def last(self) -> Result | None:
+        """The student's last verdict (None before the first check)."""
         return self.results[-1] if self.results else None
 
+    @property
+    def status(self) -> str:
+        """The student's verdict: the last check's status, or "not attempted"."""
+        return self.last.status if self.last is not None else NOT_ATTEMPTED
+
     def __repr__(self) -> str:
-        state = self.last.status if self.last else "not checked yet"
-        return f"<exercise {self.id}: {state}> {self.task}"
+        return f"<exercise {self.id}: {self.status}> {self.task}"
 
 
 class Lesson:
@@ -204,8 +297,12 @@ class Lesson:
             "lesson": self.number,
             "title": self.title,
             "pid": os.getpid(),
-            "exercises": {k: (e.last.status if e.last else "not checked") for k, e in self.exercises.items()},
+            "exercises": {k: e.status for k, e in self.exercises.items()},
+            "scores": {k: (e.last.score if e.last is not None else 0.0) for k, e in self.exercises.items()},
+            "messages": {k: (e.last.message if e.last is not None else "") for k, e in self.exercises.items()},
             "checks": {k: [r.status for r in e.results] for k, e in self.exercises.items()},
+            "reference_checked": {k: (e.reference.status if e.reference is not None else None)
+                                  for k, e in self.exercises.items()},
             "facts": dict(self.facts),
             "attachments_left": len(live_attachments()),
             "panels_left": len(live_panels()),
@@ -230,7 +327,9 @@ class Summary(ShownOnce):
 
     def _mimebundle(self) -> dict[str, Any]:
         d = self.data
-        rows = [("exercise " + k, v) for k, v in d["exercises"].items()]
+        ref = d.get("reference_checked", {})
+        rows = [("exercise " + k, v + (f" (reference solution checked: {ref[k]})" if ref.get(k) else ""))
+                for k, v in d["exercises"].items()]
         rows += list(d["facts"].items())
         rows += [("attachments left", d["attachments_left"]), ("live panels left", d["panels_left"])]
         body = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
@@ -246,6 +345,45 @@ class Summary(ShownOnce):
 
 
 # ------------------------------------------------------------------ helpers
+_C_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+
+
+def _normalized_c(text: str) -> str:
+    return re.sub(r"\s+", "", _C_COMMENT.sub("", text))
+
+
+def is_reference(answer: Any) -> bool:
+    """Whether ``answer`` is one of the exercises' reference solutions: named
+    (``"solution_02_arp_safe"``, a path to it) or the same C text (comments and
+    whitespace aside), as a string or a Program."""
+    if isinstance(answer, Program):
+        text = answer.source
+    elif isinstance(answer, str):
+        stem = os.path.basename(answer.strip())
+        if stem.startswith(REFERENCE_PREFIX):
+            return True
+        if "\n" not in answer and "{" not in answer and ";" not in answer:
+            return False  # a snippet name or path that is not a reference
+        text = answer
+    else:
+        return False
+    mine = _normalized_c(text)
+    return any(_normalized_c(p.read_text()) == mine for p in SNIPPET_DIR.glob(f"{REFERENCE_PREFIX}*.c"))
+
+
+def load_answer(lab: Lab, answer: Any, *, name: str, **kw) -> Program:
+    """Compile the student's answer in the checker's own Lab, under the
+    checker's ``name`` (so it never replaces what the student attached). The
+    answer may be a snippet name or path, C text, or a Program (``%%bpf``)."""
+    if isinstance(answer, Program):
+        return lab.load(answer.source, name=name, **kw)
+    if not isinstance(answer, str):
+        raise Incorrect(f"the answer must be C: a snippet name or path, the C text, or a %%bpf program — "
+                        f"not a {type(answer).__name__}")
+    _found, text, _path = resolve_source(answer)
+    return lab.load(text, name=name, **kw)
+
+
 def snippet_text(name: str) -> str:
     """The C text of ``bpf_snippets/<name>.c`` (read when asked, never at import)."""
     return (SNIPPET_DIR / f"{name}.c").read_text()

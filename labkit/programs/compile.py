@@ -26,6 +26,7 @@ from labkit._errors import CompileError, LabkitError, NotSupportedError, Verifie
 
 __all__ = [
     "PROGRAM_PREFIX",
+    "REFERENCE_PREFIX",
     "Program",
     "SNIPPET_DIR",
     "capture_fd2",
@@ -38,6 +39,7 @@ __all__ = [
 ]
 
 SNIPPET_DIR = Path(__file__).resolve().parents[2] / "bpf_snippets"  # <repo>/labkit/programs/compile.py
+REFERENCE_PREFIX = "solution_"  # the exercises' reference answers: never suggested, never accepted as answers
 PROGRAM_PREFIX = "lk_"  # every labkit BPF function name starts with it (kernel keeps 15 chars)
 
 _fd2_lock = threading.Lock()
@@ -147,7 +149,7 @@ def resolve_source(name_or_text: str) -> tuple[str, str, Path | None]:
     for c in candidates:
         if c.exists():
             return c.name, c.read_text(), c
-    known = sorted(x.stem for x in SNIPPET_DIR.glob("*.c"))
+    known = sorted(x.stem for x in SNIPPET_DIR.glob("*.c") if not x.stem.startswith(REFERENCE_PREFIX))
     close = difflib.get_close_matches(stem, known, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise LabkitError(f"no BPF snippet named {stem!r} in {SNIPPET_DIR}.{hint} Known snippets: {', '.join(known)}.")

@@ -12,7 +12,7 @@ import pytest
 import labkit.exercises
 from labkit._errors import CompileError, LabkitError, VerifierError
 from labkit.exercises import SUMMARY_MIME, Exercise, Lesson, Result, lesson
-from labkit.exercises.framework import (CORRECT, INCORRECT, NOT_ATTEMPTED, Incorrect, Note, Summary,
+from labkit.exercises.framework import (CORRECT, INCORRECT, NOT_ATTEMPTED, Checklist, Incorrect, Note, Summary,
                                         int_key_column, need_map, plural, snippet_text, value_column)
 
 
@@ -87,7 +87,7 @@ def test_checker_outcomes_become_verdicts():
 
 def test_an_exercise_keeps_its_last_ten_results():
     ex = exercise(lambda a: ("ok", {}))
-    assert ex.last is None and repr(ex) == "<exercise q9: not checked yet> do the thing"
+    assert ex.last is None and repr(ex) == "<exercise q9: not attempted> do the thing"
     results = [ex.check(i) for i in range(12)]
     assert ex.results == results[-10:] and ex.last is results[-1]
     assert repr(ex) == "<exercise q9: correct> do the thing"
@@ -96,6 +96,68 @@ def test_an_exercise_keeps_its_last_ten_results():
 def test_check_solution_marks_the_reference_run():
     res = exercise(lambda a: ("ok", {"got": a})).check_solution()
     assert res.correct and res.details == {"got": "the answer", "checked": "reference solution"}
+    assert res.of == "reference solution" and "(reference solution)" in repr(res)
+
+
+def test_checking_the_reference_never_changes_the_students_verdict(capsys):
+    ex = exercise(lambda a: ("ok", {}) if a == "the answer" else (_ for _ in ()).throw(Incorrect("wrong")))
+    mine = ex.check("my try")
+    ref = ex.check_solution()
+    assert (mine.status, ref.status) == (INCORRECT, CORRECT)
+    assert ex.status == INCORRECT and ex.last is mine and ex.results == [mine] and ex.reference is ref
+    ls = Lesson("09", "t", [ex])
+    d = ls.summary_dict()
+    assert d["exercises"] == {"q9": "incorrect"} and d["reference_checked"] == {"q9": "correct"}
+    assert d["checks"] == {"q9": ["incorrect"]} and d["scores"] == {"q9": 0.0}
+    assert "incorrect (reference solution checked: correct)" in ls.summary()._mimebundle()["text/html"]
+
+
+@pytest.mark.parametrize("answer", [
+    "solution_02_arp_safe", "solution_02_arp_safe.c", "bpf_snippets/solution_04_bounded_loop.c",
+])
+def test_a_reference_named_is_not_an_answer(answer, capsys):
+    called = []
+    res = exercise(lambda a: called.append(a) or ("ok", {})).check(answer)
+    assert res.status == INCORRECT and not called
+    assert res.message.startswith("that is the reference solution, not your answer")
+
+
+def test_a_reference_pasted_is_not_an_answer_even_reformatted(capsys):
+    text = snippet_text("solution_03_count_by_tid")
+    reformatted = "// my answer\n" + "\n".join("   " + line + "   /* mine */" for line in text.splitlines())
+    for answer in (text, reformatted):
+        res = exercise(lambda a: ("ok", {})).check(answer)
+        assert res.status == INCORRECT and "reference solution" in res.message
+    changed = text.replace("counts.", "counts .", 1) + "\n// x\nint lk_other(void *c) { return 0; }\n"
+    assert exercise(lambda a: ("ok", {})).check(changed).status == CORRECT
+
+
+def test_unknown_snippet_errors_never_list_the_references():
+    from labkit.programs.compile import resolve_source
+
+    with pytest.raises(LabkitError) as ei:
+        resolve_source("solution_02_arp_saf")
+    known = str(ei.value).split("Known snippets:")[1]
+    assert "solution_" not in known and "Did you mean" not in str(ei.value) and "xdp_icmp_drop_classic" in known
+
+
+def test_a_checklist_gives_parts_and_partial_credit(capsys):
+    def checker(answer):
+        c = Checklist()
+        c.part("pings are dropped", answer >= 1, "pings got through")
+        c.part("ARP passes", answer >= 2, "ARP was dropped")
+        c.part("UDP passes", answer >= 3, "UDP was dropped")
+        return c.done("yes", n=answer)
+
+    half = exercise(checker).check(2)
+    assert half.status == INCORRECT and half.message == "not yet: UDP was dropped" and half.score == 0.667
+    assert [(p.name, p.passed) for p in half.parts] == [("pings are dropped", True), ("ARP passes", True),
+                                                      ("UDP passes", False)]
+    assert half.to_dict()["parts"][2] == {"name": "UDP passes", "passed": False, "message": "UDP was dropped"}
+    none = exercise(checker).check(0)
+    assert none.score == 0.0 and none.message == "not yet: pings got through; ARP was dropped; UDP was dropped"
+    full = exercise(checker).check(3)
+    assert full.correct and full.score == 1.0 and len(full.parts) == 3 and full.details == {"n": 3}
 
 
 def test_hint_and_solution_are_notes(capsys):
@@ -112,8 +174,8 @@ def test_hint_and_solution_are_notes(capsys):
 def test_result_dict_is_json():
     res = Result("q1", CORRECT, "fine <ok>\nline 2", {"n": np.int64(3), "s": {1}, 5: object}, seconds=1.23456)
     d = res.to_dict()
-    assert d == {"status": "correct", "message": "fine <ok>\nline 2", "seconds": 1.235,
-                 "details": {"n": 3, "s": [1], "5": str(object)}}
+    assert d == {"status": "correct", "message": "fine <ok>\nline 2", "seconds": 1.235, "of": "your answer",
+                 "score": 1.0, "parts": [], "details": {"n": 3, "s": [1], "5": str(object)}}
     json.dumps(d)
     html = res._mimebundle()["text/html"]
     assert "q1: correct" in html and "fine &lt;ok&gt;<br>line 2" in html and "#2a7d2a" in html
@@ -129,7 +191,7 @@ def test_lesson_summary_dict_and_its_table(capsys):
     ls.record(3, {"a": [1, 2], "s": {4}})
     d = ls.summary_dict()
     assert d["lesson"] == "09" and d["title"] == "A test lesson" and isinstance(d["pid"], int)
-    assert d["exercises"] == {"q9": "correct", "q2": "not checked"}
+    assert d["exercises"] == {"q9": "correct", "q2": "not attempted"}
     assert d["checks"] == {"q9": ["not attempted", "correct"], "q2": []}
     assert d["facts"] == {"pings": 5, "3": {"a": [1, 2], "s": [4]}}
     assert d["attachments_left"] == 0 and d["panels_left"] == 0

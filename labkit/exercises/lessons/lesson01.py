@@ -12,8 +12,17 @@ import time
 import pandas as pd
 
 from labkit._errors import LabkitError
-from labkit.exercises.framework import (Exercise, Incorrect, Lesson, need_map, plural, run_python, snippet_text,
-                                        value_column)
+from labkit.exercises.framework import (
+    Exercise,
+    Incorrect,
+    Lesson,
+    load_answer,
+    need_map,
+    plural,
+    run_python,
+    snippet_text,
+    value_column,
+)
 from labkit.lab import Lab
 from labkit.views.live import map_dataframe
 
@@ -99,7 +108,7 @@ for _ in range(2):
 
 def _check_threads_by_comm(answer) -> tuple[str, dict]:
     with Lab() as lab:
-        prog = lab.load(answer)
+        prog = load_answer(lab, answer, name="your answer")
         need_map(prog, "counts")
         lab.attach_tracepoint(prog, "task:task_newtask", name="exercise 01 q2")
         r = run_python(_EX01_CHILD)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from labkit.exercises.framework import Exercise, Incorrect, Lesson, snippet_text
+from labkit.exercises.framework import (
+    Exercise,
+    Incorrect,
+    Lesson,
+    load_answer,
+    snippet_text,
+)
 from labkit.lab import Lab
 from labkit.net.sandbox import Sandbox
 
@@ -11,7 +17,8 @@ __all__ = ["build"]
 
 def _check_arp_safe(answer) -> tuple[str, dict]:
     with Sandbox() as sb, Lab() as lab:
-        x = lab.attach_xdp(answer, iface=sb.target_iface, netns=sb.target_ns)
+        prog = load_answer(lab, answer, name="your answer", need="xdp", defines={"LK_SAMPLE_EVERY": 1})
+        x = lab.attach_xdp(prog, iface=sb.target_iface, netns=sb.target_ns)
         ping = sb.ping(count=3, interval=0.1, timeout=0.4)
         flushed = sb.flush_neighbors()
         udp = sb.send_udp(count=10, timeout=0.5)

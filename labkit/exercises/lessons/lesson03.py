@@ -5,8 +5,16 @@ from __future__ import annotations
 import os
 import threading
 
-from labkit.exercises.framework import (Exercise, Incorrect, Lesson, int_key_column, need_map, snippet_text,
-                                        value_column)
+from labkit.exercises.framework import (
+    Exercise,
+    Incorrect,
+    Lesson,
+    int_key_column,
+    load_answer,
+    need_map,
+    snippet_text,
+    value_column,
+)
 from labkit.lab import Lab
 from labkit.views.live import map_dataframe
 
@@ -25,7 +33,7 @@ def _check_count_by_tid(answer) -> tuple[str, dict]:
             os.getppid()
 
     with Lab() as lab:
-        prog = lab.load(answer, defines={"LK_FILTER_PID": os.getpid()})
+        prog = load_answer(lab, answer, name="your answer", defines={"LK_FILTER_PID": os.getpid()})
         need_map(prog, "counts")
         lab.attach_tracepoint(prog, "syscalls:sys_enter_getppid", name="exercise 03 q1")
         ts = [threading.Thread(target=work, args=(i, n)) for i, n in enumerate(wanted)]

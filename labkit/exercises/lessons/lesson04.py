@@ -7,8 +7,16 @@ import ctypes
 import os
 
 from labkit._errors import LabkitError
-from labkit.exercises.framework import (Exercise, Incorrect, Lesson, int_key_column, need_map, snippet_text,
-                                        value_column)
+from labkit.exercises.framework import (
+    Exercise,
+    Incorrect,
+    Lesson,
+    int_key_column,
+    load_answer,
+    need_map,
+    snippet_text,
+    value_column,
+)
 from labkit.lab import Lab
 from labkit.net import xdp as _xdp
 from labkit.views.live import map_dataframe
@@ -55,7 +63,7 @@ def _check_bounds_fixed(answer) -> tuple[str, dict]:
     import bcc  # lazy: bcc is heavy (LLVM); only a checker that loads a program needs it
 
     with Lab() as lab:
-        prog = lab.load(answer, need="xdp")
+        prog = load_answer(lab, answer, name="your answer", need="xdp")
         need_map(prog, "counts")
         fn = prog.load(prog.function_name(), bcc.BPF.XDP)       # VerifierError if still refused
         frames = [("IPv4", _frame(0x0800, _IPV4_ICMP)), ("IPv4", _frame(0x0800, _IPV4_ICMP)),
@@ -76,7 +84,7 @@ def _check_bounds_fixed(answer) -> tuple[str, dict]:
 
 def _check_loop_fixed(answer) -> tuple[str, dict]:
     with Lab() as lab:
-        prog = lab.load(answer, defines={"LK_FILTER_PID": os.getpid()})
+        prog = load_answer(lab, answer, name="your answer", defines={"LK_FILTER_PID": os.getpid()})
         need_map(prog, "newlines")
         lab.attach_tracepoint(prog, "syscalls:sys_enter_write", name="exercise 04 q2")
         fd = os.open(os.devnull, os.O_WRONLY)
