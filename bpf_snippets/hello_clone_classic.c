@@ -4,8 +4,9 @@
 // min kernel: 4.1 (kprobes + BPF); output goes to the shared /sys/kernel/tracing/trace_pipe
 //
 // Three things are wrong with it, on purpose (lesson 01):
-//  * clone is one of four syscalls that create tasks: subprocess uses vfork (or
-//    clone with CLONE_VFORK), threads use clone3; this probe misses those;
+//  * clone is one of four syscalls that create tasks: Python's subprocess
+//    calls vfork (posix_spawn would use clone with CLONE_VFORK), threads use
+//    clone3; this probe misses both;
 //  * kprobes are not on every kernel (this lab's CI kernel has none);
 //  * bpf_trace_printk writes text into one pipe shared by the whole machine,
 //    which drops lines, silently, when nobody reads fast enough.

@@ -4,6 +4,12 @@
 //
 // bpf_get_current_pid_tgid() returns tgid << 32 | tid: the upper half is what
 // user space calls the process id, the lower half the thread id.
+//
+// BCC's counts.increment(tid) is a plain `+=` (load, add, store), not an atomic
+// add. It is exact here because each key has a single writer: a thread runs on
+// one CPU at a time, so two updates of the same thread's counter never overlap.
+// A key that several CPUs update at once needs an atomic add: lesson 03 shows
+// a plain `+=` losing counts there.
 #include "labkit.h"
 
 BPF_HASH(counts, u32, u64, 10240);   // thread id -> calls

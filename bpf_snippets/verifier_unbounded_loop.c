@@ -4,8 +4,12 @@
 //
 // THE VERIFIER REJECTS THIS (lesson 04): the loop runs `count` times, and
 // count comes from the caller of write(): anything up to 2^64. The verifier
-// proves termination by walking the loop, one iteration after another, and
-// gives up ("too complex", or "program is too large") long before 2^64.
+// proves termination by walking the loop, one iteration after another; each
+// test of `i < count` can go both ways, so each walk leaves one more branch to
+// explore later. It gives up long before 2^64: when 8192 branches wait
+// (BPF_COMPLEXITY_LIMIT_JMP_SEQ: "The sequence of 8193 jumps is too complex."),
+// or, for loops with fewer branches, after 1,000,000 simulated instructions
+// (BPF_COMPLEXITY_LIMIT_INSNS: "BPF program is too large").
 // The fix is a constant bound: solution_04_bounded_loop.c.
 #include "labkit.h"
 

@@ -174,7 +174,14 @@ fi
 #   - allow_remote_access off: requests whose Host header is not localhost /
 #     127.0.0.1 are refused (DNS rebinding); no CORS (allow_origin empty);
 #   - nothing phones home: no news feed, no update check, and the extension
-#     manager is read-only (no pip installs from the browser);
+#     manager is read-only (no pip installs from the browser). The server side
+#     (news_url, check_for_updates_class) answers with nothing; the browser side
+#     must not ask either: scripts/jupyterlab-settings/overrides.json sets the
+#     defaults of the notification settings to fetchNews "false" (without it
+#     JupyterLab greets every new user with "Would you like to get notified
+#     about official Jupyter news?") and checkForUpdates false. It is the lab's
+#     app_settings_dir, which holds only those defaults: a user can still change
+#     them in the Settings Editor, and the server still fetches nothing;
 #   - terminals stay on: students use them (they are root shells, like the kernel).
 exec "$PREFIX/bin/jupyter" lab --no-browser --allow-root \
   --ServerApp.ip="$IP" --ServerApp.port="$PORT" --ServerApp.port_retries=0 \
@@ -188,5 +195,6 @@ exec "$PREFIX/bin/jupyter" lab --no-browser --allow-root \
   --LabApp.news_url=None \
   --LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate \
   --LabApp.extension_manager=readonly \
+  --LabApp.app_settings_dir="$ROOT/scripts/jupyterlab-settings" \
   --ServerApp.root_dir="$ROOT/notebooks" \
   --MultiKernelManager.default_kernel_name=labkit

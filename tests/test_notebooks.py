@@ -307,10 +307,26 @@ def test_03_maps_are_exact_events_count_their_losses(runs):
         assert abs(f["received"] + f["lost"] - f["counted"]) <= 5, f
         assert set(f["ns per call"]) == {"nothing attached", "counting in a map", "sending an event"}
         assert f["histogram buckets"] >= 7
+    for nb in run.rounds:
+        # the race: one process per CPU (two at most); the atomic add counts every call, the plain += no more
+        text = _text(_tagged(nb, "race"))
+        n = {label: int(m.group(1)) for label in ("getppid() calls made", "counted with a plain +=",
+                                                    "counted with an atomic add", "lost by the plain +=")
+             for m in [re.search(re.escape(label) + r".*?\s(\d+)\s*$", text, re.M)] if m}
+        assert len(n) == 4, text
+        workers = int(re.search(r"^(\d) process", text, re.M).group(1))
+        assert workers == min(2, len(os.sched_getaffinity(0))), text
+        assert n["getppid() calls made"] == 200_000 * workers
+        assert n["counted with an atomic add"] == n["getppid() calls made"], "an atomic add loses nothing"
+        assert 0 <= n["lost by the plain +="] == n["getppid() calls made"] - n["counted with a plain +="], text
+        if workers == 1:
+            assert n["lost by the plain +="] == 0, "one CPU: the program's runs never overlap"
 
 
 def test_04_verifier_errors_and_their_logs(runs):
     run = _lesson(runs, "04-verifier-mistakes")
+    # verification happens at load: the lesson needs no sandbox (nor CAP_SYS_ADMIN for one)
+    assert not any("Sandbox" in c.source for c in run.rounds[0].cells if c.cell_type == "code")
     for nb, s in zip(run.rounds, run.summaries):
         for tag in ("verifier-bounds", "verifier-null", "verifier-loop"):
             errs = [o.ename for o in _tagged(nb, tag).outputs if o.output_type == "error"]
@@ -320,6 +336,8 @@ def test_04_verifier_errors_and_their_logs(runs):
         assert "invalid access to packet" in f["bounds cause"]
         assert f["loop log lines"] > 1000 and f["loop top insn visits"] > 100
         assert re.search(r"R1(_w)?=pkt\(", _text(_tagged(nb, "verifier-bounds-log")))   # 6.1: R1_w=pkt(off=0,r=0,...)
+        # the lesson says which limit the unbounded loop meets: the jump-sequence one, not the 1M instructions
+        assert "The sequence of 8193 jumps is too complex." in _text(_tagged(nb, "verifier-loop-log"))
         assert "map_value_or_null" in _text(_tagged(nb, "verifier-null-log"))
         assert s["checks"]["q1"][-1:] == ["incorrect"] and s["exercises"]["q1"] == "incorrect"
         assert s["reference_checked"]["q1"] == "correct"

@@ -1,5 +1,6 @@
 """Every snippet in bpf_snippets/ has its header, compiles, names its functions
-lk_*, and loads (or, for the verifier_* lessons, is rejected by the verifier)."""
+lk_*, and loads (or, for the verifier_* lessons, is rejected by the verifier);
+and no snippet counts with BCC's plain increment() in a map the CPUs share."""
 
 from __future__ import annotations
 
@@ -54,3 +55,23 @@ def test_snippet_header_compiles_and_loads(path, lab):
         else:
             prog.load(fn, ptype)
     prog.close()
+
+
+# BCC's map.increment(key) is `(*leaf) += 1`: exact only when no two CPUs update the same counter
+PLAIN_INCREMENT_OK = {
+    "race_plain_vs_atomic": "loses counts on purpose: lesson 03 shows the race",
+    "solution_03_count_by_tid": "one writer per key: the thread whose id it is",
+}
+
+
+@pytest.mark.parametrize("path", SNIPPETS, ids=[p.stem for p in SNIPPETS])
+def test_shared_counters_are_atomic(path):
+    text = re.sub(r"//[^\n]*|/\*.*?\*/", "", path.read_text(), flags=re.S)   # the code, not its comments
+    maps = dict((name, kind) for kind, name in re.findall(r"^BPF_(\w+)\((\w+)\s*,", text, re.M))
+    plain = {m for m in re.findall(r"\b(\w+)\.increment\(", text)}
+    shared = sorted(m for m in plain if not maps.get(m, "").startswith("PERCPU_"))
+    if path.stem in PLAIN_INCREMENT_OK:
+        assert shared, f"{path.stem} is allowed a plain increment() it no longer has"
+    else:
+        assert not shared, (f"{path.stem}: {shared} counted with increment() (a plain +=) in a map the CPUs share: "
+                            "use atomic_increment(), or lookup_or_try_init() + __sync_fetch_and_add()")
