@@ -27,6 +27,7 @@ LAYOUTS = [
     ("bpf_snippets/trace_clone_kprobe.c", "clone_event", schemas.CLONE_DTYPE),
     ("bpf_snippets/trace_syscall.c", "syscall_event", schemas.SYSCALL_DTYPE),
     ("bpf_snippets/xdp_icmp_drop.c", "xdp_event", schemas.XDP_EVENT_DTYPE),
+    ("labkit/commands/bench/raw_bcc.c", "event", schemas.SYSCALL_DTYPE),
 ]
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root")]

@@ -108,6 +108,12 @@ class EventStream:
         return self._drain()
 
     @property
+    def thread_id(self) -> int | None:
+        """The native id of the thread that drains the ring buffer (None once stopped)."""
+        t = self._thread
+        return t.native_id if t is not None and t.is_alive() else None
+
+    @property
     def payload(self) -> np.dtype:
         """The record layout (a dtype from :mod:`labkit.events.schemas`)."""
         return self._payload

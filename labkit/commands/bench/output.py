@@ -150,7 +150,7 @@ def plot(res: dict[str, Any], path: str) -> None:
     import matplotlib  # lazy: matplotlib is only needed for --plot
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after choosing the Agg backend
 
     fig, ax = plt.subplots(figsize=(7, 4.6), dpi=110)
     styles = {"labkit": ("o-", "labkit stream (batch decode)"),

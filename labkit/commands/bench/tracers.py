@@ -98,11 +98,7 @@ class LabkitTracer(Tracer):
         self._last = now
 
     def consumer_tid(self) -> int | None:
-        # the stream's poller thread, found by the name EventStream gives it
-        for t in threading.enumerate():
-            if t.name == f"labkit-{self.stream.name}":
-                return t.native_id
-        return None
+        return self.stream.thread_id
 
     def counts(self) -> tuple[int, int | None]:
         return self.stream.received, self.stream.lost
