@@ -17,7 +17,7 @@ struct clone_event {
 };
 
 BPF_RINGBUF_OUTPUT(events, LK_RINGBUF_PAGES);  // events to user space
-BPF_PERCPU_ARRAY(lost, u64, 1);                 // reservations that found no room
+BPF_PERCPU_ARRAY(lost, u64, 1);                 // events that never arrive: no room, or a missed return
 
 // clone flags seen on entry, by creator thread, until the return probe fires
 BPF_HASH(inflight, u32, u64, 4096);
@@ -31,7 +31,15 @@ int lk_clone_entry(struct pt_regs *ctx)
     u32 tid = (u32)id;
     u64 flags = 0;
     bpf_probe_read_kernel(&flags, sizeof(flags), (void *)PT_REGS_PARM1(ctx));
-    inflight.update(&tid, &flags);
+    // A kretprobe can miss a return (more calls in flight than its maxactive
+    // slots): then this thread's last entry is still here, and that creation
+    // never became an event. Count it as lost, like a full ring buffer.
+    int zero = 0;
+    u64 *missed = lost.lookup(&zero);
+    if (inflight.lookup(&tid) && missed)
+        (*missed)++;                    // per-CPU: no other CPU writes this slot
+    if (inflight.update(&tid, &flags) != 0 && missed)
+        (*missed)++;                    // no room to remember it: its event will be missing too
     return 0;
 }
 

@@ -241,3 +241,20 @@ def test_bad_arguments_are_refused_before_the_kernel(lab):
     with pytest.raises(ValueError, match="hook"):
         lab.trace_clone(hook="fentry")
     assert not lab.attachments
+
+
+@pytest.mark.requires("kprobes")
+def test_a_missed_kretprobe_is_counted_as_lost(lab):
+    """On the kprobe path an event is sent by the return probe. If a return was
+    missed, the thread's entry is still in `inflight` when it creates again:
+    that creation's predecessor is counted in `lost`, never silent."""
+    s = lab.trace_clone(pid=os.getpid(), hook="kprobe", name="missed return")
+    inflight = s.program["inflight"]
+    me = threading.get_native_id()
+    inflight[inflight.Key(me)] = inflight.Leaf(0)    # as if our last clone's return had been missed
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert s.wait(lambda df: (df.child_pid == pid).any(), timeout=3)
+    assert s.lost == 1 and s.received >= 1
