@@ -96,7 +96,6 @@ class Server:
         for plugin, values in {
             "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none", "autoStartDefaultKernel": True},
             "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
-            "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
         }.items():
             f = settings / f"{plugin}.jupyterlab-settings"
             f.parent.mkdir(parents=True, exist_ok=True)
@@ -239,6 +238,8 @@ def run_all_and_check(page, server: Server, name: str, lesson: bool, st: dict) -
     area = ".jp-NotebookPanel .jp-OutputArea"
     # widgets, rendered by the real widget manager
     assert page.locator(f"{area} .jupyter-widgets").count() > 0, "no widget in any output area"
+    # the lab's own settings keep JupyterLab from asking to fetch news (nothing phones home)
+    assert page.get_by_text("official Jupyter news").count() == 0, "JupyterLab asked about fetching news"
     page.locator(f"{area} .widget-dropdown").first.wait_for(state="visible")
     # a plot: an image with pixels
     page.wait_for_function(
