@@ -15,6 +15,7 @@ import pytest
 
 import labkit
 from labkit.net import xdp as _xdp
+from labkit.net.records import find_leftovers, list_sandboxes, remove_sandbox
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root")]
 
@@ -152,8 +153,7 @@ def test_cleanup_removes_netlink_leftover_and_dead_sandbox():
         assert slots["generic"] != 0 and _xdp.prog_name(slots["generic"]).startswith("lk_")
         found = [f for f in _xdp.find_labkit_xdp() if f["netns"] == info["ns"]]
         assert found and found[0]["mode"] == "generic"
-        from labkit.net import sandbox as _sandbox
-        assert info["id"] in {r.id for r in _sandbox.find_leftovers()}
+        assert info["id"] in {r.id for r in find_leftovers()}
         dry = subprocess.run([sys.executable, "-m", "labkit", "cleanup", "--dry-run"],
                              capture_output=True, text=True, timeout=60)
         assert info["ns"] in dry.stdout and "would remove" in dry.stdout
@@ -171,10 +171,9 @@ def test_cleanup_removes_netlink_leftover_and_dead_sandbox():
             p.kill()
             p.wait()
         if info:
-            from labkit.net import sandbox as _sandbox
-            for rec in _sandbox.list_sandboxes():
+            for rec in list_sandboxes():
                 if rec.id == info["id"]:
-                    _sandbox.remove_sandbox(rec, force=True)
+                    remove_sandbox(rec, force=True)
 
 
 def test_cleanup_on_a_clean_machine_exits_zero():
