@@ -20,7 +20,7 @@ from labkit._errors import (
 from labkit.commands.doctor import doctor
 from labkit.attach import Attachment, TraceAttachment, close_all, live_attachments
 from labkit.lab import Lab, syscalls
-from labkit.net.xdp import XdpAttachment
+from labkit.net.xdp.attach import XdpAttachment
 from labkit.net.sandbox import Sandbox
 from labkit.net.traffic import PingResult, UdpResult
 from labkit.events.stream import EventStream

@@ -16,11 +16,10 @@ from typing import Iterable, Sequence
 
 from labkit._errors import AttachError, LabkitError, NotSupportedError, VerifierError
 from labkit.attach import Attachment, TraceAttachment, claim, held
-from labkit.events.schemas import CLONE_DTYPE, SYSCALL_DTYPE, XDP_EVENT_DTYPE, clone_frame, syscall_frame, xdp_frame
+from labkit.events.schemas import CLONE_DTYPE, SYSCALL_DTYPE, clone_frame, syscall_frame
 from labkit.events.stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window
-from labkit.net import netns as _netns
-from labkit.net import xdp as _xdp
-from labkit.net.xdp import XdpAttachment
+from labkit.net.xdp import attach as _xdp
+from labkit.net.xdp.attach import XdpAttachment
 from labkit.programs import hooks as _hooks
 from labkit.programs import privileges as _privileges
 from labkit.programs.compile import Program, compile_c, resolve_source
@@ -253,100 +252,10 @@ class Lab:
         A sandbox's interface: ``iface=sb.target_iface, netns=sb.target_ns``.
         """
         self._check_open()
-        _xdp.check_mode(mode)
-        _xdp.check_via(via)
-        if iface is None:
-            raise AttachError("attach_xdp needs iface= (for a sandbox: iface=sb.target_iface, netns=sb.target_ns)",
-                              target="")
-        if not (isinstance(sample_every, int) and sample_every >= 1):
-            raise LabkitError(f"sample_every must be a positive integer, got {sample_every!r}")
-        check_window(window, poll_interval)
-        _privileges.require("xdp")
-        where = f"{netns}:{iface}" if netns else iface
-        link = _xdp.interface(iface, netns)          # raises for a missing netns or interface
-        ifindex = link["index"]
-        if not force and ifindex in _xdp.default_route_ifindexes(netns):
-            raise AttachError(
-                f"{where} carries the default route: an XDP program there can cut this machine off "
-                "(on a VM that is your SSH session). Use the sandbox (labkit.Sandbox()), or pass force=True "
-                "if you really mean this interface.", target=where)
-        key = ("xdp", netns or "", iface)
-        old = held(key)
-        if old is not None:
-            old.give_back("replaced")
-        # anything else in either slot: a labkit leftover goes, a foreign program stays unless asked
-        link = _xdp.interface(iface, netns)
-        for slot in ("native", "generic"):
-            pid = link[slot]
-            if not pid:
-                continue
-            name = _xdp.prog_name(pid)
-            if name.startswith(_xdp.PREFIX) or replace_foreign:
-                try:
-                    _xdp.netlink_set(ifindex, netns, -1, slot)
-                except Exception as e:
-                    raise AttachError(
-                        f"{where} already has XDP program {name or pid} ({slot}), held by a bpf_link of "
-                        f"another process ({e}); detach it there or end that process", target=where) from None
-                _xdp.forget_netlink_attach(netns, iface)
-            else:
-                raise AttachError(
-                    f"{where} already has a non-labkit XDP program {name or pid} in {slot} mode; remove it "
-                    f"(ip link set dev {iface} xdp{'generic' if slot == 'generic' else ''} off) or pass "
-                    "replace_foreign=True", target=where)
-        prog = self.load(program, need="xdp", defines={"LK_SAMPLE_EVERY": sample_every}) \
-            if isinstance(program, str) else program
-        try:
-            import bcc
-
-            fname = prog.function_name(fn)
-            f = prog.load(fname, bcc.BPF.XDP)
-            modes = ["native", "generic"] if mode == "auto" else [mode]
-            link_fd, got, how, errors = None, None, None, []
-            if via in ("auto", "link"):
-                for m in modes:
-                    try:
-                        link_fd = _netns.run_in_netns(netns, lambda m=m: _xdp.link_create(
-                            f.fd, ifindex, _xdp.MODE_FLAGS[m]))
-                        got, how = m, "bpf_link"
-                        break
-                    except OSError as e:
-                        errors.append(f"{m}: {e.strerror}")
-                        if via == "link" and not _xdp.link_error_means_unsupported(e.errno) and m == modes[-1]:
-                            break
-                    except NotSupportedError as e:
-                        errors.append(str(e))
-                        break
-            if got is None and via in ("auto", "netlink"):
-                for m in modes:
-                    try:
-                        _xdp.netlink_set(ifindex, netns, f.fd, m)
-                        got, how = m, "netlink"
-                        prog_id = _xdp.interface(iface, netns)[m]
-                        _xdp.record_netlink_attach(netns, iface, m, prog_id)
-                        break
-                    except Exception as e:
-                        errors.append(f"netlink {m}: {e}")
-            if got is None:
-                raise AttachError(f"attaching {fname} to {where} failed: {'; '.join(errors)}", target=where)
-        except BaseException:
-            if isinstance(program, str):
-                prog.close()
-            raise
-        att = XdpAttachment(iface=iface, netns=netns, ifindex=ifindex, mode=got, via=how, link_fd=link_fd,
-                            key=key, target=where, program=prog, lab=self, hook=f"xdp:{where}:{got}",
-                            owns_program=isinstance(program, str))
-        att.mode_note = f"{got} mode via {how}" + (f" (after: {'; '.join(errors)})" if errors else "")
-        claim(att)
+        att = _xdp.attach_xdp(self, program, iface, netns=netns, mode=mode, force=force, via=via, fn=fn,
+                              sample_every=sample_every, window=window, poll_interval=poll_interval,
+                              replace_foreign=replace_foreign)
         self._attachments.append(att)
-        if prog.has_table("events"):
-            try:
-                att.stream = EventStream(name=f"xdp({where})", program=prog, payload=XDP_EVENT_DTYPE,
-                                         frame=xdp_frame, source=att.hook, hook_note=att.mode_note,
-                                         window=window, poll_interval=poll_interval, owner=None)
-            except BaseException:
-                att.detach()
-                raise
         return att
 
     # ------------------------------------------------------------ ownership

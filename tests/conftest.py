@@ -60,16 +60,16 @@ def nothing_left_behind():
     if os.geteuid() != 0:
         return
     from kstate import perf_attachments
-    from labkit.net import sandbox as _sandbox
-    from labkit.net import xdp as _xdp
+    from labkit.net.records import list_sandboxes
+    from labkit.net.xdp.netlink import find_labkit_xdp
 
     problems = []
     if labkit.live_attachments():
         problems.append(f"live attachments: {labkit.live_attachments()}")
-    mine = [r for r in _sandbox.list_sandboxes() if r.owner_pid == os.getpid()]
+    mine = [r for r in list_sandboxes() if r.owner_pid == os.getpid()]
     if mine:
         problems.append(f"sandboxes still up: {[r.id for r in mine]}")
-    root_xdp = [x for x in _xdp.find_labkit_xdp() if x["netns"] is None]
+    root_xdp = [x for x in find_labkit_xdp() if x["netns"] is None]
     if root_xdp:
         problems.append(f"labkit XDP programs in the root namespace: {root_xdp}")
     if perf_attachments(os.getpid()):

@@ -1,4 +1,5 @@
-"""labkit.Sandbox against the real kernel (needs root), plus its pure logic.
+"""labkit.Sandbox and ``labkit sandbox`` against the real kernel (needs root).
+Their pure logic is tested in tests/unit/test_net_*.py.
 
 Every test that builds something removes it again in a ``finally`` or a fixture,
 and traffic only ever flows between the namespaces the test itself created.
@@ -10,7 +11,6 @@ import gc
 import ipaddress
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -22,19 +22,14 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute, netns
 
-from labkit.net import sandbox as _sandbox
 from labkit._errors import SandboxError
-from labkit.net.traffic import parse_ping
-from labkit.net.sandbox import (
-    POOL,
-    Sandbox,
-    SandboxRecord,
-    find_leftovers,
-    list_sandboxes,
-    pick_subnet,
-    remove_sandbox,
-    sandbox_main,
-)
+from labkit.commands.sandbox import main as sandbox_main
+from labkit.net import records as _records
+from labkit.net import sandbox as _sandbox
+from labkit.net.records import find_leftovers, list_sandboxes, remove_sandbox
+from labkit.net.sandbox import Sandbox
+from labkit.net.subnets import POOL
+from labkit.owners import start_time
 
 # Children import the very labkit this test imported.
 REPO = Path(_sandbox.__file__).resolve().parent.parent
@@ -73,12 +68,12 @@ def addrs_in(ns: str) -> dict[str, str]:
 
 
 def gone(sandbox_id: str) -> bool:
-    names = _sandbox._names(sandbox_id)
+    names = _records.sandbox_names(sandbox_id)
     existing = netns.listnetns()
     return (
         names["host_ns"] not in existing
         and names["target_ns"] not in existing
-        and not _sandbox._state_path(sandbox_id).exists()
+        and not _records.state_path(sandbox_id).exists()
     )
 
 
@@ -100,91 +95,6 @@ def sandbox() -> Iterator[Sandbox]:
     finally:
         sb.close()
         assert gone(sb.id)
-
-
-# --------------------------------------------------------------------------- pure logic
-
-
-def test_pick_subnet_avoids_every_taken_network() -> None:
-    pool = ipaddress.IPv4Network("198.18.0.0/28")  # four /30 slots
-    taken = [
-        ipaddress.IPv4Network("198.18.0.0/30"),
-        ipaddress.IPv4Network("198.18.0.4/30"),
-        ipaddress.IPv4Network("198.18.0.12/32"),  # a single address blocks its /30
-        ipaddress.IPv4Network("0.0.0.0/1"),  # unrelated
-    ]
-    for seed in range(20):
-        net = pick_subnet(taken, pool=pool, rng=random.Random(seed), attempts=2)
-        assert net == ipaddress.IPv4Network("198.18.0.8/30")
-
-
-def test_pick_subnet_skips_a_taken_half_of_the_pool() -> None:
-    taken = [ipaddress.IPv4Network("198.18.0.0/16"), ipaddress.IPv6Network("fd00::/64")]
-    picks = {pick_subnet(taken) for _ in range(50)}
-    assert all(p.subnet_of(ipaddress.IPv4Network("198.19.0.0/16")) for p in picks)
-    assert all(p.prefixlen == 30 for p in picks)
-    assert len(picks) > 1, "picks must spread over the pool"
-
-
-def test_pick_subnet_raises_when_the_pool_is_covered() -> None:
-    with pytest.raises(SandboxError, match="198.0.0.0/8"):
-        pick_subnet([ipaddress.IPv4Network("198.0.0.0/8")])
-    pool = ipaddress.IPv4Network("198.18.0.0/29")
-    full = [ipaddress.IPv4Network("198.18.0.0/30"), ipaddress.IPv4Network("198.18.0.4/30")]
-    with pytest.raises(SandboxError, match="no free /30"):
-        pick_subnet(full, pool=pool, attempts=1)
-
-
-IPUTILS_OK = """\
-PING 198.18.0.2 (198.18.0.2) 56(84) bytes of data.
-64 bytes from 198.18.0.2: icmp_seq=1 ttl=64 time=0.211 ms
-64 bytes from 198.18.0.2: icmp_seq=2 ttl=64 time=0.044 ms
-64 bytes from 198.18.0.2: icmp_seq=2 ttl=64 time=0.050 ms (DUP!)
-64 bytes from 198.18.0.2: icmp_seq=3 ttl=64 time=0.047 ms
-
---- 198.18.0.2 ping statistics ---
-3 packets transmitted, 3 received, +1 duplicates, 0% packet loss, time 407ms
-rtt min/avg/max/mdev = 0.044/0.100/0.211/0.078 ms
-"""
-
-IPUTILS_LOST = """\
-PING 198.18.0.2 (198.18.0.2) 56(84) bytes of data.
-From 198.18.0.1 icmp_seq=1 Destination Host Unreachable
-
---- 198.18.0.2 ping statistics ---
-4 packets transmitted, 0 received, +1 errors, 100% packet loss, time 3060ms
-"""
-
-BUSYBOX = """\
-PING 198.18.0.2 (198.18.0.2): 56 data bytes
-64 bytes from 198.18.0.2: seq=0 ttl=64 time=0.061 ms
-64 bytes from 198.18.0.2: seq=1 ttl=64 time=0.070 ms
-
---- 198.18.0.2 ping statistics ---
-2 packets transmitted, 1 packets received, 50% packet loss
-"""
-
-
-def test_parse_ping_variants() -> None:
-    ok = parse_ping(IPUTILS_OK)
-    assert (ok.transmitted, ok.received, ok.duplicates, ok.loss) == (3, 3, 1, 0.0)
-    assert ok.rtts == [0.211, 0.044, 0.047] and ok.ok
-    lost = parse_ping(IPUTILS_LOST, 1)
-    assert (lost.transmitted, lost.received, lost.errors, lost.loss) == (4, 0, 1, 1.0)
-    assert lost.rtts == [] and not lost.ok
-    busy = parse_ping(BUSYBOX)
-    assert (busy.transmitted, busy.received, busy.loss) == (2, 1, 0.5)
-    assert busy.rtts == [0.061, 0.070]
-    with pytest.raises(SandboxError, match="no statistics"):
-        parse_ping("ping: connect: Network is unreachable\n", 2)
-
-
-def test_proc_start_time_identifies_this_process() -> None:
-    me = _sandbox._proc_start_time(os.getpid())
-    assert isinstance(me, int) and me > 0
-    assert _sandbox._owner_alive(os.getpid(), me)
-    assert not _sandbox._owner_alive(os.getpid(), me + 1)  # a reused pid
-    assert not _sandbox._owner_alive(None, None)
 
 
 # --------------------------------------------------------------------------- real kernel
@@ -232,7 +142,7 @@ def test_attributes_and_root_namespace_untouched() -> None:
         assert sb.host_mac != sb.target_mac and len(sb.target_mac) == 17
         state = json.loads(sb.state_file.read_text())
         assert state["owner_pid"] == os.getpid()
-        assert state["owner_start_time"] == _sandbox._proc_start_time(os.getpid())
+        assert state["owner_start_time"] == start_time(os.getpid())
         assert state["subnet"] == str(sb.subnet) and state["persistent"] is False
         assert (state["host_ns"], state["target_iface"]) == (sb.host_ns, sb.target_iface)
         record = next(r for r in list_sandboxes() if r.id == sb.id)
@@ -353,7 +263,7 @@ def test_a_normal_exit_without_close_removes_the_sandbox() -> None:
 @needs_root
 def test_namespaces_without_a_state_file_are_orphans() -> None:
     sandbox_id = "feed" + os.urandom(1).hex()
-    names = _sandbox._names(sandbox_id)
+    names = _records.sandbox_names(sandbox_id)
     netns.create(names["host_ns"])
     try:
         records = {r.id: r for r in find_leftovers()}
@@ -371,16 +281,16 @@ def test_namespaces_without_a_state_file_are_orphans() -> None:
 def test_half_built_sandbox_is_torn_down(monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
     before_root = root_snapshot()
     ids: list[str] = []
-    real_new_id = _sandbox._new_id
+    real_new_id = _sandbox.new_sandbox_id
 
     def new_id() -> str:  # remember which sandbox this test builds (others may run in parallel)
         ids.append(real_new_id())
         return ids[-1]
 
-    monkeypatch.setattr(_sandbox, "_new_id", new_id)
+    monkeypatch.setattr(_sandbox, "new_sandbox_id", new_id)
     built: list[str] = []
     if failure == "second namespace":
-        real_create = _sandbox._create_namespace
+        real_create = _sandbox.create_netns
 
         def create(name: str) -> None:
             if built:
@@ -388,10 +298,10 @@ def test_half_built_sandbox_is_torn_down(monkeypatch: pytest.MonkeyPatch, failur
             real_create(name)
             built.append(name)
 
-        monkeypatch.setattr(_sandbox, "_create_namespace", create)
+        monkeypatch.setattr(_sandbox, "create_netns", create)
         expected = r"while creating namespace lksb-[0-9a-f]+-tgt: .*injected"
     else:
-        real_configure = _sandbox._configure
+        real_configure = _sandbox.configure_interface
 
         def configure(ipr, iface, address, prefixlen):  # type: ignore[no-untyped-def]
             if iface.endswith("t"):
@@ -399,7 +309,7 @@ def test_half_built_sandbox_is_torn_down(monkeypatch: pytest.MonkeyPatch, failur
                 raise RuntimeError("address rejected (injected)")
             return real_configure(ipr, iface, address, prefixlen)
 
-        monkeypatch.setattr(_sandbox, "_configure", configure)
+        monkeypatch.setattr(_sandbox, "configure_interface", configure)
         expected = r"while configuring lk[0-9a-f]+t in lksb-[0-9a-f]+-tgt: .*injected"
     try:
         with pytest.raises(SandboxError, match=expected) as info:
@@ -416,8 +326,7 @@ def test_half_built_sandbox_is_torn_down(monkeypatch: pytest.MonkeyPatch, failur
 @needs_root
 def test_cli_up_status_down_round_trip(capsys: pytest.CaptureFixture[str]) -> None:
     up = subprocess.run(
-        [PYTHON, "-c", "import sys; from labkit.net.sandbox import sandbox_main; "
-         "sys.exit(sandbox_main(['up', '--json']))"],
+        [PYTHON, "-m", "labkit", "sandbox", "up", "--json"],
         cwd=REPO, capture_output=True, text=True, timeout=30,
     )
     info = json.loads(up.stdout) if up.returncode == 0 else {}
@@ -455,21 +364,3 @@ def test_cli_rejects_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert sandbox_main(["sideways"]) == 2
     assert sandbox_main(["down", "../../etc"]) == 1
     assert "not a sandbox id" in capsys.readouterr().err
-
-
-def test_record_leftover_rules() -> None:
-    names = _sandbox._names("abcdef")
-    path = Path("/nonexistent/abcdef.json")
-    owned = SandboxRecord(id="abcdef", state_file=path, alive=True, **names)
-    assert not owned.leftover and owned.status == "in-use"
-    dead = SandboxRecord(id="abcdef", state_file=path, alive=False, **names)
-    assert dead.leftover
-    kept = SandboxRecord(
-        id="abcdef", state_file=path, persistent=True,
-        host_ns_present=True, target_ns_present=True, **names,
-    )
-    assert not kept.leftover and kept.status == "persistent"
-    half = SandboxRecord(id="abcdef", state_file=path, persistent=True, host_ns_present=True, **names)
-    assert half.leftover
-    orphan = SandboxRecord(id="abcdef", host_ns_present=True, **names)
-    assert orphan.leftover and orphan.status == "orphan"

@@ -15,6 +15,7 @@ import pytest
 
 import labkit
 from labkit.net import xdp as _xdp
+from labkit.net.records import find_leftovers, list_sandboxes, remove_sandbox
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root")]
 
@@ -152,8 +153,7 @@ def test_cleanup_removes_netlink_leftover_and_dead_sandbox():
         assert slots["generic"] != 0 and _xdp.prog_name(slots["generic"]).startswith("lk_")
         found = [f for f in _xdp.find_labkit_xdp() if f["netns"] == info["ns"]]
         assert found and found[0]["mode"] == "generic"
-        from labkit.net import sandbox as _sandbox
-        assert info["id"] in {r.id for r in _sandbox.find_leftovers()}
+        assert info["id"] in {r.id for r in find_leftovers()}
         dry = subprocess.run([sys.executable, "-m", "labkit", "cleanup", "--dry-run"],
                              capture_output=True, text=True, timeout=60)
         assert info["ns"] in dry.stdout and "would remove" in dry.stdout
@@ -161,7 +161,12 @@ def test_cleanup_removes_netlink_leftover_and_dead_sandbox():
         r = subprocess.run([sys.executable, "-m", "labkit", "cleanup"], capture_output=True, text=True,
                            timeout=60)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert info["id"] in r.stdout
+        prog = f"XDP {found[0]['name']} (id {found[0]['prog_id']}) on {info['ns']}:{info['iface']} [generic]"
+        sandbox = f"sandbox {info['id']} ({info['host_ns']}, {info['ns']}; owner pid {p.pid}, leftover)"
+        assert f"would remove {prog} (with its leftover sandbox)" in dry.stdout.splitlines()
+        assert f"would remove {sandbox}" in dry.stdout.splitlines()
+        assert f"removing {prog} (with its leftover sandbox)" in r.stdout.splitlines()
+        assert f"removed {sandbox}" in r.stdout.splitlines()
         assert not os.path.exists(f"/run/netns/{info['ns']}")
         assert not os.path.exists(f"/run/netns/{info['host_ns']}")
         assert not [f for f in _xdp.find_labkit_xdp() if f["netns"] == info["ns"]]
@@ -171,10 +176,9 @@ def test_cleanup_removes_netlink_leftover_and_dead_sandbox():
             p.kill()
             p.wait()
         if info:
-            from labkit.net import sandbox as _sandbox
-            for rec in _sandbox.list_sandboxes():
+            for rec in list_sandboxes():
                 if rec.id == info["id"]:
-                    _sandbox.remove_sandbox(rec, force=True)
+                    remove_sandbox(rec, force=True)
 
 
 def test_cleanup_on_a_clean_machine_exits_zero():
@@ -183,6 +187,59 @@ def test_cleanup_on_a_clean_machine_exits_zero():
     # other runs may hold live sandboxes, which are not leftovers; dead ones would be listed
     assert r.returncode in (0, 1)
     assert ("clean" in r.stdout) == (r.returncode == 0)
+
+
+FOREIGN_XDP = """\
+#include <uapi/linux/bpf.h>
+
+int xdp_foreign(struct xdp_md *ctx)
+{
+    return XDP_PASS;
+}
+"""
+
+
+def netlink_attach(lab, sb, source: str) -> None:
+    """Put a program into the generic slot by netlink, outside any attachment
+    (as a killed process, or another tool, leaves one behind)."""
+    import bcc
+
+    prog = lab.load(source, need="xdp")
+    fd = prog.load(prog.function_name(), bcc.BPF.XDP).fd
+    _xdp.netlink_set(on_iface(sb)["index"], sb.target_ns, fd, "generic")
+
+
+def test_slot_rules_a_labkit_leftover_goes_a_foreign_program_stays(lab, sb):
+    netlink_attach(lab, sb, "xdp_icmp_drop")
+    x = lab.attach_xdp("xdp_icmp_drop", iface=sb.target_iface, netns=sb.target_ns, mode="native")
+    slots = on_iface(sb)
+    assert slots["generic"] == 0 and slots["native"] != 0, "the leftover lk_ program must go"
+    x.detach()
+    netlink_attach(lab, sb, FOREIGN_XDP)
+    foreign = on_iface(sb)["generic"]
+    try:
+        with pytest.raises(labkit.AttachError, match="non-labkit XDP program xdp_foreign in generic mode"):
+            lab.attach_xdp("xdp_icmp_drop", iface=sb.target_iface, netns=sb.target_ns)
+        assert on_iface(sb)["generic"] == foreign and not lab.attachments
+        y = lab.attach_xdp("xdp_icmp_drop", iface=sb.target_iface, netns=sb.target_ns, replace_foreign=True)
+        slots = on_iface(sb)
+        assert y.mode == "native" and slots["native"] != 0 and slots["generic"] == 0
+    finally:
+        if on_iface(sb)["generic"] == foreign:
+            _xdp.netlink_set(on_iface(sb)["index"], sb.target_ns, -1, "generic")
+
+
+def test_netlink_attach_is_recorded_until_detached(lab, sb):
+    x = lab.attach_xdp("xdp_icmp_drop", iface=sb.target_iface, netns=sb.target_ns, mode="generic",
+                       via="netlink")
+    assert (x.via, x.mode) == ("netlink", "generic")
+    mine = [r for r in _xdp.netlink_records() if r.get("netns") == sb.target_ns]
+    assert len(mine) == 1 and mine[0]["pid"] == os.getpid() and mine[0]["iface"] == sb.target_iface
+    assert mine[0]["prog_id"] == on_iface(sb)["generic"] != 0 and mine[0]["mode"] == "generic"
+    assert sb.ping(count=1, timeout=0.5).received == 0
+    x.detach()
+    assert on_iface(sb)["generic"] == 0
+    assert not [r for r in _xdp.netlink_records() if r.get("netns") == sb.target_ns]
 
 
 def test_missing_interface_is_named(lab, sb):

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return cleanup_main(rest)
     if cmd == "sandbox":
-        from labkit.net.sandbox import sandbox_main  # lazy: load one command, not all
+        from labkit.commands.sandbox import main as sandbox_main  # lazy: load one command, not all
 
         return sandbox_main(rest)
     if cmd == "report":

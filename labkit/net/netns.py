@@ -1,4 +1,4 @@
-"""Network namespaces by name: existence checks and running code inside one.
+"""Network namespaces by name: listing, creating, existence checks and running code inside one.
 
 Python 3.11 has no ``os.setns``; ``setns(2)`` changes the namespace of the
 calling *thread* only, so the work runs in a short-lived thread that enters the
@@ -16,6 +16,17 @@ from typing import Callable, TypeVar
 
 from labkit._errors import AttachError
 
+__all__ = [
+    "NETNS_DIR",
+    "create_netns",
+    "list_netns",
+    "netns_exists",
+    "netns_path",
+    "off_event_loop",
+    "require_netns",
+    "run_in_netns",
+]
+
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 _T = TypeVar("_T")
@@ -27,6 +38,19 @@ def list_netns() -> list[str]:
         return sorted(os.listdir(NETNS_DIR))
     except FileNotFoundError:
         return []
+
+
+def netns_exists(name: str) -> bool:
+    """Whether a named network namespace exists (``ip netns list`` shows it)."""
+    return os.path.exists(os.path.join(NETNS_DIR, name))
+
+
+def create_netns(name: str) -> None:
+    """Create a named network namespace (/run/netns/<name>)."""
+    # lazy: pyroute2 is only needed when namespaces are made or changed
+    from pyroute2 import netns
+
+    netns.create(name)
 
 
 def netns_path(name: str) -> str:

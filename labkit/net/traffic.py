@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import socket
+import time
 from dataclasses import dataclass, field
 
 from labkit._errors import SandboxError
+from labkit.net.netns import run_in_netns
 
-__all__ = ["PingResult", "UdpResult", "parse_ping"]
+__all__ = ["PingResult", "UdpResult", "exchange_udp", "parse_ping"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +92,46 @@ class UdpResult:
 
     def __str__(self) -> str:
         return f"{self.sent} UDP datagrams sent to port {self.port}, {self.received} received"
+
+
+def exchange_udp(
+    src_ns: str, src_ip: str, dst_ns: str, dst_ip: str, *, count: int, port: int | None, payload: bytes,
+    timeout: float,
+) -> UdpResult:
+    """Send ``count`` UDP datagrams from namespace ``src_ns`` to ``dst_ip`` and
+    count how many reach a socket bound there in namespace ``dst_ns`` (from
+    ``src_ip``, with ``payload``) within ``timeout`` seconds after the last
+    send. ``port`` None: a free one. Sockets are opened inside the namespaces
+    and keep them, so sending and receiving happen right here."""
+
+    def udp_socket() -> socket.socket:
+        return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    rx = run_in_netns(dst_ns, udp_socket)
+    with rx:
+        tx = run_in_netns(src_ns, udp_socket)
+        with tx:
+            rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            rx.bind((dst_ip, port or 0))
+            port = rx.getsockname()[1]
+            sent, errors = 0, []
+            for _ in range(count):
+                try:
+                    tx.sendto(payload, (dst_ip, port))
+                    sent += 1
+                except OSError as exc:
+                    errors.append(exc.strerror or str(exc))
+            received = 0
+            deadline = time.monotonic() + timeout
+            while received < sent:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                rx.settimeout(left)
+                try:
+                    data, (src, _) = rx.recvfrom(65535)
+                except (socket.timeout, TimeoutError):
+                    break
+                if data == payload and src == src_ip:
+                    received += 1
+    return UdpResult(sent=sent, received=received, port=port, errors=errors)

@@ -1,0 +1,238 @@
+"""The XDP attach rules, and the XdpAttachment handle they produce.
+
+:func:`attach_xdp` is what ``Lab.attach_xdp`` does, in this order:
+
+1. refuse bad arguments before touching the kernel (mode, via, iface,
+   sample_every, window);
+2. find the interface (AttachError names the namespace's interfaces) and refuse
+   the one that carries the default route unless ``force=True`` (on a VM it is
+   the SSH link);
+3. clear the slot: the attachment this process holds under the same key is
+   given back ("replaced"), a labkit leftover in either slot is removed, a
+   foreign program stays unless ``replace_foreign=True``;
+4. load the program (through the Lab, which owns it) and attach it through a
+   bpf_link, native slot first in "auto" mode; netlink is the fallback, and a
+   netlink attach is recorded so ``labkit cleanup`` finds it;
+5. register the XdpAttachment process-wide and, when the program has an
+   ``events`` ring buffer, give it its event stream.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from labkit._errors import AttachError, LabkitError, NotSupportedError
+from labkit.attach import Attachment, claim, held
+from labkit.events.schemas import XDP_EVENT_DTYPE, xdp_frame
+from labkit.events.stream import EventStream, check_window
+from labkit.net.xdp.counters import read_counters
+from labkit.net.xdp.link import PREFIX, link_create, link_error_means_unsupported, prog_name
+from labkit.net.xdp.netlink import (
+    default_route_ifindexes,
+    forget_netlink_attach,
+    interface,
+    netlink_set,
+    record_netlink_attach,
+)
+from labkit.programs import privileges
+from labkit.programs.compile import Program
+
+if TYPE_CHECKING:  # the Lab sits on the floor above: a type here, never an import
+    from labkit.lab import Lab
+
+__all__ = ["MODES", "VIAS", "XdpAttachment", "attach_xdp", "check_mode", "check_via"]
+
+MODES = ("auto", "native", "generic")
+VIAS = ("auto", "link", "netlink")
+
+
+def check_mode(mode: str) -> str:
+    """``mode`` if it is one of MODES, else LabkitError."""
+    if mode not in MODES:
+        raise LabkitError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
+
+
+def check_via(via: str) -> str:
+    """``via`` if it is one of VIAS, else LabkitError."""
+    if via not in VIAS:
+        raise LabkitError(f"via must be one of {', '.join(VIAS)}, got {via!r}")
+    return via
+
+
+class XdpAttachment(Attachment):
+    """An XDP program on one interface. ``mode`` is the slot it got ("native"
+    or "generic"), ``via`` how ("bpf_link": the kernel detaches it when this
+    process dies; "netlink": it stays until detached or `labkit cleanup`)."""
+
+    kind = "xdp"
+
+    def __init__(self, *, iface: str, netns: str | None, ifindex: int, mode: str, via: str, link_fd: int | None,
+                 **kw):
+        super().__init__(**kw)
+        self.iface = iface
+        self.netns = netns
+        self.ifindex = ifindex
+        self.mode = mode
+        self.via = via
+        self._link_fd = link_fd
+        self._final_counters: pd.DataFrame | None = None
+
+    @property
+    def events(self) -> EventStream | None:
+        """Sampled packet events (src, dst, protocol, action, length), if the program emits them."""
+        return self.stream
+
+    def counters(self) -> pd.DataFrame:
+        """Exact packets and bytes per (action, protocol), from the per-CPU maps.
+        After detach: the last values read."""
+        if self.state != "attached" or self.program.closed:
+            if self._final_counters is not None:
+                return self._final_counters.copy()
+            raise LabkitError(f"XDP on {self.iface} is {self.state} and its program has no counters map")
+        if not self.program.has_table("counters"):
+            raise LabkitError(f"{self.program.name} has no 'counters' map (labkit's XDP snippets have one)")
+        return read_counters(self.program)
+
+    def packets(self, action: str | None = None, protocol: str | None = None) -> int:
+        """Sum of counted packets, e.g. ``x.packets("drop", "icmp")``."""
+        df = self.counters()
+        if action is not None:
+            df = df[df.action == action]
+        if protocol is not None:
+            df = df[df.protocol == protocol]
+        return int(df.packets.sum())
+
+    def unhook(self) -> None:
+        try:
+            if self.program.has_table("counters") and not self.program.closed:
+                self._final_counters = read_counters(self.program)
+        except Exception:
+            pass
+        if self.via == "bpf_link":
+            if self._link_fd is not None:
+                os.close(self._link_fd)
+                self._link_fd = None
+        else:
+            try:
+                netlink_set(self.ifindex, self.netns, -1, self.mode)
+            except Exception as e:
+                if "No such device" not in str(e) and not isinstance(e, AttachError):
+                    raise
+            forget_netlink_attach(self.netns, self.iface)
+
+    def __repr__(self) -> str:
+        where = f"{self.netns}:{self.iface}" if self.netns else self.iface
+        return f"<labkit.XdpAttachment {self.program.name} on {where} ({self.mode}, via {self.via}): {self.state}>"
+
+
+def attach_xdp(lab: Lab, program: Program | str, iface: str | None, *, netns: str | None, mode: str,
+               force: bool, via: str, fn: str | None, sample_every: int, window: int, poll_interval: float,
+               replace_foreign: bool) -> XdpAttachment:
+    """Attach ``program`` (a Program, or a snippet name or C text that ``lab``
+    loads and the attachment then owns) to ``iface`` in namespace ``netns``,
+    following the rules in this module's docstring. The caller keeps the
+    returned attachment in its Lab; the arguments are ``Lab.attach_xdp``'s."""
+    check_mode(mode)
+    check_via(via)
+    if iface is None:
+        raise AttachError("attach_xdp needs iface= (for a sandbox: iface=sb.target_iface, netns=sb.target_ns)",
+                          target="")
+    if not (isinstance(sample_every, int) and sample_every >= 1):
+        raise LabkitError(f"sample_every must be a positive integer, got {sample_every!r}")
+    check_window(window, poll_interval)
+    privileges.require("xdp")
+    where = f"{netns}:{iface}" if netns else iface
+    ifindex = interface(iface, netns)["index"]          # raises for a missing netns or interface
+    if not force and ifindex in default_route_ifindexes(netns):
+        raise AttachError(
+            f"{where} carries the default route: an XDP program there can cut this machine off "
+            "(on a VM that is your SSH session). Use the sandbox (labkit.Sandbox()), or pass force=True "
+            "if you really mean this interface.", target=where)
+    key = ("xdp", netns or "", iface)
+    old = held(key)
+    if old is not None:
+        old.give_back("replaced")
+    _clear_slots(iface, netns, ifindex, where, replace_foreign)
+    owns_program = isinstance(program, str)
+    prog = lab.load(program, need="xdp", defines={"LK_SAMPLE_EVERY": sample_every}) if owns_program else program
+    try:
+        link_fd, got, how, errors = _attach(prog, fn, iface, netns, ifindex, where, mode, via)
+    except BaseException:
+        if owns_program:
+            prog.close()
+        raise
+    att = XdpAttachment(iface=iface, netns=netns, ifindex=ifindex, mode=got, via=how, link_fd=link_fd,
+                        key=key, target=where, program=prog, lab=lab, hook=f"xdp:{where}:{got}",
+                        owns_program=owns_program)
+    att.mode_note = f"{got} mode via {how}" + (f" (after: {'; '.join(errors)})" if errors else "")
+    claim(att)
+    if prog.has_table("events"):
+        try:
+            att.stream = EventStream(name=f"xdp({where})", program=prog, payload=XDP_EVENT_DTYPE,
+                                     frame=xdp_frame, source=att.hook, hook_note=att.mode_note,
+                                     window=window, poll_interval=poll_interval, owner=None)
+        except BaseException:
+            att.detach()
+            raise
+    return att
+
+
+def _clear_slots(iface: str, netns: str | None, ifindex: int, where: str, replace_foreign: bool) -> None:
+    """Whatever is left in either slot: a labkit leftover goes, a foreign program
+    stays (AttachError) unless ``replace_foreign``."""
+    link = interface(iface, netns)
+    for slot in ("native", "generic"):
+        pid = link[slot]
+        if not pid:
+            continue
+        name = prog_name(pid)
+        if name.startswith(PREFIX) or replace_foreign:
+            try:
+                netlink_set(ifindex, netns, -1, slot)
+            except Exception as e:
+                raise AttachError(
+                    f"{where} already has XDP program {name or pid} ({slot}), held by a bpf_link of "
+                    f"another process ({e}); detach it there or end that process", target=where) from None
+            forget_netlink_attach(netns, iface)
+        else:
+            raise AttachError(
+                f"{where} already has a non-labkit XDP program {name or pid} in {slot} mode; remove it "
+                f"(ip link set dev {iface} xdp{'generic' if slot == 'generic' else ''} off) or pass "
+                "replace_foreign=True", target=where)
+
+
+def _attach(prog: Program, fn: str | None, iface: str, netns: str | None, ifindex: int, where: str, mode: str,
+            via: str) -> tuple[int | None, str, str, list[str]]:
+    """Load ``fn`` as XDP and attach it: bpf_link first, netlink as the fallback.
+    Returns (link fd or None, the mode it got, "bpf_link" or "netlink", what failed on the way)."""
+    # lazy: bcc is heavy; only its program-type constant is needed here
+    import bcc
+
+    fname = prog.function_name(fn)
+    f = prog.load(fname, bcc.BPF.XDP)
+    modes = ["native", "generic"] if mode == "auto" else [mode]
+    errors: list[str] = []
+    if via in ("auto", "link"):
+        for m in modes:
+            try:
+                return link_create(f.fd, ifindex, m, netns), m, "bpf_link", errors
+            except OSError as e:
+                errors.append(f"{m}: {e.strerror}")
+                if via == "link" and not link_error_means_unsupported(e.errno) and m == modes[-1]:
+                    break
+            except NotSupportedError as e:
+                errors.append(str(e))
+                break
+    if via in ("auto", "netlink"):
+        for m in modes:
+            try:
+                netlink_set(ifindex, netns, f.fd, m)
+                record_netlink_attach(netns, iface, m, interface(iface, netns)[m])
+                return None, m, "netlink", errors
+            except Exception as e:
+                errors.append(f"netlink {m}: {e}")
+    raise AttachError(f"attaching {fname} to {where} failed: {'; '.join(errors)}", target=where)

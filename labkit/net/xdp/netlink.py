@@ -1,0 +1,170 @@
+"""XDP through netlink (pyroute2): which program sits in which slot of which
+interface, the default route, attaching and removing by netlink, and the
+records of netlink attaches.
+
+A netlink attach stays on the interface after its process dies, so labkit
+makes one only as a fallback (or when asked with ``via="netlink"``) and then
+records it under /run/labkit/xdp, one JSON file per interface:
+
+.. code-block:: json
+
+    {"netns": "lksb-3fa9c1-tgt", "iface": "lk3fa9c1t", "mode": "generic",
+     "prog_id": 42, "pid": 4242, "created": 1735732800.0}
+
+``labkit cleanup`` (labkit.net.leftovers) finds those records, and every
+program named lk_* on every interface of every namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from labkit._errors import AttachError
+from labkit.net.netns import list_netns, run_in_netns
+from labkit.net.xdp.link import MODE_FLAGS, PREFIX, prog_name
+
+__all__ = [
+    "XDP_STATE_DIR",
+    "default_route_ifindexes",
+    "find_labkit_xdp",
+    "forget_netlink_attach",
+    "interface",
+    "interfaces",
+    "netlink_records",
+    "netlink_set",
+    "record_netlink_attach",
+]
+
+#: Where netlink attaches are recorded (one JSON file per interface).
+XDP_STATE_DIR = Path("/run/labkit/xdp")
+
+
+def _ipr() -> Any:
+    # lazy: pyroute2 is only needed when an interface is queried or changed
+    from pyroute2 import IPRoute
+
+    return IPRoute()
+
+
+def _link_attrs(msg: Any) -> dict:
+    xdp = msg.get_attr("IFLA_XDP")
+    out = {"index": msg["index"], "ifname": msg.get_attr("IFLA_IFNAME"), "native": 0, "generic": 0}
+    if xdp is not None:
+        out["native"] = xdp.get_attr("IFLA_XDP_DRV_PROG_ID") or 0
+        out["generic"] = xdp.get_attr("IFLA_XDP_SKB_PROG_ID") or 0
+        mode = xdp.get_attr("IFLA_XDP_ATTACHED")
+        pid = xdp.get_attr("IFLA_XDP_PROG_ID") or 0
+        if pid and not (out["native"] or out["generic"]):
+            out["native" if mode in (1, "xdp") else "generic"] = pid
+    return out
+
+
+def interfaces(netns: str | None) -> list[dict]:
+    """Every interface of a namespace with the XDP program ids in each slot:
+    dicts index, ifname, native, generic (0 = empty)."""
+    def work():
+        with _ipr() as ipr:
+            return [_link_attrs(m) for m in ipr.get_links()]
+    return run_in_netns(netns, work)
+
+
+def interface(iface: str, netns: str | None) -> dict:
+    """One interface (as :func:`interfaces` lists it); AttachError names the
+    ones there are when it does not exist."""
+    if not isinstance(iface, str) or not iface:
+        raise AttachError(f"an interface name is needed, got {iface!r}", target=str(iface))
+    links = interfaces(netns)
+    for link in links:
+        if link["ifname"] == iface:
+            return link
+    where = f"network namespace {netns!r}" if netns else "the root network namespace"
+    raise AttachError(
+        f"no interface {iface!r} in {where} (it has: {', '.join(sorted(l['ifname'] for l in links))}); "
+        "for a sandbox pass iface=sb.target_iface, netns=sb.target_ns",
+        target=f"{netns + ':' if netns else ''}{iface}")
+
+
+def default_route_ifindexes(netns: str | None) -> set[int]:
+    """The interfaces that carry a default route (IPv4 or IPv6) in a namespace."""
+    def work():
+        with _ipr() as ipr:
+            out = set()
+            for fam in (2, 10):
+                for r in ipr.get_default_routes(family=fam):
+                    oif = r.get_attr("RTA_OIF")
+                    if oif:
+                        out.add(oif)
+                    mp = r.get_attr("RTA_MULTIPATH") or []
+                    for hop in mp:
+                        out.add(hop["oif"])
+            return out
+    return run_in_netns(netns, work)
+
+
+def netlink_set(ifindex: int, netns: str | None, fd: int, mode: str) -> None:
+    """Attach (fd >= 0) or remove (fd == -1) through netlink in ``mode``'s slot."""
+    def work():
+        with _ipr() as ipr:
+            ipr.link("set", index=ifindex,
+                     IFLA_XDP={"attrs": [("IFLA_XDP_FD", fd), ("IFLA_XDP_FLAGS", MODE_FLAGS[mode])]})
+    run_in_netns(netns, work)
+
+
+# ---------------------------------------------------------- netlink records
+def _record_path(netns: str | None, iface: str) -> Path:
+    return XDP_STATE_DIR / f"{netns or '-root-'}__{iface}.json"
+
+
+def record_netlink_attach(netns: str | None, iface: str, mode: str, prog_id: int) -> None:
+    """Record that this process attached ``prog_id`` to ``iface`` through netlink."""
+    XDP_STATE_DIR.mkdir(parents=True, exist_ok=True)
+    _record_path(netns, iface).write_text(json.dumps(
+        {"netns": netns, "iface": iface, "mode": mode, "prog_id": prog_id, "pid": os.getpid(),
+         "created": time.time()}))
+
+
+def forget_netlink_attach(netns: str | None, iface: str) -> None:
+    """Remove the record of a netlink attach on ``iface`` (if there is one)."""
+    try:
+        _record_path(netns, iface).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def netlink_records() -> list[dict]:
+    """Every record of a netlink attach, each with its file as ``path``."""
+    out = []
+    if XDP_STATE_DIR.is_dir():
+        for p in sorted(XDP_STATE_DIR.glob("*.json")):
+            try:
+                rec = json.loads(p.read_text())
+            except (OSError, ValueError):
+                continue
+            rec["path"] = str(p)
+            out.append(rec)
+    return out
+
+
+# ------------------------------------------------------------------ finding
+def find_labkit_xdp() -> list[dict]:
+    """Every labkit XDP program (name starts with lk_) on every interface of
+    every namespace, in both slots: dicts netns, iface, ifindex, mode, prog_id, name."""
+    found = []
+    for ns in [None, *list_netns()]:
+        try:
+            links = interfaces(ns)
+        except (OSError, AttachError):
+            continue
+        for link in links:
+            for mode in ("native", "generic"):
+                pid = link[mode]
+                if pid:
+                    name = prog_name(pid)
+                    if name.startswith(PREFIX):
+                        found.append({"netns": ns, "iface": link["ifname"], "ifindex": link["index"],
+                                      "mode": mode, "prog_id": pid, "name": name})
+    return found
