@@ -16,7 +16,7 @@ import labkit
 from kstate import bpf_fds, perf_attachments
 from labkit.commands import cli as cli
 from labkit.commands.bench.config import MODES
-from labkit.net.sandbox import list_sandboxes
+from labkit.net.records import list_sandboxes
 
 HEADLINE = {
     # key: accepted types

@@ -32,7 +32,7 @@ import pytest
 
 from fixtures.chromium import ARTIFACTS, chromium, external_requests, require_chromium
 from labkit.net import netns as _netns
-from labkit.net import sandbox as _sandbox
+from labkit.net import records
 from labkit.net import xdp as _xdp
 
 REPO = Path(__file__).resolve().parent.parent
@@ -175,7 +175,7 @@ class Watcher(threading.Thread):
         self.halt = threading.Event()
 
     def poll(self) -> None:
-        mine = [s for s in _sandbox.list_sandboxes() if s.owner_pid == self.pid]
+        mine = [s for s in records.list_sandboxes() if s.owner_pid == self.pid]
         for s in mine:
             self.sandboxes[s.id] = s
         spaces = {ns for s in mine for ns in s.namespaces}
@@ -326,7 +326,7 @@ def test_lesson_runs_in_jupyterlab(tmp_path):
 
         # nothing of that kernel stays: sandboxes, their namespaces, XDP programs, netlink records
         kpid = st["kpid"]
-        assert not [s for s in _sandbox.list_sandboxes() if s.owner_pid == kpid]
+        assert not [s for s in records.list_sandboxes() if s.owner_pid == kpid]
         ids = {s.id for s in st["sandboxes"]}
         assert not [n for n in _netns.list_netns() if any(i in n for i in ids)]
         progs = {x["prog_id"] for x in st["xdp"]}

@@ -32,7 +32,7 @@ from nbclient import NotebookClient
 import labkit
 from kstate import bpf_fds, perf_attachments
 from labkit.programs import hooks as _hooks
-from labkit.net import sandbox as _sandbox
+from labkit.net import records
 from labkit.net import xdp as _xdp
 from labkit.exercises import SUMMARY_MIME
 from labkit.exercises.framework import snippet_text
@@ -83,7 +83,7 @@ def _kernel_state(pid: int) -> dict:
     return {
         "perf": perf_attachments(pid),
         "fds": {k: len(v) for k, v in fds.items()},
-        "sandboxes": [r.id for r in _sandbox.list_sandboxes() if r.owner_pid == pid],
+        "sandboxes": [r.id for r in records.list_sandboxes() if r.owner_pid == pid],
     }
 
 
@@ -109,8 +109,8 @@ def _execute_twice(path: Path) -> Run:
         run.error = e
     if run.pid:
         run.after_exit = {
-            "leftover sandboxes": [r.id for r in _sandbox.find_leftovers() if r.owner_pid == run.pid],
-            "owned sandboxes": [r.id for r in _sandbox.list_sandboxes() if r.owner_pid == run.pid],
+            "leftover sandboxes": [r.id for r in records.find_leftovers() if r.owner_pid == run.pid],
+            "owned sandboxes": [r.id for r in records.list_sandboxes() if r.owner_pid == run.pid],
         }
     return run
 
@@ -208,7 +208,7 @@ def test_no_labkit_xdp_left_where_lessons_worked(runs):
     for name in runs:
         _lesson(runs, name)
     mine = {r.pid for r in runs.values()}
-    owners = {ns: r.owner_pid for r in _sandbox.list_sandboxes() for ns in r.namespaces}
+    owners = {ns: r.owner_pid for r in records.list_sandboxes() for ns in r.namespaces}
     for x in _xdp.find_labkit_xdp():
         assert x["netns"] is not None, f"a labkit XDP program in the root namespace: {x}"
         assert owners.get(x["netns"]) not in mine, f"a lesson left XDP behind: {x}"

@@ -25,7 +25,7 @@ import pytest
 from fixtures.chromium import ARTIFACTS, chromium, external_requests, require_chromium
 from labkit.net import netns as _netns
 from labkit.commands import report as _report
-from labkit.net import sandbox as _sandbox
+from labkit.net import records
 from labkit.net import xdp as _xdp
 
 HERE = Path(__file__).resolve().parent
@@ -134,7 +134,7 @@ def test_report_leaves_no_kernel_state(fixture_reports):
     sb_id, pid, received = m.group(1), int(m.group(2)), int(m.group(3))
     assert received == 0                                    # the XDP program did drop the pings
     assert not os.path.exists(f"/proc/{pid}"), "the notebook's kernel is still running"
-    assert not [s for s in _sandbox.list_sandboxes() if s.id == sb_id or s.owner_pid == pid]
+    assert not [s for s in records.list_sandboxes() if s.id == sb_id or s.owner_pid == pid]
     assert not [x for x in _xdp.find_labkit_xdp() if sb_id in (x["netns"] or "")]
     assert not [n for n in _netns.list_netns() if sb_id in n]
     assert not [x for x in _xdp.netlink_records() if x.get("pid") == pid]
@@ -159,15 +159,15 @@ def test_give_back_removes_what_a_killed_kernel_owned():
         done = _report.give_back(child.pid)
         assert len(done) == 1 and f"removed sandbox {sb_id}" in done[0], done
         assert not [n for n in _netns.list_netns() if sb_id in n]
-        assert not [r for r in _sandbox.list_sandboxes() if r.id == sb_id]
+        assert not [r for r in records.list_sandboxes() if r.id == sb_id]
         assert _report.give_back(child.pid) == []
     finally:
         if child.poll() is None:
             child.kill()
             child.wait(timeout=10)
-        for r in _sandbox.list_sandboxes():
+        for r in records.list_sandboxes():
             if r.owner_pid == child.pid:
-                _sandbox.remove_sandbox(r, force=True)
+                records.remove_sandbox(r, force=True)
 
 
 # ------------------------------------------------------------- real lessons
@@ -223,7 +223,7 @@ def test_report_of_a_lesson_works_offline(nb_path, tmp_path):
     # labkit XDP program is left outside the sandboxes of live processes (other tests may run)
     kpid = int(re.search(r"kernel pid (\d+)", r.stdout).group(1))
     assert not os.path.exists(f"/proc/{kpid}")
-    assert not [s for s in _sandbox.list_sandboxes() if s.owner_pid == kpid]
-    live_ns = {ns for s in _sandbox.list_sandboxes() if s.alive for ns in s.namespaces}
+    assert not [s for s in records.list_sandboxes() if s.owner_pid == kpid]
+    live_ns = {ns for s in records.list_sandboxes() if s.alive for ns in s.namespaces}
     assert not [x for x in _xdp.find_labkit_xdp() if x["prog_id"] not in before and x["netns"] not in live_ns]
     print(f"{nb_path.name}: report in {seconds:.1f} s")

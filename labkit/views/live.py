@@ -804,7 +804,7 @@ class SyscallPicker:
 
 # ---------------------------------------------------------- XDP interfaces
 def _own_namespaces() -> list[str]:
-    from labkit.net.sandbox import list_sandboxes
+    from labkit.net.records import list_sandboxes
 
     out: list[str] = []
     for r in list_sandboxes():

@@ -12,8 +12,8 @@ from typing import Any
 
 from labkit.commands.report.export import export_html, failed_banner, info_banner
 from labkit.commands.report.offline import external_references
-from labkit.net import sandbox as _sandbox
-from labkit.net import xdp as _xdp
+from labkit import owners
+from labkit.net.leftovers import Leftovers
 
 __all__ = ["DEFAULT_KERNEL", "DEFAULT_TIMEOUT", "Result", "give_back", "run_notebook"]
 
@@ -49,60 +49,16 @@ def _failed_cell(nb: Any) -> tuple[int, dict[str, Any]] | None:
     return None
 
 
-def _pid_gone(pid: int, wait: float) -> bool:
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass
-        else:
-            try:  # a zombie is gone for our purposes
-                with open(f"/proc/{pid}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                        return True
-            except (OSError, IndexError):
-                return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-
-
 def give_back(kernel_pid: int | None, wait: float = 10.0) -> list[str]:
     """After a kernel ended: remove what it still owns (sandboxes, netlink XDP
     attaches recorded with its pid). Normally labkit's exit handlers have done
     it already and this returns []; after a killed kernel it lists what it removed."""
     if not kernel_pid:
         return []
-    if not _pid_gone(kernel_pid, wait):
+    if not owners.wait_gone(kernel_pid, wait):
         return [f"kernel process {kernel_pid} is still running after shutdown; left alone"]
     done: list[str] = []
-    for rec in _xdp.netlink_records():
-        if rec.get("pid") != kernel_pid:
-            continue
-        where = f"{rec.get('netns') or ''}:{rec.get('iface')}"
-        try:
-            link = _xdp.interface(rec["iface"], rec.get("netns"))
-            mode = rec.get("mode") or "generic"
-            if link.get(mode) == rec.get("prog_id"):
-                _xdp.netlink_set(link["index"], rec.get("netns"), -1, mode)
-                done.append(f"detached XDP program {rec.get('prog_id')} from {where} (netlink, {mode})")
-        except Exception as e:  # interface or namespace gone: nothing attached any more
-            if "No such" not in str(e) and "not exist" not in str(e):
-                done.append(f"XDP record for {where}: {e}")
-        try:
-            os.unlink(rec["path"])
-        except OSError:
-            pass
-    for r in _sandbox.list_sandboxes():
-        if r.owner_pid == kernel_pid:
-            try:
-                _sandbox.remove_sandbox(r, force=True)
-                done.append(f"removed sandbox {r.id} ({r.host_ns}, {r.target_ns})")
-            except Exception as e:
-                done.append(f"could not remove sandbox {r.id}: {e}")
+    Leftovers.find(owner_pid=kernel_pid).remove(out=done.append)
     return done
 
 
