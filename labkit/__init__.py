@@ -24,9 +24,10 @@ from labkit.net.xdp.attach import XdpAttachment
 from labkit.net.sandbox import Sandbox
 from labkit.net.traffic import PingResult, UdpResult
 from labkit.events.stream import EventStream
+from labkit.net.interfaces import xdp_interfaces
 from labkit.views.cellmagic import register as _register_cell_magic
 from labkit.views.display import ipython as _ipython
-from labkit.views.live import (
+from labkit.views import (
     LivePanel,
     PanelSnapshot,
     SyscallPicker,
@@ -36,7 +37,6 @@ from labkit.views.live import (
     live_panels,
     map_dataframe,
     read_trace_pipe,
-    xdp_interfaces,
 )
 
 __version__ = "0.1.0"

@@ -9,11 +9,9 @@ import os
 import threading
 import time
 
-import numpy as np
 import pytest
 
 import labkit
-from labkit.views import live as _views
 from kstate import perf_attachments
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root", "tracefs")]
@@ -133,13 +131,7 @@ def test_memory_is_bounded(lab):
     assert until(lambda: s.received >= 20_000 - 10)
     assert len(s) == 100 and len(p.table()) == 7
     assert (p._bins.counts.shape, p._bins.ids.shape) == shapes and len(p.series()) == 5
-    # many series: only max_series lines and "other"
-    bins = _views._Bins(nbins=10, bin_ns=10**9, max_series=4)
-    labels = np.array([f"comm{i}" for i in range(1000)], dtype=object)
-    bins.add(np.full(1000, 7), labels)
-    x, series = bins.series(7)
-    assert len(series) == 5 and "other" in series and sum(v.sum() for v in series.values()) == 1000
-    assert bins.counts.shape == (5, 10) and len(bins.index) == 4
+    # many series (only max_series lines and "other"): tests/unit/test_views_bins.py
 
 
 def test_snapshot_is_static_html_with_the_plot(lab):
@@ -239,10 +231,3 @@ def test_map_dataframe_decodes_struct_keys(lab):
     assert {"uid", "comm", "value"} <= set(df.columns)
     assert df.comm.map(type).eq(str).all() and (df.value > 0).all()
 
-
-def test_trace_pipe_lines_parse():
-    line = "          python-2094    [000] ...21   875.804186: bpf_trace_printk: lk-hello 2094"
-    m = _views._TRACE_LINE.match(line)
-    assert m and m["task"] == "python" and m["pid"] == "2094" and m["message"] == "lk-hello 2094"
-    line = " kworker/u4:1-80 (  80) [001] d..1. 12.5: bpf_trace_printk: x"
-    assert _views._TRACE_LINE.match(line)["task"] == "kworker/u4:1"

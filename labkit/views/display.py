@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ShownOnce", "ipython", "widget_bundle"]
+import pandas as pd
+
+__all__ = ["ShownOnce", "TABLE_CSS", "ipython", "table_html", "widget_bundle"]
+
+#: the style of every table a view shows (put it once before the tables)
+TABLE_CSS = ("<style>.lk-table table{border-collapse:collapse;font-size:12px}"
+             ".lk-table th,.lk-table td{padding:1px 6px;text-align:right;white-space:nowrap}"
+             ".lk-table th{border-bottom:1px solid #999}</style>")
+
+
+def table_html(df: pd.DataFrame) -> str:
+    """``df`` as a compact HTML table (styled by :data:`TABLE_CSS`), or a note when empty."""
+    if df.empty:
+        return "<div class='lk-table'><i>no events yet</i></div>"
+    return "<div class='lk-table'>" + df.to_html(index=False, border=0) + "</div>"
 
 
 def widget_bundle(obj, **kw) -> dict:
@@ -49,6 +63,7 @@ class ShownOnce:
 
 
 def ipython():
+    """The running IPython shell (a notebook kernel), or None."""
     try:
         from IPython import get_ipython  # lazy: IPython only exists in a notebook
     except ImportError:  # pragma: no cover
