@@ -99,7 +99,7 @@ def test_panel_stops_when_its_source_goes(lab):
     s = lab.trace_syscall("getppid", pid=ME)
     p = labkit.live(s, interval=0.05)
     s.stop()
-    assert until(lambda: p.state == "source stopped") and not panel_threads()
+    assert until(lambda: p.state == "source stopped" and not panel_threads())   # the thread ends after its last refresh
 
 
 def test_rerun_replaces_panel_and_its_program(lab):
