@@ -39,7 +39,7 @@ from labkit.programs.compile import (
     resolve_source,
 )
 from labkit.views.display import ShownOnce
-from labkit.views.live import live_panels
+from labkit.views.panel import live_panels
 
 __all__ = ["CORRECT", "Checklist", "Exercise", "INCORRECT", "Incorrect", "Lesson", "NOT_ATTEMPTED", "Note",
            "Part", "Result", "SUMMARY_MIME", "Summary", "int_key_column", "is_reference", "load_answer",
@@ -127,7 +127,7 @@ class Result(ShownOnce):
     def __bool__(self) -> bool:
         return self.correct
 
-    def _mimebundle(self) -> dict[str, Any]:
+    def mimebundle(self) -> dict[str, Any]:
         return {"text/html": self._repr_html_(), "text/plain": repr(self)}
 
     def _repr_html_(self) -> str:
@@ -159,7 +159,7 @@ class Note(ShownOnce):
     def __init__(self, title: str, text: str, code: str | None = None, language: str = "c"):
         self.title, self.text, self.code, self.language = title, text, code, language
 
-    def _mimebundle(self) -> dict[str, Any]:
+    def mimebundle(self) -> dict[str, Any]:
         body = f"<div>{html.escape(self.text)}</div>" if self.text else ""
         if self.code:
             body += f"<pre style='font-size:12px'>{html.escape(self.code)}</pre>"
@@ -168,7 +168,7 @@ class Note(ShownOnce):
                              f"<b>{html.escape(self.title)}</b>{body}</div>", "text/plain": plain}
 
     def __repr__(self) -> str:
-        return self._mimebundle()["text/plain"]
+        return self.mimebundle()["text/plain"]
 
 
 def _jsonable(x):
@@ -214,7 +214,7 @@ class Exercise:
             res = self._run(answer, "your answer")
         self.results.append(res)
         del self.results[:-10]
-        res._show()
+        res.show()
         return res
 
     def check_solution(self) -> Result:
@@ -224,7 +224,7 @@ class Exercise:
         res = self._run(self.solution_answer(), "reference solution")
         res.details = {**res.details, "checked": "reference solution"}
         self.reference = res
-        res._show()
+        res.show()
         return res
 
     def _run(self, answer: Any, of: str) -> Result:
@@ -253,13 +253,13 @@ class Exercise:
 
     def hint(self) -> Note:
         note = Note(f"{self.id}: hint", self.hint_text)
-        note._show()
+        note.show()
         return note
 
     def solution(self) -> Note:
         text = self.solution_text() if callable(self.solution_text) else self.solution_text
         note = Note(f"{self.id}: a solution", "", text, self.solution_language)
-        note._show()
+        note.show()
         return note
 
     @property
@@ -312,7 +312,7 @@ class Lesson:
         """Show what this run did (a table; also as JSON, type SUMMARY_MIME, for
         tools) and return it."""
         s = Summary(self.summary_dict())
-        s._show()
+        s.show()
         return s
 
     def __repr__(self) -> str:
@@ -325,7 +325,7 @@ class Summary(ShownOnce):
     def __init__(self, data: dict):
         self.data = data
 
-    def _mimebundle(self) -> dict[str, Any]:
+    def mimebundle(self) -> dict[str, Any]:
         d = self.data
         ref = d.get("reference_checked", {})
         rows = [("exercise " + k, v + (f" (reference solution checked: {ref[k]})" if ref.get(k) else ""))

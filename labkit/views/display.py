@@ -38,17 +38,19 @@ class ShownOnce:
 
     _shown_in: object = None
 
-    def _mimebundle(self) -> dict[str, Any]:
+    def mimebundle(self) -> dict[str, Any]:
+        """How it looks: a dict of mime type to content (HTML, plain text, ...)."""
         raise NotImplementedError
 
-    def _show(self) -> None:
+    def show(self) -> None:
+        """Show it now (in a notebook: as output of the running cell; elsewhere: printed)."""
         ip = ipython()
         if ip is None:
-            print(self._mimebundle().get("text/plain", repr(self)))
+            print(self.mimebundle().get("text/plain", repr(self)))
             return
         from IPython.display import publish_display_data  # lazy: IPython only exists in a notebook
 
-        publish_display_data(self._mimebundle())
+        publish_display_data(self.mimebundle())
         self._shown_in = ip.execution_count
 
     def _ipython_display_(self) -> None:
@@ -57,7 +59,7 @@ class ShownOnce:
             return
         from IPython.display import publish_display_data  # lazy: IPython only exists in a notebook
 
-        publish_display_data(self._mimebundle())
+        publish_display_data(self.mimebundle())
         if ip is not None:
             self._shown_in = ip.execution_count
 

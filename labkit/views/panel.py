@@ -70,7 +70,7 @@ class PanelSnapshot(ShownOnce):
                 f"(snapshot)</div><div style='font-size:12px'>{self.status}</div>"
                 f"{table_html(self.table)}{img}</div>")
 
-    def _mimebundle(self) -> dict[str, Any]:
+    def mimebundle(self) -> dict[str, Any]:
         return {"text/html": self._repr_html_(), "text/plain": self.__repr__()}
 
     def __repr__(self) -> str:
@@ -334,7 +334,7 @@ class LivePanel:
         HTML report keeps of a live panel. Returns the PanelSnapshot."""
         self.refresh(force=True)
         snap = PanelSnapshot(self.title, self._status_html, self._table_df.copy(), self._png)
-        snap._show()
+        snap.show()
         return snap
 
     # -------------------------------------------------------------- display

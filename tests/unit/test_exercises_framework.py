@@ -109,7 +109,7 @@ def test_checking_the_reference_never_changes_the_students_verdict(capsys):
     d = ls.summary_dict()
     assert d["exercises"] == {"q9": "incorrect"} and d["reference_checked"] == {"q9": "correct"}
     assert d["checks"] == {"q9": ["incorrect"]} and d["scores"] == {"q9": 0.0}
-    assert "incorrect (reference solution checked: correct)" in ls.summary()._mimebundle()["text/html"]
+    assert "incorrect (reference solution checked: correct)" in ls.summary().mimebundle()["text/html"]
 
 
 @pytest.mark.parametrize("answer", [
@@ -166,7 +166,7 @@ def test_hint_and_solution_are_notes(capsys):
     assert isinstance(hint, Note) and repr(hint) == "q9: hint\na hint"
     sol = ex.solution()
     assert repr(sol) == "q9: a solution\n\n\nthe solution text" and sol.language == "c"
-    assert "<pre style='font-size:12px'>the solution text</pre>" in sol._mimebundle()["text/html"]
+    assert "<pre style='font-size:12px'>the solution text</pre>" in sol.mimebundle()["text/html"]
     assert capsys.readouterr().out == "q9: hint\na hint\nq9: a solution\n\n\nthe solution text\n"
 
 
@@ -177,7 +177,7 @@ def test_result_dict_is_json():
     assert d == {"status": "correct", "message": "fine <ok>\nline 2", "seconds": 1.235, "of": "your answer",
                  "score": 1.0, "parts": [], "details": {"n": 3, "s": [1], "5": str(object)}}
     json.dumps(d)
-    html = res._mimebundle()["text/html"]
+    html = res.mimebundle()["text/html"]
     assert "q1: correct" in html and "fine &lt;ok&gt;<br>line 2" in html and "#2a7d2a" in html
     assert repr(res) == "q1: correct: fine <ok>\nline 2"
 
@@ -198,7 +198,7 @@ def test_lesson_summary_dict_and_its_table(capsys):
     capsys.readouterr()
     s = ls.summary()
     assert isinstance(s, Summary) and s["facts"] == d["facts"]
-    bundle = s._mimebundle()
+    bundle = s.mimebundle()
     assert bundle[SUMMARY_MIME] == s.data and json.loads(bundle["text/plain"]) == s.data
     assert "<b>Lesson 09: what this run did</b>" in bundle["text/html"]
     assert "<th style='text-align:left'>exercise q9</th><td style='text-align:left'>correct</td>" \

@@ -24,7 +24,7 @@ from labkit.exercises.framework import (
     value_column,
 )
 from labkit.lab import Lab
-from labkit.views.live import map_dataframe
+from labkit.views.tables import map_dataframe
 
 __all__ = ["build"]
 

@@ -19,7 +19,7 @@ from labkit.exercises.framework import (
 )
 from labkit.lab import Lab
 from labkit.net import xdp as _xdp
-from labkit.views.live import map_dataframe
+from labkit.views.tables import map_dataframe
 
 __all__ = ["build"]
 
