@@ -154,3 +154,35 @@ def test_long_modules_say_why(path):
         doc = ast.get_docstring(parse(path)) or ""
         assert LONG_REASON in doc, f"{path.relative_to(PKG)} has {n} lines: split it, or its docstring says " \
                                    f"'{LONG_REASON} ...'"
+
+
+def documented_tree() -> set[str]:
+    """Paths named in docs/ARCHITECTURE.md's tree (files, and folders ending in /)."""
+    doc = (PKG.parent / "docs" / "ARCHITECTURE.md").read_text()
+    block = doc.split("<!-- tree:start -->", 1)[1].split("<!-- tree:end -->", 1)[0]
+    paths, stack = set(), []
+    for line in block.splitlines():
+        if not line.strip() or not line.startswith("    "):
+            continue
+        body = line[4:]
+        indent = (len(body) - len(body.lstrip())) // 2
+        name = body.strip().split()[0]
+        if name.startswith("(") or not (name.endswith("/") or "." in name):
+            continue  # a continuation line of a description
+        stack = stack[:indent] + [name]
+        paths.add("".join(stack))
+    return paths
+
+
+def test_architecture_doc_names_every_module_and_nothing_else():
+    documented = documented_tree()
+    on_disk = {str(p.relative_to(PKG.parent)) for p in MODULES}
+    folders = {str(p.parent.relative_to(PKG.parent)) + "/" for p in MODULES}
+    # a folder documented as a whole ("report/") covers the files inside it
+    whole = {d for d in documented if d.endswith("/") and not any(x != d and x.startswith(d) for x in documented)}
+    covered = {f for f in on_disk if any(f.startswith(d) for d in whole)}
+    missing = sorted(on_disk - documented - covered - {"labkit/__init__.py"} - {
+        f for f in on_disk if f.endswith("/__init__.py") and f.rsplit("/", 1)[0] + "/" in documented})
+    assert not missing, f"docs/ARCHITECTURE.md's tree does not name: {missing}"
+    stale = sorted(d for d in documented if d not in on_disk and d not in folders)
+    assert not stale, f"docs/ARCHITECTURE.md's tree names what does not exist: {stale}"
