@@ -121,6 +121,18 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getpid)
 }
 """
 
+FILTER_ON_TID = HEAD + """
+BPF_HASH(counts, u32, u64);
+int count_calls(void *ctx)
+{
+    u32 tid = bpf_get_current_pid_tgid();
+    if (!lk_wanted(tid))                     // the thread id: equals the pid in the main thread only
+        return 0;
+    counts.increment(tid);
+    return 0;
+}
+"""
+
 WRONG = [
     ("no pid filter", NO_FILTER, r"another process .* were counted: only this process matters"),
     ("keyed by the process id", KEYED_BY_PID, r"under the process id .* counts per process"),
@@ -129,6 +141,7 @@ WRONG = [
     ("filter inverted", INVERTED_FILTER, r"filter is inverted"),
     ("off by one", OFF_BY_ONE, r"off by 1: every thread's count is 1 too many"),
     ("u64 key holding the tid", U64_KEY_TID, r"key is 8 bytes: the task asks for the thread id as a u32"),
+    ("filter on the thread id", FILTER_ON_TID, r"filter must keep this process: lk_wanted\(id >> 32\)"),
     ("wrong tracepoint", WRONG_HOOK, r"stayed empty.*attached itself to tracepoint syscalls:sys_enter_getpid"),
 ]
 

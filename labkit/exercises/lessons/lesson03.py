@@ -112,8 +112,10 @@ def _check_count_by_tid(answer) -> tuple[str, dict]:
     if df.empty:
         where = f" (it attached itself to {', '.join(hooks)})" if hooks and not any(TRACEPOINT in h for h in hooks) \
             else ""
-        raise Incorrect(f"the map 'counts' stayed empty: is the program counting getppid() calls{where}? "
-                        f"It must run on {TRACEPOINT}")
+        raise Incorrect(f"the map 'counts' stayed empty though this process's threads called getppid() "
+                        f"{sum(THREAD_CALLS)} times: is the program counting getppid() calls{where}? It must run on "
+                        f"{TRACEPOINT}, and its filter must keep this process: lk_wanted(id >> 32), the process id "
+                        "(the thread id is the process id only in the main thread)")
     value = value_column(df)
     key = int_key_column(df, value)
     got = {int(k): int(v) for k, v in zip(df[key], df[value])}
@@ -145,7 +147,8 @@ def _check_count_by_tid(answer) -> tuple[str, dict]:
     else:
         missing = [t for t in tids if t not in got]
         why = (f"no entry for {plural(len(missing), 'thread')} of this process ({', '.join(map(str, missing))}) "
-               "though each called getppid(): is the key the thread id, (u32)bpf_get_current_pid_tgid()?")
+               "though each called getppid(): does the filter test the process id, lk_wanted(id >> 32) (the thread id "
+               "is the process id only in the main thread), and is the key the thread id, (u32)id?")
     c.part("keyed by the thread id", not keyed_by_pid_tgid and not keyed_by_pid and all(t in got for t in tids), why)
 
     wrong = [(t, n, per_thread.get(t)) for t, n in expected.items() if per_thread.get(t) != n]
