@@ -217,6 +217,15 @@ RIGHT = [
 ]
 
 
+# partial credit: the parts some wrong answers pass (checked with the wrong answers, no extra runs)
+PARTS = {
+    "no pid filter": ({"keyed by the thread id": True, "exact count per thread": True, "only this process": False,
+                       "the key is a u32": True}, 0.75),
+    "keyed by the whole pid_tgid": ({"keyed by the thread id": False, "exact count per thread": True,
+                                     "only this process": True, "the key is a u32": False}, 0.5),
+}
+
+
 @pytest.fixture
 def q1():
     return lesson03.build().q1
@@ -230,11 +239,15 @@ def check(q1, answer):
     return res
 
 
-@pytest.mark.parametrize("answer,expected", [pytest.param(a, m, id=i) for i, a, m in WRONG])
-def test_wrong_answers_are_incorrect_and_say_why(q1, answer, expected):
+@pytest.mark.parametrize("case,answer,expected", [pytest.param(i, a, m, id=i) for i, a, m in WRONG])
+def test_wrong_answers_are_incorrect_and_say_why(q1, case, answer, expected):
     res = check(q1, answer)
     assert res.status == "incorrect", res.message
     assert re.search(expected, res.message, re.S), res.message
+    if case in PARTS:
+        parts, score = PARTS[case]
+        assert {p.name: p.passed for p in res.parts} == parts
+        assert res.score == score
 
 
 @pytest.mark.parametrize("answer", [pytest.param(a, id=i) for i, a in RIGHT])
@@ -256,16 +269,3 @@ def test_a_percpu_bpf_cell_program_is_correct(q1):
                         defines={"LK_FILTER_PID": 1})
         res = check(q1, prog)
     assert res.status == "correct", res.message
-
-
-def test_partial_credit_names_the_parts_that_passed(q1):
-    res = check(q1, NO_FILTER)
-    parts = {p.name: p.passed for p in res.parts}
-    assert parts == {"keyed by the thread id": True, "exact count per thread": True,
-                     "only this process": False, "the key is a u32": True}
-    assert res.score == 0.75
-    res = check(q1, KEYED_BY_PID_TGID)
-    parts = {p.name: p.passed for p in res.parts}
-    assert parts == {"keyed by the thread id": False, "exact count per thread": True,
-                     "only this process": True, "the key is a u32": False}
-    assert res.score == 0.5
