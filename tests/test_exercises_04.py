@@ -57,6 +57,11 @@ Q1_WRONG = [
     ("drops short frames",
      xdp("    if ((void *)(eth + 1) > data_end)\n        return XDP_DROP;"),
      r"returns XDP_DROP on some path.*pass every frame"),
+    ("drops short frames, by falling through",
+     xdp("    if ((void *)(eth + 1) <= data_end) {\n        u16 p = bpf_ntohs(eth->h_proto);\n"
+         "        int i = p == ETH_P_IP ? 0 : p == ETH_P_ARP ? 1 : 2;\n        counts.atomic_increment(i);\n"
+         "        return XDP_PASS;\n    }", "\n    return XDP_DROP;"),
+     r"returns XDP_DROP on some path"),
     ("counts before the check",
      xdp("", """
     u16 proto = bpf_ntohs(eth->h_proto);
@@ -143,6 +148,15 @@ int count_types(struct xdp_md *ctx)
     return XDP_PASS;
 }
 """),
+    ("aborts when the lookup fails (a path no frame takes)",
+     xdp("    if ((void *)(eth + 1) > data_end)\n        return XDP_PASS;", """
+    u16 proto = bpf_ntohs(eth->h_proto);
+    u32 idx = proto == ETH_P_IP ? 0 : proto == ETH_P_ARP ? 1 : 2;
+    u64 *n = counts.lookup(&idx);
+    if (!n)
+        return XDP_ABORTED;
+    __sync_fetch_and_add(n, 1);
+    return XDP_PASS;""")),
     ("short frames counted as other (allowed)",
      xdp("    int idx = 2;\n    if ((void *)(eth + 1) <= data_end) {\n"
          "        u16 p = bpf_ntohs(eth->h_proto);\n        idx = p == ETH_P_IP ? 0 : p == ETH_P_ARP ? 1 : 2;\n    }",
