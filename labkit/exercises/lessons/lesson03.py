@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import ctypes
+import json
 import os
 import threading
 
 from labkit.exercises.framework import (
+    Checklist,
     Exercise,
     Incorrect,
     Lesson,
     int_key_column,
     load_answer,
     need_map,
+    plural,
+    run_python,
     snippet_text,
     value_column,
 )
@@ -20,46 +25,170 @@ from labkit.views.tables import map_dataframe
 
 __all__ = ["build"]
 
+TRACEPOINT = "syscalls:sys_enter_getppid"
+#: getppid() calls each of this process's test threads makes (distinct, so a count names its thread)
+THREAD_CALLS = (5, 17, 42)
+#: the other process: its main thread and two threads call getppid() this often (never to be counted)
+OTHER_CALLS = (60, 70, 80)
+
+# A child process (its own pid) whose three threads call getppid(), all alive at
+# once (so their thread ids are distinct), then print those ids.
+_OTHER_PROCESS = """
+import json, os, threading
+calls = %r
+tids = [threading.get_native_id()]
+ready = threading.Barrier(len(calls))
+def work(n):
+    tids.append(threading.get_native_id())
+    ready.wait()
+    for _ in range(n):
+        os.getppid()
+    ready.wait()
+ts = [threading.Thread(target=work, args=(n,)) for n in calls[1:]]
+for t in ts:
+    t.start()
+ready.wait()
+for _ in range(calls[0]):
+    os.getppid()
+ready.wait()
+for t in ts:
+    t.join()
+print(json.dumps({"pid": os.getpid(), "tids": tids}))
+""" % (OTHER_CALLS,)
+
+
+def _on_tracepoint(lab: Lab, prog, tracepoint: str, name: str) -> list[str]:
+    """Put the answer on ``tracepoint``, unless a BCC-named function
+    (TRACEPOINT_PROBE, ...) is already there since the load. Returns the hooks
+    the answer's BCC-named functions attached themselves to."""
+    auto = [(kind, target, fn) for a in prog.auto_attachments for kind, target, fn in a.probes]
+    if any(kind == "tracepoint" and target == tracepoint for kind, target, _ in auto):
+        return [f"{k} {t}" for k, t, _ in auto]
+    free = [fn for fn in prog.functions if fn not in {fn for _, _, fn in auto}]
+    if len(free) == 1:
+        lab.attach_tracepoint(prog, tracepoint, fn=free[0], name=name)
+    elif len(free) > 1:
+        raise Incorrect(f"your program has {len(free)} functions ({', '.join(free)}): the checker attaches one "
+                        f"function to {tracepoint}; keep one, or name it the BCC way "
+                        f"(TRACEPOINT_PROBE({', '.join(tracepoint.split(':'))}))")
+    return [f"{k} {t}" for k, t, _ in auto]
+
 
 def _check_count_by_tid(answer) -> tuple[str, dict]:
-    wanted = [5, 17, 42]
-    tids: list[int] = [0] * len(wanted)
-    go = threading.Barrier(len(wanted) + 1)
+    me = os.getpid()
+    tids: list[int] = [0] * len(THREAD_CALLS)
+    done = threading.Barrier(len(THREAD_CALLS) + 1)
+    release = threading.Event()
 
     def work(i: int, n: int) -> None:
         tids[i] = threading.get_native_id()
-        go.wait()
+        done.wait()                  # all alive: distinct thread ids
         for _ in range(n):
             os.getppid()
+        done.wait()
+        release.wait(60)             # stay alive until the other process is done: no thread id is reused
 
     with Lab() as lab:
-        prog = load_answer(lab, answer, name="your answer", defines={"LK_FILTER_PID": os.getpid()})
+        prog = load_answer(lab, answer, name="your answer", defines={"LK_FILTER_PID": me})
         need_map(prog, "counts")
-        lab.attach_tracepoint(prog, "syscalls:sys_enter_getppid", name="exercise 03 q1")
-        ts = [threading.Thread(target=work, args=(i, n)) for i, n in enumerate(wanted)]
-        for t in ts:
-            t.start()
-        go.wait()
-        for t in ts:
-            t.join()
+        hooks = _on_tracepoint(lab, prog, TRACEPOINT, "exercise 03 q1")
+        ts = [threading.Thread(target=work, args=(i, n), name=f"lk-03q1-{i}") for i, n in enumerate(THREAD_CALLS)]
+        try:
+            for t in ts:
+                t.start()
+            done.wait(60)
+            done.wait(60)
+            other = run_python(_OTHER_PROCESS, timeout=60)
+        finally:
+            release.set()
+            for t in ts:
+                t.join()
+        if other.returncode != 0:
+            raise RuntimeError(f"the checker's other process failed: {other.stderr.strip()[-500:]}")
         df = map_dataframe(prog, "counts")
+        key_size = ctypes.sizeof(prog["counts"].Key)
+    theirs = json.loads(other.stdout.strip().splitlines()[-1])
+    other_pid, other_tids = int(theirs["pid"]), [int(t) for t in theirs["tids"]]
     if df.empty:
-        raise Incorrect("the map 'counts' stayed empty: is the program counting getppid() calls "
-                        "(it is attached to syscalls:sys_enter_getppid)?")
+        where = f" (it attached itself to {', '.join(hooks)})" if hooks and not any(TRACEPOINT in h for h in hooks) \
+            else ""
+        raise Incorrect(f"the map 'counts' stayed empty though this process's threads called getppid() "
+                        f"{sum(THREAD_CALLS)} times: is the program counting getppid() calls{where}? It must run on "
+                        f"{TRACEPOINT}, and its filter must keep this process: lk_wanted(id >> 32), the process id "
+                        "(the thread id is the process id only in the main thread)")
     value = value_column(df)
     key = int_key_column(df, value)
     got = {int(k): int(v) for k, v in zip(df[key], df[value])}
-    if got.get(os.getpid()) == sum(wanted) or (len(got) == 1 and sum(got.values()) == sum(wanted)):
-        raise Incorrect(f"one counter of {sum(wanted)} for the whole process: those are per process. Key the "
-                        "map by the thread id, the lower 32 bits of bpf_get_current_pid_tgid()", got=got)
-    wrong = [(tid, n, got.get(tid)) for tid, n in zip(tids, wanted) if got.get(tid) != n]
-    if wrong:
-        tid, n, g = wrong[0]
-        raise Incorrect(f"thread {tid} called getppid() {n} times, the map says {g}"
-                        + (" (no entry: is the key the thread id, a u32?)" if g is None else ""),
-                        expected=dict(zip(tids, wanted)), got=got)
-    return (f"yes: three threads called getppid() {wanted} times and your map counted each exactly "
-            f"(threads {tids})"), {"threads": dict(zip(map(str, tids), wanted))}
+    expected = dict(zip(tids, THREAD_CALLS))
+
+    # whole pid_tgid keys (process id << 32 | thread id): read them back by their halves
+    full = {k & 0xFFFFFFFF: v for k, v in got.items() if k >> 32 == me}
+    full_other = [k for k in got if k >> 32 == other_pid]
+    keyed_by_pid_tgid = any(t in full for t in tids)
+    per_thread = full if keyed_by_pid_tgid else got
+    keyed_by_pid = not any(t in got for t in tids) and not keyed_by_pid_tgid and got.get(me, 0) >= sum(THREAD_CALLS)
+
+    counted_other = sorted({t for t in other_tids if t in got} | set(full_other)
+                           | ({other_pid} if other_pid in got else set()))
+    inverted = bool(counted_other) and not any(t in per_thread for t in tids) and got.get(me) is None
+    none_of_mine = "none of this process's threads was counted (see the filter)"
+
+    c = Checklist()
+    if inverted:
+        why = none_of_mine
+    elif keyed_by_pid_tgid:
+        why = ("the keys are the whole bpf_get_current_pid_tgid() (process id << 32 | thread id, e.g. "
+               f"{next(k for k in got if k >> 32 == me):#x}): the key is the thread id alone, a u32: "
+               "u32 tid = id; (the lower 32 bits)")
+    elif keyed_by_pid:
+        why = (f"one counter of {got[me]} under the process id {me}: that counts per process, and this process's "
+               f"{len(tids)} threads called getppid() {'/'.join(map(str, THREAD_CALLS))} times. Key the map by the "
+               "thread id, the lower 32 bits of bpf_get_current_pid_tgid(), not id >> 32")
+    else:
+        missing = [t for t in tids if t not in got]
+        why = (f"no entry for {plural(len(missing), 'thread')} of this process ({', '.join(map(str, missing))}) "
+               "though each called getppid(): does the filter test the process id, lk_wanted(id >> 32) (the thread id "
+               "is the process id only in the main thread), and is the key the thread id, (u32)id?")
+    c.part("keyed by the thread id", not keyed_by_pid_tgid and not keyed_by_pid and all(t in got for t in tids), why)
+
+    wrong = [(t, n, per_thread.get(t)) for t, n in expected.items() if per_thread.get(t) != n]
+    seen = [(t, n, g) for t, n, g in wrong if g is not None]
+    if not wrong:
+        why = ""
+    elif inverted:
+        why = "no counts to compare"
+    elif keyed_by_pid:
+        why = "a per-process counter cannot tell the threads' calls apart"
+    elif seen and all(g == 1 for _, _, g in seen) and len(seen) == len(wrong):
+        why = ("each thread is counted once, whatever its number of calls (the map says 1 for threads that "
+               f"called {'/'.join(str(n) for _, n, _ in seen)} times): the first call creates the entry, and every "
+               "later call must add one to it")
+    elif seen and len(seen) == len(wrong) and len({g - n for _, n, g in seen}) == 1:
+        d = seen[0][2] - seen[0][1]
+        why = (f"off by {abs(d)}: every thread's count is {abs(d)} {'too many' if d > 0 else 'too few'} (e.g. "
+               f"{seen[0][1]} calls, the map says {seen[0][2]}): start a new thread's counter so that its first "
+               "call counts as 1")
+    else:
+        t, n, g = (seen or wrong)[0]
+        why = f"thread {t} called getppid() {n} times, the map says {g if g is not None else 'nothing'}"
+    c.part("exact count per thread", not wrong, why)
+
+    if inverted:
+        why = (f"your filter is inverted: the calls of another process (pid {other_pid}) were counted and "
+               f"this process's (pid {me}) were not. Keep the events where lk_wanted(id >> 32) is true")
+    else:
+        why = (f"getppid() calls of another process (pid {other_pid}, threads "
+               f"{', '.join(map(str, other_tids))}) were counted: only this process matters. Return early "
+               "unless lk_wanted(bpf_get_current_pid_tgid() >> 32)")
+    c.part("only this process", not counted_other, why)
+
+    c.part("the key is a u32", key_size == 4,
+           f"the map's key is {key_size} bytes: the task asks for the thread id as a u32 (4 bytes), "
+           "BPF_HASH(counts, u32, u64); a thread id fits in 32 bits")
+    return c.done(f"yes: {len(tids)} threads called getppid() {'/'.join(map(str, THREAD_CALLS))} times and your map "
+                  f"counted each exactly (threads {', '.join(map(str, tids))}); another process's "
+                  f"{sum(OTHER_CALLS)} calls were left out", threads=dict(zip(map(str, tids), THREAD_CALLS)),
+                  other_process=other_pid)
 
 
 def build() -> Lesson:
@@ -68,14 +197,14 @@ def build() -> Lesson:
         Exercise(
             "q1",
             "Write a program for syscalls:sys_enter_getppid that counts calls per *thread* in a BPF_HASH "
-            "called counts (key: the thread id, u32). Only this process matters: labkit passes "
-            "-DLK_FILTER_PID=<pid>, and lk_wanted() from labkit.h tests it.",
+            "called counts (key: the thread id, a u32; value: the number of calls). Only this process matters: "
+            "labkit passes -DLK_FILTER_PID=<pid>, and lk_wanted() from labkit.h tests it. The checker's threads "
+            "call getppid() 5, 17 and 42 times, and another process calls it too (not to be counted).",
             _check_count_by_tid,
-            "bpf_get_current_pid_tgid() returns (process id << 32) | thread id. Keep the lower half as the "
-            "key: u32 tid = (u32)id; counts.increment(tid);",
+            "bpf_get_current_pid_tgid() returns (process id << 32) | thread id. Test the upper half with "
+            "lk_wanted(id >> 32), and keep the lower half as the key: u32 tid = id; counts.increment(tid);",
             lambda: snippet_text("solution_03_count_by_tid"),
             lambda: "solution_03_count_by_tid",
             "c",
         ),
     ])
-
