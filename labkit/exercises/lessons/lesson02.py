@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from labkit._errors import VerifierError
+from labkit._errors import SandboxError, VerifierError
 from labkit.exercises.framework import (
     Checklist,
     Exercise,
@@ -43,7 +43,7 @@ from labkit.net.sandbox import Sandbox
 
 __all__ = ["build"]
 
-_MUST_PASS_S = 2.0      # how long traffic that must pass may take (right answers finish at once)
+_MUST_PASS_S = 3.0      # how long traffic that must pass may take (right answers finish at once)
 _PING_WAIT_S = 1.0      # ping's -W: how long a ping that must be dropped is waited for
 _CLOSED_PORT = 33434    # nothing listens there in a fresh namespace: UDP to it gets ICMP port unreachable
 
@@ -170,7 +170,7 @@ def _ping_result(proc: subprocess.Popen) -> tuple[int, int]:
             proc.communicate()
     m = _RECEIVED.search(out)
     if not m:
-        raise RuntimeError(f"the checker could not read ping's output: {out.strip()[-300:]}")
+        raise SandboxError(f"the checker could not read ping's output: {out.strip()[-300:]}")
     return int(m.group(1)), int(m.group(2))
 
 
@@ -181,14 +181,14 @@ class _Exchange:
 
     def __init__(self, sb: Sandbox, family: int, proto: str, listen_addr: str, dst: str):
         self.listener = subprocess.Popen(
-            _netns_argv(sb, "target", _python(_LISTEN, family, proto, listen_addr, _MUST_PASS_S + 2)),
+            _netns_argv(sb, "target", _python(_LISTEN, family, proto, listen_addr, _MUST_PASS_S + 10)),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.connector = None
         try:
             ready, _, _ = select.select([self.listener.stdout], [], [], 20)
             line = self.listener.stdout.readline() if ready else ""
             if not line.startswith("ready "):
-                raise RuntimeError(f"the checker's {proto} listener did not start: {line.strip() or 'no output'}")
+                raise SandboxError(f"the checker's {proto} listener did not start: {line.strip() or 'no output'}")
             self.connector = _spawn(sb, "host", _python(_CONNECT, family, proto, dst, line.split()[1],
                                                         _MUST_PASS_S))
         except BaseException:
@@ -231,7 +231,7 @@ def _resolved(sb: Sandbox, addr: str, timeout: float) -> bool:
 def _ip(sb: Sandbox, side: str, *args: str) -> None:
     out = sb.run(["ip", *args], side=side)
     if out.returncode:
-        raise RuntimeError(f"the checker could not run `ip {' '.join(args)}` in the sandbox: {out.stderr.strip()}")
+        raise SandboxError(f"the checker could not run `ip {' '.join(args)}` in the sandbox: {out.stderr.strip()}")
 
 
 def _xdp_function(prog) -> str | None:
@@ -321,14 +321,15 @@ def _check_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
     _ip(sb, "target", "neigh", "del", sb.host_ip, "dev", sb.target_iface)
     details["neighbours_flushed"] = sb.flush_neighbors()
     if _neighbour(sb, "host", sb.target_ip) or _neighbour(sb, "host", target6):
-        raise RuntimeError("the checker could not flush the sandbox's neighbour caches")
+        raise SandboxError("the checker could not flush the sandbox's neighbour caches")
     udp6_run = _Exchange(sb, 6, "udp", "::", target6)
     try:
         after = sb.send_udp(count=5, timeout=_MUST_PASS_S)
     finally:
         udp6 = udp6_run.result()
-    arp = _resolved(sb, sb.target_ip, timeout=0.5)
-    ndp = _resolved(sb, target6, timeout=0.5)
+    # by now the address was resolved long ago, or the request went unanswered for seconds
+    arp = _resolved(sb, sb.target_ip, timeout=0.2)
+    ndp = _resolved(sb, target6, timeout=0.2)
     details.update(udp_after_flush_sent=after.sent, udp_after_flush_received=after.received, arp_resolved=arp,
                    ndp_resolved=ndp, udp6=udp6)
 
