@@ -1,12 +1,41 @@
-"""Lesson 02, XDP ping drop: the classic program made ARP-safe, checked in a fresh sandbox."""
+"""Lesson 02, XDP ping drop: the classic program made ARP-safe, checked in a fresh sandbox.
+
+The answer goes on the sandbox's *target* interface, so it judges what enters
+the target namespace. The checker sends real traffic and tests each behaviour
+the task names as one part:
+
+* pings from the host get no reply (the echo requests, type 8, are dropped);
+* pings from the target get no reply (the echo replies, type 0, are dropped);
+* an ICMP port unreachable (type 3) reaches the target (only echo is ping);
+* UDP and TCP from the host reach the target;
+* after the neighbour caches are flushed, the host resolves the target again
+  (the ARP request enters the target) and UDP arrives;
+* IPv6 (ULA addresses added inside the sandbox, no DAD): neighbour discovery
+  resolves the target and a UDP datagram arrives. IPv6's own ping (ICMPv6
+  echo) is not judged: the task leaves it to the student.
+
+The IPv4 parts run with permanent neighbour entries, so they do not depend on
+ARP (a program that drops ARP fails the ARP part, not the UDP part); the
+entries go before the caches are flushed.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+
+from labkit._errors import SandboxError, VerifierError
 from labkit.exercises.framework import (
+    Checklist,
     Exercise,
     Incorrect,
     Lesson,
     load_answer,
+    plural,
     snippet_text,
 )
 from labkit.lab import Lab
@@ -14,29 +43,310 @@ from labkit.net.sandbox import Sandbox
 
 __all__ = ["build"]
 
+_MUST_PASS_S = 3.0      # how long traffic that must pass may take (right answers finish at once)
+_PING_WAIT_S = 1.0      # ping's -W: how long a ping that must be dropped is waited for
+_CLOSED_PORT = 33434    # nothing listens there in a fresh namespace: UDP to it gets ICMP port unreachable
+
+# a peer for one exchange: TCP (accept, read, answer) or UDP (receive, answer)
+_LISTEN = r"""
+import socket, sys
+fam = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET
+kind = socket.SOCK_STREAM if sys.argv[2] == "tcp" else socket.SOCK_DGRAM
+s = socket.socket(fam, kind)
+s.bind((sys.argv[3], 0))
+if kind == socket.SOCK_STREAM:
+    s.listen(1)
+s.settimeout(float(sys.argv[4]))
+print("ready", s.getsockname()[1], flush=True)
+try:
+    if kind == socket.SOCK_STREAM:
+        c, _ = s.accept()
+        c.settimeout(float(sys.argv[4]))
+        c.sendall(b"ok " + c.recv(100))
+    else:
+        data, peer = s.recvfrom(100)
+        s.sendto(b"ok " + data, peer)
+except OSError as e:
+    print("listener:", type(e).__name__, e, flush=True)
+    sys.exit(3)
+"""
+
+# the other side: connect (TCP) or send until answered (UDP); prints "ok" or what failed
+_CONNECT = r"""
+import socket, sys, time
+fam = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET
+tcp = sys.argv[2] == "tcp"
+addr, port, wait = sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+token = b"labkit-lesson02"
+deadline = time.monotonic() + wait
+try:
+    if tcp:
+        s = socket.create_connection((addr, port), timeout=wait)
+        s.sendall(token)
+        s.settimeout(max(0.1, deadline - time.monotonic()))
+        reply = s.recv(100)
+    else:
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        reply = b""
+        while time.monotonic() < deadline:
+            s.sendto(token, (addr, port))
+            s.settimeout(min(0.3, max(0.01, deadline - time.monotonic())))
+            try:
+                reply = s.recv(100)
+                break
+            except (socket.timeout, TimeoutError):
+                pass
+    if not reply:
+        print(f"no answer within {wait:g} s")
+    else:
+        print("ok" if reply == b"ok " + token else f"wrong reply {reply!r}")
+except (socket.timeout, TimeoutError):
+    print(f"timed out after {wait:g} s")
+except OSError as e:
+    print(f"{type(e).__name__}: {e.strerror or e}")
+"""
+
+# UDP to a closed port: the answer that comes back is an ICMP port unreachable
+_UNREACHABLE = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((sys.argv[1], int(sys.argv[2])))
+deadline = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < deadline:
+    try:
+        s.send(b"anyone there?")
+        s.settimeout(0.3)
+        s.recv(100)
+    except ConnectionRefusedError:
+        print("refused")
+        break
+    except (socket.timeout, TimeoutError):
+        continue
+else:
+    print("no answer")
+"""
+
+_RECEIVED = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
+
+
+def _python(code: str, *args) -> list[str]:
+    """argv for a short Python helper (isolated, no site: it starts fast)."""
+    return [sys.executable, "-I", "-S", "-c", code, *map(str, args)]
+
+
+def _netns_argv(sb: Sandbox, side: str, argv: list[str]) -> list[str]:
+    return ["ip", "netns", "exec", sb.host_ns if side == "host" else sb.target_ns, *argv]
+
+
+def _spawn(sb: Sandbox, side: str, argv: list[str]) -> subprocess.Popen:
+    """Start ``argv`` in one of the sandbox's namespaces, output (and errors) captured as text."""
+    return subprocess.Popen(_netns_argv(sb, side, argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "LC_ALL": "C"})
+
+
+def _output(proc: subprocess.Popen) -> str:
+    """What a helper started by :func:`_spawn` printed (its last line), once it has ended."""
+    try:
+        out, _ = proc.communicate(timeout=_MUST_PASS_S + 20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    lines = out.strip().splitlines()
+    return lines[-1] if lines else f"exit status {proc.returncode}"
+
+
+def _start_ping(sb: Sandbox, side: str, dst: str) -> subprocess.Popen:
+    return _spawn(sb, side, ["ping", "-n", "-c", "3", "-i", "0.1", "-W", f"{_PING_WAIT_S:g}", dst])
+
+
+def _ping_result(proc: subprocess.Popen) -> tuple[int, int]:
+    """(transmitted, received) of a ping started by :func:`_start_ping`, once it has ended."""
+    try:
+        out, _ = proc.communicate(timeout=_PING_WAIT_S + 20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    m = _RECEIVED.search(out)
+    if not m:
+        raise SandboxError(f"the checker could not read ping's output: {out.strip()[-300:]}")
+    return int(m.group(1)), int(m.group(2))
+
+
+class _Exchange:
+    """One TCP or UDP exchange from the host namespace to a listener in the
+    target namespace, running in the background; :meth:`result` is "ok" or
+    what went wrong."""
+
+    def __init__(self, sb: Sandbox, family: int, proto: str, listen_addr: str, dst: str):
+        self.listener = subprocess.Popen(
+            _netns_argv(sb, "target", _python(_LISTEN, family, proto, listen_addr, _MUST_PASS_S + 10)),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.connector = None
+        try:
+            ready, _, _ = select.select([self.listener.stdout], [], [], 20)
+            line = self.listener.stdout.readline() if ready else ""
+            if not line.startswith("ready "):
+                raise SandboxError(f"the checker's {proto} listener did not start: {line.strip() or 'no output'}")
+            self.connector = _spawn(sb, "host", _python(_CONNECT, family, proto, dst, line.split()[1],
+                                                        _MUST_PASS_S))
+        except BaseException:
+            self.close()
+            raise
+
+    def result(self) -> str:
+        try:
+            out, _ = self.connector.communicate(timeout=_MUST_PASS_S + 20)
+            return out.strip()[-300:] or f"exit status {self.connector.returncode}"
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for proc in (self.connector, self.listener):
+            if proc is not None:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.communicate()
+
+
+def _neighbour(sb: Sandbox, side: str, addr: str) -> str:
+    """The line ``ip neigh`` shows for ``addr`` on the sandbox's interface ("" if none)."""
+    iface = sb.host_iface if side == "host" else sb.target_iface
+    return sb.run(["ip", "neigh", "show", "to", addr, "dev", iface], side=side).stdout.strip()
+
+
+def _resolved(sb: Sandbox, addr: str, timeout: float) -> bool:
+    """Whether the host namespace has (or gets, within ``timeout``) the MAC address of ``addr``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        line = _neighbour(sb, "host", addr)
+        if "lladdr" in line:
+            return True
+        if time.monotonic() >= deadline or "FAILED" in line:
+            return False
+        time.sleep(0.05)
+
+
+def _ip(sb: Sandbox, side: str, *args: str) -> None:
+    out = sb.run(["ip", *args], side=side)
+    if out.returncode:
+        raise SandboxError(f"the checker could not run `ip {' '.join(args)}` in the sandbox: {out.stderr.strip()}")
+
+
+def _xdp_function(prog) -> str | None:
+    """The answer's XDP function: its only function, else the one that takes a
+    ``struct xdp_md *`` (None: let attach_xdp say what it finds)."""
+    fns = prog.functions
+    if len(fns) <= 1:
+        return None
+    xdp = [f for f in fns if re.search(rf"\b{re.escape(f)}\s*\(\s*struct\s+xdp_md\s*\*", prog.source)]
+    if len(xdp) == 1:
+        return xdp[0]
+    raise Incorrect(f"the program has {plural(len(fns), 'function')} ({', '.join(fns)}) and the checker cannot "
+                    "tell which one is the XDP program: keep one function that takes a struct xdp_md * (make "
+                    "helpers static __always_inline)")
+
+
+def _attach(lab: Lab, prog, sb: Sandbox):
+    try:
+        return lab.attach_xdp(prog, iface=sb.target_iface, netns=sb.target_ns, fn=_xdp_function(prog))
+    except VerifierError as e:
+        log = e.log if getattr(e, "log", None) else str(e)
+        if re.search(r"invalid access to packet|outside of the packet", log):
+            raise Incorrect(
+                "the verifier refused the program: it reads packet bytes that no bounds check proved are "
+                "there. Before reading a header's fields, check that the whole header is inside the packet, "
+                "e.g. `if ((void *)(ip + 1) > data_end) return XDP_PASS;` for the IP header (and the same "
+                "for the ICMP header before reading its type).\nThe verifier said: "
+                + str(e).splitlines()[0].split(": ", 1)[-1], error="VerifierError") from None
+        raise
+
 
 def _check_arp_safe(answer) -> tuple[str, dict]:
-    with Sandbox() as sb, Lab() as lab:
+    with Lab() as lab:
         prog = load_answer(lab, answer, name="your answer", need="xdp", defines={"LK_SAMPLE_EVERY": 1})
-        x = lab.attach_xdp(prog, iface=sb.target_iface, netns=sb.target_ns)
-        ping = sb.ping(count=3, interval=0.1, timeout=0.4)
-        flushed = sb.flush_neighbors()
-        udp = sb.send_udp(count=10, timeout=0.5)
-        mode = x.mode
-    details = {"ping_received": ping.received, "udp_sent": udp.sent,
-               "udp_received": udp.received, "neighbours_flushed": flushed, "mode": mode}
-    problems = []
-    if ping.received:
-        problems.append(f"pings got through ({ping.received} of {ping.transmitted} answered): ICMP echo must "
-                        "still be dropped")
-    if udp.received < udp.sent:
-        problems.append(f"after the neighbour caches were flushed, {udp.received} of {udp.sent} UDP datagrams "
-                        "arrived: the ARP request that must come first was dropped. Pass every frame that is "
-                        "not IPv4")
-    if problems:
-        raise Incorrect("; ".join(problems), **details)
-    return ("yes: in a fresh sandbox pings were dropped, and after flushing the neighbour caches ARP went "
-            f"through and {udp.received}/{udp.sent} UDP datagrams arrived"), details
+        with Sandbox() as sb:
+            return _check_in(lab, prog, sb)
+
+
+def _check_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
+    ula = "fd6c:6b%s:%s::" % (sb.id[:2], sb.id[2:6])
+    host6, target6 = ula + "1", ula + "2"
+    # the IPv4 parts do not depend on ARP: permanent neighbour entries, both ways
+    _ip(sb, "host", "neigh", "replace", sb.target_ip, "lladdr", sb.target_mac, "dev", sb.host_iface,
+        "nud", "permanent")
+    _ip(sb, "target", "neigh", "replace", sb.host_ip, "lladdr", sb.host_mac, "dev", sb.target_iface,
+        "nud", "permanent")
+    # IPv6: unique local addresses, usable at once (no duplicate address detection)
+    _ip(sb, "host", "-6", "addr", "add", f"{host6}/64", "dev", sb.host_iface, "nodad")
+    _ip(sb, "target", "-6", "addr", "add", f"{target6}/64", "dev", sb.target_iface, "nodad")
+
+    x = _attach(lab, prog, sb)
+    c = Checklist()
+    details: dict = {"mode": x.mode}
+
+    # -- IPv4, neighbours known: ping both ways (in the background), ICMP, UDP, TCP
+    # (all at once: the traffic that must be dropped costs a timeout to prove)
+    ping_in = _start_ping(sb, "host", sb.target_ip)       # requests enter the target
+    ping_out = _start_ping(sb, "target", sb.host_ip)      # replies enter the target
+    unreach = _spawn(sb, "target", _python(_UNREACHABLE, sb.host_ip, _CLOSED_PORT, _MUST_PASS_S))
+    try:
+        tcp_run = _Exchange(sb, 4, "tcp", sb.target_ip, sb.target_ip)
+        udp = sb.send_udp(count=5, timeout=_MUST_PASS_S)
+        tcp = tcp_run.result()
+    finally:
+        unreachable = _output(unreach)
+        in_sent, in_got = _ping_result(ping_in)
+        out_sent, out_got = _ping_result(ping_out)
+    details.update(ping_received=in_got, ping_from_target_received=out_got, port_unreachable=unreachable,
+                   udp_sent=udp.sent, udp_received=udp.received, tcp=tcp)
+
+    c.part("IPv4 ping to the target is dropped", in_got == 0,
+           f"pings to the target were answered ({in_got} of {in_sent}): the echo requests (ICMP type 8) "
+           "entering the interface must be dropped")
+    c.part("ICMP echo replies are dropped (pings from the target fail)", out_got == 0,
+           f"pings from the target got {out_got} of {out_sent} replies: the echo replies (ICMP type 0) entering "
+           "the interface are ICMP echo too, and must be dropped")
+    c.part("other ICMP passes (port unreachable)", unreachable == "refused",
+           "an ICMP port unreachable (type 3) sent to the target was dropped: only echo (types 8 and 0) is ping, "
+           "look at the ICMP type and pass every other ICMP message")
+    c.part("UDP passes", udp.sent > 0 and udp.received == udp.sent,
+           f"{udp.received} of {udp.sent} UDP datagrams reached the target: UDP must pass")
+    c.part("TCP passes", tcp == "ok",
+           f"a TCP connection from the host to the target failed ({tcp}): TCP must pass")
+
+    # -- forget the neighbours: ARP and IPv6 neighbour discovery must pass
+    _ip(sb, "host", "neigh", "del", sb.target_ip, "dev", sb.host_iface)
+    _ip(sb, "target", "neigh", "del", sb.host_ip, "dev", sb.target_iface)
+    details["neighbours_flushed"] = sb.flush_neighbors()
+    if _neighbour(sb, "host", sb.target_ip) or _neighbour(sb, "host", target6):
+        raise SandboxError("the checker could not flush the sandbox's neighbour caches")
+    udp6_run = _Exchange(sb, 6, "udp", "::", target6)
+    try:
+        after = sb.send_udp(count=5, timeout=_MUST_PASS_S)
+    finally:
+        udp6 = udp6_run.result()
+    # by now the address was resolved long ago, or the request went unanswered for seconds
+    arp = _resolved(sb, sb.target_ip, timeout=0.2)
+    ndp = _resolved(sb, target6, timeout=0.2)
+    details.update(udp_after_flush_sent=after.sent, udp_after_flush_received=after.received, arp_resolved=arp,
+                   ndp_resolved=ndp, udp6=udp6)
+
+    c.part("ARP passes after the neighbour caches are flushed", arp,
+           "after the neighbour caches were flushed the host could not find the target's MAC address: the ARP "
+           f"request was dropped (then {after.received} of {after.sent} UDP datagrams arrived). A frame that is "
+           "not IPv4 is not yours to judge: return XDP_PASS for it")
+    if not ndp:
+        why6 = ("the host could not find the target's IPv6 neighbour (neighbour discovery, ICMPv6, was dropped), "
+                f"so UDP over IPv6 failed ({udp6}): pass IPv6")
+    else:
+        why6 = f"UDP over IPv6 did not reach the target ({udp6}): IPv6 must pass"
+    c.part("IPv6 passes (neighbour discovery and UDP)", ndp and udp6 == "ok", why6)
+
+    return c.done("yes: in a fresh sandbox pings were dropped both ways; ICMP port unreachable, UDP and TCP "
+                  "passed; after the neighbour caches were flushed ARP and IPv6 neighbour discovery went through "
+                  f"and UDP arrived over IPv4 ({after.received}/{after.sent}) and IPv6", **details)
 
 
 def build() -> Lesson:
@@ -44,14 +354,16 @@ def build() -> Lesson:
     return Lesson("02", "XDP ping drop", [
         Exercise(
             "q1",
-            "Make the classic program ARP-safe: drop ICMP echo (ping), pass everything else — ARP, IPv6, "
-            "UDP, TCP — even after the neighbour caches are flushed.",
+            "Make the classic program ARP-safe: drop ICMP echo (ping's requests and replies, so pings fail "
+            "both ways) and pass everything else: ARP, even after the neighbour caches are flushed; other "
+            "ICMP messages (a port unreachable); UDP; TCP; and IPv6 (its neighbour discovery and UDP; "
+            "whether IPv6's own ping passes is up to you).",
             _check_arp_safe,
             "The bug is `if (ethertype != ETH_P_IP) return XDP_DROP`: a frame that is not IPv4 is not "
-            "yours to judge. And not every ICMP message is a ping: look at the ICMP type (8 and 0).",
+            "yours to judge. And not every ICMP message is a ping: look at the ICMP type (8 is an echo "
+            "request, 0 an echo reply), after checking that the ICMP header is inside the packet.",
             lambda: snippet_text("solution_02_arp_safe"),
             lambda: "solution_02_arp_safe",
             "c",
         ),
     ])
-
