@@ -41,7 +41,7 @@ from labkit.programs.compile import (
 from labkit.views.display import ShownOnce
 from labkit.views.panel import live_panels
 
-__all__ = ["CORRECT", "Checklist", "Exercise", "INCORRECT", "Incorrect", "Lesson", "NOT_ATTEMPTED", "Note",
+__all__ = ["CORRECT", "Checklist", "attach_answer", "Exercise", "INCORRECT", "Incorrect", "Lesson", "NOT_ATTEMPTED", "Note",
            "Part", "Result", "SUMMARY_MIME", "Summary", "int_key_column", "is_reference", "load_answer",
            "need_map", "plural", "run_python", "snippet_text", "value_column"]
 
@@ -382,6 +382,23 @@ def load_answer(lab: Lab, answer: Any, *, name: str, **kw) -> Program:
                         f"not a {type(answer).__name__}")
     _found, text, _path = resolve_source(answer)
     return lab.load(text, name=name, **kw)
+
+
+def attach_answer(lab: Lab, prog: Program, tracepoint: str, name: str) -> list[str]:
+    """Put the answer on ``tracepoint``, unless a BCC-named function
+    (TRACEPOINT_PROBE, ...) is already there since the load. Returns the hooks
+    the answer's BCC-named functions attached themselves to."""
+    auto = [(kind, target, fn) for a in prog.auto_attachments for kind, target, fn in a.probes]
+    if any(kind == "tracepoint" and target == tracepoint for kind, target, _ in auto):
+        return [f"{k} {t}" for k, t, _ in auto]
+    free = [fn for fn in prog.functions if fn not in {fn for _, _, fn in auto}]
+    if len(free) == 1:
+        lab.attach_tracepoint(prog, tracepoint, fn=free[0], name=name)
+    elif len(free) > 1:
+        raise Incorrect(f"your program has {len(free)} functions ({', '.join(free)}): the checker attaches one "
+                        f"function to {tracepoint}; keep one, or name it the BCC way "
+                        f"(TRACEPOINT_PROBE({', '.join(tracepoint.split(':'))}))")
+    return [f"{k} {t}" for k, t, _ in auto]
 
 
 def snippet_text(name: str) -> str:

@@ -12,6 +12,7 @@ from labkit.exercises.framework import (
     Exercise,
     Incorrect,
     Lesson,
+    attach_answer,
     int_key_column,
     load_answer,
     need_map,
@@ -57,23 +58,6 @@ print(json.dumps({"pid": os.getpid(), "tids": tids}))
 """ % (OTHER_CALLS,)
 
 
-def _on_tracepoint(lab: Lab, prog, tracepoint: str, name: str) -> list[str]:
-    """Put the answer on ``tracepoint``, unless a BCC-named function
-    (TRACEPOINT_PROBE, ...) is already there since the load. Returns the hooks
-    the answer's BCC-named functions attached themselves to."""
-    auto = [(kind, target, fn) for a in prog.auto_attachments for kind, target, fn in a.probes]
-    if any(kind == "tracepoint" and target == tracepoint for kind, target, _ in auto):
-        return [f"{k} {t}" for k, t, _ in auto]
-    free = [fn for fn in prog.functions if fn not in {fn for _, _, fn in auto}]
-    if len(free) == 1:
-        lab.attach_tracepoint(prog, tracepoint, fn=free[0], name=name)
-    elif len(free) > 1:
-        raise Incorrect(f"your program has {len(free)} functions ({', '.join(free)}): the checker attaches one "
-                        f"function to {tracepoint}; keep one, or name it the BCC way "
-                        f"(TRACEPOINT_PROBE({', '.join(tracepoint.split(':'))}))")
-    return [f"{k} {t}" for k, t, _ in auto]
-
-
 def _check_count_by_tid(answer) -> tuple[str, dict]:
     me = os.getpid()
     tids: list[int] = [0] * len(THREAD_CALLS)
@@ -91,7 +75,7 @@ def _check_count_by_tid(answer) -> tuple[str, dict]:
     with Lab() as lab:
         prog = load_answer(lab, answer, name="your answer", defines={"LK_FILTER_PID": me})
         need_map(prog, "counts")
-        hooks = _on_tracepoint(lab, prog, TRACEPOINT, "exercise 03 q1")
+        hooks = attach_answer(lab, prog, TRACEPOINT, "exercise 03 q1")
         ts = [threading.Thread(target=work, args=(i, n), name=f"lk-03q1-{i}") for i, n in enumerate(THREAD_CALLS)]
         try:
             for t in ts:

@@ -13,6 +13,7 @@ from labkit.exercises.framework import (
     Exercise,
     Incorrect,
     Lesson,
+    attach_answer,
     int_key_column,
     load_answer,
     need_map,
@@ -209,7 +210,7 @@ def _check_loop_fixed(answer) -> tuple[str, dict]:
         with Lab() as lab:
             prog = load_answer(lab, answer, name="your answer", defines={"LK_FILTER_PID": me})
             need_map(prog, "newlines")
-            hooks = _on_tracepoint(lab, prog, "syscalls:sys_enter_write", "exercise 04 q2")
+            hooks = attach_answer(lab, prog, "syscalls:sys_enter_write", "exercise 04 q2")
             for fd, (_what, data, _n) in zip(fds, _WRITES):
                 _write(fd, data)
             for data in _TWICE:
@@ -272,23 +273,6 @@ def _check_loop_fixed(answer) -> tuple[str, dict]:
                   "exactly the newlines of each write's first 64 bytes", counted={str(fd): got.get(fd, 0) for fd in fds})
 
 
-def _on_tracepoint(lab: Lab, prog, tracepoint: str, name: str) -> list[str]:
-    """Put the answer on ``tracepoint``, unless a BCC-named function
-    (TRACEPOINT_PROBE, ...) is already there since the load. Returns the hooks
-    the answer's BCC-named functions attached themselves to."""
-    auto = [(kind, target, fn) for a in prog.auto_attachments for kind, target, fn in a.probes]
-    if any(kind == "tracepoint" and target == tracepoint for kind, target, _ in auto):
-        return [f"{k} {t}" for k, t, _ in auto]
-    free = [fn for fn in prog.functions if fn not in {fn for _, _, fn in auto}]
-    if len(free) == 1:
-        lab.attach_tracepoint(prog, tracepoint, fn=free[0], name=name)
-    elif len(free) > 1:
-        raise Incorrect(f"your program has {len(free)} functions ({', '.join(free)}): the checker attaches one "
-                        f"function to {tracepoint}; keep one, or name it the BCC way "
-                        f"(TRACEPOINT_PROBE({', '.join(tracepoint.split(':'))}))")
-    return [f"{k} {t}" for k, t, _ in auto]
-
-
 def build() -> Lesson:
     """The exercises of lesson 04."""
     return Lesson("04", "Verifier mistakes", [
@@ -318,4 +302,3 @@ def build() -> Lesson:
             "c",
         ),
     ])
-
