@@ -70,8 +70,14 @@ def _split(answer) -> tuple:
 
 
 def _hook_kind(hook) -> str | None:
-    word = _norm(hook).split(":")[0].split(" ")[0] if isinstance(hook, str) and hook.strip() else ""
-    return {"kretprobe": "kprobe"}.get(word, word) if word in _HOOKS + ("kretprobe",) else None
+    """'kprobe' or 'tracepoint' from how a student names the hook ('kprobe',
+    'tracepoint:task:task_newtask', 'kernel_clone', 'TRACEPOINT', ...); None
+    when it names neither, or both."""
+    text = _norm(hook) if isinstance(hook, str) else ""
+    said = {k for k, words in (("kprobe", ("kprobe", "kernel_clone", "_do_fork")),
+                               ("tracepoint", ("tracepoint", "task_newtask")))
+            if any(w in text for w in words)}
+    return said.pop() if len(said) == 1 else None
 
 
 def _real_hook() -> tuple[str, str]:
