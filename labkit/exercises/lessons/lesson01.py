@@ -253,7 +253,8 @@ def _check_threads_by_comm(answer) -> tuple[str, dict]:
     if df.empty:
         c.part("counts the threads", False, "the map 'counts' stayed empty: is the function attached to "
                "task:task_newtask (the only function, or TRACEPOINT_PROBE(task, task_newtask)) and does it "
-               "add to counts?")
+               "add to counts? Or does its test skip every creation? A thread's clone_flags hold many flags: "
+               "test the CLONE_THREAD bit with &, not ==")
         return c.done("")
     value = value_column(df)
     text_cols = [c_ for c_ in df.columns if c_ != value and not pd.api.types.is_numeric_dtype(df[c_])]
@@ -290,7 +291,7 @@ def _check_threads_by_comm(answer) -> tuple[str, dict]:
     diagnosis = _diagnose(got)
     if diagnosis and c.failed:
         try:
-            c.done("")
+            c.done("", counted=n, comms=len(df))
         except Incorrect as e:   # the usual mistake by name first, then the parts that failed
             raise Incorrect(str(e).replace("not yet: ", f"not yet: {diagnosis}. ", 1), parts=e.parts,
                             **e.details) from None
@@ -302,7 +303,7 @@ def _diagnose(got: set[str]) -> str | None:
     """A name for the usual mistakes, by which kinds were counted."""
     every = set(_N)
     if got == every:
-        return ("it counts every creation: the CLONE_THREAD test never returns early "
+        return ("it counts every creation: nothing tests CLONE_THREAD, or the test never returns early "
                 "(careful: `flags & CLONE_THREAD == 0` is `flags & (CLONE_THREAD == 0)`; write "
                 "`!(flags & CLONE_THREAD)`)")
     if got == every - {"thread"}:
