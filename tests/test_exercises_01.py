@@ -198,7 +198,8 @@ Q2_WRONG = [
     ("keyed by pid", student("if (!(args->clone_flags & CLONE_THREAD))\n        return 0;", key="pid"),
      r"no entry for the checker's program \(comm 'lkq-ex01-\w+'\): key the map by the creator's comm"),
     ("printk, no map", PRINTK, r"no map called 'counts'"),
-    ("fork tracepoint", FORK_TRACEPOINT, r"it counts every creation"),
+    ("fork tracepoint", FORK_TRACEPOINT,
+     r"runs on tracepoint sched:sched_process_fork, not on task:task_newtask.*also counted the 8 forks"),
 ]
 
 _CONDITION = "if (!(args->clone_flags & CLONE_THREAD))\n        return 0;"
