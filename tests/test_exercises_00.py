@@ -11,6 +11,7 @@ import re
 import pytest
 
 import labkit
+from kstate import bpf_fds
 from labkit.exercises import lesson
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root", "tracefs")]
@@ -57,7 +58,7 @@ WRONG = [
     ("no hook", lambda t: t.not_ok, r"which hook does trace_clone\(\) use"),
     # a hook that is not one of the two
     ("a uprobe", lambda t: {"not ok": t.not_ok, "hook": "uprobe"}, r"'kprobe' or 'tracepoint', not 'uprobe'"),
-    # names typed from memory: the check is 'hook: kprobe', and 'BTF' is ok on both kernels
+    # a name typed from memory: the doctor's check is 'hook: kprobe'
     ("names from memory", lambda t: {"not ok": t.not_ok + ["kprobes"], "hook": t.hook},
      r"'kprobes' is not a check of the doctor: its names are"),
 ]
@@ -69,6 +70,8 @@ RIGHT = [
     ("a set, and the source string", lambda t: {"not_ok": set(t.checks.name[t.checks.status.isin(["warn", "FAIL"])]),
                                                  "hook": t.source}),
     ("a tuple of the rows and the hook", lambda t: (t.checks.query("status != 'ok'"), t.hook.upper())),
+    ("a dict of name: status", lambda t: {"not ok": {n: s for n, s in zip(t.checks.name, t.checks.status)
+                                                     if s != "ok"}, "hook": f"the {t.hook}"}),
     ("a Series, reversed, and the tracepoint's or function's name", lambda t: {
         "Not OK": t.checks.name[t.checks.status != "ok"][::-1],
         "hook": "task:task_newtask" if t.hook == "tracepoint" else "kernel_clone"}),
@@ -78,8 +81,12 @@ RIGHT = [
 @pytest.fixture
 def q1():
     ex = lesson("00").q1
+    before = bpf_fds()
     yield ex
     assert labkit.live_attachments() == []
+    after = bpf_fds()
+    for kind in ("prog", "link", "perf_event"):
+        assert not set(after[kind]) - set(before[kind]), f"the check left {kind} fds open"
 
 
 @pytest.mark.parametrize("answer,pattern", [w[1:] for w in WRONG], ids=[w[0] for w in WRONG])

@@ -19,6 +19,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import labkit
+from kstate import bpf_fds
 from labkit.exercises import lesson
 from labkit.exercises.framework import snippet_text
 
@@ -65,8 +66,12 @@ Q1_RIGHT = [
 
 @pytest.fixture
 def ex01():
+    before = bpf_fds()
     yield lesson("01")
     assert labkit.live_attachments() == []
+    after = bpf_fds()
+    for kind in ("prog", "link", "perf_event"):
+        assert not set(after[kind]) - set(before[kind]), f"the check left {kind} fds open"
 
 
 @pytest.mark.parametrize("answer,pattern", [w[1:] for w in Q1_WRONG], ids=[w[0] for w in Q1_WRONG])

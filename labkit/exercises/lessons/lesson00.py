@@ -28,7 +28,8 @@ def _norm(name) -> str:
 
 def _names(value) -> list[str]:
     """The check names a student gave: a list/tuple/set, a Series or Index of
-    names, a DataFrame with a ``name`` column, one name, or nothing."""
+    names, a DataFrame with a ``name`` column, a dict keyed by name, one name,
+    or nothing."""
     if value is None:
         return []
     if isinstance(value, pd.DataFrame):
@@ -38,6 +39,8 @@ def _names(value) -> list[str]:
         value = value["name"]
     if isinstance(value, str):
         return [value] if value.strip() else []
+    if isinstance(value, Mapping):                     # {name: status}: the names are its keys
+        value = list(value)
     if isinstance(value, (pd.Series, pd.Index)):
         return [str(v) for v in value.tolist()]
     if isinstance(value, Iterable) and not isinstance(value, Mapping):
