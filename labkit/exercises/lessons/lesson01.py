@@ -148,18 +148,16 @@ def _check_thread_filter(answer) -> tuple[str, dict]:
 
 
 # ------------------------------------------------------------------ q2
-# The test process: its own comm, and every kind of creation, made one after
-# the other by one thread (so even a plain += counts exactly). The counts are
-# powers of two, so the total tells which kinds an answer counted.
-_KINDS = (  # (key, how many, what, why it is not a thread / what it is)
-    ("vm", 1, "clone with CLONE_VM only", "a process that shares memory (CLONE_VM, no CLONE_THREAD)"),
-    ("near", 2, "clones with every thread flag but CLONE_THREAD",
-     "processes with CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_SYSVSEM|... but no CLONE_THREAD"),
-    ("vfork", 4, "vforks", "subprocess and posix_spawn: CLONE_VM|CLONE_VFORK, no CLONE_THREAD"),
-    ("fork", 8, "forks", "os.fork(): no CLONE_VM, no CLONE_THREAD"),
-    ("thread", 16, "threads", "threading.Thread, one of them made by another thread: CLONE_THREAD"),
-)
-_N = {k: n for k, n, _w, _y in _KINDS}
+# The test process: its own comm, and every kind of creation, made one at a
+# time (so even a plain += counts exactly). The counts are powers of two, so
+# the total tells which kinds an answer counted.
+_N = {
+    "vm": 1,       # clone(CLONE_VM): a process that shares memory, no CLONE_THREAD
+    "near": 2,     # clone with CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_SYSVSEM|... but no CLONE_THREAD
+    "vfork": 4,    # subprocess (vfork) and posix_spawn (clone CLONE_VM|CLONE_VFORK)
+    "fork": 8,     # os.fork(): neither CLONE_VM nor CLONE_THREAD
+    "thread": 16,  # threading.Thread (clone3 with CLONE_THREAD), one of them made by another thread
+}
 _ALL = sum(_N.values())
 
 _EX01_CHILD = r"""
@@ -287,12 +285,12 @@ def _check_threads_by_comm(answer) -> tuple[str, dict]:
            "CLONE_THREAD)")
     shared = [k for k in ("vm", "near") if k in got]
     c.part("does not count processes that share memory", not shared,
-           f"it also counted {_N['vm'] * ('vm' in shared) + _N['near'] * ('near' in shared)} processes made with "
+           f"it also counted {plural(sum(_N[k] for k in shared), 'process', 'processes')} made with "
            + " and ".join({"vm": "CLONE_VM alone", "near": "CLONE_VM|CLONE_SIGHAND|CLONE_FILES|... but no "
                            "CLONE_THREAD"}[k] for k in shared)
            + ": they share memory but are not threads — test CLONE_THREAD itself")
     diagnosis = _diagnose(got)
-    if not any(h.endswith("task_newtask") for h in hooks):
+    if hooks and not any(h.endswith("task_newtask") for h in hooks):
         diagnosis = (f"your program runs on {' and '.join(hooks)}, not on task:task_newtask, whose clone_flags "
                      "tell a thread from a process")
     if diagnosis and c.failed:
@@ -313,11 +311,11 @@ def _diagnose(got: set[str]) -> str | None:
                 "(careful: `flags & CLONE_THREAD == 0` is `flags & (CLONE_THREAD == 0)`; write "
                 "`!(flags & CLONE_THREAD)`)")
     if got == every - {"thread"}:
-        return ("the condition is inverted: it counts everything but the threads")
+        return "the condition is inverted: it counts everything but the threads"
     if got == {"thread", "vfork", "vm", "near"}:
-        return ("that is every creation with CLONE_VM (0x100): test CLONE_THREAD (0x10000)")
+        return "that is every creation with CLONE_VM (0x100): test CLONE_THREAD (0x10000)"
     if got == {"vfork"}:
-        return ("that is the creations with CLONE_VFORK (0x4000): test CLONE_THREAD (0x10000)")
+        return "that is the creations with CLONE_VFORK (0x4000): test CLONE_THREAD (0x10000)"
     if got == {"thread", "near"}:
         return ("that is every creation with CLONE_SIGHAND/CLONE_FILES/CLONE_FS: "
                 "test CLONE_THREAD (0x10000)")
