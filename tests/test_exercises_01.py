@@ -6,7 +6,8 @@ must be judged correct, and each check reports its parts.
 q1 traces the whole machine while the checker makes, in this process, a
 thread, a thread made by that thread, a fork, a vfork and a posix_spawn, and
 another process (with this process's comm) makes a thread and a fork.
-q2's test process (its own comm) makes 16 threads (one by a thread), 8 forks,
+q2's test process (its own comm) makes 16 threads from its main thread and 32
+from another thread, 8 forks,
 4 vforks (subprocess, posix_spawn), 1 clone(CLONE_VM) and 2 clones with every
 thread flag but CLONE_THREAD, one after the other from one thread."""
 
@@ -190,7 +191,7 @@ Q2_WRONG = [
     ("CLONE_VM", student("if (!(args->clone_flags & CLONE_VM))\n        return 0;", defines=WITH_CLONE_VM),
      r"every creation with CLONE_VM \(0x100\): test CLONE_THREAD"),
     ("CLONE_VFORK", student("if (!(args->clone_flags & CLONE_VFORK))\n        return 0;", defines=WITH_CLONE_VFORK),
-     r"the creations with CLONE_VFORK \(0x4000\): test CLONE_THREAD.*did not count the 16 threads"),
+     r"the creations with CLONE_VFORK \(0x4000\): test CLONE_THREAD.*did not count the 48 threads"),
     ("CLONE_SIGHAND", student("if (!(args->clone_flags & CLONE_SIGHAND))\n        return 0;",
                               defines=WITH_CLONE_SIGHAND),
      r"CLONE_SIGHAND/CLONE_FILES/CLONE_FS: test CLONE_THREAD.*share memory but are not threads"),
@@ -200,6 +201,10 @@ Q2_WRONG = [
      r"`flags & CLONE_THREAD == 0` is `flags & \(CLONE_THREAD == 0\)`"),
     ("equality", student("if (args->clone_flags != CLONE_THREAD)\n        return 0;"),
      r"stayed empty.*test the CLONE_THREAD bit with &, not =="),
+    # "a thread is when pid != tid", about the creator: only threads' threads are counted
+    ("creator's tid vs pid", student("u64 id = bpf_get_current_pid_tgid();\n    if ((u32)id == (id >> 32))\n"
+                                     "        return 0;"),
+     r"counted only the 32 threads made by a thread other than the main one.*test CLONE_THREAD"),
     ("keyed by pid", student("if (!(args->clone_flags & CLONE_THREAD))\n        return 0;", key="pid"),
      r"no entry for the checker's program \(comm 'lkq-ex01-\w+'\): key the map by the creator's comm"),
     ("printk, no map", PRINTK, r"no map called 'counts'"),
@@ -288,7 +293,7 @@ def test_q2_wrong_answers_are_incorrect_and_say_why(ex01, answer, pattern):
 def test_q2_right_answers_are_correct(ex01, answer):
     r = ex01.q2.check(answer)
     assert r.status == "correct", r.message
-    assert r.details["counted"] == 16 and r.score == 1.0 and len(r.parts) == 5
+    assert r.details["counted"] == 48 and r.score == 1.0 and len(r.parts) == 5
 
 
 def test_q2_a_bpf_cell_is_an_answer(ex01):
@@ -316,7 +321,7 @@ def test_q2_parts(ex01):
     assert {p.name: p.passed for p in r.parts} == {
         "keyed by the creator's comm": True, "counts the threads": True, "does not count forks": True,
         "does not count vforks": False, "does not count processes that share memory": False}
-    assert r.score == 0.6 and r.details["counted"] == 16 + 4 + 1 + 2
+    assert r.score == 0.6 and r.details["counted"] == 48 + 4 + 1 + 2
     r = ex01.q2.check(student(_CONDITION, key="pid"))   # right test, wrong key: judged on its pid's entry
     assert [(p.name, p.passed) for p in r.parts if not p.passed] == [("keyed by the creator's comm", False)]
     assert r.score == 0.8

@@ -156,8 +156,10 @@ _N = {
     "near": 2,     # clone with CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_SYSVSEM|... but no CLONE_THREAD
     "vfork": 4,    # subprocess (vfork) and posix_spawn (clone CLONE_VM|CLONE_VFORK)
     "fork": 8,     # os.fork(): neither CLONE_VM nor CLONE_THREAD
-    "thread": 16,  # threading.Thread (clone3 with CLONE_THREAD), one of them made by another thread
+    "thread": 16,  # threading.Thread (clone3 with CLONE_THREAD) made by the main thread
+    "nested": 32,  # threads made by another thread (the first of those 16)
 }
+_THREADS = _N["thread"] + _N["nested"]
 _ALL = sum(_N.values())
 
 _EX01_CHILD = r"""
@@ -198,9 +200,10 @@ for _ in range(N_FORK):
     if pid == 0:
         os._exit(0)
     os.waitpid(pid, 0)
-def nested():
-    t = threading.Thread(target=lambda: None); t.start(); t.join()
-for i in range(N_THREAD - 1):                          # one of them makes the last thread
+def nested():                                         # threads made by a thread, not the main one
+    for _ in range(N_NESTED):
+        t = threading.Thread(target=lambda: None); t.start(); t.join()
+for i in range(N_THREAD):
     t = threading.Thread(target=nested if i == 0 else (lambda: None)); t.start(); t.join()
 print(os.getpid())
 """
@@ -248,7 +251,7 @@ def _check_threads_by_comm(answer) -> tuple[str, dict]:
         child = int(r.stdout.split()[-1])
         # task_newtask runs in the creating task before clone() returns: every count is in by now
         df = map_dataframe(prog, "counts")
-    made = (f"'{comm}' created {_N['thread']} threads, {_N['fork']} forks, {_N['vfork']} vforks and "
+    made = (f"'{comm}' created {_THREADS} threads, {_N['fork']} forks, {_N['vfork']} vforks and "
             f"{_N['vm'] + _N['near']} processes that share its memory")
     c = Checklist()
     if df.empty:
@@ -275,9 +278,17 @@ def _check_threads_by_comm(answer) -> tuple[str, dict]:
                "twice (two functions on the hook, or one attached twice)?")
         return c.done("", counted=n)
     got = _kinds_in(n)
-    c.part("counts the threads", "thread" in got,
-           f"it did not count the {_N['thread']} threads (clone_flags with CLONE_THREAD, 0x10000)"
-           + (": nothing at all was counted for it" if n == 0 else ""))
+    if "thread" not in got and "nested" not in got:
+        why = (f"it did not count the {_THREADS} threads (clone_flags with CLONE_THREAD, 0x10000)"
+               + (": nothing at all was counted for it" if n == 0 else ""))
+    elif "nested" not in got:
+        why = (f"it counted the {_N['thread']} threads made by the main thread but not the {_N['nested']} made by "
+               "another thread: who creates does not tell a thread from a process, CLONE_THREAD does")
+    else:
+        why = (f"it counted only the {_N['nested']} threads made by a thread other than the main one, not the "
+               f"{_N['thread']} made by the main thread: pid != tid says who creates, not what is created — "
+               "test CLONE_THREAD in clone_flags")
+    c.part("counts the threads", {"thread", "nested"} <= got, why)
     c.part("does not count forks", "fork" not in got,
            f"it also counted the {_N['fork']} forks (os.fork(): no CLONE_THREAD)")
     c.part("does not count vforks", "vfork" not in got,
@@ -299,7 +310,7 @@ def _check_threads_by_comm(answer) -> tuple[str, dict]:
         except Incorrect as e:   # the usual mistake by name first, then the parts that failed
             raise Incorrect(str(e).replace("not yet: ", f"not yet: {diagnosis}. ", 1), parts=e.parts,
                             **e.details) from None
-    return c.done(f"yes: {made}, and your map counted exactly its {_N['thread']} threads "
+    return c.done(f"yes: {made}, and your map counted exactly its {_THREADS} threads "
                   f"({plural(len(df), 'key')} counted in all)", counted=n, comms=len(df))
 
 
@@ -310,13 +321,13 @@ def _diagnose(got: set[str]) -> str | None:
         return ("it counts every creation: nothing tests CLONE_THREAD, or the test never returns early "
                 "(careful: `flags & CLONE_THREAD == 0` is `flags & (CLONE_THREAD == 0)`; write "
                 "`!(flags & CLONE_THREAD)`)")
-    if got == every - {"thread"}:
+    if got == every - {"thread", "nested"}:
         return "the condition is inverted: it counts everything but the threads"
-    if got == {"thread", "vfork", "vm", "near"}:
+    if got == {"thread", "nested", "vfork", "vm", "near"}:
         return "that is every creation with CLONE_VM (0x100): test CLONE_THREAD (0x10000)"
     if got == {"vfork"}:
         return "that is the creations with CLONE_VFORK (0x4000): test CLONE_THREAD (0x10000)"
-    if got == {"thread", "near"}:
+    if got == {"thread", "nested", "near"}:
         return ("that is every creation with CLONE_SIGHAND/CLONE_FILES/CLONE_FS: "
                 "test CLONE_THREAD (0x10000)")
     return None
