@@ -4,15 +4,17 @@ program that counts only thread creations per comm (q2)."""
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import subprocess
 import sys
 import threading
-import time
 
 import pandas as pd
 
 from labkit._errors import LabkitError
 from labkit.exercises.framework import (
+    Checklist,
     Exercise,
     Incorrect,
     Lesson,
@@ -28,113 +30,307 @@ from labkit.views.tables import map_dataframe
 
 __all__ = ["build"]
 
+_TRUE = "/bin/true" if os.path.exists("/bin/true") else (shutil.which("true") or "true")
 
-_OTHER_THREAD = "import threading; t = threading.Thread(target=lambda: None); t.start(); t.join()"
+
+# ------------------------------------------------------------------ q1
+# another process, with this process's comm (so a filter on comm is caught),
+# that creates a thread and a process of its own
+_OTHER = r"""
+import ctypes, os, sys, threading
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)     # PR_SET_NAME
+t = threading.Thread(target=lambda: None); t.start(); t.join()
+p = os.fork()
+if p == 0:
+    os._exit(0)
+os.waitpid(p, 0)
+"""
 
 
 def _apply_filter(answer, df, me: int):
     if isinstance(answer, str):
-        out = df.query(answer, local_dict={"me": me})
+        out = df.query(answer, local_dict={"me": me})   # @me: this process's pid
     elif callable(answer):
         out = answer(df.copy())
     else:
         raise Incorrect("the answer must be a function taking the DataFrame (e.g. lambda df: df[...]) "
-                        "or a pandas query string")
+                        "or a pandas query string (in which @me is this process's pid)")
     if isinstance(out, pd.Series) and out.dtype == bool:
         out = df[out.reindex(df.index, fill_value=False)]
     if not isinstance(out, pd.DataFrame):
         raise Incorrect(f"your filter returned a {type(out).__name__}, not a DataFrame")
-    if "child_pid" not in out.columns:
-        raise Incorrect("keep the columns (at least child_pid): filter rows, do not select columns")
+    if not {"child_pid", "pid"} <= set(out.columns):
+        raise Incorrect("keep the columns (at least pid and child_pid): filter rows, do not select columns")
     return out
+
+
+def _thread_comm() -> str:
+    try:
+        with open("/proc/thread-self/comm") as f:
+            return f.read().strip() or "python3"
+    except OSError:
+        return "python3"
+
+
+def _make_creations(me: int) -> dict:
+    """Create, in this process, a thread, a thread made by that thread, a fork,
+    a vfork (subprocess) and a posix_spawn; and start another process (same
+    comm) that creates a thread and a fork. Returns what was made."""
+    nested: list[int] = []
+
+    def parent_thread() -> None:
+        inner = threading.Thread(target=lambda: None)
+        inner.start()
+        inner.join()
+        nested.append(inner.native_id)
+
+    t = threading.Thread(target=parent_thread)
+    t.start()
+    t.join()
+    fork = os.fork()
+    if fork == 0:
+        os._exit(0)
+    os.waitpid(fork, 0)
+    vfork = subprocess.Popen([_TRUE])
+    vfork.wait()
+    spawn = os.posix_spawn(_TRUE, [_TRUE], os.environ)
+    os.waitpid(spawn, 0)
+    other = subprocess.Popen([sys.executable, "-c", _OTHER, _thread_comm()])
+    if other.wait(timeout=30) != 0:
+        raise LabkitError("the checker's other process failed; run the check again")
+    return {"threads": {t.native_id, *nested}, "by_thread": set(nested), "processes": {fork, vfork.pid, spawn},
+            "other": other.pid, "me": me}
 
 
 def _check_thread_filter(answer) -> tuple[str, dict]:
     me = os.getpid()
     with Lab() as lab:
         s = lab.trace_clone(name="exercise 01 q1")           # every process on the machine
-        t = threading.Thread(target=lambda: None)
-        t.start()
-        t.join()
-        ours = t.native_id
-        child = subprocess.Popen(["true"])                    # a process we create
-        child.wait()
-        other = subprocess.Popen([sys.executable, "-c", _OTHER_THREAD])   # a thread another process creates
-        other.wait()
+        made = _make_creations(me)
 
         def ready(df):
-            return ({ours, child.pid} <= set(df.child_pid)
-                    and ((df.pid == other.pid) & (df.kind == "thread")).any())
-        if not s.wait(ready, timeout=5):
-            raise LabkitError("the checker's own events did not all arrive within 5 s; run it again")
+            mine = set(df.child_pid[df.pid == me])
+            theirs = set(df.kind[df.pid == made["other"]])
+            return (made["threads"] | made["processes"] | {made["other"]}) <= mine and {"thread", "fork"} <= theirs
+        if not s.wait(ready, timeout=10):
+            raise LabkitError("the checker's own events did not all arrive within 10 s; run it again")
         df = s.to_dataframe()
     got_df = _apply_filter(answer, df, me)
-    expected = set(df[(df.pid == me) & (df.kind == "thread")].child_pid)
     got = set(got_df.child_pid)
-    why = []
-    extra_other = got_df[got_df.pid != me]
-    if len(extra_other):
-        ex = extra_other.iloc[0]
-        why.append(f"it kept {plural(len(extra_other), 'creation')} by other processes (e.g. pid {ex.pid}, comm "
-                   f"{ex.comm!r}): keep only pid == os.getpid()")
-    extra_kind = got_df[(got_df.pid == me) & (got_df.kind != "thread")]
-    if len(extra_kind):
-        why.append(f"it kept {plural(len(extra_kind), 'process', 'processes')} this process created (kind "
-                   f"{', '.join(sorted(set(extra_kind.kind)))}, e.g. child {extra_kind.child_pid.iloc[0]}): "
-                   "keep only kind == 'thread'")
-    missed = expected - got
-    if missed:
-        why.append(f"it dropped {plural(len(missed), 'thread')} this process created (e.g. {min(missed)})")
-    if why:
-        raise Incorrect("not yet: " + "; ".join(why),
-                        expected=sorted(expected), got=sorted(got))
-    return (f"yes: out of {len(df)} creations on the whole machine your filter kept exactly the "
-            f"{len(expected)} threads of this process (among them {ours})"), {"kept": len(expected)}
+    expected = df[(df.pid == me) & (df.kind == "thread")]
+    c = Checklist()
+    missed = expected[(expected.tid == me) & ~expected.child_pid.isin(got)]
+    c.part("keeps the threads this process created", missed.empty,
+           f"it dropped {plural(len(missed), 'thread')} this process created"
+           + (f" (e.g. {missed.child_pid.iloc[0]})" if len(missed) else ""))
+    missed = expected[(expected.tid != me) & ~expected.child_pid.isin(got)]
+    c.part("keeps the threads created by this process's other threads", missed.empty,
+           f"it dropped {plural(len(missed), 'thread')} that another thread of this process created"
+           + (f" (e.g. thread {missed.child_pid.iloc[0]}, made by thread {missed.tid.iloc[0]})" if len(missed) else "")
+           + ": the pid column is the creating process, tid the creating thread — compare pid, not tid")
+    procs = got_df[(got_df.pid == me) & (got_df.kind != "thread")]
+    c.part("drops the processes this process created (fork, vfork)", procs.empty,
+           f"it kept {plural(len(procs), 'process', 'processes')} this process created"
+           + (f" (kind {', '.join(sorted(set(procs.kind)))}, e.g. child {procs.child_pid.iloc[0]})" if len(procs) else "")
+           + ": keep only kind == 'thread'")
+    others = got_df[got_df.pid != me]
+    others = others.iloc[(others.pid != made["other"]).argsort(kind="stable")]   # the checker's own first
+    example = ""
+    if len(others):
+        o = others.iloc[0]
+        example = (f" (e.g. a {o.kind} by pid {o.pid}, comm {o.comm!r}"
+                   + (", the same comm as this process" if o.pid == made["other"] else "") + ")")
+    c.part("drops what other processes created", others.empty,
+           f"it kept {plural(len(others), 'creation')} by other processes{example}: keep only pid == os.getpid()")
+    return c.done(f"yes: out of {len(df)} creations on the whole machine your filter kept exactly the "
+                  f"{len(expected)} threads of this process (among them {min(made['by_thread'])}, made by one "
+                  "of its threads)", kept=len(expected), expected=sorted(set(expected.child_pid)), got=sorted(got))
 
+
+# ------------------------------------------------------------------ q2
+# The test process: its own comm, and every kind of creation, made one at a
+# time (so even a plain += counts exactly). The counts are powers of two, so
+# the total tells which kinds an answer counted.
+_N = {
+    "vm": 1,       # clone(CLONE_VM): a process that shares memory, no CLONE_THREAD
+    "near": 2,     # clone with CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_SYSVSEM|... but no CLONE_THREAD
+    "vfork": 4,    # subprocess (vfork) and posix_spawn (clone CLONE_VM|CLONE_VFORK)
+    "fork": 8,     # os.fork(): neither CLONE_VM nor CLONE_THREAD
+    "thread": 16,  # threading.Thread (clone3 with CLONE_THREAD) made by the main thread
+    "nested": 32,  # threads made by another thread (the first of those 16)
+}
+_THREADS = _N["thread"] + _N["nested"]
+_ALL = sum(_N.values())
 
 _EX01_CHILD = r"""
-import ctypes, os, threading
-ctypes.CDLL(None).prctl(15, b"lkq-ex01", 0, 0, 0)      # PR_SET_NAME: this comm
-ts = [threading.Thread(target=lambda: None) for _ in range(4)]
-for t in ts: t.start()
-for t in ts: t.join()
-for _ in range(2):
+import ctypes, os, platform, subprocess, threading
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl(15, COMM, 0, 0, 0)                         # PR_SET_NAME: this comm
+CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
+CLONE_SYSVSEM, CLONE_SETTLS, CLONE_PARENT_SETTID, CLONE_CHILD_CLEARTID = 0x40000, 0x80000, 0x100000, 0x200000
+SIGCHLD = 17
+# glibc's clone(fn, stack, flags, arg, ptid, tls, ctid): the child runs fn = _exit on its own stack
+libc.clone.restype = ctypes.c_int
+libc.clone.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int] + [ctypes.c_void_p] * 4
+exit_fn = ctypes.cast(libc._exit, ctypes.c_void_p).value
+stack = ctypes.create_string_buffer(64 * 1024)
+top = (ctypes.addressof(stack) + len(stack) - 256) & ~0xF
+tid = ctypes.c_int(0)
+def vm_clone(flags, tls=None):
+    pid = libc.clone(exit_fn, top, flags | SIGCHLD, None, ctypes.byref(tid), tls, ctypes.byref(tid))
+    if pid < 0:
+        raise OSError(ctypes.get_errno(), "clone")
+    os.waitpid(pid, 0)
+tls = None
+if platform.machine() == "x86_64":                     # CLONE_SETTLS too: this thread's own TLS base
+    base = ctypes.c_ulong(0)
+    libc.syscall.restype = ctypes.c_long
+    if libc.syscall(158, 0x1003, ctypes.byref(base)) == 0 and base.value:   # arch_prctl(ARCH_GET_FS)
+        tls = base.value
+for _ in range(N_VM):
+    vm_clone(CLONE_VM)
+near = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_SYSVSEM | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID
+for _ in range(N_NEAR):
+    vm_clone(near | (CLONE_SETTLS if tls else 0), tls)
+for _ in range(N_VFORK // 2):
+    subprocess.run([TRUE], check=True)                 # _posixsubprocess: vfork
+    os.waitpid(os.posix_spawn(TRUE, [TRUE], os.environ), 0)   # glibc: clone(CLONE_VM|CLONE_VFORK)
+for _ in range(N_FORK):
     pid = os.fork()
     if pid == 0:
         os._exit(0)
     os.waitpid(pid, 0)
+def nested():                                         # threads made by a thread, not the main one
+    for _ in range(N_NESTED):
+        t = threading.Thread(target=lambda: None); t.start(); t.join()
+for i in range(N_THREAD):
+    t = threading.Thread(target=nested if i == 0 else (lambda: None)); t.start(); t.join()
+print(os.getpid())
 """
 
 
+def _child_code(comm: str) -> str:
+    code = _EX01_CHILD.replace("COMM", repr(comm.encode())).replace("TRUE", repr(_TRUE))
+    for k, n in _N.items():
+        code = code.replace(f"N_{k.upper()}", str(n))
+    return code
+
+
+def _attach_to(lab: Lab, prog, tracepoint: str, name: str) -> list[str]:
+    """Attach the answer's function to ``tracepoint``, unless the answer is
+    already attached by itself (BCC-named functions: TRACEPOINT_PROBE(...),
+    RAW_TRACEPOINT_PROBE(...), ...): then it is judged by what it counts.
+    Returns the hooks the answer runs on ("tracepoint task:task_newtask", ...)."""
+    autos = [p for att in prog.auto_attachments for p in att.probes]
+    hooks = [f"{kind} {target}" for kind, target, _fn in autos]
+    if any(kind == "tracepoint" and target == tracepoint for kind, target, _fn in autos):
+        return hooks
+    rest = [fn for fn in prog.functions if fn not in {fn for _k, _t, fn in autos}]
+    if not rest:
+        return hooks
+    if len(rest) > 1:
+        raise Incorrect(f"the program has {len(rest)} functions that nothing attaches ({', '.join(rest)}): "
+                        f"keep the one for {tracepoint}, or name it TRACEPOINT_PROBE({tracepoint.replace(':', ', ')})")
+    lab.attach_tracepoint(prog, tracepoint, fn=rest[0], name=name)
+    return hooks + [f"tracepoint {tracepoint}"]
+
+
+def _kinds_in(n: int) -> set[str]:
+    return {k for k, m in _N.items() if n & m}
+
+
 def _check_threads_by_comm(answer) -> tuple[str, dict]:
+    comm = "lkq-ex01-" + secrets.token_hex(2)
     with Lab() as lab:
         prog = load_answer(lab, answer, name="your answer")
         need_map(prog, "counts")
-        lab.attach_tracepoint(prog, "task:task_newtask", name="exercise 01 q2")
-        r = run_python(_EX01_CHILD)
+        hooks = _attach_to(lab, prog, "task:task_newtask", "exercise 01 q2")
+        r = run_python(_child_code(comm), timeout=60)
         if r.returncode != 0:
             raise LabkitError(f"the checker's test process failed: {r.stderr.strip()[-300:]}")
-        time.sleep(0.05)
+        child = int(r.stdout.split()[-1])
+        # task_newtask runs in the creating task before clone() returns: every count is in by now
         df = map_dataframe(prog, "counts")
+    made = (f"'{comm}' created {_THREADS} threads, {_N['fork']} forks, {_N['vfork']} vforks and "
+            f"{_N['vm'] + _N['near']} processes that share its memory")
+    c = Checklist()
     if df.empty:
-        raise Incorrect("the map 'counts' stayed empty: is the function attached (it is the only one?) "
-                        "and does it count with counts.increment(key)?")
+        c.part("counts the threads", False, "the map 'counts' stayed empty: is the function attached to "
+               "task:task_newtask (the only function, or TRACEPOINT_PROBE(task, task_newtask)) and does it "
+               "add to counts? Or does its test skip every creation? A thread's clone_flags hold many flags: "
+               "test the CLONE_THREAD bit with &, not ==")
+        return c.done("")
     value = value_column(df)
-    text_cols = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
-    rows = df[df[text_cols].eq("lkq-ex01").any(axis=1)] if text_cols else df.iloc[0:0]
-    if rows.empty:
-        raise Incorrect("no entry for the checker's program (comm 'lkq-ex01', which made 4 threads and 2 "
-                        "processes): key the map by the creator's comm (bpf_get_current_comm)",
-                        keys=df.drop(columns=[value]).head(5).to_dict("records"))
+    text_cols = [c_ for c_ in df.columns if c_ != value and not pd.api.types.is_numeric_dtype(df[c_])]
+    rows = df[df[text_cols].eq(comm).any(axis=1)] if text_cols else df.iloc[0:0]
+    keyed = c.part("keyed by the creator's comm", not rows.empty,
+                   f"no entry for the checker's program (comm '{comm}'): key the map by the creator's comm "
+                   "(bpf_get_current_comm), as count_by_comm.c does")
+    if not keyed:   # keyed by something else: judge the rest on the test process's own entry, if there is one
+        ints = [c_ for c_ in df.columns if c_ != value and pd.api.types.is_integer_dtype(df[c_])]
+        rows = df[df[ints].eq(child).any(axis=1)] if ints else df.iloc[0:0]
+        if rows.empty:
+            return c.done("")
     n = int(rows[value].sum())
-    if n == 6:
-        raise Incorrect("counted 6 for 'lkq-ex01': that is its 4 threads *and* its 2 forks. Count only "
-                        "creations whose clone_flags have CLONE_THREAD (0x10000)", counted=n)
-    if n != 4:
-        raise Incorrect(f"counted {n} for 'lkq-ex01', which created exactly 4 threads (and 2 processes)",
-                        counted=n)
-    return ("yes: 'lkq-ex01' created 4 threads and 2 processes, and your map counted exactly its 4 threads "
-            f"({plural(len(df), 'comm')} counted in all)"), {"counted": n, "comms": len(df)}
+    if n > _ALL or n < 0:
+        c.part("counts each thread once", False,
+               f"counted {n} for '{comm}', more than every creation it made ({_ALL}): is each one counted "
+               "twice (two functions on the hook, or one attached twice)?")
+        return c.done("", counted=n)
+    got = _kinds_in(n)
+    if "thread" not in got and "nested" not in got:
+        why = (f"it did not count the {_THREADS} threads (clone_flags with CLONE_THREAD, 0x10000)"
+               + (": nothing at all was counted for it" if n == 0 else ""))
+    elif "nested" not in got:
+        why = (f"it counted the {_N['thread']} threads made by the main thread but not the {_N['nested']} made by "
+               "another thread: who creates does not tell a thread from a process, CLONE_THREAD does")
+    else:
+        why = (f"it counted only the {_N['nested']} threads made by a thread other than the main one, not the "
+               f"{_N['thread']} made by the main thread: pid != tid says who creates, not what is created — "
+               "test CLONE_THREAD in clone_flags")
+    c.part("counts the threads", {"thread", "nested"} <= got, why)
+    c.part("does not count forks", "fork" not in got,
+           f"it also counted the {_N['fork']} forks (os.fork(): no CLONE_THREAD)")
+    c.part("does not count vforks", "vfork" not in got,
+           f"it also counted the {_N['vfork']} vforks (subprocess, posix_spawn: CLONE_VFORK|CLONE_VM, no "
+           "CLONE_THREAD)")
+    shared = [k for k in ("vm", "near") if k in got]
+    c.part("does not count processes that share memory", not shared,
+           f"it also counted {plural(sum(_N[k] for k in shared), 'process', 'processes')} made with "
+           + " and ".join({"vm": "CLONE_VM alone", "near": "CLONE_VM|CLONE_SIGHAND|CLONE_FILES|... but no "
+                           "CLONE_THREAD"}[k] for k in shared)
+           + ": they share memory but are not threads — test CLONE_THREAD itself")
+    diagnosis = _diagnose(got)
+    if hooks and not any(h.endswith("task_newtask") for h in hooks):
+        diagnosis = (f"your program runs on {' and '.join(hooks)}, not on task:task_newtask, whose clone_flags "
+                     "tell a thread from a process")
+    if diagnosis and c.failed:
+        try:
+            c.done("", counted=n, comms=len(df))
+        except Incorrect as e:   # the usual mistake by name first, then the parts that failed
+            raise Incorrect(str(e).replace("not yet: ", f"not yet: {diagnosis}. ", 1), parts=e.parts,
+                            **e.details) from None
+    return c.done(f"yes: {made}, and your map counted exactly its {_THREADS} threads "
+                  f"({plural(len(df), 'key')} counted in all)", counted=n, comms=len(df))
+
+
+def _diagnose(got: set[str]) -> str | None:
+    """A name for the usual mistakes, by which kinds were counted."""
+    every = set(_N)
+    if got == every:
+        return ("it counts every creation: nothing tests CLONE_THREAD, or the test never returns early "
+                "(careful: `flags & CLONE_THREAD == 0` is `flags & (CLONE_THREAD == 0)`; write "
+                "`!(flags & CLONE_THREAD)`)")
+    if got == every - {"thread", "nested"}:
+        return "the condition is inverted: it counts everything but the threads"
+    if got == {"thread", "nested", "vfork", "vm", "near"}:
+        return "that is every creation with CLONE_VM (0x100): test CLONE_THREAD (0x10000)"
+    if got == {"vfork"}:
+        return "that is the creations with CLONE_VFORK (0x4000): test CLONE_THREAD (0x10000)"
+    if got == {"thread", "nested", "near"}:
+        return ("that is every creation with CLONE_SIGHAND/CLONE_FILES/CLONE_FS: "
+                "test CLONE_THREAD (0x10000)")
+    return None
 
 
 def build() -> Lesson:
@@ -142,25 +338,28 @@ def build() -> Lesson:
     return Lesson("01", "Hello clone", [
         Exercise(
             "q1",
-            "Write a filter (a function of the DataFrame, or a pandas query string where @me is this "
-            "process's pid) that keeps only the threads created by this process (os.getpid()).",
+            "Write a filter that keeps only the threads created by this process (os.getpid()): a function "
+            "of the DataFrame, or a pandas query string, in which the checker defines @me as this "
+            "process's pid.",
             _check_thread_filter,
-            "Two conditions: who created it (the pid column is the creator's process id) and what was "
-            "created (the kind column: fork, vfork or thread). Combine them with & in a boolean mask.",
+            "Two conditions: who created it (the pid column is the creating process; tid is the creating "
+            "thread, which need not be the main one) and what was created (the kind column: fork, vfork or "
+            "thread). Combine them with & in a boolean mask, or with 'and' in a query string.",
             "my_filter = lambda df: df[(df.pid == os.getpid()) & (df.kind == 'thread')]\n"
             "# or the query string: \"pid == @me and kind == 'thread'\"",
             lambda: (lambda df: df[(df.pid == os.getpid()) & (df.kind == "thread")]),
         ),
         Exercise(
             "q2",
-            "Change count_by_comm.c so that it counts only *thread* creations, per comm, in a map called "
-            "counts (hook: tracepoint task:task_newtask).",
+            "Change count_by_comm.c so that it counts only *thread* creations, per comm (the creator's, "
+            "as count_by_comm.c keys it), in a map called counts (hook: tracepoint task:task_newtask).",
             _check_threads_by_comm,
-            "The tracepoint's arguments (see trace_clone.c's struct task_newtask_args) include clone_flags; "
-            "a new thread has CLONE_THREAD (0x00010000) set. Return early when it is not set.",
+            "The tracepoint's arguments (see trace_clone.c's struct task_newtask_args, or "
+            "TRACEPOINT_PROBE(task, task_newtask)'s args) include clone_flags; a new thread has CLONE_THREAD "
+            "(0x00010000) set. CLONE_VM or CLONE_VFORK are not enough: processes can share memory too. "
+            "Return early when CLONE_THREAD is not set.",
             lambda: snippet_text("solution_01_threads_by_comm"),
             lambda: "solution_01_threads_by_comm",
             "c",
         ),
     ])
-
