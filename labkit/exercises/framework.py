@@ -385,20 +385,22 @@ def load_answer(lab: Lab, answer: Any, *, name: str, **kw) -> Program:
 
 
 def attach_answer(lab: Lab, prog: Program, tracepoint: str, name: str) -> list[str]:
-    """Put the answer on ``tracepoint``, unless a BCC-named function
-    (TRACEPOINT_PROBE, ...) is already there since the load. Returns the hooks
-    the answer's BCC-named functions attached themselves to."""
-    auto = [(kind, target, fn) for a in prog.auto_attachments for kind, target, fn in a.probes]
-    if any(kind == "tracepoint" and target == tracepoint for kind, target, _ in auto):
-        return [f"{k} {t}" for k, t, _ in auto]
-    free = [fn for fn in prog.functions if fn not in {fn for _, _, fn in auto}]
-    if len(free) == 1:
-        lab.attach_tracepoint(prog, tracepoint, fn=free[0], name=name)
-    elif len(free) > 1:
-        raise Incorrect(f"your program has {len(free)} functions ({', '.join(free)}): the checker attaches one "
-                        f"function to {tracepoint}; keep one, or name it the BCC way "
-                        f"(TRACEPOINT_PROBE({', '.join(tracepoint.split(':'))}))")
-    return [f"{k} {t}" for k, t, _ in auto]
+    """Attach the answer's function to ``tracepoint``, unless the answer is
+    already attached by itself (BCC-named functions: TRACEPOINT_PROBE(...),
+    RAW_TRACEPOINT_PROBE(...), ...): then it is judged by what it counts.
+    Returns the hooks the answer runs on ("tracepoint task:task_newtask", ...)."""
+    autos = [p for att in prog.auto_attachments for p in att.probes]
+    hooks = [f"{kind} {target}" for kind, target, _fn in autos]
+    if any(kind == "tracepoint" and target == tracepoint for kind, target, _fn in autos):
+        return hooks
+    rest = [fn for fn in prog.functions if fn not in {fn for _k, _t, fn in autos}]
+    if not rest:
+        return hooks
+    if len(rest) > 1:
+        raise Incorrect(f"the program has {len(rest)} functions that nothing attaches ({', '.join(rest)}): "
+                        f"keep the one for {tracepoint}, or name it TRACEPOINT_PROBE({tracepoint.replace(':', ', ')})")
+    lab.attach_tracepoint(prog, tracepoint, fn=rest[0], name=name)
+    return hooks + [f"tracepoint {tracepoint}"]
 
 
 def snippet_text(name: str) -> str:

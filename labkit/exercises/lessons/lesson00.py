@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -29,8 +30,20 @@ _DOCTOR = "import json, labkit; print(json.dumps(labkit.doctor().to_dict('record
 _ROOT = str(Path(__file__).resolve().parents[3])   # where this labkit is imported from
 
 
+_DOCTOR_FRESH_S = 60.0   # a check within a minute of the last reuses its table (the doctor takes seconds)
+_last_doctor: list = []  # [(monotonic time, table)]
+
+
 def _doctor() -> pd.DataFrame:
-    """labkit.doctor()'s table, as this machine says it now."""
+    """labkit.doctor()'s table, as this machine says it now (at most a minute old)."""
+    if _last_doctor and time.monotonic() - _last_doctor[0][0] < _DOCTOR_FRESH_S:
+        return _last_doctor[0][1].copy()
+    table = _run_doctor()
+    _last_doctor[:] = [(time.monotonic(), table)]
+    return table.copy()
+
+
+def _run_doctor() -> pd.DataFrame:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)}
     r = subprocess.run([sys.executable, "-c", _DOCTOR], capture_output=True, text=True, timeout=300, env=env)
     if r.returncode != 0 or not r.stdout.strip():

@@ -18,6 +18,7 @@ from labkit.exercises.framework import (
     Exercise,
     Incorrect,
     Lesson,
+    attach_answer,
     load_answer,
     need_map,
     plural,
@@ -216,25 +217,6 @@ def _child_code(comm: str) -> str:
     return code
 
 
-def _attach_to(lab: Lab, prog, tracepoint: str, name: str) -> list[str]:
-    """Attach the answer's function to ``tracepoint``, unless the answer is
-    already attached by itself (BCC-named functions: TRACEPOINT_PROBE(...),
-    RAW_TRACEPOINT_PROBE(...), ...): then it is judged by what it counts.
-    Returns the hooks the answer runs on ("tracepoint task:task_newtask", ...)."""
-    autos = [p for att in prog.auto_attachments for p in att.probes]
-    hooks = [f"{kind} {target}" for kind, target, _fn in autos]
-    if any(kind == "tracepoint" and target == tracepoint for kind, target, _fn in autos):
-        return hooks
-    rest = [fn for fn in prog.functions if fn not in {fn for _k, _t, fn in autos}]
-    if not rest:
-        return hooks
-    if len(rest) > 1:
-        raise Incorrect(f"the program has {len(rest)} functions that nothing attaches ({', '.join(rest)}): "
-                        f"keep the one for {tracepoint}, or name it TRACEPOINT_PROBE({tracepoint.replace(':', ', ')})")
-    lab.attach_tracepoint(prog, tracepoint, fn=rest[0], name=name)
-    return hooks + [f"tracepoint {tracepoint}"]
-
-
 def _kinds_in(n: int) -> set[str]:
     return {k for k, m in _N.items() if n & m}
 
@@ -244,7 +226,7 @@ def _check_threads_by_comm(answer) -> tuple[str, dict]:
     with Lab() as lab:
         prog = load_answer(lab, answer, name="your answer")
         need_map(prog, "counts")
-        hooks = _attach_to(lab, prog, "task:task_newtask", "exercise 01 q2")
+        hooks = attach_answer(lab, prog, "task:task_newtask", "exercise 01 q2")
         r = run_python(_child_code(comm), timeout=60)
         if r.returncode != 0:
             raise LabkitError(f"the checker's test process failed: {r.stderr.strip()[-300:]}")
