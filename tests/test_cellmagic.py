@@ -87,7 +87,10 @@ def test_verifier_error_points_at_the_cell_line(shell):
 
     with pytest.raises(labkit.VerifierError) as ei:
         prog.load("lk_xdp", bcc.BPF.XDP)
-    assert "@ unchecked:5" in ei.value.log
+    log = ei.value.log
+    assert "; return p[20] ? XDP_PASS : XDP_DROP;" in log       # the cell's own line, quoted by the verifier
+    if " @ " in log:                  # kernels that annotate lines (6.2+): mapped to the cell's line number
+        assert "@ unchecked:5" in log
 
 
 @pytest.mark.parametrize("line,says", [
