@@ -5,6 +5,7 @@ the kernel, and write the HTML."""
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,7 @@ def run_notebook(path: Path, out_dir: Path, *, timeout: int = DEFAULT_TIMEOUT,
     a notebook's own failure (see ``Result.ok`` / ``Result.error``)."""
     import nbformat  # lazy (with nbclient): heavy, only running a notebook needs them
     from nbclient import NotebookClient
+    from traitlets.config import Config
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     path = Path(path).resolve()
@@ -81,8 +83,13 @@ def run_notebook(path: Path, out_dir: Path, *, timeout: int = DEFAULT_TIMEOUT,
         res.seconds = time.monotonic() - t0
         return res
 
+    # the kernel talks to us over Unix sockets in a private directory, not TCP on
+    # loopback: nothing else on the machine can reach a root kernel (and the
+    # kernel does not warn about unencrypted TCP for every lesson)
+    sockets = tempfile.TemporaryDirectory(prefix="labkit-report-")
+    ipc = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets.name, "kernel")}})
     client = NotebookClient(
-        nb, kernel_name=kernel_name, timeout=timeout, startup_timeout=120,
+        nb, config=ipc, kernel_name=kernel_name, timeout=timeout, startup_timeout=120,
         allow_errors=False, store_widget_state=True, record_timing=True,
         shutdown_kernel="graceful", resources={"metadata": {"path": str(path.parent)}},
     )
@@ -112,6 +119,7 @@ def run_notebook(path: Path, out_dir: Path, *, timeout: int = DEFAULT_TIMEOUT,
     finally:
         # nbclient shuts the kernel down (graceful: labkit's exit handlers run)
         res.gave_back = give_back(res.kernel_pid)
+        sockets.cleanup()
     res.widgets = 0
     banner_info = info_banner(path.name, kernel_name, time.monotonic() - t0)
     try:
