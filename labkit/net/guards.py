@@ -147,7 +147,7 @@ def lifelines(ifindex: int, s: Surroundings) -> list[str]:
             found.append(f"{len(group) - _MAX_SHOWN} more like it")
     name, is_lo = s.links.get(ifindex, ("", False))
     if s.root and is_lo and not any(f.startswith("JupyterLab's address") for f in found):
-        found.append(f"the root namespace's loopback, where JupyterLab listens by default ({JUPYTER_DEFAULT})")
+        found.append(f"the loopback address JupyterLab listens on by default ({JUPYTER_DEFAULT})")
     return list(dict.fromkeys(found))
 
 

@@ -193,7 +193,7 @@ def reap_summary(removed: list[str], failed: list[str]) -> str:
 def reap_dead_owners(out: Callable[[str], object] | None = None) -> str:
     """Remove what owners that are gone left (:meth:`Leftovers.find_dead`) and
     say it in one line to ``out`` (default: stderr); returns that line, "" when
-    nothing was removed. Quiet and safe: never raises, never touches what a live
+    there was nothing to say (a failure is said once per process). Quiet and safe: never raises, never touches what a live
     owner holds or what has no record. Every labkit entry point that makes
     kernel state calls this first (``Lab()``, ``Sandbox()``, ``labkit report``,
     ``./lab start`` via ``labkit cleanup --dead-owners``); a grading run should too.

@@ -102,7 +102,7 @@ def test_many_sessions_are_summed_up() -> None:
 
 def test_root_loopback_is_always_guarded() -> None:
     assert lifelines(LO, place(root=True)) == [
-        "the root namespace's loopback, where JupyterLab listens by default (127.0.0.1)"]
+        "the loopback address JupyterLab listens on by default (127.0.0.1)"]
     assert lifelines(LO, place(root=True, sockets=[listen("127.0.0.1", 8888, 9)], jupyter=[9])) == [
         "JupyterLab's address 127.0.0.1:8888"]
     assert lifelines(LO, place(root=False)) == []
