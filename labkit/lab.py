@@ -18,6 +18,7 @@ from labkit._errors import AttachError, LabkitError, NotSupportedError, Verifier
 from labkit.attach import Attachment, TraceAttachment, claim, held
 from labkit.events.schemas import CLONE_DTYPE, SYSCALL_DTYPE, clone_frame, syscall_frame
 from labkit.events.stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window
+from labkit.net.leftovers import reap_dead_owners
 from labkit.net.xdp import attach as _xdp
 from labkit.net.xdp.attach import XdpAttachment
 from labkit.programs import hooks as _hooks
@@ -58,6 +59,9 @@ class Lab:
     """
 
     def __init__(self) -> None:
+        """A new Lab first removes what dead owners left (a crashed kernel's
+        sandboxes and netlink XDP) and says so in one line on stderr."""
+        reap_dead_owners()
         self._attachments: list[Attachment] = []
         self._programs: list[Program] = []
         self._closed = False
@@ -245,9 +249,10 @@ class Lab:
 
         ``mode``: "auto" (native, else generic: ``.mode`` says which), "native"
         or "generic". Attaching again on the same interface replaces the
-        previous labkit program, in whichever slot it was. The interface that
-        carries the default route (on a VM: the SSH link) is refused without
-        ``force=True``. ``via``: "auto"/"link" (bpf_link: taken off when this
+        previous labkit program, in whichever slot it was. An interface the lab
+        stands on is refused without ``force=True``, and the error says what it
+        would cut off: the default route (on a VM: the SSH link), JupyterLab's
+        address (the root namespace's lo), an SSH session. ``via``: "auto"/"link" (bpf_link: taken off when this
         process dies) or "netlink" (stays; recorded for ``labkit cleanup``).
         A sandbox's interface: ``iface=sb.target_iface, netns=sb.target_ns``.
         """

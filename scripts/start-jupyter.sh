@@ -163,6 +163,10 @@ else
   echo "labkit: JupyterLab at $BASE/lab?token=$TOKEN"
 fi
 
+# What crashed kernels of an earlier run left (their sandboxes, netlink XDP) goes
+# before the lab starts; one line on stderr when there was any. Never stops a start.
+"$PY" -m labkit cleanup --dead-owners || true
+
 # --allow-root: Jupyter refuses to run as root without it. The server runs as
 # root because the default 'labkit' kernel it starts must load BPF programs,
 # attach them and create network namespaces, which needs root (or, for the

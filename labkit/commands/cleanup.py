@@ -2,6 +2,9 @@
 and link on this machine.
 
 What counts as a leftover, and how each kind is removed: labkit.net.leftovers.
+``--dead-owners`` removes only what recorded owners that are gone left, as every
+labkit entry point does on its own (``./lab start`` runs it before JupyterLab),
+and says it in one line, or nothing when there was nothing.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from labkit.net.leftovers import Leftovers
+from labkit.net.leftovers import Leftovers, reap_dead_owners
 
 __all__ = ["cleanup", "main"]
 
@@ -24,9 +27,17 @@ def cleanup(dry_run: bool = False, out: Callable[[str], object] = print) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """``labkit cleanup [--dry-run]``: 0 when nothing is left (or would be), else 1."""
+    """``labkit cleanup [--dry-run | --dead-owners]``: 0 when nothing is left (or
+    would be), else 1; ``--dead-owners`` always 0 (it never stops a start)."""
     p = argparse.ArgumentParser(prog="labkit cleanup", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    how.add_argument("--dead-owners", action="store_true",
+                     help="only what processes that are gone left (recorded by labkit); one line to stderr, "
+                          "nothing when there was nothing")
     a = p.parse_args(argv)
+    if a.dead_owners:
+        reap_dead_owners()
+        return 0
     left = cleanup(dry_run=a.dry_run)
     return 0 if left == 0 else 1

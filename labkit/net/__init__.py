@@ -10,6 +10,8 @@
                   exact counters (counters.py)
     interfaces.py the interfaces table a student picks from (XDP state per interface)
     leftovers.py  what dead owners left (sandboxes, netlink XDP), found and removed
+    guards.py     what an interface carries that the lab stands on (default route,
+                  JupyterLab, SSH): the refusal before XDP (or TC) goes there
 """
 
 __all__ = []  # each module is imported by what it names; labkit/__init__.py exports the public API

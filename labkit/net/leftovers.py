@@ -1,7 +1,10 @@
 """What labkit processes left in the kernel when they ended, and removing it.
 
-The one routine behind ``labkit cleanup`` (the whole machine) and ``labkit
-report`` (what one notebook kernel left after it ended):
+The one routine behind ``labkit cleanup`` (the whole machine), ``labkit
+report`` (what one notebook kernel left after it ended) and the reaping every
+entry point does before it makes kernel state (:func:`reap_dead_owners`).
+
+Machine-wide (``Leftovers.find()``, ``labkit cleanup``):
 
 * XDP programs named lk_* in either slot (native, generic) of every interface
   in every namespace. Programs held by a live bpf_link belong to a running
@@ -13,33 +16,49 @@ report`` (what one notebook kernel left after it ended):
 Scoped to one owner (``Leftovers.find(owner_pid=pid)``, for a process known to
 have ended): the sandboxes it owned, persistent ones included, the programs it
 attached through netlink that are still in their slot, and its records.
+
+Dead owners only (``Leftovers.find_dead()``, what :func:`reap_dead_owners`
+removes without being asked): only what a record says labkit made and whose
+recorded owner (pid + start time) is gone: sandboxes (half-built ones too) and
+netlink attaches whose program is still the recorded one. Nothing a live owner
+holds, nothing without a record (that is for ``labkit cleanup`` to judge).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from labkit import owners
 from labkit._errors import AttachError
-from labkit.net.records import SandboxRecord, find_leftovers, list_sandboxes, remove_sandbox
+from labkit.net.records import STATE_DIR, SandboxRecord, find_leftovers, list_sandboxes, remove_sandbox
 from labkit.net.xdp.link import prog_name
-from labkit.net.xdp.netlink import find_labkit_xdp, interface, netlink_records, netlink_set
+from labkit.net.xdp.netlink import XDP_STATE_DIR, find_labkit_xdp, interface, netlink_records, netlink_set
 
-__all__ = ["Leftovers"]
+__all__ = ["REAP_LOCK", "Leftovers", "anything_recorded", "reap_dead_owners", "reap_summary"]
 
+#: Held while reaping, so two processes starting at once do not both remove (and report) the same thing.
+REAP_LOCK = STATE_DIR.parent / "reap.lock"
 
 @dataclass
 class Leftovers:
     """What :meth:`find` found: XDP programs (dicts netns, iface, ifindex, mode,
     prog_id, name), sandbox records, and netlink attach records (dicts with
-    their file as ``path``); ``owner_pid`` is the owner they were scoped to."""
+    their file as ``path``); ``owner_pid`` is the owner they were scoped to,
+    ``machine_wide`` whether every interface was looked at. :meth:`remove`
+    fills ``removed`` and ``failed`` (one short description per thing)."""
 
     xdp: list[dict] = field(default_factory=list)
     sandboxes: list[SandboxRecord] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
     owner_pid: int | None = None
+    machine_wide: bool = True
+    removed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
 
     @classmethod
     def find(cls, owner_pid: int | None = None) -> Leftovers:
@@ -51,7 +70,18 @@ class Leftovers:
         records = [r for r in records if r.get("pid") == owner_pid]
         return cls(xdp=_recorded_programs(records),
                    sandboxes=[r for r in list_sandboxes() if r.owner_pid == owner_pid],
-                   records=records, owner_pid=owner_pid)
+                   records=records, owner_pid=owner_pid, machine_wide=False)
+
+    @classmethod
+    def find_dead(cls) -> Leftovers:
+        """What owners that are gone left, by their records only: their
+        sandboxes (half-built ones too; a finished persistent one stays) and
+        their netlink attaches whose program is still the recorded one. Reads
+        files and /proc; asks the kernel only about a dead owner's attaches."""
+        records = [r for r in netlink_records() if not owners.alive(r.get("pid"), r.get("start_time"))]
+        return cls(xdp=_recorded_programs(records),
+                   sandboxes=[r for r in list_sandboxes() if r.state_file is not None and r.leftover],
+                   records=records, machine_wide=False)
 
     def __bool__(self) -> bool:
         return bool(self.xdp or self.sandboxes or self.records)
@@ -61,15 +91,20 @@ class Leftovers:
         per thing to ``out``; returns how many remain afterwards."""
         leftover_ns = {ns for r in self.sandboxes for ns in r.namespaces}
         remaining = 0
-        recorded_by = {(r.get("netns"), r.get("iface")): r.get("pid") for r in self.records}
+        recorded_by = {(r.get("netns"), r.get("iface")): r for r in self.records}
+        goes_with: dict[str, list[str]] = {}  # namespace -> programs that go with its leftover sandbox
         for x in self.xdp:
             desc = f"XDP {x['name']} (id {x['prog_id']}) on {_where(x)} [{x['mode']}]"
-            owner = recorded_by.get((x["netns"], x["iface"]))
-            if owner and owner != os.getpid() and owners.alive(owner) and x["netns"] not in leftover_ns:
+            rec = recorded_by.get((x["netns"], x["iface"]), {})
+            owner = rec.get("pid")
+            short = f"XDP {x['name']} on {_where(x)}" + (f" of pid {owner}" if owner else "")
+            if (owner and owner != os.getpid() and owners.alive(owner, rec.get("start_time"))
+                    and x["netns"] not in leftover_ns):
                 out(f"kept {desc}: attached by running process {owner}")
                 continue
             if x["netns"] in leftover_ns:
                 out(f"{'would remove' if dry_run else 'removing'} {desc} (with its leftover sandbox)")
+                goes_with.setdefault(x["netns"], []).append(short)
                 continue
             if dry_run:
                 out(f"would remove {desc}")
@@ -78,11 +113,14 @@ class Leftovers:
             try:
                 netlink_set(x["ifindex"], x["netns"], -1, x["mode"])
                 out(f"removed {desc}")
+                self.removed.append(short)
             except Exception as e:
                 out(f"kept {desc}: held by a bpf_link of a running process ({e}); it goes when that process ends")
+                self.failed.append(f"{short}: {e}")
                 remaining += 1
         for r in self.sandboxes:
             desc = f"sandbox {r.id} ({', '.join(ns for ns in r.namespaces)}; owner pid {r.owner_pid}, {r.status})"
+            short = f"sandbox {r.id}" + (f" of pid {r.owner_pid}" if r.owner_pid else "")
             if dry_run:
                 out(f"would remove {desc}")
                 remaining += 1
@@ -90,8 +128,11 @@ class Leftovers:
             try:
                 remove_sandbox(r)
                 out(f"removed {desc}")
+                self.removed.append(short)
+                self.removed += [p for ns in dict.fromkeys(r.namespaces) for p in goes_with.get(ns, [])]
             except Exception as e:
                 out(f"could not remove {desc}: {e}")
+                self.failed.append(f"{short}: {e}")
                 remaining += 1
         live = self._attached() if not dry_run else set()
         for rec in self.records:
@@ -108,8 +149,74 @@ class Leftovers:
 
     def _attached(self) -> set[tuple[str | None, str]]:
         """(netns, iface) of the programs in scope that are attached now."""
-        found = find_labkit_xdp() if self.owner_pid is None else _recorded_programs(self.records)
+        found = find_labkit_xdp() if self.machine_wide else _recorded_programs(self.records)
         return {(x["netns"], x["iface"]) for x in found}
+
+
+def anything_recorded() -> bool:
+    """Whether any ownership record exists (sandbox or netlink attach): two
+    directory reads, the whole cost of a reap on a machine with nothing to reap."""
+    for folder in (STATE_DIR, XDP_STATE_DIR):
+        try:
+            with os.scandir(folder) as entries:
+                if any(e.name.endswith(".json") for e in entries):
+                    return True
+        except OSError:  # missing (nothing made yet) or unreadable
+            continue
+    return False
+
+
+@contextlib.contextmanager
+def _reap_lock() -> Iterator[None]:
+    fd = os.open(REAP_LOCK, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+_reported_failures: set[str] = set()  # said once per process: a reap retries, but does not repeat itself
+
+
+def reap_summary(removed: list[str], failed: list[str]) -> str:
+    """The one line a reap says: what it removed and what it could not; "" for nothing."""
+    parts = []
+    if removed:
+        n = len(removed)
+        parts.append(f"removed {n} leftover{'s' if n > 1 else ''} of dead processes ({', '.join(removed)})")
+    if failed:
+        parts.append(f"could not remove {'; '.join(failed)} (run `labkit cleanup` as root)")
+    return f"labkit: {'; '.join(parts)}" if parts else ""
+
+
+def reap_dead_owners(out: Callable[[str], object] | None = None) -> str:
+    """Remove what owners that are gone left (:meth:`Leftovers.find_dead`) and
+    say it in one line to ``out`` (default: stderr); returns that line, "" when
+    there was nothing to say (a failure is said once per process). Quiet and safe: never raises, never touches what a live
+    owner holds or what has no record. Every labkit entry point that makes
+    kernel state calls this first (``Lab()``, ``Sandbox()``, ``labkit report``,
+    ``./lab start`` via ``labkit cleanup --dead-owners``); a grading run should too.
+    Costs two directory reads when there is no record at all."""
+    if not anything_recorded():
+        return ""
+    try:
+        with _reap_lock():
+            found = Leftovers.find_dead()
+            if found:
+                found.remove(out=lambda line: None)
+    except Exception:  # never stop the caller: e.g. not root (no lock, no namespaces to read)
+        return ""
+    failed = [f for f in found.failed if f not in _reported_failures]
+    _reported_failures.update(failed)
+    line = reap_summary(found.removed, failed)
+    if line:
+        (out or _to_stderr)(line)
+    return line
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _where(x: dict) -> str:

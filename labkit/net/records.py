@@ -10,13 +10,15 @@ is built, so a process killed half-way still leaves a record behind:
      "host_iface": "lk3fa9c1h", "target_iface": "lk3fa9c1t",
      "subnet": "198.19.37.120/30", "host_ip": "198.19.37.121", "target_ip": "198.19.37.122",
      "owner_pid": 4242, "owner_start_time": 1234567,
-     "persistent": false, "created": "2025-01-01T12:00:00+00:00"}
+     "persistent": false, "built": true, "created": "2025-01-01T12:00:00+00:00"}
 
 ``owner_pid`` and ``owner_start_time`` identify the owner even when pids are
-reused (labkit.owners). A sandbox is a *leftover* when its owner is gone (for a
-``persistent`` one, made by ``labkit sandbox up``: when its owner is gone and
-its namespaces are half gone), or when ``lksb-*`` namespaces exist without a
-state file. :func:`list_sandboxes` lists every sandbox, :func:`find_leftovers`
+reused (labkit.owners). ``built`` turns true once namespaces, veth and addresses
+are all in place (:func:`mark_built`); a record without it comes from an older
+labkit and counts as built. A sandbox is a *leftover* when its owner is gone
+(for a ``persistent`` one, made by ``labkit sandbox up``: when its owner is gone
+and it is half gone or was never finished), or when ``lksb-*`` namespaces exist
+without a state file. :func:`list_sandboxes` lists every sandbox, :func:`find_leftovers`
 the leftovers, :func:`remove_sandbox` removes one.
 """
 
@@ -48,6 +50,7 @@ __all__ = [
     "find_record",
     "list_sandboxes",
     "load_record",
+    "mark_built",
     "new_sandbox_id",
     "remove_sandbox",
     "sandbox_names",
@@ -105,9 +108,9 @@ def state_lock() -> Iterator[None]:
 
 
 def write_record(sandbox_id: str, *, subnet: str, host_ip: str, target_ip: str, persistent: bool) -> Path:
-    """Record that this process owns sandbox ``sandbox_id`` (call under
-    :func:`state_lock`); returns the state file. Written atomically, so readers
-    never see half a file."""
+    """Record that this process owns sandbox ``sandbox_id``, not built yet (call
+    under :func:`state_lock`); returns the state file. Written atomically, so
+    readers never see half a file."""
     pid = os.getpid()
     data = {
         "version": _STATE_VERSION,
@@ -119,13 +122,26 @@ def write_record(sandbox_id: str, *, subnet: str, host_ip: str, target_ip: str, 
         "owner_pid": pid,
         "owner_start_time": owners.start_time(pid),
         "persistent": persistent,
+        "built": False,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     path = state_path(sandbox_id)
-    tmp = path.with_name(f".{path.name}.{pid}.tmp")
+    _write_atomically(path, data)
+    return path
+
+
+def mark_built(path: Path) -> None:
+    """Note in a state file that its sandbox is complete (namespaces, veth and
+    addresses all in place): an owner killed before this left a half-built one."""
+    data = json.loads(path.read_text())
+    data["built"] = True
+    _write_atomically(path, data)
+
+
+def _write_atomically(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)
-    return path
 
 
 @dataclass
@@ -148,6 +164,7 @@ class SandboxRecord:
     owner_pid: int | None = None
     owner_start_time: int | None = None
     persistent: bool = False
+    built: bool = True
     created: str | None = None
     state_file: Path | None = None
     host_ns_present: bool = False
@@ -168,12 +185,13 @@ class SandboxRecord:
     @property
     def leftover(self) -> bool:
         """Nothing owns this sandbox: namespaces without a state file, an owner
-        that is gone, or a persistent sandbox whose namespaces are half gone."""
+        that is gone, or a persistent sandbox whose owner is gone and that is
+        half gone or was never finished."""
         if self.state_file is None:
             return True
         if self.alive:
             return False
-        return not (self.persistent and self.complete)
+        return not (self.persistent and self.complete and self.built)
 
     @property
     def status(self) -> str:
@@ -199,6 +217,7 @@ class SandboxRecord:
             "owner_pid": self.owner_pid,
             "alive": self.alive,
             "persistent": self.persistent,
+            "built": self.built,
             "leftover": self.leftover,
             "created": self.created,
             "state_file": str(self.state_file) if self.state_file else None,
@@ -235,6 +254,7 @@ def load_record(path: Path) -> SandboxRecord:
         owner_pid=get_int("owner_pid"),
         owner_start_time=get_int("owner_start_time"),
         persistent=bool(data.get("persistent", False)),
+        built=bool(data.get("built", True)),
         created=data.get("created"),
         state_file=path,
     )

@@ -37,12 +37,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from labkit._errors import SandboxError
+from labkit.net.leftovers import reap_dead_owners
 from labkit.net.netns import create_netns, list_netns, off_event_loop
 from labkit.net.records import (
     STATE_DIR,
     SandboxRecord,
     destroy_sandbox,
     find_record,
+    mark_built,
     new_sandbox_id,
     sandbox_names,
     state_lock,
@@ -72,7 +74,8 @@ class Sandbox:
     :meth:`close`, ``labkit sandbox down`` or :func:`labkit.net.records.remove_sandbox`.
 
     Raises :class:`SandboxError` (after removing whatever was already built) when
-    building fails.
+    building fails. Before building, what dead owners left is removed and said
+    in one line (labkit.net.leftovers.reap_dead_owners).
     """
 
     id: str
@@ -95,6 +98,7 @@ class Sandbox:
         self._owned = True
         self._closed = False
         self._finalizer: weakref.finalize | None = None
+        reap_dead_owners()
         self._reserve(prefixlen)
         self._build()
         if not persistent:
@@ -169,6 +173,8 @@ class Sandbox:
                 self.target_ifindex, self.target_mac = configure_interface(
                     target, self.target_iface, self.target_ip, self.subnet.prefixlen
                 )
+            step = f"recording sandbox {self.id} as built"
+            mark_built(self.state_file)
         except Exception as exc:
             undo = "everything built so far was removed"
             try:
@@ -195,7 +201,7 @@ class Sandbox:
         record = (
             id_or_record if isinstance(id_or_record, SandboxRecord) else find_record(str(id_or_record))
         )
-        if not record.complete or not (record.subnet and record.host_ip and record.target_ip):
+        if not (record.complete and record.built and record.subnet and record.host_ip and record.target_ip):
             raise SandboxError(
                 f"sandbox {record.id} is incomplete ({record.status}); remove it with "
                 f"`labkit sandbox down {record.id}` and make a new one"

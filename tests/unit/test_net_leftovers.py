@@ -125,3 +125,91 @@ def test_nothing_found(monkeypatch, owner) -> None:
     monkeypatch.setattr(leftovers, "find_leftovers", lambda: [])
     monkeypatch.setattr(leftovers, "list_sandboxes", lambda: [])
     assert not Leftovers.find(owner)
+
+
+# ------------------------------------------------------------------ reaping what dead owners left
+
+
+@pytest.fixture
+def no_records(tmp_path: Path, monkeypatch) -> Path:
+    """Empty record folders, and a reap lock, under tmp_path."""
+    for name in ("sandboxes", "xdp"):
+        (tmp_path / name).mkdir()
+    monkeypatch.setattr(leftovers, "STATE_DIR", tmp_path / "sandboxes")
+    monkeypatch.setattr(leftovers, "XDP_STATE_DIR", tmp_path / "xdp")
+    monkeypatch.setattr(leftovers, "REAP_LOCK", tmp_path / "reap.lock")
+    return tmp_path
+
+
+def test_reap_with_no_record_reads_two_folders_and_says_nothing(no_records: Path, monkeypatch) -> None:
+    def scan():
+        raise AssertionError("no record: no scan")
+
+    monkeypatch.setattr(Leftovers, "find_dead", classmethod(lambda cls: scan()))
+    (no_records / "sandboxes" / ".lock").write_text("")  # the subnet lock is not a record
+    said: list[str] = []
+    assert leftovers.reap_dead_owners(out=said.append) == "" and said == []
+    assert not (no_records / "reap.lock").exists()
+
+
+def test_find_dead_keeps_live_owners_and_what_has_no_record(monkeypatch) -> None:
+    me = os.getpid()
+    live = SandboxRecord(id="aaaa", state_file=Path("a.json"), owner_pid=me, alive=True, **sandbox_names("aaaa"))
+    dead = SandboxRecord(id="bbbb", state_file=Path("b.json"), owner_pid=99999999, **sandbox_names("bbbb"))
+    orphan = SandboxRecord(id="cccc", host_ns_present=True, **sandbox_names("cccc"))
+    monkeypatch.setattr(leftovers, "list_sandboxes", lambda: [live, dead, orphan])
+    monkeypatch.setattr(leftovers, "netlink_records", lambda: [
+        {"netns": None, "iface": "veth9", "pid": me, "start_time": leftovers.owners.start_time(me), "path": "a"},
+        {"netns": None, "iface": "veth8", "pid": me, "start_time": 1, "path": "b"},  # a reused pid: gone
+        {"netns": None, "iface": "veth7", "pid": 99999999, "path": "c"},
+    ])
+    monkeypatch.setattr(leftovers, "_recorded_programs", lambda records: [xdp(r["netns"], r["iface"], 5)
+                                                                            for r in records])
+    monkeypatch.setattr(leftovers, "find_labkit_xdp", lambda: pytest.fail("a reap never scans every interface"))
+    found = Leftovers.find_dead()
+    assert [r.id for r in found.sandboxes] == ["bbbb"]
+    assert [r["path"] for r in found.records] == ["b", "c"] and [x["iface"] for x in found.xdp] == ["veth8", "veth7"]
+    assert not found.machine_wide
+
+
+def test_reap_says_what_it_removed_in_one_line_and_a_failure_once(no_records: Path, monkeypatch) -> None:
+    (no_records / "xdp" / "r.json").write_text("{}")
+    dead = SandboxRecord(id="abcdef", state_file=no_records / "abcdef.json", owner_pid=4242,
+                         host_ns_present=True, target_ns_present=True, **sandbox_names("abcdef"))
+    stuck = SandboxRecord(id="fedcba", state_file=no_records / "fedcba.json", owner_pid=4343,
+                          **sandbox_names("fedcba"))
+
+    def find_dead(cls):
+        return cls(xdp=[xdp("lksb-abcdef-tgt", "lkabcdeft", 12)], sandboxes=[dead, stuck], machine_wide=False,
+                   records=[{"netns": "lksb-abcdef-tgt", "iface": "lkabcdeft", "pid": 4242,
+                             "path": str(no_records / "xdp" / "r.json")}])
+
+    def remove_sandbox(record):
+        if record is stuck:
+            raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(Leftovers, "find_dead", classmethod(find_dead))
+    monkeypatch.setattr(leftovers, "remove_sandbox", remove_sandbox)
+    monkeypatch.setattr(leftovers, "_recorded_programs", lambda records: [])
+    monkeypatch.setattr(leftovers, "_reported_failures", set())
+    said: list[str] = []
+    line = leftovers.reap_dead_owners(out=said.append)
+    assert said == [line] == [
+        "labkit: removed 2 leftovers of dead processes (sandbox abcdef of pid 4242, XDP lk_xdp_icmp_dr on "
+        "lksb-abcdef-tgt:lkabcdeft of pid 4242); could not remove sandbox fedcba of pid 4343: [Errno 1] "
+        "Operation not permitted (run `labkit cleanup` as root)"]
+    said.clear()
+    monkeypatch.setattr(Leftovers, "find_dead", classmethod(lambda cls: cls(sandboxes=[stuck], machine_wide=False)))
+    assert leftovers.reap_dead_owners(out=said.append) == "" and said == []  # the same failure is not said again
+
+
+def test_reap_summary_counts() -> None:
+    assert leftovers.reap_summary([], []) == ""
+    assert leftovers.reap_summary(["sandbox 3fa2c1 of pid 7"], []) == (
+        "labkit: removed 1 leftover of dead processes (sandbox 3fa2c1 of pid 7)")
+
+
+def test_reap_never_raises(no_records: Path, monkeypatch) -> None:
+    (no_records / "sandboxes" / "abcdef.json").write_text("{}")
+    monkeypatch.setattr(Leftovers, "find_dead", classmethod(lambda cls: (_ for _ in ()).throw(OSError("boom"))))
+    assert leftovers.reap_dead_owners(out=pytest.fail) == ""

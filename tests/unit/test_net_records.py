@@ -68,3 +68,28 @@ def test_load_record_survives_bad_files(tmp_path: Path) -> None:
     r = load_record(odd)
     assert r.owner_pid is None and r.owner_start_time is None  # only ints are pids
     assert r.host_ns == "lksb-cafe-host"  # missing names fall back to the id's
+
+
+def test_a_persistent_sandbox_never_finished_is_a_leftover_once_its_owner_is_gone() -> None:
+    names = sandbox_names("abcdef")
+    path = Path("/nonexistent/abcdef.json")
+    half = SandboxRecord(id="abcdef", state_file=path, persistent=True, built=False,
+                         host_ns_present=True, target_ns_present=True, **names)
+    assert half.leftover and half.status == "leftover" and half.to_dict()["built"] is False
+    half.alive = True  # its owner is still building it
+    assert not half.leftover
+
+
+def test_records_start_unbuilt_and_older_ones_count_as_built(tmp_path: Path, monkeypatch) -> None:
+    from labkit.net import records
+
+    monkeypatch.setattr(records, "STATE_DIR", tmp_path)
+    path = records.write_record("abcdef", subnet="198.18.0.0/30", host_ip="198.18.0.1", target_ip="198.18.0.2",
+                                persistent=False)
+    assert json.loads(path.read_text())["built"] is False and not load_record(path).built
+    records.mark_built(path)
+    assert load_record(path).built and load_record(path).owner_pid is not None
+    assert [p.name for p in tmp_path.iterdir()] == ["abcdef.json"]  # no temporary file left
+    old = tmp_path / "fedcba.json"
+    old.write_text(json.dumps({"version": 1, "id": "fedcba", "owner_pid": 1}))
+    assert load_record(old).built

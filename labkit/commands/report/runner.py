@@ -14,7 +14,7 @@ from typing import Any
 from labkit.commands.report.export import export_html, failed_banner, info_banner
 from labkit.commands.report.offline import external_references
 from labkit import owners
-from labkit.net.leftovers import Leftovers
+from labkit.net.leftovers import Leftovers, reap_dead_owners
 
 __all__ = ["DEFAULT_KERNEL", "DEFAULT_TIMEOUT", "Result", "give_back", "run_notebook"]
 
@@ -66,12 +66,14 @@ def give_back(kernel_pid: int | None, wait: float = 10.0) -> list[str]:
 def run_notebook(path: Path, out_dir: Path, *, timeout: int = DEFAULT_TIMEOUT,
                  kernel_name: str = DEFAULT_KERNEL) -> Result:
     """Execute one notebook and write ``out_dir/<name>.html``; never raises for
-    a notebook's own failure (see ``Result.ok`` / ``Result.error``)."""
+    a notebook's own failure (see ``Result.ok`` / ``Result.error``). What dead
+    owners left is removed first (one line on stderr when there was any)."""
     import nbformat  # lazy (with nbclient): heavy, only running a notebook needs them
     from nbclient import NotebookClient
     from traitlets.config import Config
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+    reap_dead_owners()
     path = Path(path).resolve()
     name = path.stem
     res = Result(notebook=path)

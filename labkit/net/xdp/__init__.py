@@ -14,17 +14,17 @@ program is always detached with the mode it was attached with.
 One file per job; this package re-exports their public names:
 
     link.py      libbpf through ctypes: bpf_link_create, program names
-    netlink.py   interfaces and their slots, default routes, netlink attach and its records
+    netlink.py   interfaces and their slots, netlink attach and its records
     attach.py    the attach rules (Lab.attach_xdp) and XdpAttachment
     counters.py  the exact per-CPU counters of an XDP program
 """
 
+from labkit.net.guards import default_route_ifindexes
 from labkit.net.xdp.attach import MODES, VIAS, XdpAttachment, attach_xdp, check_mode, check_via
 from labkit.net.xdp.counters import read_counters
 from labkit.net.xdp.link import MODE_FLAGS, PREFIX, libbpf, link_create, link_error_means_unsupported, prog_name
 from labkit.net.xdp.netlink import (
     XDP_STATE_DIR,
-    default_route_ifindexes,
     find_labkit_xdp,
     forget_netlink_attach,
     interface,

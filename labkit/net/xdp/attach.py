@@ -5,8 +5,9 @@
 1. refuse bad arguments before touching the kernel (mode, via, iface,
    sample_every, window);
 2. find the interface (AttachError names the namespace's interfaces) and refuse
-   the one that carries the default route unless ``force=True`` (on a VM it is
-   the SSH link);
+   one the lab stands on unless ``force=True``: the default route, JupyterLab's
+   address (the root namespace's lo), an SSH session (labkit.net.guards says
+   what it would cut off);
 3. clear the slot: the attachment this process holds under the same key is
    given back ("replaced"), a labkit leftover in either slot is removed, a
    foreign program stays unless ``replace_foreign=True``;
@@ -28,10 +29,10 @@ from labkit._errors import AttachError, LabkitError, NotSupportedError
 from labkit.attach import Attachment, claim, held
 from labkit.events.schemas import XDP_EVENT_DTYPE, xdp_frame
 from labkit.events.stream import EventStream, check_window
+from labkit.net.guards import refuse_cutting
 from labkit.net.xdp.counters import read_counters
 from labkit.net.xdp.link import PREFIX, link_create, link_error_means_unsupported, prog_name
 from labkit.net.xdp.netlink import (
-    default_route_ifindexes,
     forget_netlink_attach,
     interface,
     netlink_set,
@@ -147,11 +148,7 @@ def attach_xdp(lab: Lab, program: Program | str, iface: str | None, *, netns: st
     privileges.require("xdp")
     where = f"{netns}:{iface}" if netns else iface
     ifindex = interface(iface, netns)["index"]          # raises for a missing netns or interface
-    if not force and ifindex in default_route_ifindexes(netns):
-        raise AttachError(
-            f"{where} carries the default route: an XDP program there can cut this machine off "
-            "(on a VM that is your SSH session). Use the sandbox (labkit.Sandbox()), or pass force=True "
-            "if you really mean this interface.", target=where)
+    refuse_cutting(where, ifindex, netns, what="an XDP program", force=force)
     key = ("xdp", netns or "", iface)
     old = held(key)
     if old is not None:

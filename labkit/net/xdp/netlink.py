@@ -1,6 +1,5 @@
 """XDP through netlink (pyroute2): which program sits in which slot of which
-interface, the default route, attaching and removing by netlink, and the
-records of netlink attaches.
+interface, attaching and removing by netlink, and the records of netlink attaches.
 
 A netlink attach stays on the interface after its process dies, so labkit
 makes one only as a fallback (or when asked with ``via="netlink"``) and then
@@ -9,10 +8,12 @@ records it under /run/labkit/xdp, one JSON file per interface:
 .. code-block:: json
 
     {"netns": "lksb-3fa9c1-tgt", "iface": "lk3fa9c1t", "mode": "generic",
-     "prog_id": 42, "pid": 4242, "created": 1735732800.0}
+     "prog_id": 42, "pid": 4242, "start_time": 1234567, "created": 1735732800.0}
 
-``labkit cleanup`` (labkit.net.leftovers) finds those records, and every
-program named lk_* on every interface of every namespace.
+``pid`` and ``start_time`` name the owner (labkit.owners). labkit.net.leftovers
+finds those records (a dead owner's attach is removed by the next labkit entry
+point), and ``labkit cleanup`` also every program named lk_* on every interface
+of every namespace.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from labkit import owners
 from labkit._errors import AttachError
 from labkit.net.netns import list_netns, run_in_netns
 from labkit.net.xdp.link import MODE_FLAGS, PREFIX, prog_name
 
 __all__ = [
     "XDP_STATE_DIR",
-    "default_route_ifindexes",
     "find_labkit_xdp",
     "forget_netlink_attach",
     "interface",
@@ -88,23 +89,6 @@ def interface(iface: str, netns: str | None) -> dict:
         target=f"{netns + ':' if netns else ''}{iface}")
 
 
-def default_route_ifindexes(netns: str | None) -> set[int]:
-    """The interfaces that carry a default route (IPv4 or IPv6) in a namespace."""
-    def work():
-        with _ipr() as ipr:
-            out = set()
-            for fam in (2, 10):
-                for r in ipr.get_default_routes(family=fam):
-                    oif = r.get_attr("RTA_OIF")
-                    if oif:
-                        out.add(oif)
-                    mp = r.get_attr("RTA_MULTIPATH") or []
-                    for hop in mp:
-                        out.add(hop["oif"])
-            return out
-    return run_in_netns(netns, work)
-
-
 def netlink_set(ifindex: int, netns: str | None, fd: int, mode: str) -> None:
     """Attach (fd >= 0) or remove (fd == -1) through netlink in ``mode``'s slot."""
     def work():
@@ -122,9 +106,10 @@ def _record_path(netns: str | None, iface: str) -> Path:
 def record_netlink_attach(netns: str | None, iface: str, mode: str, prog_id: int) -> None:
     """Record that this process attached ``prog_id`` to ``iface`` through netlink."""
     XDP_STATE_DIR.mkdir(parents=True, exist_ok=True)
+    pid = os.getpid()
     _record_path(netns, iface).write_text(json.dumps(
-        {"netns": netns, "iface": iface, "mode": mode, "prog_id": prog_id, "pid": os.getpid(),
-         "created": time.time()}))
+        {"netns": netns, "iface": iface, "mode": mode, "prog_id": prog_id, "pid": pid,
+         "start_time": owners.start_time(pid), "created": time.time()}))
 
 
 def forget_netlink_attach(netns: str | None, iface: str) -> None:
