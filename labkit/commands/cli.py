@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="labkit", description="labkit: an interactive eBPF lab")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     sub.add_parser("doctor", help="check that this machine can run the lab; prints a fix for each failure")
-    sub.add_parser("cleanup", help="remove every leftover labkit XDP program and sandbox namespace (--dry-run)")
+    sub.add_parser("cleanup", help="remove leftover labkit XDP programs and sandboxes (--dry-run, --dead-owners)")
     sub.add_parser("sandbox", help="a persistent network sandbox for the shell: up | down | status")
     sub.add_parser("report", help="execute every lesson headless and write reports/<lesson>.html (offline)")
     sub.add_parser("bench", help="benchmark the event pipeline against raw BCC and trace_printk")
