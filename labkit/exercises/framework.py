@@ -1,7 +1,7 @@
 """The exercise framework: an :class:`Exercise` runs a checker on the student's
 answer and turns what it says into a :class:`Result` (correct, incorrect and
-why, or not attempted); a :class:`Lesson` holds a lesson's exercises and the
-facts its run recorded, shown at the end as a :class:`Summary`. Also the
+why, or not attempted); a :class:`Lesson` holds a lesson's exercises, whose
+verdicts it shows at the end as a :class:`Summary`. Also the
 helpers the lessons' checkers share (a :class:`Checklist` of the behaviours a
 task names, loading an answer, reading a map's key and value columns, running
 Python in a child process, reading a snippet).
@@ -277,8 +277,8 @@ class Exercise:
 
 
 class Lesson:
-    """The exercises of one lesson (``q1``, ``q2``, ...) plus a small record of
-    what the run did, for the summary at the end of the notebook."""
+    """The exercises of one lesson (``q1``, ``q2``, ...), and the summary of
+    their verdicts at the end of the notebook."""
 
     def __init__(self, number: str, title: str, exercises: list[Exercise]):
         self.number = number
@@ -286,11 +286,6 @@ class Lesson:
         self.exercises = {e.id: e for e in exercises}
         for e in exercises:
             setattr(self, e.id, e)
-        self.facts: dict[str, Any] = {}
-
-    def record(self, key: str, value: Any) -> None:
-        """Remember a fact of this run (shown by :meth:`summary`)."""
-        self.facts[str(key)] = _jsonable(value)
 
     def summary_dict(self) -> dict:
         return {
@@ -303,14 +298,13 @@ class Lesson:
             "checks": {k: [r.status for r in e.results] for k, e in self.exercises.items()},
             "reference_checked": {k: (e.reference.status if e.reference is not None else None)
                                   for k, e in self.exercises.items()},
-            "facts": dict(self.facts),
             "attachments_left": len(live_attachments()),
             "panels_left": len(live_panels()),
         }
 
     def summary(self) -> "Summary":
-        """Show what this run did (a table; also as JSON, type SUMMARY_MIME, for
-        tools) and return it."""
+        """Show the student's verdicts (a table; also as JSON, type SUMMARY_MIME,
+        for tools) and return them."""
         s = Summary(self.summary_dict())
         s.show()
         return s
@@ -320,7 +314,7 @@ class Lesson:
 
 
 class Summary(ShownOnce):
-    """What a lesson's run did (:meth:`Lesson.summary`): a table, and the JSON under SUMMARY_MIME."""
+    """A lesson's verdicts (:meth:`Lesson.summary`): a table, and the JSON under SUMMARY_MIME."""
 
     def __init__(self, data: dict):
         self.data = data
@@ -330,8 +324,8 @@ class Summary(ShownOnce):
         ref = d.get("reference_checked", {})
         rows = [("exercise " + k, v + (f" (reference solution checked: {ref[k]})" if ref.get(k) else ""))
                 for k, v in d["exercises"].items()]
-        rows += list(d["facts"].items())
-        rows += [("attachments left", d["attachments_left"]), ("live panels left", d["panels_left"])]
+        rows += [("attached now (given back when the kernel stops)", d["attachments_left"]),
+                 ("live panels now", d["panels_left"])]
         body = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
                        f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows)
         # the JSON goes under labkit's own type: JupyterLab would render plain

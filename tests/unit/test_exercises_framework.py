@@ -187,24 +187,27 @@ def test_lesson_summary_dict_and_its_table(capsys):
     ls = Lesson("09", "A test lesson", [ok, Exercise("q2", "t", lambda a: ("", {}), "h", "s", lambda: None)])
     ok.check(None)
     ok.check(1)
-    ls.record("pings", np.int64(5))
-    ls.record(3, {"a": [1, 2], "s": {4}})
     d = ls.summary_dict()
     assert d["lesson"] == "09" and d["title"] == "A test lesson" and isinstance(d["pid"], int)
     assert d["exercises"] == {"q9": "correct", "q2": "not attempted"}
     assert d["checks"] == {"q9": ["not attempted", "correct"], "q2": []}
-    assert d["facts"] == {"pings": 5, "3": {"a": [1, 2], "s": [4]}}
+    assert d["scores"] == {"q9": 1.0, "q2": 0.0} and d["messages"] == {"q9": "ok", "q2": ""}
+    assert d["reference_checked"] == {"q9": None, "q2": None}
     assert d["attachments_left"] == 0 and d["panels_left"] == 0
+    assert set(d) == {"lesson", "title", "pid", "exercises", "scores", "messages", "checks", "reference_checked",
+                      "attachments_left", "panels_left"}, "the summary is the student's verdicts (no facts)"
     capsys.readouterr()
     s = ls.summary()
-    assert isinstance(s, Summary) and s["facts"] == d["facts"]
+    assert isinstance(s, Summary) and s.data == d
     bundle = s.mimebundle()
     assert bundle[SUMMARY_MIME] == s.data and json.loads(bundle["text/plain"]) == s.data
     assert "<b>Lesson 09: what this run did</b>" in bundle["text/html"]
     assert "<th style='text-align:left'>exercise q9</th><td style='text-align:left'>correct</td>" \
         in bundle["text/html"]
-    assert "live panels left" in bundle["text/html"]
-    assert json.loads(capsys.readouterr().out)["facts"] == d["facts"]
+    assert "attached now (given back when the kernel stops)" in bundle["text/html"]
+    assert "live panels now" in bundle["text/html"]
+    assert json.loads(capsys.readouterr().out) == d
+    assert not hasattr(ls, "record") and not hasattr(ls, "facts")
 
 
 # ------------------------------------------------------------- shared helpers

@@ -295,8 +295,10 @@ def build() -> Lesson:
             "added up over the writes, in the map newlines. Only this process: labkit passes "
             "-DLK_FILTER_PID=<pid>.",
             _check_loop_fixed,
-            "Give the loop a bound the verifier can see: a constant. Keep `i < args->count` too, or you "
-            "read past what was written.",
+            "Give the loop a bound the verifier can see: a constant. Keep the write's count as a bound too, "
+            "or you read past what was written. (If you unroll the loop with #pragma unroll, read the count "
+            "into a local first, u64 count = args->count;: an unrolled loop that reads args->count in its body "
+            "is refused with \"dereference of modified ctx ptr\".)",
             lambda: snippet_text("solution_04_bounded_loop"),
             lambda: "solution_04_bounded_loop",
             "c",
