@@ -7,7 +7,6 @@ traffic) and says what is right or wrong.
     ex.q1.hint()
     ex.q1.solution()
     ex.q1.check_solution()      # the checker run on the reference answer
-    ex.record("pings dropped", 5)
     ex.summary()                # what this run did, as a table (and JSON)
 
 ``check()`` shows its verdict and returns it (a :class:`Result`: ``.status``
