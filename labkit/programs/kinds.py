@@ -94,7 +94,7 @@ _PROBE_MACRO = re.compile(
 _MACRO_PREFIX = {"TRACEPOINT_PROBE": "tracepoint__", "RAW_TRACEPOINT_PROBE": "raw_tracepoint__",
                  "KFUNC_PROBE": "kfunc__", "KRETFUNC_PROBE": "kretfunc__", "LSM_PROBE": "lsm__"}
 # a function definition at the start of a line: `int lk_x(struct xdp_md *ctx) {`
-_FUNC_DEF = re.compile(r"^(?P<head>[A-Za-z_][\w \t\*]*?)\b(?P<name>[A-Za-z_]\w*)\s*\((?P<params>[^;{}()]*)\)\s*\{",
+_FUNC_DEF = re.compile(r"^(?P<head>[A-Za-z_][\w \t\*]*?)\b(?P<name>[A-Za-z_]\w*)\s*\([^;{}()]*\)\s*\{",
                        re.M)
 _NOT_FUNCTIONS = {"if", "for", "while", "switch", "return", "sizeof"}
 
@@ -119,7 +119,7 @@ def defined_functions(source: str) -> list[str]:
         found.append((m.start(), name))
     for m in _FUNC_DEF.finditer(text):
         head = m["head"].split()
-        if m["name"] in _NOT_FUNCTIONS or "static" in head or m["name"] in _MACRO_PREFIX or not head:
+        if m["name"] in _NOT_FUNCTIONS or "static" in head:
             continue
         found.append((m.start(), m["name"]))
     return [name for _, name in sorted(found)]
