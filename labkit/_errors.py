@@ -5,6 +5,8 @@
     ├── VerifierError                the kernel verifier rejected a program (.log)
     ├── PrivilegeError               a capability is missing (.missing); also PermissionError
     ├── AttachError                  a hook or interface refused (.target, .errno)
+    │   └── ProgramKindError         the program's kind does not fit the attach call (.kind, .call)
+    ├── ArgumentError                a bad argument (type, range, unknown name); also ValueError
     ├── NotSupportedError            this kernel lacks a feature (.feature)
     └── SandboxError                 building or using a network sandbox failed
 
@@ -18,11 +20,13 @@ from __future__ import annotations
 import html
 
 __all__ = [
+    "ArgumentError",
     "AttachError",
     "CompileError",
     "LabkitError",
     "NotSupportedError",
     "PrivilegeError",
+    "ProgramKindError",
     "SandboxError",
     "VerifierError",
 ]
@@ -79,6 +83,23 @@ class AttachError(LabkitError):
         super().__init__(message)
         self.target = target
         self.errno = errno
+
+
+class ProgramKindError(AttachError):
+    """A program of one kind was given to an attach call for another (a
+    tracepoint program to ``attach_xdp``). ``kind`` is the program's kind,
+    ``call`` the attach call; the message says how each was decided."""
+
+    def __init__(self, message: str, *, target: str = "", kind: str = "", call: str = ""):
+        super().__init__(message, target=target)
+        self.kind = kind
+        self.call = call
+
+
+class ArgumentError(LabkitError, ValueError):
+    """An argument labkit refuses before touching the kernel: the wrong type, a
+    number out of range, a name that does not exist.
+    Also a ValueError, so ``except ValueError`` keeps working."""
 
 
 class NotSupportedError(LabkitError):

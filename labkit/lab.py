@@ -12,9 +12,9 @@ Safety rules (docs/ARCHITECTURE.md):
 from __future__ import annotations
 
 import html
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
-from labkit._errors import AttachError, LabkitError, NotSupportedError, VerifierError
+from labkit._errors import ArgumentError, AttachError, LabkitError, NotSupportedError, VerifierError
 from labkit.attach import Attachment, TraceAttachment, claim, held
 from labkit.events.schemas import CLONE_DTYPE, SYSCALL_DTYPE, clone_frame, syscall_frame
 from labkit.events.stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window
@@ -24,6 +24,7 @@ from labkit.net.xdp.attach import XdpAttachment
 from labkit.programs import hooks as _hooks
 from labkit.programs import privileges as _privileges
 from labkit.programs.compile import Program, compile_c, resolve_source
+from labkit.programs.kinds import check_fits
 from labkit.programs.probes import Probe, attach_probe, autoload_probes
 
 __all__ = ["DEFAULT_RING_PAGES", "Lab", "syscalls"]
@@ -33,19 +34,35 @@ DEFAULT_RING_PAGES = 1024  # 4 MiB of ring buffer: room for a burst of ~40k even
 
 
 def _cflags(defines: dict | None, cflags: Iterable[str]) -> list[str]:
+    if isinstance(cflags, str) or not all(isinstance(f, str) for f in cflags):
+        raise ArgumentError(f"cflags must be a list of strings (like ['-DDEBUG']), got {cflags!r}")
+    if defines is not None and not isinstance(defines, Mapping):
+        raise ArgumentError(f"defines must be a dict of C macro names and values (like {{'LK_FILTER_PID': 42}}), "
+                            f"got {defines!r}")
     out = list(cflags)
     for k, v in (defines or {}).items():
         if not str(k).isidentifier():
-            raise LabkitError(f"-D name {k!r} is not a C identifier")
+            raise ArgumentError(f"defines: {k!r} is not a C identifier (a macro name like 'LK_FILTER_PID')")
         out.append(f"-D{k}={int(v) if isinstance(v, bool) else v}")
     return out
+
+
+def _check_program(program) -> None:
+    """A Program that is still loaded, or a snippet name or C text: else ArgumentError."""
+    if isinstance(program, Program):
+        if program.closed:
+            raise ArgumentError(f"program {program.name} is closed (its attachment was detached or its Lab "
+                                "closed); load it again with lab.load()")
+    elif not isinstance(program, str):
+        raise ArgumentError(f"the program must be a snippet name, C text or a Program from lab.load(), "
+                            f"got {type(program).__name__} {program!r}")
 
 
 def _check_pid(pid) -> int:
     if pid is None:
         return 0
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        raise LabkitError(f"pid must be a positive process id (or None for all processes), got {pid!r}")
+        raise ArgumentError(f"pid must be a positive process id (or None for all processes), got {pid!r}")
     return pid
 
 
@@ -80,11 +97,15 @@ class Lab:
         ``name``: what errors and attachments call the program (default: the
         snippet's file name, or ``<text>.c`` for C text).
 
-        Raises CompileError with clang's diagnostics (lines point into the
-        snippet as written), VerifierError, AttachError, PrivilegeError,
-        NotSupportedError.
+        Raises ArgumentError (no such snippet, bad defines/cflags/need),
+        CompileError with clang's diagnostics (lines point into the snippet as
+        written), VerifierError, AttachError, PrivilegeError, NotSupportedError.
         """
         self._check_open()
+        if need not in _privileges.NEEDS:
+            raise ArgumentError(f"need must be one of {', '.join(_privileges.NEEDS)}, got {need!r}")
+        if name is not None and not (isinstance(name, str) and name.strip()):
+            raise ArgumentError(f"name must be a non-empty string (what errors call the program), got {name!r}")
         found, text, path = resolve_source(name_or_text)
         name = name or found
         flags = _cflags(defines, cflags)
@@ -108,19 +129,22 @@ class Lab:
     def attach_tracepoint(self, program: Program | str, tracepoint: str, fn: str | None = None, *,
                           name: str | None = None) -> TraceAttachment:
         """Attach ``fn`` of ``program`` to ``category:event``. Re-attaching the
-        same (tracepoint, program) first detaches the previous attachment."""
+        same (tracepoint, program) first detaches the previous attachment. A
+        program of another kind (an XDP program, a kprobe) is refused with
+        ProgramKindError before anything is loaded (labkit.programs.kinds)."""
         self._check_open()
-        if ":" not in str(tracepoint):
+        _check_program(program)
+        if not isinstance(tracepoint, str) or ":" not in tracepoint:
             raise AttachError(f"tracepoint must be 'category:event' (like 'sched:sched_process_exec'), "
                               f"got {tracepoint!r}", target=str(tracepoint))
+        check_fits("attach_tracepoint", program, fn)
         cat, ev = tracepoint.split(":", 1)
         _privileges.require("tracing")
         _hooks.require_tracefs()
         if not _hooks.tracepoint_exists(cat, ev):
             raise AttachError(f"no tracepoint {tracepoint} on this kernel (see /sys/kernel/tracing/events/{cat}/)",
                               target=tracepoint)
-        prog = self.load(program) if isinstance(program, str) else program
-        fn = prog.function_name(fn)
+        prog, fn = self._load_for(program, fn)
         key = ("tracepoint", tracepoint, name or f"{prog.name}:{fn}")
         return self._attach_bcc(prog, key, [("tracepoint", tracepoint, fn)], hook=f"tracepoint {tracepoint}")
 
@@ -129,23 +153,43 @@ class Lab:
         """Attach ``fn`` of ``program`` to a kernel function ``event``, or to the
         kernel entry of a syscall (``syscall="clone"``), as a kprobe (or, with
         ``ret=True``, a kretprobe). Raises NotSupportedError, before loading
-        anything, on kernels built without kprobes: use a tracepoint there."""
+        anything, on kernels built without kprobes: use a tracepoint there; and
+        ProgramKindError, first, for a program of another kind."""
         self._check_open()
+        _check_program(program)
         if (event is None) == (syscall is None):
-            raise LabkitError("attach_kprobe needs event= (a kernel function) or syscall= (a syscall name)")
+            raise ArgumentError("attach_kprobe needs event= (a kernel function) or syscall= (a syscall name)")
+        which, target = ("event", event) if syscall is None else ("syscall", syscall)
+        if not isinstance(target, str) or not target.strip():
+            raise ArgumentError(f"attach_kprobe's {which}= must be a name like 'kernel_clone' or 'clone', "
+                                f"got {target!r}")
+        check_fits("attach_kprobe", program, fn)
         _privileges.require("tracing")
         ok, why = _hooks.kprobes_available()
         if not ok:
             raise NotSupportedError(
                 f"kprobes are not available on this kernel ({why}); attach to a tracepoint instead "
                 "(lab.attach_tracepoint, lab.trace_clone, lab.trace_syscall)", feature="kprobe")
-        prog = self.load(program) if isinstance(program, str) else program
+        prog, fn = self._load_for(program, fn)
         if syscall is not None:
             event = prog.bpf.get_syscall_fnname(syscall.encode()).decode()
-        fn = prog.function_name(fn)
         kind = "kretprobe" if ret else "kprobe"
         key = (kind, event, name or f"{prog.name}:{fn}")
         return self._attach_bcc(prog, key, [(kind, event, fn)], hook=f"{kind} {event}")
+
+    def _load_for(self, program: Program | str, fn: str | None) -> tuple[Program, str]:
+        """``program`` (loaded here when it is a snippet name or C text) and the
+        function of it to attach; a program loaded here is freed again when it
+        has no such function."""
+        if isinstance(program, Program):
+            return program, program.function_name(fn)
+        prog = self.load(program)
+        try:
+            return prog, prog.function_name(fn)
+        except BaseException:
+            self._programs.remove(prog)
+            prog.close()
+            raise
 
     def _attach_bcc(self, prog: Program, key: tuple, probes: list[Probe], hook: str,
                     owns_program: bool = True) -> TraceAttachment:
@@ -257,6 +301,7 @@ class Lab:
         A sandbox's interface: ``iface=sb.target_iface, netns=sb.target_ns``.
         """
         self._check_open()
+        _check_program(program)
         att = _xdp.attach_xdp(self, program, iface, netns=netns, mode=mode, force=force, via=via, fn=fn,
                               sample_every=sample_every, window=window, poll_interval=poll_interval,
                               replace_foreign=replace_foreign)
@@ -309,7 +354,7 @@ class Lab:
 
 def _check_ring(pages) -> int:
     if not (isinstance(pages, int) and pages >= 1 and pages & (pages - 1) == 0):
-        raise LabkitError(f"ring_pages must be a power of two (1, 2, 4, ... pages of 4 KiB), got {pages!r}")
+        raise ArgumentError(f"ring_pages must be a power of two (1, 2, 4, ... pages of 4 KiB), got {pages!r}")
     return pages
 
 

@@ -109,3 +109,21 @@ def test_unprivileged_user_gets_privilege_error(throwaway_user):
     assert out.startswith("PrivilegeError:"), out + r.stderr
     assert f"uid {u.pw_uid} ({u.pw_name})" in out
     assert "CAP_BPF" in out and "CAP_PERFMON" in out
+
+
+def test_bad_arguments_are_labkit_errors_and_value_errors(lab):
+    """ArgumentError is a LabkitError and, for code that caught the bare ValueError before, a ValueError."""
+    with pytest.raises(labkit.LabkitError) as ei:
+        labkit.Sandbox(prefixlen=33)
+    assert isinstance(ei.value, ValueError) and type(ei.value).__name__ == "ArgumentError"
+    with pytest.raises(ValueError, match="pid"):
+        lab.trace_clone(pid=-1)
+
+
+def test_a_program_of_the_wrong_kind_is_an_attach_error(lab):
+    with pytest.raises(labkit.AttachError) as ei:
+        lab.attach_tracepoint("xdp_icmp_drop", "syscalls:sys_enter_getppid")
+    e = ei.value
+    assert type(e).__name__ == "ProgramKindError"
+    assert (e.kind, e.call, e.target) == ("xdp", "attach_tracepoint", "xdp_icmp_drop.c")
+    assert not lab.attachments

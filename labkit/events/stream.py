@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from labkit._errors import LabkitError
+from labkit._errors import ArgumentError
 from labkit.events.schemas import Frame
 from labkit.events.ringbuf import RingBufferReader, record_dtype
 from labkit.events.window import Window
@@ -31,9 +31,18 @@ DEFAULT_POLL_INTERVAL = 0.01
 def check_window(window, poll_interval) -> None:
     """Refuse a bad window size or poll interval before anything is loaded."""
     if not (isinstance(window, int) and not isinstance(window, bool) and window >= 1):
-        raise LabkitError(f"window must be a positive number of events, got {window!r}")
-    if not (isinstance(poll_interval, (int, float)) and poll_interval > 0):
-        raise LabkitError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}")
+        raise ArgumentError(f"window must be a positive number of events, got {window!r}")
+    if not (_is_number(poll_interval) and poll_interval > 0):
+        raise ArgumentError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}")
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _check_last(last) -> None:
+    if last is not None and not (isinstance(last, int) and not isinstance(last, bool) and last >= 0):
+        raise ArgumentError(f"last must be a number of events (0 or more) or None for the whole window, got {last!r}")
 
 
 class EventStream:
@@ -163,6 +172,7 @@ class EventStream:
 
     def records(self, last: int | None = None) -> np.ndarray:
         """The window's raw records (numpy structured array), oldest first."""
+        _check_last(last)
         with self._lock:
             return self._win.ordered(last)
 
@@ -182,6 +192,13 @@ class EventStream:
              min_events: int = 1) -> bool:
         """Wait until ``predicate(to_dataframe())`` holds (or ``min_events``
         arrived); returns whether it did within ``timeout`` seconds."""
+        if predicate is not None and not callable(predicate):
+            raise ArgumentError(f"wait's predicate must be a function of the DataFrame (like "
+                                f"lambda df: len(df) >= 3) or None, got {predicate!r}")
+        if not (_is_number(timeout) and timeout >= 0):
+            raise ArgumentError(f"timeout must be a number of seconds (0 or more), got {timeout!r}")
+        if not (isinstance(min_events, int) and not isinstance(min_events, bool) and min_events >= 0):
+            raise ArgumentError(f"min_events must be a number of events (0 or more), got {min_events!r}")
         deadline = time.monotonic() + timeout
         while True:
             self.poll()

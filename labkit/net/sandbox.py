@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from labkit._errors import SandboxError
+from labkit._errors import ArgumentError, SandboxError
 from labkit.net.leftovers import reap_dead_owners
 from labkit.net.netns import create_netns, list_netns, off_event_loop
 from labkit.net.records import (
@@ -51,12 +51,22 @@ from labkit.net.records import (
     state_path,
     write_record,
 )
-from labkit.net.subnets import pick_subnet, taken_networks
+from labkit.net.subnets import POOL, pick_subnet, taken_networks
 from labkit.net.traffic import PingResult, UdpResult, exchange_udp, parse_ping
 
 __all__ = ["Sandbox", "configure_interface"]
 
 _IFNAMSIZ = 15
+_MAX_ICMP_PAYLOAD = 65507  # 65535 - 20 (IPv4 header) - 8 (ICMP header)
+_MAX_UDP_PAYLOAD = 65507   # 65535 - 20 (IPv4 header) - 8 (UDP header)
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 class Sandbox:
@@ -94,6 +104,11 @@ class Sandbox:
     state_file: Path
 
     def __init__(self, *, persistent: bool = False, prefixlen: int = 30) -> None:
+        if not isinstance(persistent, bool):
+            raise ArgumentError(f"persistent must be True or False, got {persistent!r}")
+        if not (_is_int(prefixlen) and POOL.prefixlen <= prefixlen <= 30):
+            raise ArgumentError(f"prefixlen must be a whole number from {POOL.prefixlen} to 30 (the sandbox's "
+                                f"subnet inside {POOL}; 30 is two addresses, the default), got {prefixlen!r}")
         self.persistent = persistent
         self._owned = True
         self._closed = False
@@ -298,10 +313,14 @@ class Sandbox:
         seconds apart, waiting up to ``timeout`` seconds for the last reply;
         ``size`` is the ICMP payload in bytes (ping's ``-s``)."""
         self._check_open()
-        if count < 1:
-            raise ValueError("count must be at least 1")
-        if interval <= 0 or timeout <= 0:
-            raise ValueError("interval and timeout must be positive")
+        if not (_is_int(count) and count >= 1):
+            raise ArgumentError(f"ping's count must be a whole number of pings, at least 1, got {count!r}")
+        for what, value in (("interval", interval), ("timeout", timeout)):
+            if not (_is_number(value) and value > 0):
+                raise ArgumentError(f"ping's {what} must be a positive number of seconds, got {value!r}")
+        if size is not None and not (_is_int(size) and 0 <= size <= _MAX_ICMP_PAYLOAD):
+            raise ArgumentError(f"ping's size must be an ICMP payload of 0 to {_MAX_ICMP_PAYLOAD} bytes "
+                                f"(or None for ping's default), got {size!r}")
         if shutil.which("ping") is None:
             raise SandboxError("ping is not installed; apt-get install iputils-ping")
         argv = ["ping", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", f"{timeout:g}"]
@@ -323,8 +342,15 @@ class Sandbox:
         and count how many reach a socket bound in the target namespace within
         ``timeout`` seconds after the last send. ``port`` defaults to a free one."""
         self._check_open()
-        if count < 0:
-            raise ValueError("count must not be negative")
+        if not (_is_int(count) and count >= 0):
+            raise ArgumentError(f"send_udp's count must be a whole number of datagrams (0 or more), got {count!r}")
+        if port is not None and not (_is_int(port) and 1 <= port <= 65535):
+            raise ArgumentError(f"send_udp's port must be 1 to 65535 (or None for a free one), got {port!r}")
+        if not isinstance(payload, (bytes, bytearray)) or len(payload) > _MAX_UDP_PAYLOAD:
+            raise ArgumentError(f"send_udp's payload must be bytes (like b'hello'; text: 'hello'.encode()), at most "
+                                f"{_MAX_UDP_PAYLOAD} of them, got {type(payload).__name__} {payload!r:.60}")
+        if not (_is_number(timeout) and timeout >= 0):
+            raise ArgumentError(f"send_udp's timeout must be a number of seconds (0 or more), got {timeout!r}")
         return exchange_udp(
             self.host_ns, self.host_ip, self.target_ns, self.target_ip,
             count=count, port=port, payload=payload, timeout=timeout,

@@ -6,6 +6,8 @@
     hooks.py       which hooks this kernel has (tracefs, tracepoints, kprobes,
                    syscall names and argument counts), probed, never assumed
     privileges.py  the capabilities each kind of program needs, checked first
+    kinds.py       which kind a function is (BCC name, `// hook:` header, context
+                   type), and whether an attach call fits it
 """
 
 from labkit.programs.compile import Program, compile_c, resolve_source

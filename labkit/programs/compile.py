@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from labkit.programs import privileges as _privileges
-from labkit._errors import CompileError, LabkitError, NotSupportedError, VerifierError
+from labkit._errors import ArgumentError, CompileError, LabkitError, NotSupportedError, VerifierError
 
 __all__ = [
     "PROGRAM_PREFIX",
@@ -137,8 +137,8 @@ def first_error(diagnostics: str) -> str:
 def resolve_source(name_or_text: str) -> tuple[str, str, Path | None]:
     """Return (display name, C text, path) for a snippet name, a path or C text."""
     if not isinstance(name_or_text, str) or not name_or_text.strip():
-        raise LabkitError("lab.load() needs a snippet name (see bpf_snippets/) or C source text, got "
-                          f"{name_or_text!r}")
+        raise ArgumentError("lab.load() needs a snippet name (see bpf_snippets/) or C source text, got "
+                            f"{name_or_text!r}")
     s = name_or_text
     if "\n" in s or "{" in s or ";" in s:
         return "<text>.c", s, None
@@ -152,7 +152,7 @@ def resolve_source(name_or_text: str) -> tuple[str, str, Path | None]:
     known = sorted(x.stem for x in SNIPPET_DIR.glob("*.c") if not x.stem.startswith(REFERENCE_PREFIX))
     close = difflib.get_close_matches(stem, known, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise LabkitError(f"no BPF snippet named {stem!r} in {SNIPPET_DIR}.{hint} Known snippets: {', '.join(known)}.")
+    raise ArgumentError(f"no BPF snippet named {stem!r} in {SNIPPET_DIR}.{hint} Known snippets: {', '.join(known)}.")
 
 
 @dataclass
@@ -286,10 +286,14 @@ class Program:
         return self.bpf.fix_syscall_fnname(name.encode()).decode()
 
     def function_name(self, fn: str | None = None) -> str:
-        """``fn`` if given, else the program's only function (an error names them all when there are several)."""
-        if fn:
-            return fn
+        """``fn`` if given (and the program has it), else the program's only
+        function (an error names them all when there are several)."""
         fns = self.functions
+        if fn is not None:
+            if fn not in fns:
+                raise ArgumentError(f"{self.name} has no function named {fn!r}; its functions: {', '.join(fns)} "
+                                    "(say which one with fn=)")
+            return fn
         if len(fns) != 1:
             raise LabkitError(f"{self.name} has {len(fns)} functions ({', '.join(fns)}): say which one with fn=")
         return fns[0]

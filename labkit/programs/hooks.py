@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from labkit._errors import NotSupportedError
+from labkit._errors import ArgumentError, NotSupportedError
 
 __all__ = [
     "HookChoice",
@@ -109,7 +109,7 @@ class HookChoice:
 def clone_hooks(prefer: str = "auto") -> list[HookChoice]:
     """Candidate hooks for process creation, best first, for ``prefer``."""
     if prefer not in ("auto", "kprobe", "tracepoint"):
-        raise ValueError(f"hook must be 'auto', 'kprobe' or 'tracepoint', got {prefer!r}")
+        raise ArgumentError(f"hook must be 'auto', 'kprobe' or 'tracepoint', got {prefer!r}")
     out: list[HookChoice] = []
     ok, why = kprobes_available()
     sym = kernel_symbol("kernel_clone", "_do_fork")

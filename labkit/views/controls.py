@@ -11,9 +11,11 @@ from typing import Iterable
 
 import pandas as pd
 
-from labkit._errors import LabkitError
-from labkit.lab import syscalls
+from labkit._errors import ArgumentError, LabkitError
+from labkit.lab import Lab, syscalls
 from labkit.net.interfaces import xdp_interfaces
+from labkit.programs.compile import Program
+from labkit.programs.kinds import check_fits
 from labkit.views.display import widget_bundle
 from labkit.views.panel import LivePanel
 
@@ -34,6 +36,7 @@ class SyscallPicker:
                  rows: int = 10, interval: float = 0.5, by: str | None = "comm", window: int = 10_000):
         import ipywidgets as w  # lazy: ipywidgets is only needed in a notebook
 
+        _check_lab(lab, "SyscallPicker")
         self.lab = lab
         self.pid = pid
         self.name = name
@@ -105,6 +108,11 @@ class XdpControl:
                  name: str = "xdp control", allow_root: bool = False, rows: int = 10, interval: float = 0.5):
         import ipywidgets as w  # lazy: ipywidgets is only needed in a notebook
 
+        _check_lab(lab, "XdpControl")
+        if not isinstance(program, (str, Program)):
+            raise ArgumentError(f"XdpControl's program must be a snippet name, C text or a Program from lab.load(), "
+                                f"got {type(program).__name__} {program!r}")
+        check_fits("attach_xdp", program)  # a program of another kind is refused now, not at the first click
         self.lab = lab
         self.program = program
         self.name = name
@@ -218,3 +226,11 @@ class XdpControl:
     def __repr__(self) -> str:
         att = self.attachment.hook if self.attachment is not None and self.attachment.attached else "nothing"
         return f"<labkit.XdpControl {self.name}: {self.program} on {att}>"
+
+
+def _check_lab(lab, control: str) -> None:
+    if not isinstance(lab, Lab):
+        raise ArgumentError(f"{control} needs an open labkit.Lab as its first argument (lab = labkit.Lab()), "
+                            f"got {type(lab).__name__} {lab!r}")
+    if lab.closed:
+        raise ArgumentError(f"{control} needs an open labkit.Lab; this one is closed: make a new one with labkit.Lab()")

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from labkit._errors import LabkitError
+from labkit._errors import ArgumentError, LabkitError
 from labkit.events.schemas import N_PROTO, PROTOCOLS, XDP_ACTIONS, clone_kind
 from labkit.events.stream import EventStream
 from labkit.net.xdp import XdpAttachment
@@ -72,7 +72,7 @@ def _resolve_by(by, dtype: np.dtype) -> Callable[[np.ndarray], Any] | None:
         return _comms
     if by in names:
         return lambda rec: rec[by]
-    raise LabkitError(f"by={by!r}: the events have no such field (fields: {', '.join(names)}, or 'kind')")
+    raise ArgumentError(f"by={by!r}: the events have no such field (fields: {', '.join(names)}, or 'kind')")
 
 
 # -------------------------------------------------------------------- feeds
@@ -237,4 +237,5 @@ def feed_for(source, *, columns=None, by=None) -> StreamFeed | XdpFeed | None:
         return StreamFeed(source, columns=columns, by=by)
     if isinstance(source, XdpAttachment):
         return XdpFeed(source)
-    raise LabkitError(f"a live panel shows an EventStream or an XdpAttachment, got {type(source).__name__}")
+    raise ArgumentError(f"a live panel shows an EventStream or an XdpAttachment (what lab.trace_clone(), "
+                        f"lab.trace_syscall() and lab.attach_xdp() return), got {type(source).__name__} {source!r:.60}")

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from labkit import attach
-from labkit._errors import LabkitError
+from labkit._errors import ArgumentError, LabkitError
 from labkit.views.bins import Bins
 from labkit.views.display import TABLE_CSS, ShownOnce, table_html, widget_bundle
 from labkit.views.feeds import feed_for
@@ -101,10 +101,17 @@ class LivePanel:
                  autostart: bool = True):
         import ipywidgets as w  # lazy: ipywidgets is only needed in a notebook
 
-        if not (isinstance(rows, int) and rows >= 1):
-            raise LabkitError(f"rows must be a positive integer, got {rows!r}")
-        if not (interval > 0 and bin_seconds > 0 and history >= bin_seconds):
-            raise LabkitError("interval and bin_seconds must be > 0 and history >= bin_seconds")
+        for what, value in (("rows", rows), ("max_series", max_series)):
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise ArgumentError(f"{what} must be a positive integer, got {value!r}")
+        for what, value in (("interval", interval), ("bin_seconds", bin_seconds), ("history", history)):
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+                raise ArgumentError(f"{what} must be a positive number of seconds, got {value!r}")
+        if history < bin_seconds:
+            raise ArgumentError(f"history ({history} s) must be at least bin_seconds ({bin_seconds} s)")
+        for what, value in (("name", name), ("title", title)):
+            if value is not None and not isinstance(value, str):
+                raise ArgumentError(f"{what} must be text (or None for the source's name), got {value!r}")
         feed = feed_for(source, columns=columns, by=by)
         self.name = name or (feed.name if feed is not None else "panel")
         self.title = title or self.name

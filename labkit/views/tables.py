@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from labkit._errors import ArgumentError
+from labkit.programs.compile import Program
 from labkit.programs.hooks import require_tracefs
 
 __all__ = ["map_dataframe", "parse_trace_pipe", "read_trace_pipe"]
@@ -54,6 +56,15 @@ def map_dataframe(program, name: str, *, key: str = "key", value: str = "value")
 
         counts = labkit.map_dataframe(prog, "counts")    # e.g. columns uid, comm, value
     """
+    if not isinstance(program, Program):
+        raise ArgumentError(f"map_dataframe needs a Program (prog = lab.load(...), or an attachment's .program), "
+                            f"got {type(program).__name__} {program!r}")
+    if program.closed:
+        raise ArgumentError(f"program {program.name} is closed (its attachment was detached or its Lab closed), "
+                            "and its maps with it; load it again with lab.load()")
+    if not isinstance(name, str) or not program.has_table(name):
+        raise ArgumentError(f"{program.name} has no map named {name!r}; its maps are the names declared with "
+                            "BPF_HASH(name, ...), BPF_ARRAY(name, ...), ... in its C")
     table = program[name]
     rows = []
     percpu = hasattr(table, "sum") and "PerCpu" in type(table).__name__
@@ -91,6 +102,13 @@ def read_trace_pipe(timeout: float = 2.0, *, idle: float = 0.2, contains: str | 
     trace_printk lands in it and every reader takes lines away from the
     others. ``contains`` keeps only lines with that text.
     """
+    for what, value in (("timeout", timeout), ("idle", idle)):
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+            raise ArgumentError(f"read_trace_pipe's {what} must be a positive number of seconds, got {value!r}")
+    if contains is not None and not isinstance(contains, str):
+        raise ArgumentError(f"read_trace_pipe's contains must be text (like 'lk-') or None, got {contains!r}")
+    if not (isinstance(max_lines, int) and not isinstance(max_lines, bool) and max_lines >= 1):
+        raise ArgumentError(f"read_trace_pipe's max_lines must be a positive whole number, got {max_lines!r}")
     path = require_tracefs() / "trace_pipe"
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     chunks: list[bytes] = []

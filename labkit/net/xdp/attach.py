@@ -40,6 +40,7 @@ from labkit.net.xdp.netlink import (
 )
 from labkit.programs import privileges
 from labkit.programs.compile import Program
+from labkit.programs.kinds import check_fits
 
 if TYPE_CHECKING:  # the Lab sits on the floor above: a type here, never an import
     from labkit.lab import Lab
@@ -137,6 +138,7 @@ def attach_xdp(lab: Lab, program: Program | str, iface: str | None, *, netns: st
     loads and the attachment then owns) to ``iface`` in namespace ``netns``,
     following the rules in this module's docstring. The caller keeps the
     returned attachment in its Lab; the arguments are ``Lab.attach_xdp``'s."""
+    check_fits("attach_xdp", program, fn)  # the program's kind, before any slot is touched
     check_mode(mode)
     check_via(via)
     if iface is None:

@@ -1,0 +1,259 @@
+"""Every bad input to the public API is a labkit error that names the thing and
+says what to do, and leaves nothing behind.
+
+One row per bad input: wrong types, numbers out of range, names that do not
+exist, objects used again after they were closed or detached. Each row runs in
+a fresh Lab; what the process holds (BPF fds, perf events, threads, network
+namespaces, sandbox records, attachments, live panels) is read right before the
+bad call and must be the same right after it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pytest
+
+import labkit
+from kstate import bpf_fds, perf_attachments
+from labkit.net.netns import list_netns
+from labkit.net.records import list_sandboxes
+
+pytestmark = [pytest.mark.kernel, pytest.mark.requires("root")]
+
+TP = "syscalls:sys_enter_getppid"
+
+
+class Env:
+    """What a row works with: ``lab`` (fresh), ``sb`` (a live sandbox), ``closed_sb``,
+    and whatever the row's setup makes; ``closers`` are called after the row."""
+
+    def __init__(self, lab: labkit.Lab, sb: labkit.Sandbox, closed_sb: labkit.Sandbox):
+        self.lab, self.sb, self.closed_sb = lab, sb, closed_sb
+        self.closers: list[Callable[[], None]] = []
+
+    def xdp(self, program: Any = "xdp_icmp_drop", **kw):
+        kw.setdefault("iface", self.sb.target_iface)
+        kw.setdefault("netns", self.sb.target_ns)
+        return self.lab.attach_xdp(program, **kw)
+
+
+@dataclass
+class Row:
+    id: str
+    call: Callable[[Env], Any]
+    error: str                        # the class raised, or one of its bases (all are LabkitErrors)
+    says: tuple[str, ...]             # text the message must hold: the thing, and what to do
+    setup: Callable[[Env], None] | None = field(default=None)
+
+
+def detached_tracepoint(env: Env) -> None:
+    env.att = env.lab.attach_tracepoint("count_getppid", TP)
+    env.att.detach()
+
+
+def loaded(env: Env) -> None:
+    env.prog = env.lab.load("count_getppid")
+
+
+def stream(env: Env) -> None:
+    env.stream = env.lab.trace_syscall("getppid", pid=os.getpid())
+
+
+def closed_lab(env: Env) -> None:
+    env.closed_lab = labkit.Lab()
+    env.closed_lab.close()
+
+
+def xdp_control(env: Env) -> None:
+    env.ctl = labkit.XdpControl(env.lab, namespaces=[env.sb.target_ns])
+    env.closers.append(env.ctl.close)
+
+
+ROWS = [
+    # Lab.load
+    Row("load: not text", lambda e: e.lab.load(42), "ArgumentError", ("42", "snippet name")),
+    Row("load: unknown snippet", lambda e: e.lab.load("count_getpid"), "ArgumentError",
+        ("'count_getpid'", "Did you mean count_getppid")),
+    Row("load: define not an identifier", lambda e: e.lab.load("count_getppid", defines={"LK FILTER": 1}),
+        "ArgumentError", ("'LK FILTER'", "LK_FILTER_PID")),
+    Row("load: defines not a dict", lambda e: e.lab.load("count_getppid", defines=["LK_FILTER_PID"]),
+        "ArgumentError", ("defines", "['LK_FILTER_PID']", "dict")),
+    Row("load: cflags a string", lambda e: e.lab.load("count_getppid", cflags="-DX=1"), "ArgumentError",
+        ("cflags", "'-DX=1'", "list of strings")),
+    Row("load: unknown need", lambda e: e.lab.load("count_getppid", need="root"), "ArgumentError",
+        ("need", "'root'", "tracing")),
+    # Lab.attach_tracepoint
+    Row("attach_tracepoint: no category", lambda e: e.lab.attach_tracepoint("count_getppid", "getppid"),
+        "AttachError", ("'getppid'", "category:event")),
+    Row("attach_tracepoint: no such event", lambda e: e.lab.attach_tracepoint("count_getppid", "sched:no_such_event"),
+        "AttachError", ("sched:no_such_event", "/sys/kernel/tracing/events/sched/")),
+    Row("attach_tracepoint: program a float", lambda e: e.lab.attach_tracepoint(3.5, TP), "ArgumentError",
+        ("float", "lab.load()")),
+    Row("attach_tracepoint: an XDP program", lambda e: e.lab.attach_tracepoint("xdp_icmp_drop", TP),
+        "ProgramKindError", ("xdp_icmp_drop.c is an XDP program", "attach_tracepoint needs", "lab.attach_xdp")),
+    Row("attach_tracepoint: no such function", lambda e: e.lab.attach_tracepoint("count_getppid", TP, fn="lk_nope"),
+        "ArgumentError", ("'lk_nope'", "lk_count_getppid", "fn=")),
+    Row("attach_tracepoint: detached attachment's program reused",
+        lambda e: e.lab.attach_tracepoint(e.att.program, TP), "ArgumentError",
+        ("count_getppid.c is closed", "lab.load()"), setup=detached_tracepoint),
+    # Lab.attach_kprobe
+    Row("attach_kprobe: no event nor syscall", lambda e: e.lab.attach_kprobe("hello_clone_classic"),
+        "ArgumentError", ("event=", "syscall=")),
+    Row("attach_kprobe: syscall a number", lambda e: e.lab.attach_kprobe("hello_clone_classic", syscall=7),
+        "ArgumentError", ("syscall=", "7", "'clone'")),
+    Row("attach_kprobe: a tracepoint program", lambda e: e.lab.attach_kprobe("trace_clone", event="kernel_clone"),
+        "ProgramKindError", ("trace_clone.c is a tracepoint program", "attach_kprobe needs", "attach_tracepoint")),
+    # Lab.trace_clone / trace_syscall
+    Row("trace_clone: negative pid", lambda e: e.lab.trace_clone(pid=-3), "ArgumentError", ("pid", "-3", "None")),
+    Row("trace_clone: pid a string", lambda e: e.lab.trace_clone(pid="me"), "ArgumentError",
+        ("pid", "'me'", "positive process id")),
+    Row("trace_clone: unknown hook", lambda e: e.lab.trace_clone(hook="fentry"), "ArgumentError",
+        ("'fentry'", "'tracepoint'")),
+    Row("trace_clone: window 0", lambda e: e.lab.trace_clone(window=0), "ArgumentError", ("window", "0", "positive")),
+    Row("trace_clone: negative poll_interval", lambda e: e.lab.trace_clone(poll_interval=-1), "ArgumentError",
+        ("poll_interval", "-1", "positive")),
+    Row("trace_clone: ring_pages not a power of two", lambda e: e.lab.trace_clone(ring_pages=3), "ArgumentError",
+        ("ring_pages", "3", "power of two")),
+    Row("trace_syscall: misspelt", lambda e: e.lab.trace_syscall("opneat"), "NotSupportedError",
+        ("opneat", "openat")),
+    Row("trace_syscall: a number", lambda e: e.lab.trace_syscall(123), "LabkitError", ("123", "'openat'")),
+    Row("trace_syscall: window a float", lambda e: e.lab.trace_syscall("getppid", window=2.5), "ArgumentError",
+        ("window", "2.5")),
+    # Lab.attach_xdp
+    Row("attach_xdp: a tracepoint program", lambda e: e.xdp("count_getppid"), "ProgramKindError",
+        ("count_getppid.c is a tracepoint program (its header says: hook: tracepoint syscalls:sys_enter_getppid); "
+         "attach_xdp needs an XDP program (a function taking struct xdp_md *)", "lab.attach_tracepoint")),
+    Row("attach_xdp: unknown mode", lambda e: e.xdp(mode="offload"), "LabkitError", ("mode", "'offload'", "native")),
+    Row("attach_xdp: no iface", lambda e: e.lab.attach_xdp("xdp_icmp_drop"), "AttachError",
+        ("iface=", "sb.target_iface")),
+    Row("attach_xdp: no such interface", lambda e: e.xdp(iface="lk-nothing0"), "AttachError", ("lk-nothing0",)),
+    Row("attach_xdp: no such namespace", lambda e: e.xdp(netns="lksb-does-not-exist"), "AttachError",
+        ("lksb-does-not-exist",)),
+    Row("attach_xdp: sample_every 0", lambda e: e.xdp(sample_every=0), "LabkitError", ("sample_every", "0")),
+    Row("attach_xdp: program None", lambda e: e.xdp(None), "ArgumentError", ("NoneType", "snippet name")),
+    # closed Lab used again
+    Row("closed Lab: trace_clone", lambda e: e.closed_lab.trace_clone(), "LabkitError",
+        ("Lab is closed", "labkit.Lab()"), setup=closed_lab),
+    Row("closed Lab: load", lambda e: e.closed_lab.load("count_getppid"), "LabkitError",
+        ("Lab is closed", "labkit.Lab()"), setup=closed_lab),
+    Row("closed Lab: attach_xdp", lambda e: e.closed_lab.attach_xdp("xdp_icmp_drop", iface=e.sb.target_iface,
+                                                                  netns=e.sb.target_ns),
+        "LabkitError", ("Lab is closed", "labkit.Lab()"), setup=closed_lab),
+    # Sandbox(...), ping, send_udp; a closed Sandbox used again
+    Row("Sandbox: prefixlen 33", lambda e: labkit.Sandbox(prefixlen=33), "ArgumentError",
+        ("prefixlen", "33", "15 to 30")),
+    Row("Sandbox: prefixlen a string", lambda e: labkit.Sandbox(prefixlen="30"), "ArgumentError",
+        ("prefixlen", "'30'")),
+    Row("Sandbox: persistent a string", lambda e: labkit.Sandbox(persistent="yes"), "ArgumentError",
+        ("persistent", "'yes'", "True or False")),
+    Row("ping: count 0", lambda e: e.sb.ping(count=0), "ArgumentError", ("count", "0", "at least 1")),
+    Row("ping: count a string", lambda e: e.sb.ping(count="5"), "ArgumentError", ("count", "'5'")),
+    Row("ping: interval 0", lambda e: e.sb.ping(interval=0), "ArgumentError", ("interval", "0", "positive")),
+    Row("ping: negative size", lambda e: e.sb.ping(size=-1), "ArgumentError", ("size", "-1", "65507")),
+    Row("send_udp: negative count", lambda e: e.sb.send_udp(count=-1), "ArgumentError", ("count", "-1")),
+    Row("send_udp: port 70000", lambda e: e.sb.send_udp(port=70000), "ArgumentError", ("port", "70000", "65535")),
+    Row("send_udp: payload text", lambda e: e.sb.send_udp(payload="hello"), "ArgumentError",
+        ("payload", "'hello'", ".encode()")),
+    Row("send_udp: negative timeout", lambda e: e.sb.send_udp(timeout=-1), "ArgumentError", ("timeout", "-1")),
+    Row("closed Sandbox: ping", lambda e: e.closed_sb.ping(), "SandboxError", ("closed", "labkit.Sandbox()")),
+    Row("closed Sandbox: send_udp", lambda e: e.closed_sb.send_udp(), "SandboxError", ("closed", "labkit.Sandbox()")),
+    # live(...), SyscallPicker, XdpControl
+    Row("live: not a source", lambda e: labkit.live(42), "ArgumentError", ("int", "EventStream", "lab.trace_clone()")),
+    Row("live: rows 0", lambda e: labkit.live(e.stream, rows=0), "ArgumentError", ("rows", "0"), setup=stream),
+    Row("live: interval a string", lambda e: labkit.live(e.stream, interval="fast"), "ArgumentError",
+        ("interval", "'fast'"), setup=stream),
+    Row("live: by an unknown field", lambda e: labkit.live(e.stream, by="colour"), "ArgumentError",
+        ("'colour'", "comm"), setup=stream),
+    Row("SyscallPicker: misspelt", lambda e: labkit.SyscallPicker(e.lab, "opneat"), "LabkitError",
+        ("'opneat'", "labkit.syscalls()")),
+    Row("SyscallPicker: not a Lab", lambda e: labkit.SyscallPicker("lab"), "ArgumentError",
+        ("str", "labkit.Lab()")),
+    Row("XdpControl: a tracepoint program", lambda e: labkit.XdpControl(e.lab, "count_getppid"), "ProgramKindError",
+        ("count_getppid.c is a tracepoint program", "attach_xdp needs")),
+    Row("XdpControl: no such interface", lambda e: e.ctl.select("lk-nothing0", e.sb.target_ns), "LabkitError",
+        ("'lk-nothing0'",), setup=xdp_control),
+    # map_dataframe, read_trace_pipe
+    Row("map_dataframe: no such map", lambda e: labkit.map_dataframe(e.prog, "counts"), "ArgumentError",
+        ("'counts'", "count_getppid.c", "BPF_HASH"), setup=loaded),
+    Row("map_dataframe: a name, not a Program", lambda e: labkit.map_dataframe("count_getppid", "calls"),
+        "ArgumentError", ("str", "lab.load(")),
+    Row("map_dataframe: detached attachment's program", lambda e: labkit.map_dataframe(e.att.program, "calls"),
+        "ArgumentError", ("count_getppid.c is closed", "lab.load()"), setup=detached_tracepoint),
+    Row("read_trace_pipe: negative timeout", lambda e: labkit.read_trace_pipe(timeout=-1), "ArgumentError",
+        ("timeout", "-1", "positive")),
+    Row("read_trace_pipe: contains a number", lambda e: labkit.read_trace_pipe(contains=5), "ArgumentError",
+        ("contains", "5")),
+    # EventStream.wait / to_dataframe
+    Row("EventStream.wait: timeout a string", lambda e: e.stream.wait(timeout="2"), "ArgumentError",
+        ("timeout", "'2'"), setup=stream),
+    Row("EventStream.wait: predicate not callable", lambda e: e.stream.wait(42), "ArgumentError",
+        ("predicate", "42", "lambda df"), setup=stream),
+    Row("EventStream.to_dataframe: negative last", lambda e: e.stream.to_dataframe(last=-1), "ArgumentError",
+        ("last", "-1"), setup=stream),
+    Row("EventStream.to_dataframe: last a string", lambda e: e.stream.to_dataframe(last="all"), "ArgumentError",
+        ("last", "'all'", "None"), setup=stream),
+]
+
+
+def test_the_table_is_big_enough():
+    assert len(ROWS) >= 25
+    assert len({r.id for r in ROWS}) == len(ROWS)
+
+
+@pytest.fixture(scope="module")
+def sb():
+    with labkit.Sandbox() as sb:
+        yield sb
+
+
+@pytest.fixture(scope="module")
+def closed_sb():
+    sb = labkit.Sandbox()
+    sb.close()
+    return sb
+
+
+def held() -> dict[str, set]:
+    """What this process holds: kernel objects, threads, namespaces and records it made, registered holders."""
+    mine = os.getpid()
+    others = {ns for r in list_sandboxes() if r.owner_pid != mine for ns in (r.host_ns, r.target_ns)}
+    return {
+        **{f"bpf {kind} fds": set(fds) for kind, fds in bpf_fds().items()},
+        "perf attachments": {(e.get("fd"), e.get("prog_id")) for e in perf_attachments(mine)},
+        "threads": {t.ident for t in threading.enumerate()},
+        "namespaces": {ns for ns in list_netns() if ns.startswith("lksb-")} - others,  # others come and go
+        "sandbox records": {r.id for r in list_sandboxes() if r.owner_pid == mine},
+        "attachments": {id(a) for a in labkit.live_attachments()},
+        "panels": {id(p) for p in labkit.live_panels()},
+    }
+
+
+def new_since(before: dict[str, set], after: dict[str, set]) -> dict[str, set]:
+    """What ``after`` holds that ``before`` did not (what went away meanwhile is not a leak)."""
+    return {k: after[k] - before[k] for k in after if after[k] - before[k]}
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: r.id)
+def test_bad_input_is_a_labkit_error_and_leaves_nothing(row: Row, lab, sb, closed_sb):
+    env = Env(lab, sb, closed_sb)
+    try:
+        if row.setup is not None:
+            row.setup(env)
+        before = held()
+        with pytest.raises(labkit.LabkitError) as ei:
+            row.call(env)
+        after = held()
+    finally:
+        for close in env.closers:
+            close()
+    e = ei.value
+    classes = [c.__name__ for c in type(e).__mro__]
+    assert row.error in classes, f"{row.id}: {type(e).__name__} ({classes}): {e}"
+    msg = str(e)
+    for text in row.says:
+        assert text in msg, f"{row.id}: {text!r} not in {msg!r}"
+    assert not new_since(before, after), f"{row.id} left something behind: {new_since(before, after)}"
