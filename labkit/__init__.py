@@ -9,11 +9,13 @@ of kernel state it creates.
 
 from labkit.programs.compile import Program
 from labkit._errors import (
+    ArgumentError,
     AttachError,
     CompileError,
     LabkitError,
     NotSupportedError,
     PrivilegeError,
+    ProgramKindError,
     SandboxError,
     VerifierError,
 )
@@ -51,6 +53,7 @@ if _ipython() is not None:  # inside a notebook: %%bpf is ready after `import la
     _register_cell_magic(_ipython())
 
 __all__ = sorted([
+    "ArgumentError",
     "AttachError",
     "Attachment",
     "CompileError",
@@ -61,6 +64,7 @@ __all__ = sorted([
     "NotSupportedError",
     "PanelSnapshot",
     "PrivilegeError",
+    "ProgramKindError",
     "PingResult",
     "Program",
     "Sandbox",
