@@ -28,21 +28,38 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from labkit import owners
 from labkit._errors import AttachError
-from labkit.net.records import STATE_DIR, SandboxRecord, find_leftovers, list_sandboxes, remove_sandbox
+from labkit.net.records import (
+    STATE_DIR,
+    SandboxRecord,
+    find_leftovers,
+    list_sandboxes,
+    remove_sandbox,
+)
 from labkit.net.xdp.link import prog_name
-from labkit.net.xdp.netlink import XDP_STATE_DIR, find_labkit_xdp, interface, netlink_records, netlink_set
+from labkit.net.xdp.netlink import (
+    XDP_STATE_DIR,
+    find_labkit_xdp,
+    interface,
+    netlink_records,
+    netlink_set,
+)
 
-__all__ = ["REAP_LOCK", "Leftovers", "anything_recorded", "reap_dead_owners", "reap_summary"]
+__all__ = ["REAP_JOURNAL", "REAP_LOCK", "Leftovers", "anything_recorded", "reap_dead_owners", "reap_journal",
+           "reap_summary"]
 
 #: Held while reaping, so two processes starting at once do not both remove (and report) the same thing.
 REAP_LOCK = STATE_DIR.parent / "reap.lock"
+REAP_JOURNAL = STATE_DIR.parent / "reaped.log"   # one JSON line per reap that removed something
+_JOURNAL_MAX = 256 * 1024                         # bytes: an older journal starts again
 
 @dataclass
 class Leftovers:
@@ -212,7 +229,37 @@ def reap_dead_owners(out: Callable[[str], object] | None = None) -> str:
     line = reap_summary(found.removed, failed)
     if line:
         (out or _to_stderr)(line)
+        _journal(line)
     return line
+
+
+def _journal(line: str) -> None:
+    """Append the line to /run/labkit/reaped.log with who reaped and when: the
+    machine's record of what went without a command (never raises)."""
+    try:
+        if REAP_JOURNAL.exists() and REAP_JOURNAL.stat().st_size > _JOURNAL_MAX:
+            REAP_JOURNAL.unlink()
+        with open(REAP_JOURNAL, "a") as f:
+            f.write(json.dumps({"time": time.time(), "reaper": os.getpid(), "line": line}) + "\n")
+    except OSError:
+        pass
+
+
+def reap_journal(since: float = 0.0) -> list[dict]:
+    """The journal's entries (time, reaper pid, line) written at or after ``since``."""
+    try:
+        text = REAP_JOURNAL.read_text()
+    except OSError:
+        return []
+    out = []
+    for raw in text.splitlines():
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            continue
+        if entry.get("time", 0) >= since:
+            out.append(entry)
+    return out
 
 
 def _to_stderr(line: str) -> None:
