@@ -25,7 +25,7 @@ from labkit.programs import hooks as _hooks
 from labkit.programs import privileges as _privileges
 from labkit.programs.compile import Program, compile_c, resolve_source
 from labkit.programs.kinds import check_fits
-from labkit.programs.probes import Probe, attach_probe, autoload_probes
+from labkit.programs.probes import Probe, attach_probe, autoload_probes, resolve_binary, uprobe_target
 
 __all__ = ["DEFAULT_RING_PAGES", "Lab", "syscalls"]
 
@@ -85,7 +85,7 @@ class Lab:
 
     # ------------------------------------------------------------- loading
     def load(self, name_or_text: str, *, cflags: Sequence[str] = (), defines: dict | None = None,
-             need: str = "tracing", name: str | None = None) -> Program:
+             need: str = "tracing", name: str | None = None, usdt: tuple | None = None) -> Program:
         """Compile a snippet (``bpf_snippets/<name>.c``) or C text into a Program.
 
         Functions named the BCC way (``TRACEPOINT_PROBE(cat, event)``, i.e.
@@ -96,6 +96,10 @@ class Lab:
 
         ``name``: what errors and attachments call the program (default: the
         snippet's file name, or ``<text>.c`` for C text).
+
+        ``usdt``: (pid or binary path, "provider:probe", C function) — the USDT
+        probe the program reads (``bpf_usdt_readarg``). BCC must know it when
+        it compiles; attach it with :meth:`attach_usdt` (load does not).
 
         Raises ArgumentError (no such snippet, bad defines/cflags/need),
         CompileError with clang's diagnostics (lines point into the snippet as
@@ -109,7 +113,7 @@ class Lab:
         found, text, path = resolve_source(name_or_text)
         name = name or found
         flags = _cflags(defines, cflags)
-        compiled = compile_c(text, name, flags, need=need)
+        compiled = compile_c(text, name, flags, need=need, usdt=usdt)
         prog = Program(name, text, flags, compiled, path)
         self._programs.append(prog)
         try:
@@ -190,6 +194,58 @@ class Lab:
             self._programs.remove(prog)
             prog.close()
             raise
+
+    def attach_uprobe(self, program: Program | str, binary_or_library: str, symbol: str, fn: str | None = None, *,
+                      ret: bool = False, pid: int | None = None, name: str | None = None) -> TraceAttachment:
+        """Attach ``fn`` of ``program`` to the user-space function ``symbol`` of
+        a binary (a full path) or a library (``"c"``, ``"libc.so.6"``), as a
+        uprobe (on entry) or, with ``ret=True``, a uretprobe (on return).
+        ``pid``: fire only in that process (else in every process that runs
+        that code). Re-attaching the same (hook, program) replaces the old one;
+        a missing library or symbol is a LabkitError naming close matches."""
+        self._check_open()
+        _check_program(program)
+        fpid = _check_pid(pid)
+        _privileges.require("tracing")
+        path = resolve_binary(binary_or_library, symbol)
+        prog, fn = self._load_for(program, fn)
+        kind = "uretprobe" if ret else "uprobe"
+        target = uprobe_target(path, symbol, fpid or None)
+        key = (kind, target, name or f"{prog.name}:{fn}")
+        return self._attach_bcc(prog, key, [(kind, target, fn)], hook=f"{kind} {target}")
+
+    def attach_usdt(self, program: Program | str, provider_probe: str, fn: str | None = None, *,
+                    pid: int | None = None, path: str | None = None, name: str | None = None) -> TraceAttachment:
+        """Attach ``fn`` to a USDT probe (``"python:function__entry"``) of the
+        running process ``pid``, or of the binary ``path`` (probes guarded by
+        a semaphore, like Python's, fire only for a pid: the semaphore is set
+        in that process). ``program``: C text or a snippet (compiled here with
+        the USDT context; ``fn`` is then required), or a Program: one loaded
+        with ``lab.load(..., usdt=(pid, provider_probe, fn))`` is attached as
+        it is; any other (a ``%%bpf`` cell) is compiled again from its source
+        with that context, and the attachment owns the new Program
+        (``.program``: read its maps there)."""
+        self._check_open()
+        _check_program(program)
+        if (pid is None) == (path is None):
+            raise ArgumentError("attach_usdt needs pid= (a running process) or path= (a binary), one of them")
+        where = _check_pid(pid) if pid is not None else path
+        if isinstance(program, str):
+            if not fn:
+                raise ArgumentError("attach_usdt with C text or a snippet needs fn= (the function the probe calls)")
+            prog = self.load(program, usdt=(where, provider_probe, fn))
+        else:
+            fn = program.function_name(fn)
+            ctx = program.usdt
+            if ctx is not None and (ctx.where, ctx.fn) == (where, fn) and \
+                    provider_probe in (ctx.probe, ctx.probe.split(":", 1)[1]):
+                prog = program
+            else:  # made without this probe's context (a %%bpf cell, another pid): compiled again, with it
+                prog = self.load(program.source, cflags=program.cflags, name=program.name,
+                                 usdt=(where, provider_probe, fn))
+        target = provider_probe + (f"[pid {where}]" if pid is not None else f"[{where}]")
+        key = ("usdt", target, name or f"{prog.name}:{fn}")
+        return self._attach_bcc(prog, key, [("usdt", target, fn)], hook=f"usdt {target}")
 
     def _attach_bcc(self, prog: Program, key: tuple, probes: list[Probe], hook: str,
                     owns_program: bool = True) -> TraceAttachment:

@@ -159,6 +159,7 @@ def resolve_source(name_or_text: str) -> tuple[str, str, Path | None]:
 class _Compiled:
     bpf: object
     warnings: str
+    usdt: object = None  # the bcc.USDT context compiled in (kept alive: its probes and semaphores live with it)
 
 
 def _bcc():
@@ -189,14 +190,81 @@ def _bpf_class():
     return DeferredAutoloadBPF
 
 
-def compile_c(text: str, display_name: str, cflags: Sequence[str], *, need: str = "tracing") -> _Compiled:
-    """Compile C with BCC, turning failures into labkit errors."""
+@functools.lru_cache(maxsize=1)
+def _usdt_class():
+    bcc = _bcc()
+
+    class DeferredUSDT(bcc.USDT):
+        """BCC's USDT context, except that compiling attaches nothing: BCC attaches
+        a context's probes when the module is built; labkit attaches them
+        afterwards as an attachment it owns (kind "usdt", Lab.attach_usdt).
+        ``where``, ``probe`` ("provider:name") and ``fn`` say what it was made for."""
+
+        where: int | str = 0
+        probe: str = ""
+        fn: str = ""
+
+        def attach_uprobes(self, bpf, attach_usdt_ignore_pid):
+            pass
+
+    return DeferredUSDT
+
+
+def _usdt_context(usdt: tuple, display_name: str):
+    """A USDT context for ``usdt`` = (pid or binary path, "provider:probe", C function)
+    with the probe enabled (for a pid this sets the probe's semaphore in that process)."""
+    try:
+        where, probe, fn = usdt
+    except (TypeError, ValueError):
+        raise ArgumentError(f"usdt= is (pid or binary path, 'provider:probe', function), got {usdt!r}") from None
+    if not isinstance(probe, str) or not probe:
+        raise ArgumentError(f"a USDT probe is named 'provider:probe' (like 'python:function__entry'), got {probe!r}")
+    if isinstance(where, bool) or not isinstance(where, (int, str)) or (isinstance(where, int) and where <= 0):
+        raise ArgumentError(f"the USDT context needs a pid (a running process) or a binary path, got {where!r}")
+    usdt_class = _usdt_class()
+    kw = {"pid": where} if isinstance(where, int) else {"path": where}
+    with capture_fd2() as cap:
+        try:
+            ctx = usdt_class(**kw)
+        except Exception as e:  # bcc.USDTException
+            raise ArgumentError(f"no USDT probes can be read from {where!r}: {e} "
+                              f"{(cap[0] if cap else '').strip()}".strip()) from None
+    known = sorted({f"{p.provider.decode()}:{p.name.decode()}" for p in ctx.enumerate_probes()})
+    wanted = probe if ":" in probe else None
+    if wanted is None:
+        matches = [k for k in known if k.split(":", 1)[1] == probe]
+        wanted = matches[0] if len(matches) == 1 else probe
+    if wanted not in known:
+        close = difflib.get_close_matches(wanted, known, n=5) or known[:8]
+        raise ArgumentError(f"{where!r} has no USDT probe {probe!r}"
+                          + (f"; close matches: {', '.join(close)}" if close else " (it has no USDT probes at all)")
+                          + f" (for {display_name})")
+    if not (isinstance(fn, str) and fn.isidentifier()):
+        raise ArgumentError(f"the USDT probe's function must be a C function name, got {fn!r}")
+    with capture_fd2():
+        try:
+            ctx.enable_probe(wanted, fn)
+        except Exception as e:
+            raise ArgumentError(f"cannot enable USDT probe {wanted} in {where!r}: {str(e).splitlines()[0]}") from None
+    ctx.where, ctx.probe, ctx.fn = where, wanted, fn
+    return ctx
+
+
+def compile_c(text: str, display_name: str, cflags: Sequence[str], *, need: str = "tracing",
+              usdt: tuple | None = None) -> _Compiled:
+    """Compile C with BCC, turning failures into labkit errors.
+
+    ``usdt``: (pid or binary path, "provider:probe", C function). BCC generates
+    the code that reads a USDT probe's arguments (``bpf_usdt_readarg``) when the
+    module is built, so the context is made here and kept on the result; the
+    probe is attached later, as an attachment (probes kind "usdt")."""
     _privileges.require(need)
     bpf_class = _bpf_class()
     flags = [f"-I{SNIPPET_DIR}", *cflags]
+    ctx = _usdt_context(usdt, display_name) if usdt is not None else None
     with capture_fd2() as captured:
         try:
-            bpf = bpf_class(text=text.encode(), cflags=flags)
+            bpf = bpf_class(text=text.encode(), cflags=flags, usdt_contexts=[ctx] if ctx is not None else [])
             err = None
         except Exception as e:  # BCC raises a bare Exception
             bpf, err = None, e
@@ -217,7 +285,7 @@ def compile_c(text: str, display_name: str, cflags: Sequence[str], *, need: str 
             f"{display_name} does not compile: {first_error(diags)}",
             diagnostics=diags, source=text, name=display_name,
         ) from None
-    return _Compiled(bpf=bpf, warnings=map_diagnostics(raw, text, display_name))
+    return _Compiled(bpf=bpf, warnings=map_diagnostics(raw, text, display_name), usdt=ctx)
 
 
 _VERIFIER_HINT = re.compile(r"^\s*\d+: \(|processed \d+ insns|R\d+ ", re.M)
@@ -271,6 +339,7 @@ class Program:
         self.path = path
         self.bpf = compiled.bpf
         self.warnings = compiled.warnings
+        self.usdt = compiled.usdt  # the bcc.USDT context compiled in (Lab.load's usdt=), or None
         self.auto_attachments: list = []  # what Lab.load attached for BCC-named functions
         self._closed = False
 
@@ -336,6 +405,7 @@ class Program:
                 self.bpf.cleanup()
             finally:
                 atexit.unregister(self.bpf.cleanup)
+                self.usdt = None  # BCC closes the context (and its semaphores) when it is dropped
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "loaded"

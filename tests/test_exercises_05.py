@@ -1,0 +1,354 @@
+"""Lesson 05's exercise checkers, tried with the half-fixes students write (each
+judged incorrect, with a message that names the mistake) and with right answers
+written in other ways (BCC macros, per-CPU maps, a %%bpf Program): real kernel,
+real uprobes on libc's usleep() and CPython's USDT probe gc__start, in child
+processes the checkers start."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+import labkit
+from labkit.exercises.lessons import lesson05
+
+pytestmark = [pytest.mark.kernel, pytest.mark.requires("root", "tracefs")]
+
+HEAD = '#include <uapi/linux/ptrace.h>\n#include "labkit.h"\n'
+
+# ============================================================ q1: usleep() histogram
+Q1_NO_FILTER = HEAD + """
+BPF_HISTOGRAM(dist);
+int on_usleep(struct pt_regs *ctx)
+{
+    u64 us = PT_REGS_PARM1(ctx);
+    dist.increment(bpf_log2l(us));
+    return 0;
+}
+"""
+Q1_RAW_VALUES = HEAD + """
+BPF_HASH(dist, u64, u64);
+int on_usleep(struct pt_regs *ctx)
+{
+    if (!lk_wanted(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    u64 us = PT_REGS_PARM1(ctx);
+    dist.increment(us);                  // "a histogram": one bar per value
+    return 0;
+}
+"""
+Q1_OWN_LOG2 = HEAD + """
+BPF_HISTOGRAM(dist);
+int on_usleep(struct pt_regs *ctx)
+{
+    if (!lk_wanted(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    u64 us = PT_REGS_PARM1(ctx);
+    int slot = 0;
+    for (int i = 1; i < 64; i++)           // floor(log2(us)): usleep(1) in bucket 0
+        if (us >> i)
+            slot = i;
+    dist.increment(slot);
+    return 0;
+}
+"""
+Q1_BPF_LOG2 = HEAD + """
+BPF_HISTOGRAM(dist);
+int on_usleep(struct pt_regs *ctx)
+{
+    if (!lk_wanted(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    dist.increment(bpf_log2(PT_REGS_PARM1(ctx)));   // BCC has bpf_log2 and bpf_log2l
+    return 0;
+}
+"""
+Q1_RETURN_VALUE = HEAD + """
+BPF_HISTOGRAM(dist);
+int on_usleep(struct pt_regs *ctx)
+{
+    if (!lk_wanted(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    u64 us = PT_REGS_RC(ctx);             // the return value? on entry it is not there yet
+    dist.increment(bpf_log2l(us));
+    return 0;
+}
+"""
+Q1_ONCE_PER_BUCKET = HEAD + """
+BPF_HISTOGRAM(dist);
+int on_usleep(struct pt_regs *ctx)
+{
+    if (!lk_wanted(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    int slot = bpf_log2l(PT_REGS_PARM1(ctx));
+    u64 one = 1;
+    dist.update(&slot, &one);
+    return 0;
+}
+"""
+Q1_INVERTED = HEAD + """
+BPF_HISTOGRAM(dist);
+int on_usleep(struct pt_regs *ctx)
+{
+    if (lk_wanted(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    dist.increment(bpf_log2l(PT_REGS_PARM1(ctx)));
+    return 0;
+}
+"""
+Q1_FILTER_ON_TID_AND_PID = HEAD + """
+BPF_HISTOGRAM(dist);
+int on_usleep(struct pt_regs *ctx)
+{
+    u32 pid = bpf_get_current_pid_tgid();      // the lower half: the thread id
+    if (!lk_wanted(pid))
+        return 0;
+    dist.increment(bpf_log2l(PT_REGS_PARM1(ctx)));
+    return 0;
+}
+"""
+Q1_WRONG = [
+    ("no pid filter", Q1_NO_FILTER, r"another process's calls .* were counted"),
+    ("the raw microseconds as keys", Q1_RAW_VALUES, r"keys are the microseconds themselves.*bpf_log2l"),
+    ("own floor(log2)", Q1_OWN_LOG2, r"one bucket low.*floor\(log2\(us\)\) \+ 1"),
+    ("bpf_log2, not bpf_log2l", Q1_BPF_LOG2, r"one bucket low.*bpf_log2\(\) is floor\(log2\) without"),
+    ("the return register on entry", Q1_RETURN_VALUE, r"PT_REGS_PARM1"),
+    ("one per bucket", Q1_ONCE_PER_BUCKET, r"each bucket says 1.*must add"),
+    ("filter inverted", Q1_INVERTED, r"filter is\s+inverted"),
+    ("wrong map name", Q1_NO_FILTER.replace("dist", "hist"), r"no map called 'dist'"),
+]
+# Q1_FILTER_ON_TID_AND_PID is right here: the checker's process calls usleep() from its main
+# thread, whose thread id is the process id (the task does not ask for threads).
+
+Q1_PERCPU_ARRAY = HEAD + """
+BPF_PERCPU_ARRAY(dist, u64, 64);        // per-CPU buckets: the checker sums them
+int lk_sleep(struct pt_regs *ctx)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    if (LK_FILTER_PID && (id >> 32) != LK_FILTER_PID)
+        return 0;
+    unsigned long us = PT_REGS_PARM1(ctx);
+    dist.increment(bpf_log2l(us));
+    return 0;
+}
+"""
+Q1_HASH_LOG2 = HEAD + """
+BPF_HASH(dist, u32, u64);
+int count_sleep(struct pt_regs *ctx, unsigned int usec)   // BCC maps the arguments for us
+{
+    if (!lk_wanted(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    u32 bucket = bpf_log2l(usec);
+    u64 zero = 0, *n = dist.lookup_or_try_init(&bucket, &zero);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    return 0;
+}
+"""
+Q1_RIGHT = [
+    ("BPF_PERCPU_ARRAY + -D filter", Q1_PERCPU_ARRAY),
+    ("BCC argument + lookup_or_try_init", Q1_HASH_LOG2),
+    ("filter on the main thread's id", Q1_FILTER_ON_TID_AND_PID),
+]
+Q1_PARTS = {
+    "no pid filter": ({"the argument, in log2 buckets": True, "exact counts per bucket": True,
+                       "only this process": False}, 2 / 3),
+    "one per bucket": ({"the argument, in log2 buckets": True, "exact counts per bucket": False,
+                        "only this process": True}, 2 / 3),
+}
+
+# ============================================================ q2: gc__start per generation
+Q2_KEYED_BY_RETURN = HEAD + """
+BPF_HASH(collections, u32, u64);
+int on_gc(struct pt_regs *ctx)
+{
+    u32 gen = 0;
+    u32 key = bpf_usdt_readarg(1, ctx, &gen);   // 0 on success: the key is always 0
+    collections.increment(key);
+    return 0;
+}
+"""
+Q2_KPROBE_HABIT = HEAD + """
+BPF_HASH(collections, u32, u64);
+int on_gc(struct pt_regs *ctx)
+{
+    u32 gen = PT_REGS_PARM1(ctx);          // a C function's first argument, not the probe's
+    collections.increment(gen);
+    return 0;
+}
+"""
+Q2_LOOKUP_ONLY = HEAD + """
+BPF_HASH(collections, u32, u64);
+int on_gc(struct pt_regs *ctx)
+{
+    u32 gen = 0;
+    bpf_usdt_readarg(1, ctx, &gen);
+    u64 *n = collections.lookup(&gen);
+    if (n)
+        (*n)++;                            // never creates an entry
+    return 0;
+}
+"""
+Q2_ARG_FROM_ZERO = HEAD + """
+BPF_HASH(collections, u32, u64);
+int on_gc(struct pt_regs *ctx)
+{
+    u32 gen = 0;
+    bpf_usdt_readarg(0, ctx, &gen);        // "the first argument": counted from 0?
+    collections.increment(gen);
+    return 0;
+}
+"""
+Q2_SECOND_ARG = HEAD + """
+BPF_HASH(collections, u32, u64);
+int on_gc(struct pt_regs *ctx)
+{
+    u32 gen = 0;
+    bpf_usdt_readarg(2, ctx, &gen);
+    collections.increment(gen);
+    return 0;
+}
+"""
+Q2_SET_TO_ONE = HEAD + """
+BPF_HASH(collections, u32, u64);
+int on_gc(struct pt_regs *ctx)
+{
+    u32 gen = 0;
+    bpf_usdt_readarg(1, ctx, &gen);
+    u64 one = 1;
+    collections.update(&gen, &one);
+    return 0;
+}
+"""
+Q2_TWO_FUNCTIONS = HEAD + """
+BPF_HASH(collections, u32, u64);
+int on_gc(struct pt_regs *ctx)
+{
+    u32 gen = 0;
+    bpf_usdt_readarg(1, ctx, &gen);
+    collections.increment(gen);
+    return 0;
+}
+int on_gc_done(struct pt_regs *ctx) { return 0; }
+"""
+Q2_U64_DESTINATION = HEAD + """
+BPF_HASH(collections, u64, u64);
+int on_gc(struct pt_regs *ctx)
+{
+    u64 generation = 0;                    // the argument is an int: readarg refuses 8 bytes
+    bpf_usdt_readarg(1, ctx, &generation);
+    collections.increment(generation);
+    return 0;
+}
+"""
+Q2_WRONG = [
+    ("the readarg return value as key", Q2_KEYED_BY_RETURN, r"every collection went under the key 0.*not what it returns"),
+    ("PT_REGS_PARM1 on a USDT probe", Q2_KPROBE_HABIT, r"not the generations 0, 1 and 2.*PT_REGS_PARM1"),
+    ("a u64 destination for an int argument", Q2_U64_DESTINATION, r"key 0.*only into a variable of the argument's size"),
+    ("lookup without insert", Q2_LOOKUP_ONLY, r"stayed empty.*lookup\(\) alone never creates"),
+    ("arguments counted from 0", Q2_ARG_FROM_ZERO, r"bpf_usdt_readarg\(0, \.\.\.\).*count from 1"),
+    ("a second argument that is not there", Q2_SECOND_ARG, r"bpf_usdt_readarg\(2, \.\.\.\).*one argument"),
+    ("set to one", Q2_SET_TO_ONE, r"each generation says 1"),
+    ("two functions", Q2_TWO_FUNCTIONS, r"2 functions \(on_gc, on_gc_done\)"),
+]
+
+Q2_ARRAY_INT = HEAD + """
+BPF_ARRAY(collections, u64, 3);        // generations 0, 1, 2
+int lk_gc(struct pt_regs *ctx)
+{
+    int generation = 0;
+    bpf_usdt_readarg(1, ctx, &generation);
+    collections.atomic_increment(generation);
+    return 0;
+}
+"""
+Q2_PERCPU_INIT = HEAD + """
+BPF_PERCPU_HASH(collections, int, u64);
+int count_gc(struct pt_regs *ctx)
+{
+    int g = -1;
+    if (bpf_usdt_readarg(1, ctx, &g) != 0)
+        return 0;
+    u64 zero = 0;
+    u64 *n = collections.lookup_or_try_init(&g, &zero);
+    if (n)
+        *n += 1;
+    return 0;
+}
+"""
+Q2_RIGHT = [
+    ("BPF_ARRAY, int argument, atomic_increment", Q2_ARRAY_INT),
+    ("per-CPU hash, int key, lookup_or_try_init", Q2_PERCPU_INIT),
+]
+Q2_PARTS = {
+    "set to one": ({"keyed by the generation": True, "exact count per generation": False}, 0.5),
+}
+
+
+def run(q, answer):
+    t0 = time.monotonic()
+    res = q.check(answer)
+    assert time.monotonic() - t0 < 20, "a check must stay fast"
+    assert labkit.live_attachments() == []
+    return res
+
+
+@pytest.fixture(scope="module")
+def ex():
+    return lesson05.build()
+
+
+def judged_wrong(q, case, answer, expected, parts):
+    res = run(q, answer)
+    assert res.status == "incorrect", res.message
+    assert re.search(expected, res.message, re.S), res.message
+    if case in parts:
+        want, score = parts[case]
+        assert {p.name: p.passed for p in res.parts} == want
+        assert res.score == pytest.approx(score, abs=1e-3)
+
+
+@pytest.mark.parametrize("case,answer,expected", [pytest.param(*w, id=w[0]) for w in Q1_WRONG])
+def test_q1_wrong_answers_are_incorrect_and_say_why(ex, case, answer, expected):
+    judged_wrong(ex.q1, case, answer, expected, Q1_PARTS)
+
+
+@pytest.mark.parametrize("answer", [pytest.param(a, id=i) for i, a in Q1_RIGHT])
+def test_q1_right_answers_written_other_ways_are_correct(ex, answer):
+    res = run(ex.q1, answer)
+    assert res.status == "correct", res.message
+    assert res.score == 1.0 and all(p.passed for p in res.parts)
+
+
+@pytest.mark.parametrize("case,answer,expected", [pytest.param(*w, id=w[0]) for w in Q2_WRONG])
+def test_q2_wrong_answers_are_incorrect_and_say_why(ex, case, answer, expected):
+    judged_wrong(ex.q2, case, answer, expected, Q2_PARTS)
+
+
+@pytest.mark.parametrize("answer", [pytest.param(a, id=i) for i, a in Q2_RIGHT])
+def test_q2_right_answers_written_other_ways_are_correct(ex, answer):
+    res = run(ex.q2, answer)
+    assert res.status == "correct", res.message
+    assert res.score == 1.0 and all(p.passed for p in res.parts)
+
+
+def test_the_references_are_correct_as_the_checkers_run_them(ex):
+    for q in (ex.q1, ex.q2):
+        res = q.check_solution()
+        assert res.correct, res.message
+
+
+def test_bpf_cell_programs_are_correct(ex):
+    """The student's %%bpf cells: the checkers load their own copies (q2's with its USDT context)."""
+    sh = InteractiveShell.instance()
+    labkit.load_ipython_extension(sh)
+    sh.user_ns["lab"] = lab = labkit.Lab()
+    try:
+        sh.run_cell_magic("bpf", "my_sleeps", Q1_HASH_LOG2.replace("count_sleep", "lk_mine"))
+        sh.run_cell_magic("bpf", "my_gcs", Q2_ARRAY_INT)
+        assert run(ex.q1, sh.user_ns["my_sleeps"]).status == "correct"
+        assert run(ex.q2, sh.user_ns["my_gcs"]).status == "correct"
+    finally:
+        lab.close()
