@@ -204,6 +204,7 @@ class Lab:
         that code). Re-attaching the same (hook, program) replaces the old one;
         a missing library or symbol is a LabkitError naming close matches."""
         self._check_open()
+        check_fits("attach_uprobe", program, fn)
         _check_program(program)
         fpid = _check_pid(pid)
         _privileges.require("tracing")
@@ -226,6 +227,7 @@ class Lab:
         with that context, and the attachment owns the new Program
         (``.program``: read its maps there)."""
         self._check_open()
+        check_fits("attach_usdt", program, fn)
         _check_program(program)
         if (pid is None) == (path is None):
             raise ArgumentError("attach_usdt needs pid= (a running process) or path= (a binary), one of them")

@@ -352,3 +352,11 @@ def test_bpf_cell_programs_are_correct(ex):
         assert run(ex.q2, sh.user_ns["my_gcs"]).status == "correct"
     finally:
         lab.close()
+
+
+def test_the_q2_reference_kept_as_text_is_not_an_answer():
+    from labkit.exercises import lesson
+
+    q2 = lesson("05").q2
+    res = q2.check(q2.solution_answer())
+    assert res.status == "incorrect" and "reference solution, not your answer" in res.message

@@ -207,7 +207,7 @@ class Exercise:
         if answer is None or answer is Ellipsis or (isinstance(answer, str) and not answer.strip()):
             res = Result(self.id, NOT_ATTEMPTED, "put your answer in the variable above and run this cell again "
                                                  f"(task: {self.task})")
-        elif is_reference(answer):
+        elif is_reference(answer) or self._is_own_reference(answer):
             res = Result(self.id, INCORRECT, "that is the reference solution, not your answer: write your own "
                                              "(ex.{0}.hint() helps)".format(self.id), {"error": "reference"})
         else:
@@ -216,6 +216,16 @@ class Exercise:
         del self.results[:-10]
         res.show()
         return res
+
+    def _is_own_reference(self, answer: Any) -> bool:
+        """A C reference kept as text rather than a snippet (e.g. one that needs a USDT context)."""
+        if self.solution_language != "c":
+            return False
+        ref = self.solution_answer()
+        if not isinstance(ref, str) or "{" not in ref:
+            return False  # a snippet name: is_reference knows those
+        text = answer.source if isinstance(answer, Program) else answer if isinstance(answer, str) else None
+        return text is not None and _normalized_c(text) == _normalized_c(ref)
 
     def check_solution(self) -> Result:
         """Run the checker on the reference solution: proof that the checker

@@ -74,12 +74,17 @@ ATTACH_CALLS = {
     "attach_kprobe": (("kprobe", "kretprobe"), "a kprobe program (kprobe__<function>, or a function taking "
                                                "struct pt_regs *)"),
     "attach_xdp": (("xdp",), "an XDP program (a function taking struct xdp_md *)"),
+    # a uprobe or USDT program is a kprobe-type program (struct pt_regs *): a kprobe-shaped function fits too
+    "attach_uprobe": (("uprobe", "kprobe"), "a uprobe program (a function taking struct pt_regs *)"),
+    "attach_usdt": (("usdt", "uprobe", "kprobe"), "a USDT program (a function taking struct pt_regs *)"),
 }
 _WHERE_INSTEAD = {
     "tracepoint": "Attach it with lab.attach_tracepoint(program, 'category:event') instead.",
     "kprobe": "Attach it with lab.attach_kprobe(program, event=...) instead.",
     "kretprobe": "Attach it with lab.attach_kprobe(program, event=..., ret=True) instead.",
     "xdp": "Attach it with lab.attach_xdp(program, iface=...) instead.",
+    "uprobe": "Attach it with lab.attach_uprobe(program, library, symbol) instead.",
+    "usdt": "Attach it with lab.attach_usdt(program, 'provider:probe', pid=...) instead.",
     "raw_tracepoint": "lab.load(program) attaches a RAW_TRACEPOINT_PROBE function by itself.",
     "kfunc": "lab.load(program) attaches a KFUNC_PROBE function by itself.",
     "kretfunc": "lab.load(program) attaches a KRETFUNC_PROBE function by itself.",
@@ -133,6 +138,7 @@ _HEADER_KINDS = (  # first match wins: "raw tracepoint" before "tracepoint", "kr
     (re.compile(r"^kretprobe", re.I), "kretprobe"),
     (re.compile(r"^kprobe", re.I), "kprobe"),
     (re.compile(r"^uprobe|^uretprobe", re.I), "uprobe"),
+    (re.compile(r"^usdt", re.I), "usdt"),
     (re.compile(r"^xdp", re.I), "xdp"),
     (re.compile(r"^(tc|socket|sk_buff|cls|sched_cls)\b", re.I), "skb"),
     (re.compile(r"^(kfunc|fentry)", re.I), "kfunc"),

@@ -22,7 +22,7 @@ say() { printf '[stock-kernel build] %s\n' "$*"; }
 
 GUEST_PKGS=(linux-image-amd64 linux-headers-amd64 initramfs-tools kmod
             python3-bpfcc bpfcc-tools libbpf1 bpftool iproute2 iputils-ping
-            python3-venv python3-pip ca-certificates procps)
+            python3-venv python3-pip ca-certificates procps bpftrace)
 
 cleanup_mounts() {
   local m
