@@ -128,6 +128,9 @@ class Attachment:
         finally:
             self.state = state
             release(self)
+            lab = self._lab()
+            if lab is not None:
+                lab.forget(self)     # a given-back attachment is not kept: re-run cells do not pile up
             if self._owns_program:
                 self.program.close()
 

@@ -7,11 +7,16 @@ Safety rules (docs/ARCHITECTURE.md):
 * ``close()``, ``with`` exit and interpreter exit detach everything; BCC's own
   objects live on through ``atexit`` and ``del`` does not detach them, so labkit
   calls their cleanup itself and drops BCC's atexit hook.
+* Re-running cells leaves nothing behind: a Lab forgets an attachment once it is
+  given back, and holds its programs weakly; a program nobody holds any more (a
+  re-run ``p = lab.load(...)``, a detached attachment's program) has its maps and
+  compiled module freed at the Lab's next load or close.
 """
 
 from __future__ import annotations
 
 import html
+import weakref
 from typing import Iterable, Mapping, Sequence
 
 from labkit._errors import ArgumentError, AttachError, LabkitError, NotSupportedError, VerifierError
@@ -23,7 +28,7 @@ from labkit.net.xdp import attach as _xdp
 from labkit.net.xdp.attach import XdpAttachment
 from labkit.programs import hooks as _hooks
 from labkit.programs import privileges as _privileges
-from labkit.programs.compile import Program, compile_c, resolve_source
+from labkit.programs.compile import Program, compile_c, free_module, resolve_source
 from labkit.programs.kinds import check_fits
 from labkit.programs.probes import Probe, attach_probe, autoload_probes, resolve_binary, uprobe_target
 
@@ -80,7 +85,7 @@ class Lab:
         sandboxes and netlink XDP) and says so in one line on stderr."""
         reap_dead_owners()
         self._attachments: list[Attachment] = []
-        self._programs: list[Program] = []
+        self._programs: weakref.WeakSet[Program] = weakref.WeakSet()
         self._closed = False
 
     # ------------------------------------------------------------- loading
@@ -110,12 +115,14 @@ class Lab:
             raise ArgumentError(f"need must be one of {', '.join(_privileges.NEEDS)}, got {need!r}")
         if name is not None and not (isinstance(name, str) and name.strip()):
             raise ArgumentError(f"name must be a non-empty string (what errors call the program), got {name!r}")
+        _free_unreferenced()
         found, text, path = resolve_source(name_or_text)
         name = name or found
         flags = _cflags(defines, cflags)
         compiled = compile_c(text, name, flags, need=need, usdt=usdt)
         prog = Program(name, text, flags, compiled, path)
-        self._programs.append(prog)
+        self._programs.add(prog)
+        weakref.finalize(prog, _unreferenced.append, prog.bpf).atexit = False
         try:
             for kind, target, fn in autoload_probes(prog.functions, prog.syscall_symbol):
                 att = self._attach_bcc(prog, (kind, target, f"{prog.name}:{fn}"), [(kind, target, fn)],
@@ -124,7 +131,7 @@ class Lab:
         except BaseException:
             for att in prog.auto_attachments:
                 att.detach()
-            self._programs.remove(prog)
+            self._programs.discard(prog)
             prog.close()
             raise
         return prog
@@ -377,12 +384,19 @@ class Lab:
             a.detach()
         self._attachments.clear()
 
+    def forget(self, attachment: Attachment) -> None:
+        """Drop an attachment that was given back from this Lab's list
+        (``Attachment.give_back`` calls it: a re-run cell's old attachment is not kept)."""
+        if attachment in self._attachments:
+            self._attachments.remove(attachment)
+
     def close(self) -> None:
         """Detach everything this Lab attached and free its programs (idempotent)."""
         self.detach_all()
-        for p in self._programs:
+        for p in list(self._programs):
             p.close()
         self._programs.clear()
+        _free_unreferenced()
         self._closed = True
 
     @property
@@ -408,6 +422,18 @@ class Lab:
                        f"<td>{html.escape(a.program.name)}</td></tr>" for a in self.attachments)
         return (f"<b>labkit.Lab</b> ({'closed' if self._closed else 'open'}) "
                 f"<table><tr><th>kind</th><th>hook</th><th>program</th></tr>{rows}</table>")
+
+
+#: the BCC modules of programs that nobody holds any more (queued by a finalizer, which
+#: may run in any thread and at any allocation, so the freeing waits for a safe point)
+_unreferenced: list = []
+
+
+def _free_unreferenced() -> None:
+    """Free the BCC module of every program that was dropped (its attachments were
+    given back: they held it); one closed before it was dropped has nothing left to free."""
+    while _unreferenced:
+        free_module(_unreferenced.pop())
 
 
 def _check_ring(pages) -> int:

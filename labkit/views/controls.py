@@ -49,6 +49,7 @@ class SyscallPicker:
         self.panel = LivePanel(None, name=name, title=f"{name}", rows=rows, interval=interval, by=by)
         self.stream = None
         self.widget = w.VBox([w.HBox([self.dropdown, self._msg]), self.panel.widget])
+        self.panel.shown_in(self.widget)
         self.select(value)
         self.dropdown.observe(self._changed, names="value")
 
@@ -62,11 +63,14 @@ class SyscallPicker:
         """Trace ``syscall`` instead (detaches the previous one); returns the new EventStream."""
         if syscall not in self.options:
             raise LabkitError(f"no syscall tracepoint for {syscall!r} on this kernel; labkit.syscalls() lists them")
+        running = self.panel.running      # before the old stream stops (the panel would see it stop)
         old = self.stream
         if old is not None:
             old.stop()
         self.stream = self.lab.trace_syscall(syscall, pid=self.pid, name=self.name, window=self.window)
         self.panel.set_source(self.stream)
+        if running:
+            self.panel.start()
         if self.dropdown.value != syscall:
             self.dropdown.unobserve(self._changed, names="value")
             self.dropdown.value = syscall
@@ -136,6 +140,7 @@ class XdpControl:
             w.HBox([self._attach_b, self._detach_b, self._msg]),
             self.panel.widget,
         ])
+        self.panel.shown_in(self.widget)
         self.refresh()
 
     # --------------------------------------------------------------- listing
@@ -191,10 +196,13 @@ class XdpControl:
         if ns is None and not self.allow_root:
             raise LabkitError(f"{name} is in the root namespace: this control only views it. Attach to the "
                               "sandbox, or make the control with allow_root=True (instructor demos).")
+        running = self.panel.running      # before the old attachment goes (the panel would see it go)
         if self.attachment is not None:
             self.attachment.detach()
         self.attachment = self.lab.attach_xdp(self.program, iface=name, netns=ns, mode=self.mode.value)
         self.panel.set_source(self.attachment)
+        if running:
+            self.panel.start()
         self._msg.value = f"attached to {html.escape(name)} in {html.escape(ns or 'root')}: " \
                           f"{self.attachment.mode} mode via {self.attachment.via}"
         self.refresh()

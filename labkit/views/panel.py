@@ -14,7 +14,9 @@ Panels are kept in the process-wide registry (:mod:`labkit.attach`) keyed by
 ``name``: making a panel under a name that is live stops the old panel and,
 when it owned them (the default), the programs that fed it. Re-running the
 cell that made a panel therefore never leaves two panels, or two programs,
-running side by side.
+running side by side; the replaced panel's widgets (and the control around it)
+are closed too, since its cell's output is gone, so nothing piles up in the
+kernel either.
 
 Static HTML (nbconvert) cannot run widgets; ``panel.snapshot()`` displays the
 last table and plot as plain HTML with the PNG inline, which any report keeps.
@@ -147,6 +149,7 @@ class LivePanel:
             self._status,
             w.HBox([self._table_w, self._image], layout=w.Layout(flex_flow="row wrap", align_items="flex-start")),
         ])
+        self._outer = self.widget     # what is closed when the panel is replaced (see shown_in)
         self.key = ("panel", self.name)
         attach.claim(self)
         self._state = "stopped"
@@ -219,6 +222,15 @@ class LivePanel:
         self._status_html = f"{head} &middot; <b>panel {state}</b>"
         self._status.value = self._status_html
         self._update_buttons()
+        if state == "replaced":      # its cell was re-run: the output that showed it is gone
+            _close_widgets(self._outer)
+            with self._render_lock:
+                self._plot = None       # the figure goes with the panel (a later refresh draws a new one)
+
+    def shown_in(self, box) -> None:
+        """``box`` shows this panel's widget among others (a control's Dropdown
+        and buttons): when the panel is replaced, ``box`` is closed with it."""
+        self._outer = box
 
     def give_back(self, state: str) -> None:
         """The registry's name for :meth:`close`."""
@@ -350,6 +362,15 @@ class LivePanel:
 
     def __repr__(self) -> str:
         return f"<labkit.LivePanel {self.name}: {self._state}, {self.refreshes} refreshes>"
+
+
+def _close_widgets(widget) -> None:
+    """Close ``widget``, every widget inside it and their layouts and styles
+    (ipywidgets keeps each one, and whatever its callbacks hold, until it is closed)."""
+    for part in (*getattr(widget, "children", ()), getattr(widget, "layout", None), getattr(widget, "style", None)):
+        if part is not None:
+            _close_widgets(part)
+    widget.close()
 
 
 def live(source, *, name: str | None = None, **kw) -> LivePanel:

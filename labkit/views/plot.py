@@ -1,10 +1,17 @@
-"""The live panel's plot: one matplotlib figure, redrawn to PNG in place."""
+"""The live panel's plot: one matplotlib figure, redrawn to PNG in place.
+
+Every PNG is drawn in one thread ("labkit-plot"), whichever panel asks:
+matplotlib keeps its font files open per thread that draws text, so drawing in
+each panel's own refresh thread would leave open files behind for every thread
+that ever drew (and matplotlib is not made to draw in several threads at once).
+"""
 
 from __future__ import annotations
 
 import io
 import threading
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 import numpy as np
 
@@ -12,6 +19,22 @@ __all__ = ["Plot"]
 
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf"]
+
+
+_drawer: ThreadPoolExecutor | None = None
+_drawer_lock = threading.Lock()
+
+
+def _in_drawing_thread(fn: Callable[[], bytes]) -> bytes:
+    global _drawer
+    with _drawer_lock:
+        if _drawer is None:
+            _drawer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labkit-plot")
+    try:
+        future = _drawer.submit(fn)
+    except RuntimeError:        # the interpreter is exiting (a panel's last refresh): draw here
+        return fn()
+    return future.result()
 
 
 class Plot:
@@ -62,6 +85,9 @@ class Plot:
             top = max([float(np.max(y)) for y in series.values()] + [1.0])
             self.ax.set_xlim(float(x[0]), float(x[-1]) if len(x) > 1 else 0.0)
             self.ax.set_ylim(0, top * 1.15)
-            buf = io.BytesIO()
-            self.canvas.print_png(buf)
-            return buf.getvalue()
+            return _in_drawing_thread(self._png)
+
+    def _png(self) -> bytes:
+        buf = io.BytesIO()
+        self.canvas.print_png(buf)
+        return buf.getvalue()

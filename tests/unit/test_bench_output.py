@@ -45,3 +45,33 @@ def test_rates_and_rows():
     rows = [{"target_eps": 50_000}, {"target_eps": 0}, {"target_eps": 500_000}]
     assert flat_out_row(rows) is rows[1] and flat_out_row(rows[::2]) is rows[2] and flat_out_row(None) is None
     assert row_at(rows, 500_000) is rows[2] and row_at(rows, 1) is None and row_at(None, 0) is None
+
+
+def test_soak_summary_target_and_readme_paragraph(tmp_path):
+    """The soak's first-vs-last figures, its target, and `--soak-only --readme` rewriting only its paragraph."""
+    from labkit.commands.bench.soak import soak_summary
+
+    flat = [{"fds": 40, "threads": 6, "attachments": 5, "panels": 4, "rss_mb": 300.0 + (i % 3) * 0.5}
+            for i in range(100)]
+    soak = soak_summary(flat)
+    assert soak["rounds"] == 100 and all(soak["flat"].values()) and soak["rss_max_growth_mb"] == 1.0
+    grown = soak_summary(flat[:-1] + [dict(flat[-1], fds=41, rss_mb=330.0)])
+    assert grown["flat"]["fds"] is False and grown["rss_growth_mb"] == 30.0
+    soak.update(samples=flat, seconds=600.0)
+    res = {"mode": "full", "config": MODES["full"], "errors": {}, "seconds": 600.0, "soak_only": True,
+           "machine": {"cpu": "Test CPU", "cpus": 2, "kernel": "6.1", "loadavg_start": 0.1, "loadavg_end": 0.2},
+           "soak": soak}
+    summarize(res)
+    (target,) = [t for t in res["targets"] if t["target"].startswith("flat over 100 re-runs")]
+    assert target["met"] is True and "40 → 40 fds" in target["value"]
+    src = tmp_path / "soak.json"
+    src.write_text(json.dumps(res))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- bench:start -->\nKEEP\n<!-- soak:start -->\nSTALE\n<!-- soak:end -->\n<!-- bench:end -->\n")
+    assert bench_main(["--from-json", str(src), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "KEEP" in text and "STALE" not in text and "| after round |" in text and "| 100 | 40 |" in text
+    res["soak"] = grown | {"samples": flat[:-1] + [dict(flat[-1], fds=41)], "seconds": 600.0}
+    summarize(res)
+    (target,) = [t for t in res["targets"] if t["target"].startswith("flat over")]
+    assert target["met"] is False and target["why"] == "grew: fds"

@@ -20,18 +20,21 @@ decode capacity on a full ring buffer, time to first event (first call and a
 re-run in the same process, with where the time went), RSS growth over many
 events with the default window, and XDP counters under a UDP and a ping flood
 inside a :class:`labkit.Sandbox` (traffic never leaves the sandbox's
-namespaces).
+namespaces), and the soak: the cells of lessons 01-03 re-run 100 times in this
+process, with open fds, threads, attachments, live panels and RSS after each
+round (they must stay where the first round left them).
 
-``labkit bench [--quick | --smoke] [--json FILE] [--plot PNG] [--readme README.md]``
+``labkit bench [--quick | --smoke] [--soak-only] [--json FILE] [--plot PNG] [--readme README.md]``
 
 The JSON holds the headline figures as flat keys -- labkit_decode_eps,
 bcc_decode_eps, printk_eps (events received per second, flat out),
 labkit_loss_at_500k (fraction of generated events not received),
 traced_slowdown (untraced loop rate / rate under labkit), first_event_s,
 rerun_first_event_s, rss_growth_mb, xdp_sent, xdp_counted, xdp_pps,
-targets -- and the detail: rates[method] (one row per target rate: generated,
-received, lost, missing, rates, consumer CPU and run-queue wait), capacity,
-first_event, memory, xdp, machine, loadgen.
+soak_rounds, soak_flat, soak_rss_growth_mb, targets -- and the detail:
+rates[method] (one row per target rate: generated, received, lost, missing,
+rates, consumer CPU and run-queue wait), capacity, first_event, memory, xdp,
+soak (a sample per round), machine, loadgen.
 
 The package, one job per file::
 
@@ -41,7 +44,8 @@ The package, one job per file::
     sysinfo.py    CPU time, scheduler waits, CPU pressure, RSS, machine description
     phases.py     the measurements on the event pipeline, one function per phase
     xdp.py        the XDP phase, inside a labkit.Sandbox
-    run.py        one whole run: every phase in order
+    soak.py       the soak: the lessons' cells re-run, what the process holds after each round
+    run.py        one whole run: every phase in order (or the soak alone)
     summary.py    headline figures and targets from the phases' results
     fmt.py        how numbers are written; progress lines
     output.py     the text report, plot, README section and JSON
@@ -57,12 +61,21 @@ from pathlib import Path
 
 from labkit.commands.bench.config import MODES
 from labkit.commands.bench.loadgen import LoadGen, LoadGenError, build_loadgen
-from labkit.commands.bench.output import plot, readme_block, render, to_json, update_readme
-from labkit.commands.bench.run import run_bench
+from labkit.commands.bench.output import (
+    SOAK_END,
+    SOAK_START,
+    plot,
+    readme_block,
+    render,
+    soak_block,
+    to_json,
+    update_readme,
+)
+from labkit.commands.bench.run import run_bench, run_soak
 from labkit.commands.bench.summary import summarize, targets
 
 __all__ = ["MODES", "LoadGen", "LoadGenError", "build_loadgen", "main", "plot", "readme_block", "render",
-           "run_bench", "summarize", "targets", "to_json", "update_readme"]
+           "run_bench", "run_soak", "soak_block", "summarize", "targets", "to_json", "update_readme"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,8 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loadgen", choices=("auto", "c", "python"), default="auto",
                    help="load generator: a C loop (compiled now) or a Python loop; auto: C if a compiler exists")
     p.add_argument("--skip", action="append", default=[], metavar="PHASE",
-                   choices=("first_event", "imports", "labkit", "bcc", "printk", "capacity", "memory", "xdp"),
+                   choices=("first_event", "imports", "labkit", "bcc", "printk", "capacity", "memory", "xdp", "soak"),
                    help="leave out a phase (repeatable)")
+    p.add_argument("--soak-only", action="store_true",
+                   help="only the soak: the lessons' cells re-run (100 times; --quick: 10) in one process, "
+                        "fds/threads/attachments/panels/RSS after each round; --readme rewrites only its paragraph")
     p.add_argument("--from-json", metavar="FILE", help="do not measure: render/plot/readme from a saved run")
     a = p.parse_args(argv)
     if a.from_json:
@@ -93,10 +109,14 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         mode = "smoke" if a.smoke else "quick" if a.quick else "full"
-        res = run_bench(mode, loadgen=a.loadgen, skip=set(a.skip))
+        res = run_soak(mode) if a.soak_only else run_bench(mode, loadgen=a.loadgen, skip=set(a.skip))
     print(render(res))
     if a.json and not a.from_json:
         Path(a.json).write_text(to_json(res))
+    if res.get("soak_only"):
+        if a.readme:
+            update_readme(a.readme, soak_block(res), SOAK_START, SOAK_END)
+        return 1 if res.get("errors") or res.get("leftover_attachments") else 0
     if a.plot:
         plot(res, a.plot)
     if a.readme:

@@ -13,13 +13,14 @@ from labkit.commands.bench.config import RECORD_BYTES, RING_PAGES, SYSCALL, VARI
 from labkit.commands.bench.fmt import fmt_int, fmt_rate, rate_label
 from labkit.commands.bench.summary import row_at
 
-__all__ = ["README_END", "README_START", "SHORT", "describe_machine", "plot", "readme_block", "render",
-           "to_json", "update_readme"]
+__all__ = ["README_END", "README_START", "SHORT", "SOAK_END", "SOAK_START", "describe_machine", "plot",
+           "readme_block", "render", "soak_block", "to_json", "update_readme"]
 
 #: Short method names for the table columns.
 SHORT = {VARIANT: "lk16M"}
 
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+SOAK_START, SOAK_END = "<!-- soak:start -->", "<!-- soak:end -->"    # inside the bench section
 
 
 def describe_machine(m: dict[str, Any]) -> str:
@@ -33,7 +34,13 @@ def describe_machine(m: dict[str, Any]) -> str:
 
 
 def render(res: dict[str, Any]) -> str:
-    """The full report the command prints: per-rate table, where the time went, every phase, targets."""
+    """The full report the command prints: per-rate table, where the time went, every phase, targets
+    (for ``--soak-only``: the soak and its target)."""
+    if res.get("soak_only"):
+        m = res["machine"]
+        lines = [f"labkit bench --soak-only ({res['mode']})", f"machine: {describe_machine(m)}; load average "
+                 f"{m.get('loadavg_start', 0):.2f} at start, {m.get('loadavg_end', 0):.2f} at end"]
+        return _tail(res, lines + _soak_lines(res))
     m = res["machine"]
     lg = res.get("loadgen", {})
     cfg = res["config"]
@@ -131,8 +138,36 @@ def render(res: dict[str, Any]) -> str:
         if "events_received" in x:
             lines.append(f"  sampled events: {x['events_received']:,} received + {x['events_lost']:,} lost "
                          f"(reported) of {x['packets_counted_all']:,} packets counted")
+    return _tail(res, lines + _soak_lines(res))
+
+
+def _soak_lines(res: dict[str, Any]) -> list[str]:
+    soak = res.get("soak")
+    if not soak:
+        return []
+    lines = ["", f"Soak: the cells of lessons 01-03 re-run {soak['rounds']} times in one process "
+                 f"({soak['seconds']:.0f} s); after each round:",
+             f"  {'round':>5} {'fds':>5} {'threads':>7} {'attached':>8} {'panels':>6} {'RSS MB':>7}"]
+    for i, smp in _soak_rows(soak):
+        lines.append(f"  {i:>5} {smp['fds']:>5} {smp['threads']:>7} {smp['attachments']:>8} {smp['panels']:>6} "
+                     f"{smp['rss_mb']:>7.1f}")
+    lines.append(f"  RSS at most {soak['rss_max_growth_mb']:+.1f} MB above round 1; "
+                 f"{soak['rss_tail_growth_per_round_kb']:+.0f} kB per round after the first tenth")
+    return lines
+
+
+def _soak_rows(soak: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """Round 1, 2, a few between and the last: (round, sample)."""
+    n = len(soak["samples"])
+    picks = sorted({1, 2, *(max(1, n * k // 4) for k in (1, 2, 3)), n})
+    return [(i, soak["samples"][i - 1]) for i in picks]
+
+
+def _tail(res: dict[str, Any], lines: list[str]) -> str:
     lines += ["", "Targets"]
     for t in res.get("targets", []):
+        if res.get("soak_only") and t["met"] is None:
+            continue
         mark = {True: "  ok  ", False: " MISS ", None: "  --  "}[t["met"]]
         lines.append(f"[{mark}] {t['target']}: {t['value'] if t['value'] is not None else 'not measured'}")
         if t.get("why"):
@@ -253,17 +288,47 @@ def readme_block(res: dict[str, Any], plot_path: str | None) -> str:
         f"{'✓' if t['met'] else ('✗' if t['met'] is False else '?')} {t['target']}" for t in res.get("targets", []))]
     if plot_path:
         out += ["", f"![received against generated events per second]({plot_path})"]
-    out.append(README_END)
+    out += ["", soak_block(res), README_END]
     return "\n".join(out)
 
 
-def update_readme(path: str, block: str) -> None:
-    """Replace the README's section between the bench markers with ``block``."""
+def soak_block(res: dict[str, Any]) -> str:
+    """The README's soak paragraph (markers included): what re-running the lessons' cells leaves behind.
+    ``labkit bench --soak-only --readme README.md`` rewrites just this part."""
+    soak = res.get("soak")
+    out = [SOAK_START, "### Re-running cells", ""]
+    if not soak:
+        out += ["Not measured in this run: `labkit bench --soak-only --readme README.md` measures it.", SOAK_END]
+        return "\n".join(out)
+    target = next((t for t in res.get("targets", []) if t["target"].startswith("flat over")), None)
+    m = res["machine"]
+    out += [f"The cells of lessons 01, 02 and 03 (trace_clone and its live panel, the syscall picker, XDP on a "
+            f"sandbox with its panel and the XDP control, event streams, maps) re-run {soak['rounds']} times in "
+            f"one process, as a student re-runs them over a term (`labkit bench{_mode_flag(res)}`, "
+            f"{soak['seconds'] / 60:.0f} min on {m.get('cpus')} CPUs, load average "
+            f"{m.get('loadavg_start', 0):.1f}). What the process holds after each round:", "",
+            "| after round | open fds | threads | attachments | live panels | RSS |", "|---|---|---|---|---|---|"]
+    out += [f"| {i} | {smp['fds']} | {smp['threads']} | {smp['attachments']} | {smp['panels']} | "
+            f"{smp['rss_mb']:.0f} MB |" for i, smp in _soak_rows(soak)]
+    out += ["", f"RSS at most {soak['rss_max_growth_mb']:+.1f} MB above round 1 "
+                f"({soak['rss_tail_growth_per_round_kb']:+.0f} kB per round after the first tenth)"
+                + (f"; {'✓' if target['met'] else '✗'} {target['target']}." if target else "."), SOAK_END]
+    return "\n".join(out)
+
+
+def _mode_flag(res: dict[str, Any]) -> str:
+    flags = ([] if res["mode"] == "full" else [f"--{res['mode']}"]) + (["--soak-only"] if res.get("soak_only") else [])
+    return "".join(f" {f}" for f in flags)
+
+
+def update_readme(path: str, block: str, start: str = README_START, end: str = README_END) -> None:
+    """Replace the README's section between the markers ``start`` and ``end`` (the bench
+    section by default) with ``block``, which carries the markers itself."""
     text = Path(path).read_text()
-    i, j = text.find(README_START), text.find(README_END)
+    i, j = text.find(start), text.find(end)
     if i < 0 or j < i:
-        raise SystemExit(f"{path} has no {README_START} ... {README_END} section")
-    Path(path).write_text(text[:i] + block + text[j + len(README_END):])
+        raise SystemExit(f"{path} has no {start} ... {end} section")
+    Path(path).write_text(text[:i] + block + text[j + len(end):])
 
 
 def _json_default(o):

@@ -21,11 +21,12 @@ from labkit.commands.bench.phases import (
     phase_method,
     phase_untraced,
 )
+from labkit.commands.bench.soak import phase_soak
 from labkit.commands.bench.summary import summarize
 from labkit.commands.bench.sysinfo import machine_info
 from labkit.commands.bench.xdp import phase_xdp
 
-__all__ = ["run_bench"]
+__all__ = ["run_bench", "run_soak"]
 
 
 def run_bench(mode: str = "quick", loadgen: str = "auto", skip: set[str] | None = None) -> dict[str, Any]:
@@ -88,6 +89,7 @@ def run_bench(mode: str = "quick", loadgen: str = "auto", skip: set[str] | None 
         lg.close()
         lg = None
         res["xdp"] = phase("xdp", lambda: phase_xdp(kind, exe, cfg))
+        res["soak"] = phase("soak", lambda: soak(cfg["soak_rounds"]))
     finally:
         if lg is not None:
             lg.close()
@@ -97,3 +99,36 @@ def run_bench(mode: str = "quick", loadgen: str = "auto", skip: set[str] | None 
     res["seconds"] = time.perf_counter() - t_start
     summarize(res)
     return res
+
+
+def run_soak(mode: str = "full") -> dict[str, Any]:
+    """Only the soak phase (``labkit bench --soak-only``): the mode's rounds of the lessons' cells."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}")
+    cfg = MODES[mode]
+    res: dict[str, Any] = {"mode": mode, "config": dict(cfg), "soak_only": True, "errors": {}}
+    res["machine"] = machine_info()
+    t_start = time.perf_counter()
+    log("phase soak")
+    try:
+        res["soak"] = soak(cfg["soak_rounds"])
+    except Exception as e:
+        res["errors"]["soak"] = f"{type(e).__name__}: {e}"
+        log(f"phase soak failed: {e}")
+    res["leftover_attachments"] = [repr(a) for a in live_attachments()]
+    res["machine"]["loadavg_end"] = os.getloadavg()[0]
+    res["seconds"] = time.perf_counter() - t_start
+    summarize(res)
+    return res
+
+
+def soak(rounds: int) -> dict[str, Any]:
+    """The soak phase, with a progress line every tenth of the rounds."""
+    every = max(1, rounds // 10)
+
+    def progress(i: int, s: dict[str, Any]) -> None:
+        if i == 1 or i % every == 0:
+            log(f"soak: round {i}/{rounds}: {s['fds']} fds, {s['threads']} threads, {s['attachments']} attached, "
+                f"{s['panels']} panels, RSS {s['rss_mb']:.1f} MB")
+
+    return phase_soak(rounds, progress=progress)

@@ -7,7 +7,10 @@ from typing import Any
 from labkit.commands.bench.config import RECORD_BYTES, RING_PAGES, VARIANT, MiB
 from labkit.commands.bench.fmt import fmt_rate, rate_label
 
-__all__ = ["flat_out_row", "row_at", "summarize", "targets"]
+__all__ = ["SOAK_RSS_MB", "flat_out_row", "row_at", "soak_line", "summarize", "targets"]
+
+#: how far RSS may move above the first round's over the soak's re-runs
+SOAK_RSS_MB = 20
 
 
 def flat_out_row(rows: list[dict] | None) -> dict | None:
@@ -26,6 +29,14 @@ def row_at(rows: list[dict] | None, rate: float) -> dict | None:
         if r["target_eps"] == rate:
             return r
     return None
+
+
+def soak_line(soak: dict[str, Any]) -> str:
+    """The soak's first round against its last, in one line."""
+    a, b = soak["first"], soak["last"]
+    return (f"after round 1 → {soak['rounds']}: {a['fds']} → {b['fds']} fds, {a['threads']} → {b['threads']} threads, "
+            f"{a['attachments']} → {b['attachments']} attached, {a['panels']} → {b['panels']} panels, "
+            f"RSS {a['rss_mb']:.0f} → {b['rss_mb']:.0f} MB (at most {soak['rss_max_growth_mb']:+.1f} MB)")
 
 
 def summarize(res: dict[str, Any]) -> None:
@@ -59,6 +70,10 @@ def summarize(res: dict[str, Any]) -> None:
     res["xdp_pps"] = xdp.get("udp_pps")
     res["labkit_over_bcc"] = (res["labkit_decode_eps"] / res["bcc_decode_eps"]
                               if res["labkit_decode_eps"] and res["bcc_decode_eps"] else None)
+    soak = res.get("soak") or {}
+    res["soak_rounds"] = soak.get("rounds")
+    res["soak_flat"] = all(soak["flat"].values()) if soak else None
+    res["soak_rss_growth_mb"] = soak.get("rss_max_growth_mb")
     unreported = 0
     for r in rates.get("labkit") or []:
         unreported += abs(r["missing"])
@@ -113,6 +128,9 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     x = res.get("xdp") or {}
     why_x = (f"dropped before XDP: sender veth {x.get('host_tx_dropped')}, qdisc {x.get('qdisc_dropped')}, "
              f"target rx {x.get('target_rx_dropped')}") if x else None
+    soak_rss = res.get("soak_rss_growth_mb")
+    moved = [k for k, ok in ((res.get("soak") or {}).get("flat") or {}).items() if not ok]
+    why_soak = f"grew: {', '.join(moved)}" if moved else None
     mem = res.get("memory") or {}
     why_rss = (f"peak {mem.get('peak_growth_mb', 0):+.1f} MB; the ring buffer mapping alone is "
                f"{RING_PAGES * 4096 * 2 // MiB} MiB of address space") if mem else None
@@ -132,4 +150,8 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
           None if rr is None else f"{rr:.2f} s (first {res['first_event_s']:.2f} s)", why_rr),
         t("XDP counted == sent", None if xs is None else xs == xc,
           None if xs is None else f"{xc:,} counted of {xs:,} sent", why_x),
+        t(f"flat over {res.get('soak_rounds') or 100} re-runs of the lessons' cells (fds, threads, attachments, "
+          f"panels as after the first; RSS within {SOAK_RSS_MB} MB)",
+          None if soak_rss is None else res["soak_flat"] and soak_rss < SOAK_RSS_MB,
+          None if soak_rss is None else soak_line(res["soak"]), why_soak),
     ]
