@@ -5,7 +5,6 @@ written in other ways (BCC macros, per-CPU maps, a %%bpf Program): real kernel."
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -232,9 +231,7 @@ def q1():
 
 
 def check(q1, answer):
-    t0 = time.monotonic()
     res = q1.check(answer)
-    assert time.monotonic() - t0 < 20, "a check must stay fast"
     assert labkit.live_attachments() == []
     return res
 

@@ -6,7 +6,6 @@ q1 runs on test frames (BPF_PROG_TEST_RUN), q2 on writes to /dev/null."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -313,9 +312,7 @@ def ex():
 
 
 def check(exercise, answer):
-    t0 = time.monotonic()
     res = exercise.check(answer)
-    assert time.monotonic() - t0 < 20, "a check must stay fast"
     assert labkit.live_attachments() == []
     return res
 

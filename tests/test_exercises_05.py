@@ -7,7 +7,6 @@ processes the checkers start."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -288,9 +287,7 @@ Q2_PARTS = {
 
 
 def run(q, answer):
-    t0 = time.monotonic()
     res = q.check(answer)
-    assert time.monotonic() - t0 < 20, "a check must stay fast"
     assert labkit.live_attachments() == []
     return res
 
