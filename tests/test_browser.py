@@ -355,4 +355,3 @@ def test_lesson_runs_in_jupyterlab(tmp_path):
               f"held {len(st['sandboxes'])} sandbox(es), {len(st['xdp'])} XDP program(s); screenshot {shot}")
     if lesson:
         assert file_digest(LESSON) == digest, "the test rewrote the lesson notebook"
-    assert time.monotonic() - t0 < 120, st["timings"]

@@ -43,10 +43,8 @@ def test_trace_clone_sees_fork_subprocess_and_thread(lab):
     if EXPECT_HOOK:
         assert s.source.startswith(EXPECT_HOOK + ":"), s.source
     print(f"trace_clone hook: {s.source} ({s.hook_note})")
-    t0 = time.monotonic()
     kids = make_children()
-    assert s.wait(lambda df: set(kids.values()) <= set(df.child_pid), timeout=1.0), s.to_dataframe()
-    assert time.monotonic() - t0 < 1.5
+    assert s.wait(lambda df: set(kids.values()) <= set(df.child_pid), timeout=5.0), s.to_dataframe()
     df = s.to_dataframe().set_index("child_pid")
     me = os.getpid()
     for how, child in kids.items():
