@@ -184,14 +184,10 @@ def _check_usleep_histogram(answer) -> tuple[str, dict]:
         why = ""
     c.part("the argument, in log2 buckets", not inverted and all(b in got for b in want) and not why, why)
 
-    if inverted or why:
-        why = "no buckets to compare"
-    elif all(got.get(b) == 1 for b in want):
-        why = ("each bucket says 1, whatever the number of calls: the first call creates the entry and every "
-               "later one must add to it (dist.increment(bucket))")
-    else:
-        wrong = [(b, n, got.get(b, 0)) for b, n in want.items() if got.get(b, 0) != n]
-        why = "; ".join(f"bucket {b} should hold {n}, holds {g}" for b, n, g in wrong)
+    why = _count_mismatch(got, want, "no buckets to compare" if inverted or why else "",
+                          "each bucket says 1, whatever the number of calls: the first call creates the entry "
+                          "and every later one must add to it (dist.increment(bucket))",
+                          "bucket {key} should hold {want}, holds {got}")
     c.part("exact counts per bucket", not why, why)
 
     c.part("only this process", not counted_other,
@@ -249,17 +245,23 @@ def _check_gc_generations(answer) -> tuple[str, dict]:
         why = ""
     c.part("keyed by the generation", not why, why)
 
-    if why:
-        why = "no generations to compare"
-    elif all(got.get(g) == 1 for g in want):
-        why = ("each generation says 1, whatever the number of collections: every collection must add one "
-               "(collections.increment(generation))")
-    else:
-        wrong = [(g, n, got.get(g, 0)) for g, n in want.items() if got.get(g, 0) != n]
-        why = "; ".join(f"generation {g} was collected {n} times, the map says {m}" for g, n, m in wrong)
+    why = _count_mismatch(got, want, "no generations to compare" if why else "",
+                          "each generation says 1, whatever the number of collections: every collection must "
+                          "add one (collections.increment(generation))",
+                          "generation {key} was collected {want} times, the map says {got}")
     c.part("exact count per generation", not why, why)
     return c.done(f"yes: {', '.join(f'generation {g}: {n}' for g, n in COLLECTS)} — every gc.collect() of the "
                   f"process {child.pid} counted under its generation", collections=want, pid=child.pid)
+
+
+def _count_mismatch(got: dict, want: dict, blocked: str, all_ones: str, each: str) -> str:
+    """Why the counts in ``got`` are not ``want`` ("" when they are): ``blocked`` if an earlier part
+    already failed, ``all_ones`` when every entry is 1 (created, never added to), else each wrong entry."""
+    if blocked:
+        return blocked
+    if all(got.get(k) == 1 for k in want):
+        return all_ones
+    return "; ".join(each.format(key=k, want=n, got=got.get(k, 0)) for k, n in want.items() if got.get(k, 0) != n)
 
 
 def build() -> Lesson:
