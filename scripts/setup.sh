@@ -50,7 +50,10 @@ apt_install() {
 apt_has() { apt-cache show "$1" >/dev/null 2>&1; }
 
 RUNTIME_PKGS=(python3-bpfcc bpfcc-tools libbpf1 bpftool iproute2 iputils-ping
-              python3-venv python3-pip ca-certificates bpftrace)
+              python3-venv python3-pip ca-certificates bpftrace
+              clang libbpf-dev)
+# clang and libbpf-dev: lesson 09 compiles a CO-RE object (clang -target bpf,
+# <bpf/bpf_helpers.h>) and loads it through libbpf
 # libbpf1 is called libbpf0 on older releases; bpftool lives in linux-tools on Ubuntu
 if ! apt_has bpftool; then
   RUNTIME_PKGS=("${RUNTIME_PKGS[@]/bpftool/linux-tools-common}")

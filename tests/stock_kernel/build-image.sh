@@ -22,7 +22,8 @@ say() { printf '[stock-kernel build] %s\n' "$*"; }
 
 GUEST_PKGS=(linux-image-amd64 linux-headers-amd64 initramfs-tools kmod
             python3-bpfcc bpfcc-tools libbpf1 bpftool iproute2 iputils-ping
-            python3-venv python3-pip ca-certificates procps bpftrace)
+            python3-venv python3-pip ca-certificates procps bpftrace
+            clang libbpf-dev)
 
 cleanup_mounts() {
   local m
