@@ -15,8 +15,11 @@ sandbox it owned, no BPF program or link it held (by id), no labkit XDP
 program in the root namespace or in its namespaces.
 
 The lessons run two at a time (LABKIT_NB_WORKERS) to keep the suite short.
-Also here: the navigation is generated and up to date, and the exercise
-checkers say *incorrect* (with the reason) for wrong answers.
+Also here: each executed lesson exports to an offline report (the export
+`labkit report` uses, opened in a chromium that can reach nothing;
+tests/test_report.py runs the whole command on a lesson), the navigation is
+generated and up to date, and the exercise checkers say *incorrect* (with the
+reason) for wrong answers.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ from kstate import bpf_fds, perf_attachments
 from nbclient import NotebookClient
 
 import labkit
+from fixtures.chromium import ARTIFACTS, chromium, external_requests, require_chromium
+from labkit.commands.report.export import export_html
+from labkit.commands.report.offline import external_references
 from labkit.exercises import SUMMARY_MIME
 from labkit.exercises.framework import snippet_text
 from labkit.net import records
@@ -226,7 +232,7 @@ def _execute_twice(path: Path) -> Run:
     run = Run(path.stem)
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(_probe_cell(path.stem))     # only in this copy: the lesson file has no plumbing
-    client = NotebookClient(nb, kernel_name="labkit", timeout=240, allow_errors=False,
+    client = NotebookClient(nb, kernel_name="labkit", timeout=240, allow_errors=False, store_widget_state=True,
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
     try:
         with client.setup_kernel():
@@ -236,6 +242,7 @@ def _execute_twice(path: Path) -> Run:
                 for i, cell in enumerate(nb.cells):
                     client.execute_cell(cell, i)
                 run.seconds.append(time.monotonic() - t0)
+                client.set_widgets_metadata()       # what `labkit report` records for its snapshots
                 run.rounds.append(copy.deepcopy(nb))
                 summary = _summary(nb)
                 run.summaries.append(summary)
@@ -351,6 +358,40 @@ def test_no_labkit_xdp_left_where_lessons_worked(runs):
     for x in _xdp.find_labkit_xdp():
         assert x["netns"] is not None, f"a labkit XDP program in the root namespace: {x}"
         assert owners.get(x["netns"]) not in mine, f"a lesson left XDP behind: {x}"
+
+
+@pytest.mark.requires("chromium")
+@pytest.mark.browser
+@pytest.mark.parametrize("name", EXPECTED_LESSONS)
+def test_lesson_exports_to_an_offline_report(runs, name, tmp_path):
+    """The executed lesson (its second round, without the test's probe cell) through
+    the report's export: self-contained HTML with its plots, tables and widget
+    snapshots, opened in a chromium that can reach nothing."""
+    require_chromium()
+    nb = copy.deepcopy(_lesson(runs, name).rounds[-1])
+    nb.cells = [c for c in nb.cells if c.get("id") != "test-probe"]
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    body, _ = export_html(nb, name=name, path=NOTEBOOKS)
+    assert external_references(body) == [] and "<script" not in body.lower()
+    html = tmp_path / f"{name}.html"
+    html.write_text(body)
+    with chromium(tmp_path / "profile") as b:
+        page = b.page()
+        page.goto(html.as_uri(), wait_until="load")
+        imgs = page.evaluate("""() => [...document.querySelectorAll('img')]
+            .map(i => ({src: i.src.slice(0, 22), w: i.naturalWidth}))""")
+        assert all(i["src"].startswith("data:") and i["w"] > 0 for i in imgs), imgs
+        tables = page.evaluate("() => [...document.querySelectorAll('table')].map(t => t.rows.length)")
+        assert all(n > 0 for n in tables), tables
+        if re.search(r"plt\.|\.plot\(|labkit\.live\(", code):
+            assert any(i["src"].startswith("data:image/png") for i in imgs), "no plot in the report"
+        if re.search(r"to_dataframe\(|counters\(|map_dataframe\(", code):
+            assert tables, "no table in the report"
+        if re.search(r"ipywidgets|labkit\.live\(|Picker\(|Control\(", code):
+            assert page.locator(".lk-widget-snapshot").count() > 0, "no widget snapshot in the report"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"report-{name}.png"), full_page=True)
+        assert external_requests(b) == [] and b.blocked == []
 
 
 @pytest.mark.parametrize("name", EXPECTED_LESSONS)

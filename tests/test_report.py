@@ -6,8 +6,8 @@ The fixtures (tests/fixtures/notebooks, made by tests/fixtures/make_fixtures.py)
 report-fixture (BPF events, a DataFrame, a plot, a widget panel, a cell tagged
 raises-exception), report-leaves-state (a sandbox and an XDP program left
 attached on purpose), report-fails (an untagged error), report-external (a
-markdown image on the internet). The real lessons (notebooks/*.ipynb) are
-reported too, once they exist.
+markdown image on the internet). The contents page and lesson 02 are reported
+with the whole command too.
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ from labkit.net import xdp as _xdp
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 FIXTURES = HERE / "fixtures" / "notebooks"
-LESSONS = sorted((REPO / "notebooks").glob("*.ipynb"))
+# The whole command on the contents page and on the lesson an instructor demos (its
+# counters table must show the drops); tests/test_notebooks.py exports every
+# executed lesson through the same export, without running each a third time.
+LESSONS = [p for p in sorted((REPO / "notebooks").glob("*.ipynb")) if p.stem in ("index", "02-xdp-ping-drop")]
 
 def run_report(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "labkit", "report", *args], cwd=REPO,
@@ -73,7 +76,6 @@ def test_report_runs_everything_and_fails_loudly(fixture_reports):
     # the raises-exception cell's error is in the report, and the cells after it ran
     good = (out / "report-fixture.html").read_text()
     assert "fixture: this cell is meant to fail" in good and "fixture done" in good
-    assert fixture_reports["seconds"] < 60, fixture_reports["seconds"]
 
 
 @pytest.mark.requires("root", "tracefs")

@@ -124,7 +124,7 @@ if [ ${#files[@]} -eq 0 ] && [ ${#PYTEST_ARGS[@]} -eq 0 ]; then
   result pytest skip 0 "none of $TESTS is in the checkout yet"
 else
   PYTHONPATH="$HERE" LABKIT_HOOK_REPORT="$R/hooks.json" \
-    "$PY" -m pytest -p hookreport -p no:cacheprovider -v -rA --color=no \
+    "$PY" -m pytest -n 0 -p hookreport -p no:cacheprovider -v -rA --color=no \
     --junitxml="$R/junit.xml" "${files[@]}" "${PYTEST_ARGS[@]}" 2>&1 | tee /tmp/pytest.log
   rc=${PIPESTATUS[0]}
   cp /tmp/pytest.log "$R/pytest.log"
