@@ -8,11 +8,12 @@
 //
 // lk_fill (getpgid): k < 100 goes into three maps of 8 entries each:
 //  * small_hash, a BPF_HASH: when it is full, an update with a new key fails
-//    (-E2BIG) and nothing is stored; the program counts it in `refused`;
+//    (-E2BIG) and nothing is stored;
 //  * small_lru, an LRU hash: when it is full, an update with a new key
 //    evicts the least recently used entries to make room: it never refuses;
 //  * small_array, a BPF_ARRAY: its 8 entries exist from the start (zeroed),
-//    keys 0..7 only; no key can be added or deleted.
+//    keys 0..7 only; no key can be added or deleted (k >= 8 fails: -E2BIG).
+// refused[0], [1], [2] count the updates each of the three refused.
 // k >= 100 adds one to per_cpu[k - 100], a per-CPU array: each CPU adds to its own slot.
 //
 // lk_cost (getsid): k = 0 hash, 1 LRU hash, 2 array, 3 per-CPU array: 64
@@ -35,7 +36,7 @@ struct getpid_args {           // sys_enter_getpgid and sys_enter_getsid look al
 BPF_HASH(small_hash, u32, u64, 8);
 BPF_TABLE("lru_hash", u32, u64, small_lru, 8);
 BPF_ARRAY(small_array, u64, 8);
-BPF_ARRAY(refused, u64, 1);          // updates small_hash refused (full)
+BPF_ARRAY(refused, u64, 3);          // updates refused: by small_hash, small_lru, small_array
 BPF_PERCPU_ARRAY(per_cpu, u64, 8);
 
 BPF_HASH(cost_hash, u32, u64, 1024);
@@ -61,12 +62,15 @@ int lk_fill(struct getpid_args *args)
         return 0;
     }
     u64 one = 1;
-    if (small_hash.update(&k, &one) != 0) {
-        u32 zero = 0;
-        refused.atomic_increment(zero);
-    }
-    small_lru.update(&k, &one);
-    small_array.update(&k, &one);    // fails for k >= 8: an array has no such index
+    u32 which = 0;
+    if (small_hash.update(&k, &one) != 0)
+        refused.atomic_increment(which);
+    which = 1;
+    if (small_lru.update(&k, &one) != 0)
+        refused.atomic_increment(which);
+    which = 2;
+    if (small_array.update(&k, &one) != 0)   // k >= 8: an array has no such index
+        refused.atomic_increment(which);
     return 0;
 }
 
