@@ -21,6 +21,7 @@ reader on a map that already has one (a re-run cell) closes the old one first.
 from __future__ import annotations
 
 import ctypes
+import mmap
 import threading
 
 import numpy as np
@@ -125,8 +126,6 @@ class PerfBufferReader:
     @property
     def memory_bytes(self) -> int:
         """What the buffers map: (pages + 1 header page) x 4 KiB on each CPU."""
-        import mmap
-
         return (self.pages + 1) * mmap.PAGESIZE * len(self.cpus)
 
     def _on_event(self, cpu: int, data, size: int) -> None:

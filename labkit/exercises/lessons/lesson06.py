@@ -16,6 +16,7 @@ from labkit.exercises.framework import (
     load_answer,
     need_map,
     plural,
+    run_python,
     snippet_text,
     value_column,
 )
@@ -182,8 +183,6 @@ def _check_recent(answer) -> tuple[str, dict]:
             ask_about([ASKED - 1] * 2)            # the newest, asked 3 times in all
         finally:
             os.sched_setaffinity(0, set(cpus))
-        from labkit.exercises.framework import run_python
-
         other = run_python(_OTHER)
         if other.returncode != 0:
             raise RuntimeError(f"the checker's other process failed: {other.stderr.strip()[-500:]}")
