@@ -386,7 +386,7 @@ class Lab:
         ``close()`` or this Lab's close; opening the same map again replaces it."""
         self._check_open()
         r = PerfBufferReader(program, map_name, pages=pages, payload=payload)
-        self._readers.append(r)
+        self._readers = [x for x in self._readers if not x.closed] + [r]
         return r
 
     def open_ring_buffer(self, program: Program, map_name: str = "ring", *, payload=None) -> RingMapReader:
@@ -395,7 +395,7 @@ class Lab:
         A full ring refuses reservations in the program, which counts them."""
         self._check_open()
         r = RingMapReader(program, map_name, payload=payload)
-        self._readers.append(r)
+        self._readers = [x for x in self._readers if not x.closed] + [r]
         return r
 
     # ------------------------------------------------------------ ownership

@@ -77,7 +77,9 @@ def test_closing_the_program_first_leaves_nothing(lab):
     before = bpf_fds()["perf_event"]
     prog = lab.load("maps_perf_vs_ring")
     perf = lab.open_perf_buffer(prog, "perf_events")
+    ring = lab.open_ring_buffer(prog, "ring")
     prog.close()
-    assert perf.read().empty
+    assert perf.read().empty and ring.read().empty
+    assert ring.closed, "a ring whose program was freed gives its mapping back at the next read"
     perf.close()
     assert set(bpf_fds()["perf_event"]) == set(before)

@@ -206,6 +206,8 @@ class RingMapReader:
 
     def read(self) -> pd.DataFrame:
         """Every committed record since the last read, in reservation order."""
+        if not self._closed and self.program.closed:
+            self.close()              # the program was freed: give the ring's mapping back too
         if self._closed:
             return _frame(np.empty(0, dtype=self.payload))
         parts = []
