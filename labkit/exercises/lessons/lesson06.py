@@ -137,6 +137,9 @@ def _check_exact_counter(answer) -> tuple[str, dict]:
                "a BPF_HASH starts empty (lookup() finds nothing until something inserts the key: use an array, "
                "or lookup_or_try_init()), and the program must run on " + EXIT_GETPPID + " and keep the calls "
                "where args->ret == LK_PARENT_PID")
+    elif got == 0:
+        why = (f"count[0] is 0 though the children called getppid() {made} times: does the program run on "
+               f"{EXIT_GETPPID}, keep the calls where args->ret == LK_PARENT_PID, and add to key 0?")
     else:
         why = ""
     c.part("counts the children's calls", got is not None and got > 0, why)
@@ -147,13 +150,24 @@ def _check_exact_counter(answer) -> tuple[str, dict]:
     if n < made and n > 0:
         lost = made - n
         percpu = "PerCpu" in kind
-        why = (f"{plural(lost, 'call')} of {made} lost while two CPUs counted at once (the checker's own plain += "
-               f"lost {control_lost}): "
-               + ("a per-CPU map never races, so each CPU's count was already short: is every call counted?"
-                  if percpu else
-                  "(*v) += 1 and BCC's increment() are a load, an add and a store: two CPUs that load the same "
-                  "value store the same sum. Use an atomic add (__sync_fetch_and_add(v, 1), lock_xadd, "
-                  "count.atomic_increment(0)) or a per-CPU map"))
+        if n <= made // 10:
+            why = (f"only {n} of {made} calls counted: the children's calls were left out and others' kept (is the "
+                   "filter inverted? keep the calls where args->ret == LK_PARENT_PID)")
+        elif lost > made // 4:
+            why = (f"{plural(lost, 'call')} of {made} missing: far more than two CPUs racing lose (the checker's own "
+                   f"plain += lost {control_lost}): is every call counted, on every CPU, at key 0?")
+        elif percpu:
+            why = (f"{plural(lost, 'call')} of {made} missing: a per-CPU map never races, so a CPU's copy was "
+                   "already short: is every call counted?")
+        else:
+            why = (f"{plural(lost, 'call')} of {made} lost while two CPUs counted at once (the checker's own plain "
+                   f"+= lost {control_lost}): (*v) += 1 and BCC's increment() are a load, an add and a store: two "
+                   "CPUs that load the same value store the same sum. Use an atomic add (__sync_fetch_and_add(v, 1), "
+                   "lock_xadd, count.atomic_increment(0)) or a per-CPU map")
+    elif n > made:
+        why = f"{n} counted for {made} calls: the extra ones are not the children's (see above)"
+    elif got is None or n == 0:
+        why = "nothing counted, nothing to compare"
     else:
         why = ""
     c.part("exact while two CPUs count at once", n == made, why)
