@@ -21,6 +21,7 @@ from typing import Iterable, Mapping, Sequence
 
 from labkit._errors import ArgumentError, AttachError, LabkitError, NotSupportedError, VerifierError
 from labkit.attach import Attachment, TraceAttachment, claim, held
+from labkit.events.buffers import PerfBufferReader, RingMapReader
 from labkit.events.schemas import CLONE_DTYPE, SYSCALL_DTYPE, clone_frame, syscall_frame
 from labkit.events.stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window
 from labkit.net.leftovers import reap_dead_owners
@@ -86,6 +87,7 @@ class Lab:
         reap_dead_owners()
         self._attachments: list[Attachment] = []
         self._programs: weakref.WeakSet[Program] = weakref.WeakSet()
+        self._readers: list = []  # perf and ring buffer readers (open_perf_buffer, open_ring_buffer)
         self._closed = False
 
     # ------------------------------------------------------------- loading
@@ -373,6 +375,29 @@ class Lab:
         self._attachments.append(att)
         return att
 
+    # --------------------------------------- a program's own event buffers (lesson 06)
+    def open_perf_buffer(self, program: Program, map_name: str = "events", *, pages: int = 8,
+                         payload=None) -> PerfBufferReader:
+        """Read ``program``'s ``BPF_PERF_OUTPUT(map_name)``: one buffer of
+        ``pages`` pages (a power of two) per CPU. ``.read()`` returns the records
+        that arrived (a DataFrame, with the ``cpu`` whose buffer delivered each),
+        ``.lost`` what the kernel dropped because a CPU's buffer was full (it
+        reports a loss with the next record that finds room). Closed by
+        ``close()`` or this Lab's close; opening the same map again replaces it."""
+        self._check_open()
+        r = PerfBufferReader(program, map_name, pages=pages, payload=payload)
+        self._readers = [x for x in self._readers if not x.closed] + [r]
+        return r
+
+    def open_ring_buffer(self, program: Program, map_name: str = "ring", *, payload=None) -> RingMapReader:
+        """Read ``program``'s ``BPF_RINGBUF_OUTPUT(map_name, pages)``: one ring
+        for all CPUs, records in reservation order (``.read()``: a DataFrame).
+        A full ring refuses reservations in the program, which counts them."""
+        self._check_open()
+        r = RingMapReader(program, map_name, payload=payload)
+        self._readers = [x for x in self._readers if not x.closed] + [r]
+        return r
+
     # ------------------------------------------------------------ ownership
     @property
     def attachments(self) -> list[Attachment]:
@@ -392,6 +417,9 @@ class Lab:
 
     def close(self) -> None:
         """Detach everything this Lab attached and free its programs (idempotent)."""
+        for r in self._readers:
+            r.close()
+        self._readers.clear()
         self.detach_all()
         for p in list(self._programs):
             p.close()

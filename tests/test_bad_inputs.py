@@ -50,6 +50,10 @@ class Row:
     setup: Callable[[Env], None] | None = field(default=None)
 
 
+def perf_vs_ring(env: Env) -> None:
+    env.prog = env.lab.load("maps_perf_vs_ring")
+
+
 def detached_tracepoint(env: Env) -> None:
     env.att = env.lab.attach_tracepoint("count_getppid", TP)
     env.att.detach()
@@ -196,6 +200,19 @@ ROWS = [
         ("last", "-1"), setup=stream),
     Row("EventStream.to_dataframe: last a string", lambda e: e.stream.to_dataframe(last="all"), "ArgumentError",
         ("last", "'all'", "None"), setup=stream),
+    # Lab.open_perf_buffer, Lab.open_ring_buffer (lesson 06)
+    Row("open_perf_buffer: not a Program", lambda e: e.lab.open_perf_buffer("maps_perf_vs_ring", "perf_events"),
+        "ArgumentError", ("needs a Program",)),
+    Row("open_perf_buffer: no such map", lambda e: e.lab.open_perf_buffer(e.prog, "events"),
+        "ArgumentError", ("no map named 'events'", "BPF_PERF_OUTPUT(events)"), setup=perf_vs_ring),
+    Row("open_perf_buffer: a ring buffer map", lambda e: e.lab.open_perf_buffer(e.prog, "ring"),
+        "ArgumentError", ("not a perf buffer",), setup=perf_vs_ring),
+    Row("open_perf_buffer: pages not a power of two",
+        lambda e: e.lab.open_perf_buffer(e.prog, "perf_events", pages=3),
+        "ArgumentError", ("power of two",), setup=perf_vs_ring),
+    Row("open_ring_buffer: a perf buffer map",
+        lambda e: e.lab.open_ring_buffer(e.prog, "perf_events"),
+        "ArgumentError", ("not a ring buffer", "BPF_RINGBUF_OUTPUT"), setup=perf_vs_ring),
 ]
 
 

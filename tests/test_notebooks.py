@@ -62,7 +62,7 @@ WORKERS = int(os.environ.get("LABKIT_NB_WORKERS", "2"))
 KPROBES = _hooks.kprobes_available()[0]
 
 EXPECTED_LESSONS = ["00-check-your-lab", "01-hello-clone", "02-xdp-ping-drop", "03-maps-vs-events",
-                    "04-verifier-mistakes", "05-tracing-user-space"]
+                    "04-verifier-mistakes", "05-tracing-user-space", "06-maps-in-depth"]
 
 
 # What each lesson's assertions read from its kernel after a round: expressions on
@@ -123,6 +123,22 @@ control_ping = sb.ping(count=2, interval=0.1, timeout=0.5)
         "python usdt probes": "len(probes)",
         "lk_fib calls (BCC, this process)": "int(counted.set_index('name').value.get('lk_fib', 0))",
         "lk_fib calls (bpftrace, a child)": "bt_fib",
+    }),
+    "06-maps-in-depth": ("", {
+        "entries before": "before",
+        "held": "{k: [int(x) for x in v] for k, v in held.items()}",
+        "refused": "[int(x) for x in refused]",
+        "per-CPU slots": "slots",
+        "cpus": "len(cpus)",
+        "ns per update": "costs['ns per update'].to_dict()",
+        "updates": "costs['updates'].to_dict()",
+        "memlock": "costs['memlock (bytes, 1024 entries)'].to_dict()",
+        "race": "race_table['count'].to_dict()",
+        "loss": "loss[['records sent', 'received', 'lost']].to_dict()",
+        "perf lost right after the burst": "lost_before",
+        "order": "order.to_dict()",
+        "memory": "memory.bytes.to_dict()",
+        "ordered burst": "sent",
     }),
 }
 PROBE_MARK = "LABKIT-TEST-PROBE "
@@ -667,3 +683,85 @@ def test_05_notebook_outline():
     assert "lab.close()" in last.source and "Kernel › Shut Down Kernel" in text
     assert not any("ex.record" in c.source for c in cells if c.cell_type == "code")
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+# ------------------------------------------------------------ lesson 06
+L06 = "06-maps-in-depth"
+
+
+def test_06_runs_twice_and_gives_everything_back(runs):
+    run = _lesson(runs, L06)
+    for rnd, (nb, s, state) in enumerate(zip(run.rounds, run.summaries, run.state), 1):
+        assert _errors(nb) == [], f"round {rnd}: {_errors(nb)}"
+        assert s["reference_checked"] == {"q1": "correct", "q2": "correct"}, s["reference_checked"]
+        assert s["exercises"] == {"q1": "incorrect", "q2": "incorrect"}, "the shipped %%bpf cells are not answers"
+        assert "lost while two CPUs counted at once" in s["messages"]["q1"], s["messages"]["q1"]
+        assert "refuses new keys" in s["messages"]["q2"], s["messages"]["q2"]
+        # every program was detached and every buffer closed in the cell that made it
+        assert state["attachments"] == 0 and state["panels"] == 0 and state["perf events"] == 0, state
+        assert state["fds"]["prog"] == state["fds"]["link"] == state["fds"]["perf_event"] == 0, state
+    assert run.state[1] == run.state[0]
+    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [],
+                              "BPF programs": [], "BPF links": []}, run.after_exit
+
+
+def test_06_each_kind_of_map_at_its_limit(runs):
+    run = _lesson(runs, L06)
+    for nb, f in zip(run.rounds, run.facts):
+        assert f["entries before"] == {"small_hash": 0, "small_lru": 0, "small_array": 8}
+        held, (hash_refused, lru_refused, array_refused) = f["held"], f["refused"]
+        assert held["small_hash"] == list(range(8)) and hash_refused == 12, "a full hash refuses new keys"
+        lru = held["small_lru"]
+        assert 19 in lru and 0 not in lru and len(lru) <= 8 and lru_refused == 0, "an LRU evicts, never refuses"
+        assert held["small_array"] == list(range(8)) and array_refused == 12
+        slots = f["per-CPU slots"]
+        assert slots[:min(2, f["cpus"])] == [3, 5][:f["cpus"]] and sum(slots) == [3, 8][min(2, f["cpus"]) - 1]
+        assert set(f["updates"].values()) == {2000 * 64}
+        ns = f["ns per update"]
+        assert max(ns["cost_array"], ns["cost_percpu"]) < min(ns["cost_hash"], ns["cost_lru"]), ns
+        mem = f["memlock"]
+        assert mem["cost_percpu"] > mem["cost_array"], mem
+        if tuple(int(x) for x in os.uname().release.split(".")[:2]) < (6, 4):
+            assert mem["cost_hash"] == mem["cost_array"], "6.1 charges an estimate: max_entries x (key + value)"
+        else:
+            assert mem["cost_hash"] > mem["cost_array"], mem
+        assert "image/png" in _mimes(_tagged(nb, "cost"))
+
+
+def test_06_the_race_and_its_two_fixes(runs):
+    run = _lesson(runs, L06)
+    for f in run.facts:
+        r, workers = f["race"], min(2, f["cpus"])
+        made = r["getppid() calls made"]
+        assert made == 200_000 * workers
+        assert r["__sync_fetch_and_add on a shared entry"] == r["per-CPU +=, copies summed"] == made
+        assert r["plain += on a shared entry"] <= made
+        assert r["per-CPU, the first CPU's copy alone"] == 200_000
+        if workers == 1:
+            assert r["plain += on a shared entry"] == made, "one CPU: the program's runs never overlap"
+
+
+def test_06_perf_buffer_against_ring_buffer(runs):
+    run = _lesson(runs, L06)
+    for nb, f in zip(run.rounds, run.facts):
+        loss = f["loss"]
+        sent = loss["records sent"]["perf buffer"]
+        assert sent == 5000 * min(2, f["cpus"])
+        for b in ("perf buffer", "ring buffer"):
+            assert loss["received"][b] + loss["lost"][b] == sent, loss
+            assert loss["lost"][b] > sent // 2, "small buffers, nobody reading: most of the burst is lost"
+        assert f["perf lost right after the burst"] < loss["lost"]["perf buffer"], \
+            "the kernel reports a perf loss with the next record that finds room"
+        assert loss["received"]["ring buffer"] > loss["received"]["perf buffer"], "ring records are smaller"
+        order, sent = f["order"], f["ordered burst"]
+        assert sent == 50_000 * min(2, f["cpus"]) + min(2, f["cpus"])
+        for b in ("perf buffer", "ring buffer"):
+            assert order["received"][b] + order["lost"][b] == sent, order
+        assert order["late"]["ring buffer"] <= sent // 100, order
+        if f["cpus"] >= 2:
+            assert order["late"]["perf buffer"] > order["late"]["ring buffer"], order
+        mem = f["memory"]
+        assert mem["perf buffer"] % (257 * 4096) == 0 and mem["ring buffer"] == 512 * 4096, mem
+        text = _text(_tagged(nb, "order"))      # the live table (updated while the events flowed) and memory
+        assert "late" in text and "one ring, all CPUs" in text, text
+        assert "image/png" in _mimes(_tagged(nb, "order"))

@@ -1,0 +1,280 @@
+"""Lesson 06, Maps in depth: a counter two CPUs share, and a map that makes room."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from labkit._errors import LabkitError
+from labkit.exercises.framework import (
+    Checklist,
+    Exercise,
+    Incorrect,
+    Lesson,
+    attach_answer,
+    int_key_column,
+    load_answer,
+    need_map,
+    plural,
+    run_python,
+    snippet_text,
+    value_column,
+)
+from labkit.lab import Lab
+from labkit.views.tables import map_dataframe
+
+__all__ = ["KEY_BASE", "burst", "build", "ask_about"]
+
+EXIT_GETPPID = "syscalls:sys_exit_getppid"
+ENTER_GETPGID = "syscalls:sys_enter_getpgid"
+#: pids asked about with getpgid(): above any pid_max (at most 2^22), so no process has them
+KEY_BASE = 0x40000000
+#: getppid() calls each of the two pinned children makes per round
+CALLS = 100_000
+#: bursts until the checker's own plain += has lost PROVOKED adds: while time is left (a slow emulator
+#: races less often per second), MIN_ROUNDS even when it is not, never more than MAX_ROUNDS
+PROVOKED, MIN_ROUNDS, MAX_ROUNDS, RACE_SECONDS = 10, 2, 40, 45.0
+#: the LRU exercise: pids asked about, the map's size, and the calls of another process
+ASKED, KEEP, OTHER_KEYS = 30, 8, range(100, 110)
+
+
+def burst(calls: int, cpus: list[int] | None = None, *, stray: int = 0) -> int:
+    """Fork one child per CPU (two at most), pin each to its CPU, and let them
+    call getppid() ``calls`` times each, all at once; with ``stray``, one more
+    child's own child calls it ``stray`` times (answered with another pid).
+    Returns the calls the direct children made."""
+    cpus = sorted(os.sched_getaffinity(0))[:2] if cpus is None else cpus
+    go_read, go_write = os.pipe()
+    kids = []
+    try:
+        for cpu in cpus:
+            pid = os.fork()
+            if pid == 0:  # the child: on its CPU only, waits for "go", calls getppid() `calls` times
+                try:
+                    os.sched_setaffinity(0, {cpu})
+                    os.read(go_read, 1)
+                    for _ in range(calls):
+                        os.getppid()
+                finally:
+                    os._exit(0)
+            kids.append(pid)
+        if stray:
+            pid = os.fork()
+            if pid == 0:  # a grandchild's calls: getppid() answers them with the child's pid
+                try:
+                    inner = os.fork()
+                    if inner == 0:
+                        try:
+                            for _ in range(stray):
+                                os.getppid()
+                        finally:
+                            os._exit(0)
+                    os.waitpid(inner, 0)
+                finally:
+                    os._exit(0)
+            os.waitpid(pid, 0)
+        os.write(go_write, b"g" * len(kids))
+    finally:
+        for pid in kids:
+            os.waitpid(pid, 0)
+        os.close(go_read)
+        os.close(go_write)
+    return calls * len(kids)
+
+
+def ask_about(keys) -> None:
+    """getpgid(KEY_BASE + k) for each k: a pid no process has (ESRCH, nothing else)."""
+    for k in keys:
+        try:
+            os.getpgid(KEY_BASE + k)
+        except ProcessLookupError:
+            pass
+        except OSError as e:  # pragma: no cover - only ESRCH is expected
+            if e.errno != errno.ESRCH:
+                raise
+
+
+def _count_at_zero(prog, name: str) -> int | None:
+    df = map_dataframe(prog, name)
+    if df.empty:
+        return None
+    value = value_column(df)
+    key = int_key_column(df, value)
+    rows = df[df[key] == 0]
+    return int(rows[value].sum()) if len(rows) else None
+
+
+# ------------------------------------------------------------------ q1: an exact shared counter
+def _check_exact_counter(answer) -> tuple[str, dict]:
+    me = os.getpid()
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    if len(cpus) < 2:
+        raise LabkitError("this checker needs two CPUs (the race needs two CPUs counting at once), and this "
+                          f"process may run on {len(cpus)}: give the VM two vCPUs")
+    with Lab() as lab:
+        prog = load_answer(lab, answer, name="your answer", defines={"LK_PARENT_PID": me})
+        need_map(prog, "count")
+        hooks = attach_answer(lab, prog, EXIT_GETPPID, "exercise 06 q1")
+        control = lab.attach_tracepoint(lab.load("maps_race", defines={"LK_PARENT_PID": me},
+                                                 name="exercise 06 q1 control"), EXIT_GETPPID)
+        made = rounds = control_lost = 0
+        deadline = time.monotonic() + RACE_SECONDS
+        while control_lost < PROVOKED and rounds < MAX_ROUNDS and \
+                (rounds < MIN_ROUNDS or time.monotonic() < deadline):
+            made += burst(CALLS, cpus, stray=1000 if rounds == 0 else 0)
+            rounds += 1
+            control_lost = made - int(control.program["plain"][0].value)
+        got = _count_at_zero(prog, "count")
+        kind = type(prog["count"]).__name__
+    if control_lost < PROVOKED:
+        raise LabkitError(f"the checker could not provoke the race: its own plain += lost only {control_lost} of "
+                          f"{made} calls in {rounds} rounds on CPUs {cpus}; run the check again")
+    c = Checklist()
+    if got is None:
+        where = f" (it runs on {', '.join(hooks)})" if hooks and not any(EXIT_GETPPID in h for h in hooks) else ""
+        why = (f"the map 'count' has nothing at key 0 though the children called getppid() {made} times{where}: "
+               "a BPF_HASH starts empty (lookup() finds nothing until something inserts the key: use an array, "
+               "or lookup_or_try_init()), and the program must run on " + EXIT_GETPPID + " and keep the calls "
+               "where args->ret == LK_PARENT_PID")
+    elif got == 0:
+        why = (f"count[0] is 0 though the children called getppid() {made} times: does the program run on "
+               f"{EXIT_GETPPID}, keep the calls where args->ret == LK_PARENT_PID, and add to key 0?")
+    else:
+        why = ""
+    c.part("counts the children's calls", got is not None and got > 0, why)
+    n = got or 0
+    c.part("only the children's calls", n <= made,
+           f"counted {n} calls but the children made {made}: calls of other processes were counted too (a "
+           "grandchild's getppid() answers with another pid): keep only args->ret == LK_PARENT_PID")
+    if n < made and n > 0:
+        lost = made - n
+        percpu = "PerCpu" in kind
+        if n <= made // 10:
+            why = (f"only {n} of {made} calls counted: the children's calls were left out and others' kept (is the "
+                   "filter inverted? keep the calls where args->ret == LK_PARENT_PID)")
+        elif lost > made // 4:
+            why = (f"{plural(lost, 'call')} of {made} missing: far more than two CPUs racing lose (the checker's own "
+                   f"plain += lost {control_lost}): is every call counted, on every CPU, at key 0?")
+        elif percpu:
+            why = (f"{plural(lost, 'call')} of {made} missing: a per-CPU map never races, so a CPU's copy was "
+                   "already short: is every call counted?")
+        else:
+            why = (f"{plural(lost, 'call')} of {made} lost while two CPUs counted at once (the checker's own plain "
+                   f"+= lost {control_lost}): (*v) += 1 and BCC's increment() are a load, an add and a store: two "
+                   "CPUs that load the same value store the same sum. Use an atomic add (__sync_fetch_and_add(v, 1), "
+                   "lock_xadd, count.atomic_increment(0)) or a per-CPU map")
+    elif n > made:
+        why = f"{n} counted for {made} calls: the extra ones are not the children's (see above)"
+    elif got is None or n == 0:
+        why = "nothing counted, nothing to compare"
+    else:
+        why = ""
+    c.part("exact while two CPUs count at once", n == made, why)
+    return c.done(f"yes: two children pinned to CPUs {cpus[0]} and {cpus[1]} called getppid() {made} times at once, "
+                  f"and your count is exactly {n} (the checker's own plain += lost {control_lost} meanwhile)",
+                  made=made, counted=n, control_lost=control_lost, rounds=rounds, map_kind=kind)
+
+
+# ------------------------------------------------------------------ q2: an LRU that makes room
+_OTHER = """
+import os
+for k in %r:
+    try:
+        os.getpgid(%d + k)
+    except ProcessLookupError:
+        pass
+""" % (list(OTHER_KEYS), KEY_BASE)
+
+
+def _check_recent(answer) -> tuple[str, dict]:
+    me = os.getpid()
+    cpus = sorted(os.sched_getaffinity(0))
+    with Lab() as lab:
+        prog = load_answer(lab, answer, name="your answer", defines={"LK_FILTER_PID": me, "LK_KEY_BASE": KEY_BASE})
+        need_map(prog, "recent")
+        attach_answer(lab, prog, ENTER_GETPGID, "exercise 06 q2")
+        try:
+            os.sched_setaffinity(0, {cpus[0]})    # one CPU: the LRU's order is this CPU's order
+            ask_about(range(ASKED))
+            ask_about([ASKED - 1] * 2)            # the newest, asked 3 times in all
+        finally:
+            os.sched_setaffinity(0, set(cpus))
+        other = run_python(_OTHER)
+        if other.returncode != 0:
+            raise RuntimeError(f"the checker's other process failed: {other.stderr.strip()[-500:]}")
+        df = map_dataframe(prog, "recent")
+        kind = type(prog["recent"]).__name__
+    if df.empty:
+        raise Incorrect(f"the map 'recent' stayed empty though this process called getpgid() {ASKED + 2} times: "
+                        f"is the program on {ENTER_GETPGID}, keeping this process (lk_wanted(id >> 32)), and "
+                        "storing the pid asked about (args->pid) as the key? BCC's increment() and atomic_increment() "
+                        "insert a missing key only in a BPF_HASH: in an LRU hash they add to keys already there, so "
+                        "nothing is ever inserted; insert with lookup_or_try_init(&pid, &zero) or update()")
+    value = value_column(df)
+    key = int_key_column(df, value)
+    got = {int(k): int(v) for k, v in zip(df[key], df[value])}
+    base = KEY_BASE if any(k >= KEY_BASE for k in got) else None
+    keys = {k - KEY_BASE: v for k, v in got.items() if k >= KEY_BASE} if base is not None else {}
+    c = Checklist()
+    if base is None:
+        why = (f"the keys are {sorted(got)[:8]}...: the key is the pid asked about, args->pid (getpgid's argument; "
+               f"the checker asks about {KEY_BASE:#x} + k), as a u32")
+    elif "Array" in kind:
+        why = f"'recent' is an array ({kind}): its keys are indexes 0..N-1; the key must be the pid asked about"
+    else:
+        why = (f"the newest pid asked about ({KEY_BASE:#x} + {ASKED - 1}) is missing: the map refused it. A "
+               "BPF_HASH that is full refuses new keys (the update fails with -E2BIG); an LRU hash "
+               "(BPF_TABLE(\"lru_hash\", ...)) evicts the least recently used entry to make room")
+    c.part("keeps the newest pid", base is not None and "Array" not in kind and (ASKED - 1) in keys, why)
+    newest = keys.get(ASKED - 1)
+    c.part("counts each ask", newest == 3,
+           f"the newest pid was asked about 3 times and the map says {newest if newest is not None else 'nothing'}: "
+           "the value counts the calls (insert 1 the first time, add 1 after that)")
+    n = len(got)
+    c.part(f"holds at most {KEEP}", n <= KEEP and 0 not in keys,
+           f"the map holds {n} entries" + (f", the first pid asked about among them" if 0 in keys else "")
+           + f": it must keep only the newest {KEEP}: an LRU hash of {KEEP} entries "
+           f"(BPF_TABLE(\"lru_hash\", u32, u64, recent, {KEEP}))")
+    strays = sorted(k for k in keys if k in OTHER_KEYS)
+    c.part("only this process", not strays,
+           f"pids another process asked about were kept ({', '.join(f'{KEY_BASE:#x} + {k}' for k in strays)}): "
+           "return early unless lk_wanted(bpf_get_current_pid_tgid() >> 32)")
+    return c.done(f"yes: {ASKED} pids asked about, your map of {n} kept the newest (asked 3 times: 3) and let the "
+                  f"oldest go; another process's pids were left out", kept=n, map_kind=kind)
+
+
+def build() -> Lesson:
+    """The exercises of lesson 06."""
+    return Lesson("06", "Maps in depth", [
+        Exercise(
+            "q1",
+            "Write a program for syscalls:sys_exit_getppid that counts, in a map called count at key 0, the "
+            "getppid() calls answered with LK_PARENT_PID (the checker passes -DLK_PARENT_PID=<its pid>: the calls "
+            "of its children), exactly: two children pinned to two CPUs call getppid() 100000 times each, at the "
+            "same time. A per-CPU map is read as the sum of its CPUs' copies.",
+            _check_exact_counter,
+            "Start from lesson 06's maps_race.c: the atomic and the per-CPU counters are both exact. In an array, "
+            "u64 *v = count.lookup(&zero); if (v) __sync_fetch_and_add(v, 1); (or count.atomic_increment(0)); or "
+            "declare BPF_PERCPU_ARRAY(count, u64, 1) and count.increment(0).",
+            lambda: snippet_text("solution_06_exact_counter"),
+            lambda: "solution_06_exact_counter",
+            "c",
+        ),
+        Exercise(
+            "q2",
+            f"Write a program for syscalls:sys_enter_getpgid that keeps, in a map called recent, the pids this "
+            f"process asks about (getpgid's argument, args->pid, as a u32 key) with how many times each was asked, "
+            f"but only the newest: the map must never refuse a new pid and never hold more than {KEEP}. The "
+            f"checker's process (-DLK_FILTER_PID, tested by lk_wanted()) asks about {ASKED} pids no process has, "
+            f"the last one 3 times; another process asks too (not to be kept).",
+            _check_recent,
+            f"A full BPF_HASH refuses new keys; an LRU hash evicts the least recently used entry instead: "
+            f"BPF_TABLE(\"lru_hash\", u32, u64, recent, {KEEP}). BCC's increment() inserts missing keys only in a "
+            "BPF_HASH, so insert them yourself: u32 pid = args->pid; u64 zero = 0; "
+            "u64 *n = recent.lookup_or_try_init(&pid, &zero); if (n) __sync_fetch_and_add(n, 1);",
+            lambda: snippet_text("solution_06_recent_lru"),
+            lambda: "solution_06_recent_lru",
+            "c",
+        ),
+    ])
