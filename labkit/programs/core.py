@@ -38,8 +38,8 @@ from labkit._errors import ArgumentError, AttachError, CompileError, NotSupporte
 from labkit.programs.compile import SNIPPET_DIR, first_error
 from labkit.programs.libbpf import captured_log, libbpf, libbpf_error
 
-__all__ = ["BTF_PATH", "CoreMap", "CoreObject", "CoreProgram", "cache_dir", "compile_core", "resolve_core_source",
-           "vmlinux_header"]
+__all__ = ["BTF_PATH", "CoreMap", "CoreObject", "CoreProgram", "cache_dir", "compile_core", "jited_code", "object_id",
+           "resolve_core_source", "vmlinux_header"]
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
 CORE_SUFFIX = ".bpf.c"
@@ -144,13 +144,41 @@ def compile_core(text: str, name: str) -> Path:
 
 
 # ---------------------------------------------------------------- loaded objects
-def _info_id(fd: int) -> int:
-    """The kernel id of a program or map fd (struct bpf_{prog,map}_info: type, then id)."""
+def object_id(fd: int) -> int:
+    """The kernel id of a BPF program, map or link fd (struct bpf_*_info: type, then id), 0 if unknown."""
     info = (ctypes.c_uint32 * 64)()
     size = ctypes.c_uint32(ctypes.sizeof(info))
     if libbpf().bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)) != 0:
         return 0
     return int(info[1])
+
+
+def jited_code(prog_id: int) -> bytes:
+    """The machine code the JIT made of program ``prog_id`` (struct bpf_prog_info's
+    jited_prog_insns; what ``bpftool prog dump jited`` disassembles with libbfd).
+    Empty when the kernel does not show it (not root, kptr_restrict=2)."""
+    lib = libbpf()
+    fd = lib.bpf_prog_get_fd_by_id(prog_id)
+    if fd < 0:
+        raise ArgumentError(f"no BPF program with id {prog_id} (bpftool prog show lists them)")
+    try:
+        info = (ctypes.c_uint32 * 64)()
+        size = ctypes.c_uint32(ctypes.sizeof(info))
+        if lib.bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)) != 0:
+            return b""
+        n = int(info[4])                       # jited_prog_len (offset 16)
+        if not n:
+            return b""
+        buf = ctypes.create_string_buffer(n)
+        info2 = (ctypes.c_uint32 * 64)()
+        info2[4] = n
+        ctypes.c_uint64.from_buffer(info2, 24).value = ctypes.addressof(buf)   # jited_prog_insns
+        size = ctypes.c_uint32(ctypes.sizeof(info2))
+        if lib.bpf_obj_get_info_by_fd(fd, info2, ctypes.byref(size)) != 0:
+            return b""
+        return buf.raw[: min(n, int(info2[4]))]
+    finally:
+        os.close(fd)
 
 
 class CoreProgram:
@@ -164,7 +192,7 @@ class CoreProgram:
         self.name = lib.bpf_program__name(ptr).decode()
         self.section = lib.bpf_program__section_name(ptr).decode()
         self.fd = lib.bpf_program__fd(ptr)
-        self.id = _info_id(self.fd)
+        self.id = object_id(self.fd)
         self._link: int | None = None
 
     @property
@@ -174,7 +202,7 @@ class CoreProgram:
     @property
     def link_id(self) -> int:
         """The kernel id of this program's bpf_link (``bpftool link show``), 0 when not attached."""
-        return _info_id(libbpf().bpf_link__fd(self._link)) if self._link else 0
+        return object_id(libbpf().bpf_link__fd(self._link)) if self._link else 0
 
     def attach(self) -> None:
         """Attach where the program's ``SEC()`` says (libbpf's bpf_program__attach)."""
@@ -222,7 +250,7 @@ class CoreMap:
         self.key_size = lib.bpf_map__key_size(ptr)
         self.value_size = lib.bpf_map__value_size(ptr)
         self.max_entries = lib.bpf_map__max_entries(ptr)
-        self.id = _info_id(self.fd)
+        self.id = object_id(self.fd)
 
     @property
     def percpu(self) -> bool:
@@ -296,12 +324,18 @@ class CoreObject:
                 raise CompileError(f"{name}: libbpf cannot open the object: {os.strerror(err)}",
                                    diagnostics="\n".join(log).strip(), source=source, name=name)
             self._ptr = ptr
+            sections, p = {}, None
+            while True:
+                p = lib.bpf_object__next_program(ptr, p)
+                if not p:
+                    break
+                sections[lib.bpf_program__name(p).decode()] = lib.bpf_program__section_name(p).decode()
             rc = lib.bpf_object__load(ptr)
         if rc != 0:
             text = "".join(log)
             lib.bpf_object__close(ptr)
             self._ptr = None
-            raise self._load_error(-rc if rc < 0 else _errno.EINVAL, text)
+            raise self._load_error(-rc if rc < 0 else _errno.EINVAL, text, sections)
         p = None
         while True:
             p = lib.bpf_object__next_program(ptr, p)
@@ -318,9 +352,10 @@ class CoreObject:
             if not cm.name.startswith("."):      # .rodata, .bss: the object's globals
                 self.maps[cm.name] = cm
 
-    def _load_error(self, err: int, log: str) -> Exception:
+    def _load_error(self, err: int, log: str, sections: dict[str, str]) -> Exception:
         failed = re.findall(r"prog '([^']+)': (?:BPF program )?load failed", log)
         prog = failed[0] if failed else ""
+        sec = sections.get(prog, "")
         body = re.search(r"-- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", log, re.S)
         vlog = body.group(1).strip() if body else ""
         if vlog:
@@ -328,14 +363,14 @@ class CoreObject:
             cause = next((ln for ln in reversed(last) if not ln.startswith(("(", ";"))), last[-1] if last else "")
             return VerifierError(f"{self.name}: the verifier rejected {prog or 'a program'}: {cause}\n"
                                  + "\n".join(last[-12:]), log=vlog, program=prog)
-        if err in (_errno.EPERM, _errno.ENOTSUPP if hasattr(_errno, "ENOTSUPP") else 524, 524, _errno.EOPNOTSUPP,
-                   _errno.EINVAL):
-            return NotSupportedError(f"{self.name}: the kernel refused to load {prog or 'the object'} "
-                                     f"({os.strerror(err)}): this kernel does not allow that kind of program "
-                                     "(fentry/fexit/tp_btf need BPF trampolines and BTF for the function); "
-                                     'SEC("tracepoint/category/event") works on every kernel'
-                                     + (f"\nlibbpf says: {log.strip()[-600:]}" if log.strip() else ""),
-                                     feature="program type")
+        if err in (_errno.EPERM, 524, _errno.EOPNOTSUPP, _errno.EINVAL):    # 524: the kernel's ENOTSUPP
+            kind = sec.split("/", 1)[0] if sec else "that kind of program"
+            return NotSupportedError(f"{self.name}: the kernel refused to load {prog or 'the object'}"
+                                     + (f' (SEC("{sec}"))' if sec else "")
+                                     + f" before the verifier ran ({os.strerror(err)}): this kernel does not "
+                                     f'allow {kind} programs here; SEC("tracepoint/category/event") works on '
+                                     "every kernel" + (f"\nlibbpf says: {log.strip()[-600:]}" if log.strip() else ""),
+                                     feature=kind)
         return VerifierError(f"{self.name}: libbpf could not load it: {os.strerror(err)}\n{log.strip()[-800:]}",
                              log=log, program=prog)
 

@@ -181,7 +181,8 @@ def _check_execs_by_parent(answer) -> tuple[str, dict]:
     ck.part("a parent that forks from a second thread is still counted under its process id",
             got[thr_pid] == want[thr_pid],
             f"parent {thr_pid} started its programs from a second thread and {got[thr_pid]} were counted under its "
-            "pid: key by real_parent->tgid (the process), not ->pid (the thread)" if main_ok else why)
+            "pid: key by real_parent->tgid (the process), not ->pid (the thread)" if main_ok else
+            f"(parent {thr_pid}, forking from a second thread: {got[thr_pid]} counted of {want[thr_pid]})")
     return ck.done(f"{', '.join(f'{n} execs under parent {pid}' for pid, n in want.items())}, "
                    "failed execs not counted", counts=got)
 
