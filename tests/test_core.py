@@ -40,8 +40,8 @@ int BPF_PROG(lk_btf_parent, struct task_struct *p, pid_t old_pid, struct linux_b
 }
 """ + TAIL
 FENTRY = HEAD + """
-SEC("fentry/do_nanosleep")
-int BPF_PROG(lk_fentry_sleep)
+SEC("fentry/do_unlinkat")
+int BPF_PROG(lk_fentry_unlink)
 {
     return 0;
 }
@@ -212,7 +212,7 @@ def test_fentry_either_works_or_is_refused_naming_the_way_that_works(lab):
     except (labkit.NotSupportedError, labkit.AttachError) as e:
         assert 'SEC("tracepoint/' in str(e)
     else:  # a kernel with BPF trampolines (Debian's 6.1): a labkit attachment like any other
-        assert obj.programs["lk_fentry_sleep"].attached
+        assert obj.programs["lk_fentry_unlink"].attached
         obj.close()
     after = bpf_fds()
     for kind in ("prog", "link"):

@@ -39,7 +39,7 @@ from labkit.programs.compile import SNIPPET_DIR, first_error
 from labkit.programs.libbpf import captured_log, libbpf, libbpf_error
 
 __all__ = ["BTF_PATH", "CoreMap", "CoreObject", "CoreProgram", "cache_dir", "compile_core", "jited_code", "object_id",
-           "resolve_core_source", "vmlinux_header"]
+           "resolve_core_source", "toolchain_problems", "vmlinux_header"]
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
 CORE_SUFFIX = ".bpf.c"
@@ -49,11 +49,36 @@ _PERCPU_TYPES = {5, 6, 10}   # BPF_MAP_TYPE_PERCPU_HASH, PERCPU_ARRAY, LRU_PERCP
 
 
 def cache_dir() -> Path:
-    """Where compiled objects and vmlinux.h are kept: per user, made on first use."""
+    """Where compiled objects and vmlinux.h are kept: per user, made on first use
+    (a private directory under /tmp when the home directory is not writable)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     d = Path(base) / "labkit" / "core"
-    d.mkdir(parents=True, exist_ok=True)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        if os.access(d, os.W_OK):
+            return d
+    except OSError:
+        pass
+    d = Path(tempfile.gettempdir()) / f"labkit-core-{os.getuid()}"
+    d.mkdir(mode=0o700, exist_ok=True)
     return d
+
+
+def toolchain_problems() -> list[tuple[str, str]]:
+    """What CO-RE needs here and is missing, as (problem, fix) pairs (empty: all there)."""
+    out = []
+    if shutil.which("clang") is None:
+        out.append(("clang is not installed", "apt-get install clang"))
+    if not Path("/usr/include/bpf/bpf_helpers.h").exists():
+        out.append(("libbpf's headers are missing (/usr/include/bpf/bpf_helpers.h)", "apt-get install libbpf-dev"))
+    if shutil.which("bpftool") is None and not os.path.exists("/usr/sbin/bpftool"):
+        out.append(("bpftool is not installed", "apt-get install bpftool"))
+    if libbpf() is None:
+        out.append(("libbpf.so.1 is missing", "apt-get install libbpf1"))
+    if not BTF_PATH.exists():
+        out.append((f"the kernel has no BTF ({BTF_PATH})", "boot a kernel built with CONFIG_DEBUG_INFO_BTF=y "
+                                                            "(Debian's own kernels are)"))
+    return out
 
 
 def _tool(name: str, package: str) -> str:
@@ -363,6 +388,16 @@ class CoreObject:
             cause = next((ln for ln in reversed(last) if not ln.startswith(("(", ";"))), last[-1] if last else "")
             return VerifierError(f"{self.name}: the verifier rejected {prog or 'a program'}: {cause}\n"
                                  + "\n".join(last[-12:]), log=vlog, program=prog)
+        missing = re.search(r"(?:prog '([^']+)': )?failed to find kernel BTF type ID of '([^']+)'", log)
+        if missing and missing.group(1):
+            prog, sec = missing.group(1), sections.get(missing.group(1), sec)
+        if missing or err == _errno.ESRCH:
+            what = f"no function {missing.group(2)!r}" if missing else "not the function it names"
+            return NotSupportedError(f"{self.name}: {prog or 'a program'}"
+                                     + (f' (SEC("{sec}"))' if sec else "")
+                                     + f" cannot be loaded: this kernel's BTF has {what} (inlined, renamed or "
+                                     'static and dropped); SEC("tracepoint/category/event") works on every kernel',
+                                     feature=sec.split("/", 1)[0] if sec else "BTF function")
         if err in (_errno.EPERM, 524, _errno.EOPNOTSUPP, _errno.EINVAL):    # 524: the kernel's ENOTSUPP
             kind = sec.split("/", 1)[0] if sec else "that kind of program"
             return NotSupportedError(f"{self.name}: the kernel refused to load {prog or 'the object'}"
