@@ -96,8 +96,16 @@ int BPF_PROG(lk_count, struct task_struct *p, pid_t old_pid, struct linux_binprm
 {
     u32 key = p->real_parent->tgid;       /* tp_btf: typed pointers, read directly */
 """ + COUNT + TAIL
+Q1_TASK_BTF = HEAD + hash_map("execs") + """
+SEC("tracepoint/sched/sched_process_exec")
+int lk_count(void *ctx)
+{
+    struct task_struct *task = bpf_get_current_task_btf();    /* a typed pointer: read it directly */
+    u32 key = task->real_parent->tgid;
+""" + COUNT + TAIL
 Q1_RIGHT = [
     ("BPF_CORE_READ_INTO", Q1_READ_INTO),
+    ("bpf_get_current_task_btf, direct read", Q1_TASK_BTF),
     ("bpf_core_read step by step, per-CPU u32", Q1_CORE_READ_STEPS),
     ("tp_btf with direct pointer reads", Q1_TP_BTF),
 ]
