@@ -244,3 +244,34 @@ def test_the_libbpf_loader_is_one_and_still_reachable_from_xdp():
     from labkit.net.xdp.link import libbpf as xdp_libbpf
 
     assert xdp_libbpf is libbpf and libbpf() is not None
+
+
+COMMS = HEAD + """
+struct comm { char text[16]; };
+struct { __uint(type, BPF_MAP_TYPE_PERCPU_HASH); __uint(max_entries, 1024); __type(key, struct comm);
+         __type(value, u64); } by_parent SEC(".maps");
+SEC("tracepoint/sched/sched_process_exec")
+int lk_by_parent(void *ctx)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    struct comm key = {};
+    u64 one = 1, *n;
+    BPF_CORE_READ_STR_INTO(&key.text, task, real_parent, comm);
+    n = bpf_map_lookup_elem(&by_parent, &key);
+    if (n)
+        *n += 1;
+    else
+        bpf_map_update_elem(&by_parent, &key, &one, BPF_NOEXIST);
+    return 0;
+}
+""" + TAIL
+
+
+def test_map_dataframe_reads_text_keys_and_sums_per_cpu_values(lab):
+    obj = lab.load_object(COMMS, name="core_comms")
+    me = open("/proc/self/comm").read().strip()
+    for _ in range(3):
+        exec_child()
+    assert wait_until(lambda: me in set(obj.map_dataframe("by_parent")["key"]))
+    df = obj.map_dataframe("by_parent").set_index("key")
+    assert int(df.loc[me, "value"]) >= 3 and obj.maps["by_parent"].percpu

@@ -305,9 +305,15 @@ class CoreMap:
 
     def dataframe(self) -> pd.DataFrame:
         """One row per entry: ``key`` and ``value`` as unsigned integers when they
-        are 1, 2, 4 or 8 bytes (else the bytes); per-CPU values summed."""
+        are 1, 2, 4 or 8 bytes, text when they hold a NUL-terminated string, else
+        their bytes in hex; per-CPU values summed."""
         def num(b: bytes):
-            return int.from_bytes(b, "little") if len(b) in (1, 2, 4, 8) else b
+            if len(b) in (1, 2, 4, 8):
+                return int.from_bytes(b, "little")
+            text, _, rest = b.partition(b"\0")
+            if text and text.isascii() and text.decode().isprintable() and not rest.strip(b"\0"):
+                return text.decode()          # a char array (a comm, a path): its text
+            return b.hex()
 
         rows = []
         for k, vals in self.items():
