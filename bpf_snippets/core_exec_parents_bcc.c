@@ -1,4 +1,4 @@
-// labkit snippet: bcc_exec_parents: for every exec, the parent's process id, read from task_struct the BCC way.
+// labkit snippet: core_exec_parents_bcc: for every exec, the parent's process id, read from task_struct the BCC way.
 // hook: tracepoint sched:sched_process_exec (lab.attach_tracepoint(prog, "sched:sched_process_exec"))
 // min kernel: 4.7 (tracepoints + BPF); needs kernel headers that match the running kernel
 //
