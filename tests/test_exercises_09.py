@@ -243,3 +243,10 @@ def test_a_compile_error_points_at_the_answers_line(ex):
     line = next(i for i, ln in enumerate(q2("BPF_CORE_READ(task, exit_cod)").splitlines(), 1) if "exit_cod)" in ln)
     assert res.status == "incorrect" and re.search(rf"does not compile.*ex09_q2:{line}:\d+: error: no member named "
                                                    "'exit_cod'", res.message, re.S), res.message
+
+
+def test_a_bcc_program_is_not_a_core_answer(ex):
+    with labkit.Lab() as lab:
+        prog = lab.load("BPF_HASH(execs, u32, u64);\nint lk_x(void *ctx) { return 0; }\n", name="bcc_answer")
+        res = run(ex.q1, prog)
+    assert res.status == "incorrect" and "%%bpf --core" in res.message, res.message
