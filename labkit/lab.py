@@ -20,7 +20,7 @@ import weakref
 from typing import Iterable, Mapping, Sequence
 
 from labkit._errors import ArgumentError, AttachError, LabkitError, NotSupportedError, VerifierError
-from labkit.attach import Attachment, TraceAttachment, claim, held
+from labkit.attach import Attachment, TraceAttachment, claim, held, release
 from labkit.events.buffers import PerfBufferReader, RingMapReader
 from labkit.events.schemas import CLONE_DTYPE, SYSCALL_DTYPE, clone_frame, syscall_frame
 from labkit.events.stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window
@@ -30,6 +30,7 @@ from labkit.net.xdp.attach import XdpAttachment
 from labkit.programs import hooks as _hooks
 from labkit.programs import privileges as _privileges
 from labkit.programs.compile import Program, compile_c, free_module, resolve_source
+from labkit.programs.core import CoreObject, compile_core, resolve_core_source
 from labkit.programs.kinds import check_fits
 from labkit.programs.probes import Probe, attach_probe, autoload_probes, resolve_binary, uprobe_target
 
@@ -88,6 +89,7 @@ class Lab:
         self._attachments: list[Attachment] = []
         self._programs: weakref.WeakSet[Program] = weakref.WeakSet()
         self._readers: list = []  # perf and ring buffer readers (open_perf_buffer, open_ring_buffer)
+        self._objects: list[CoreObject] = []
         self._closed = False
 
     # ------------------------------------------------------------- loading
@@ -397,6 +399,50 @@ class Lab:
         r = RingMapReader(program, map_name, payload=payload)
         self._readers = [x for x in self._readers if not x.closed] + [r]
         return r
+    # ------------------------------------------------- CO-RE objects (libbpf)
+    def load_object(self, name_or_text: str, *, name: str | None = None, attach: bool = True) -> CoreObject:
+        """Compile CO-RE C (``#include "vmlinux.h"``, ``<bpf/bpf_helpers.h>``,
+        ``SEC("tracepoint/...")`` functions, ``BPF_CORE_READ``) with clang
+        into a BPF object (cached by content), load it through libbpf and,
+        with ``attach=True``, attach each program where its ``SEC()`` says, as
+        this Lab's attachments. ``name_or_text``: C text or a snippet
+        (``bpf_snippets/<name>.bpf.c``); ``name``: what errors, the cache and
+        the attachments call it (default: the snippet's name).
+
+        Loading a name again gives back the object that had it first (a re-run
+        cell); ``close()`` and the process's death give everything back (each
+        program sits on a bpf_link, which dies with its file descriptor).
+        Read a map with ``obj.map_dataframe("counts")``; ``obj.programs[fn].id``
+        is what ``bpftool prog show id N`` shows.
+
+        Raises ArgumentError (no such snippet), CompileError (clang's
+        diagnostics, lines counted in the text as written), VerifierError,
+        NotSupportedError (a program type this kernel refuses), AttachError.
+        """
+        self._check_open()
+        if name is not None and not (isinstance(name, str) and name.strip()):
+            raise ArgumentError(f"name must be a non-empty string (what errors call the object), got {name!r}")
+        _privileges.require("tracing")
+        found, text = resolve_core_source(name_or_text)
+        name = name or (found[: -len(".bpf.c")] if found.endswith(".bpf.c") else found)
+        obj = CoreObject(compile_core(text, name), name, text)
+        obj.on_close.append(lambda state: release(obj))
+        claim(obj)
+        self._objects = [o for o in self._objects if not o.closed] + [obj]
+        if attach:
+            try:
+                for prog in obj.programs.values():
+                    prog.attach()
+                    att = Attachment(key=("core", prog.section, f"{name}:{prog.name}"), target=prog.section,
+                                     program=prog, lab=self, hook=prog.section)
+                    att.kind = "core"
+                    obj.on_close.insert(0, lambda state, a=att: a.give_back(state))
+                    claim(att)
+                    self._attachments.append(att)
+            except BaseException:
+                obj.give_back("closed")
+                raise
+        return obj
 
     # ------------------------------------------------------------ ownership
     @property
@@ -421,6 +467,8 @@ class Lab:
             r.close()
         self._readers.clear()
         self.detach_all()
+        for o in reversed(self._objects):
+            o.give_back("closed")
         for p in list(self._programs):
             p.close()
         self._programs.clear()

@@ -59,6 +59,17 @@ def detached_tracepoint(env: Env) -> None:
     env.att.detach()
 
 
+CORE_BROKEN = '#include "vmlinux.h"\nint lk_x(void *ctx) { return nope; }\n'
+CORE_NO_TP = ('#include "vmlinux.h"\n#include <bpf/bpf_helpers.h>\nSEC("tracepoint/lk_nosuch/event")\n'
+              'int lk_nowhere(void *ctx) { return 0; }\nchar LICENSE[] SEC("license") = "GPL";\n')
+
+
+def core_objects(env: Env) -> None:
+    env.obj = env.lab.load_object("core_exec_parents", name="bad_inputs_obj", attach=False)
+    env.closed_obj = env.lab.load_object("core_exec_parents", name="bad_inputs_closed", attach=False)
+    env.closed_obj.close()
+
+
 def loaded(env: Env) -> None:
     env.prog = env.lab.load("count_getppid")
 
@@ -213,6 +224,20 @@ ROWS = [
     Row("open_ring_buffer: a perf buffer map",
         lambda e: e.lab.open_ring_buffer(e.prog, "perf_events"),
         "ArgumentError", ("not a ring buffer", "BPF_RINGBUF_OUTPUT"), setup=perf_vs_ring),
+    # Lab.load_object (CO-RE, lesson 09)
+    Row("load_object: no such snippet", lambda e: e.lab.load_object("core_nope"), "ArgumentError",
+        ("'core_nope'", ".bpf.c", "core_exec_parents")),
+    Row("load_object: a number", lambda e: e.lab.load_object(42), "ArgumentError", ("load_object", "42")),
+    Row("load_object: empty name", lambda e: e.lab.load_object("core_exec_parents", name=""), "ArgumentError",
+        ("name", "''")),
+    Row("load_object: C that does not compile", lambda e: e.lab.load_object(CORE_BROKEN, name="broken"),
+        "CompileError", ("broken:2:", "error")),
+    Row("load_object: a tracepoint that does not exist", lambda e: e.lab.load_object(CORE_NO_TP, name="notp"),
+        "AttachError", ("notp", "lk_nowhere", "tracepoint/lk_nosuch/event")),
+    Row("CoreObject.map_dataframe: no such map", lambda e: e.obj.map_dataframe("counts"), "ArgumentError",
+        ("'counts'", "parents"), setup=core_objects),
+    Row("CoreObject.map_dataframe: closed", lambda e: e.closed_obj.map_dataframe("parents"), "ArgumentError",
+        ("closed", "load it again"), setup=core_objects),
 ]
 
 

@@ -62,7 +62,7 @@ WORKERS = int(os.environ.get("LABKIT_NB_WORKERS", "2"))
 KPROBES = _hooks.kprobes_available()[0]
 
 EXPECTED_LESSONS = ["00-check-your-lab", "01-hello-clone", "02-xdp-ping-drop", "03-maps-vs-events",
-                    "04-verifier-mistakes", "05-tracing-user-space", "06-maps-in-depth"]
+                    "04-verifier-mistakes", "05-tracing-user-space", "06-maps-in-depth", "09-modern-toolchain"]
 
 
 # What each lesson's assertions read from its kernel after a round: expressions on
@@ -139,6 +139,28 @@ control_ping = sb.ping(count=2, interval=0.1, timeout=0.5)
         "order": "order.to_dict()",
         "memory": "memory.bytes.to_dict()",
         "ordered burst": "sent",
+    }),
+    "09-modern-toolchain": ("", {
+        "bcc prog id": "bcc_id",
+        "prog show": "shown",
+        "map dump has entries": "'key' in dump and 'value' in dump",
+        "xlated instructions": "len(xlated_insns)",
+        "jited dump": "jited_dump.splitlines()[0] if jited_dump else ''",
+        "jit bytes": "len(jit)",
+        "jited size": "jited_size",
+        "asm lines": "len([l for l in asm.splitlines() if re.match(r'\\s+[0-9a-f]+:', l)])",
+        "headers match": "headers_match",
+        "offsets": "offsets['byte offset'].to_dict()",
+        "vmlinux lines": "vmlinux_lines",
+        "vmlinux path": "str(header)",
+        "relocated": "relocated",
+        "kids": "len(kids)",
+        "core right": "core_right",
+        "bcc right": "bcc_right",
+        "fentry": "fentry_result",
+        "tp_btf parent": "tp_btf_parent",
+        "me": "me",
+        "bcc adds": "bcc_adds",
     }),
 }
 PROBE_MARK = "LABKIT-TEST-PROBE "
@@ -765,3 +787,58 @@ def test_06_perf_buffer_against_ring_buffer(runs):
         text = _text(_tagged(nb, "order"))      # the live table (updated while the events flowed) and memory
         assert "late" in text and "one ring, all CPUs" in text, text
         assert "image/png" in _mimes(_tagged(nb, "order"))
+
+
+# ------------------------------------------------------------ lesson 09
+L09 = "09-modern-toolchain"
+
+
+def test_09_runs_twice_and_gives_everything_back(runs):
+    run = _lesson(runs, L09)
+    for rnd, (nb, s, state) in enumerate(zip(run.rounds, run.summaries, run.state), 1):
+        assert _errors(nb) == [], f"round {rnd}: {_errors(nb)}"
+        assert s["reference_checked"] == {"q1": "correct", "q2": "correct"}, s["reference_checked"]
+        assert s["exercises"] == {"q1": "incorrect", "q2": "incorrect"}, "the shipped starters are not answers"
+        assert all(s["messages"][q].strip() for q in ("q1", "q2"))
+        # what stays is the last %%bpf my_program --core object: one program on one bpf_link (libbpf
+        # attaches a tracepoint through a perf event, which the link holds)
+        assert state["attachments"] == 1 and state["panels"] == 0 and state["perf events"] == 1, state
+        assert state["fds"] == {"prog": 1, "link": 1, "perf_event": 1}, state
+    assert run.state[1] == run.state[0]
+    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [],
+                              "BPF programs": [], "BPF links": []}, run.after_exit
+
+
+def test_09_bpftool_shows_the_labs_own_program(runs):
+    run = _lesson(runs, L09)
+    for nb, f in zip(run.rounds, run.facts):
+        assert f"{f['bcc prog id']}: tracepoint  name lk_exec_parent" in f["prog show"]
+        assert f["map dump has entries"] and f["xlated instructions"] >= 10
+        # Debian 12's bpftool 7.1 has no libbfd; a bpftool with it disassembles (then it prints instructions)
+        assert f["jited dump"] == "Error: No libbfd support" or f["jited dump"].strip(), f["jited dump"]
+        assert f["jit bytes"] == f["jited size"] > 0 and f["asm lines"] >= 10
+
+
+def test_09_btf_offsets_are_what_libbpf_relocated_and_core_is_right(runs):
+    run = _lesson(runs, L09)
+    for nb, f in zip(run.rounds, run.facts):
+        assert f["vmlinux lines"] > 10000 and "/.cache/labkit/core/btf-" in f["vmlinux path"]
+        assert f["relocated"] == {"real_parent": True, "tgid": True}, f["offsets"]
+        assert f["kids"] == 12 and f["core right"] == 12
+        # BCC is right exactly when it compiled with the running kernel's own headers (the prose says so)
+        assert (f["bcc right"] == 12) == f["headers match"], (f["bcc right"], f["headers match"])
+        assert f["tp_btf parent"] == f["me"]
+        if not f["headers match"]:      # the lab VM: BCC compiled 6.1's offsets into a 6.18 kernel's program
+            assert f["offsets"]["real_parent"] not in f["bcc adds"] and len(f["bcc adds"]) >= 2, f["bcc adds"]
+        text = _text(_tagged(nb, "compare"))
+        assert f"CO-RE read the right parent 12 times of 12, BCC {f['bcc right']} times" in text
+
+
+def test_09_fentry_is_loaded_or_refused_and_says_which(runs):
+    run = _lesson(runs, L09)
+    for nb, f in zip(run.rounds, run.facts):
+        assert f["fentry"] in ("loaded and attached", "refused: NotSupportedError", "refused: AttachError"), f["fentry"]
+        if os.uname().release.startswith("6.18"):      # the lab VM's kernel, as the prose says
+            assert f["fentry"] == "refused: NotSupportedError"
+        text = _text(_tagged(nb, "fentry"))
+        assert f"fentry on kernel {os.uname().release}: {f['fentry']}" in text

@@ -11,7 +11,10 @@ import pytest
 
 import labkit
 
-SNIPPETS = sorted((Path(__file__).resolve().parent.parent / "bpf_snippets").glob("*.c"))
+ALL = sorted((Path(__file__).resolve().parent.parent / "bpf_snippets").glob("*.c"))
+#: CO-RE programs (*.bpf.c) are compiled by clang and loaded by libbpf (lab.load_object), not by BCC
+CORE = [p for p in ALL if p.name.endswith(".bpf.c")]
+SNIPPETS = [p for p in ALL if p not in CORE]
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root")]
 
@@ -55,6 +58,17 @@ def test_snippet_header_compiles_and_loads(path, lab):
         else:
             prog.load(fn, ptype)
     prog.close()
+
+
+@pytest.mark.parametrize("path", CORE, ids=[p.name for p in CORE])
+def test_core_snippet_header_compiles_and_loads(path, lab):
+    name = path.name[: -len(".bpf.c")]
+    head = "\n".join(path.read_text().splitlines()[:8])
+    assert head.startswith(f"// labkit snippet: {name}:"), "first line names the snippet"
+    assert re.search(r"^// hook: \S", head, re.M) and re.search(r"^// min kernel: \d", head, re.M)
+    obj = lab.load_object(name, attach=False)
+    assert obj.programs and all(p.startswith("lk_") for p in obj.programs), obj.programs
+    obj.close()
 
 
 # BCC's map.increment(key) is `(*leaf) += 1`: exact only when no two CPUs update the same counter

@@ -1,8 +1,9 @@
-"""libbpf through ctypes: XDP bpf_links (taken off when their process dies) and program names.
+"""XDP bpf_links through libbpf (taken off when their process dies) and program names.
 
 A bpf_link lives as long as its file descriptor: when the process that made it
 dies, the kernel detaches the program. ``bpf_link_create`` needs kernel >= 5.9
-and libbpf.so.1 (Debian's libbpf1).
+and libbpf.so.1 (Debian's libbpf1), loaded by labkit.programs.libbpf (``libbpf``
+is importable from here too).
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from typing import Any
-
 from labkit._errors import NotSupportedError
 from labkit.net.netns import run_in_netns
+from labkit.programs.libbpf import libbpf
 
 __all__ = [
     "MODE_FLAGS",
@@ -37,28 +37,6 @@ class _LinkCreateOpts(ctypes.Structure):
     # struct bpf_link_create_opts: only sz and flags are used; libbpf reads
     # fields up to `sz` and treats the rest as zero
     _fields_ = [("sz", ctypes.c_size_t), ("flags", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
-
-
-_libbpf: Any = None
-
-
-def libbpf() -> Any:
-    """libbpf.so.1 with the prototypes labkit uses, or None when it is not installed."""
-    global _libbpf
-    if _libbpf is None:
-        try:
-            lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
-        except OSError:
-            lib = False
-        else:
-            lib.bpf_link_create.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.POINTER(_LinkCreateOpts)]
-            lib.bpf_link_create.restype = ctypes.c_int
-            lib.bpf_prog_get_fd_by_id.argtypes = [ctypes.c_uint32]
-            lib.bpf_prog_get_fd_by_id.restype = ctypes.c_int
-            lib.bpf_obj_get_info_by_fd.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32)]
-            lib.bpf_obj_get_info_by_fd.restype = ctypes.c_int
-        _libbpf = lib
-    return _libbpf or None
 
 
 def link_create(prog_fd: int, ifindex: int, mode: str, netns: str | None) -> int:

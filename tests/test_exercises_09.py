@@ -1,0 +1,252 @@
+"""Lesson 09's exercise checkers, tried with the half-fixes students write (each
+judged incorrect, with a message that names the mistake) and with right answers
+written in other ways (BPF_CORE_READ_INTO, bpf_core_read, per-CPU maps, tp_btf,
+a %%bpf --core object): real kernel, CO-RE objects compiled by clang and loaded
+by libbpf, judged on processes the checkers start."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+import labkit
+from labkit.exercises.lessons import lesson09
+
+pytestmark = [pytest.mark.kernel, pytest.mark.requires("root", "tracefs")]
+
+HEAD = '#include "vmlinux.h"\n#include <bpf/bpf_helpers.h>\n#include <bpf/bpf_core_read.h>\n#include <bpf/bpf_tracing.h>\n'
+TAIL = '\nchar LICENSE[] SEC("license") = "GPL";\n'
+
+
+def hash_map(name: str, key: str = "u32", value: str = "u64", kind: str = "BPF_MAP_TYPE_HASH") -> str:
+    return (f"struct {{ __uint(type, {kind}); __uint(max_entries, 10240); __type(key, {key}); "
+            f"__type(value, {value}); }} {name} SEC(\".maps\");\n")
+
+
+COUNT = """
+    u64 one = 1, *n = bpf_map_lookup_elem(&execs, &key);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    else
+        bpf_map_update_elem(&execs, &key, &one, BPF_NOEXIST);
+    return 0;
+}
+"""
+
+
+def q1(key_expr: str, hook: str = "tracepoint/sched/sched_process_exec", maps: str = "") -> str:
+    return (HEAD + (maps or hash_map("execs")) + f'SEC("{hook}")\nint lk_count(void *ctx)\n{{\n'
+            "    struct task_struct *task = (struct task_struct *)bpf_get_current_task();\n"
+            f"    u32 key = {key_expr};\n" + COUNT + TAIL)
+
+
+# ============================================================ q1: execs per parent
+Q1_WRONG = [
+    ("own pid as key", q1("bpf_get_current_pid_tgid() >> 32"), r"own pids.*real_parent"),
+    ("task's own tgid", q1("BPF_CORE_READ(task, tgid)"), r"own pids"),
+    ("parent's thread id", q1("BPF_CORE_READ(task, real_parent, pid)"), r"second thread.*->tgid"),
+    ("one key for all", q1("0"), r"nothing under the parents' pids"),
+    ("counts failed execs too", q1("BPF_CORE_READ(task, real_parent, tgid)", hook="tracepoint/syscalls/sys_enter_execve"),
+     r"failed too.*sched_process_exec"),
+    ("guessed offset with bpf_probe_read", HEAD + hash_map("execs") + """
+SEC("tracepoint/sched/sched_process_exec")
+int lk_count(void *ctx)
+{
+    char *task = (char *)bpf_get_current_task();
+    void *parent = 0;
+    u32 key = 0;
+    bpf_probe_read_kernel(&parent, sizeof(parent), task + 1432);    /* real_parent, from some old kernel */
+    bpf_probe_read_kernel(&key, sizeof(key), (char *)parent + 1420);
+""" + COUNT + TAIL, r"nothing under the parents' pids|parent \d+ ran"),
+    ("wrong map name", q1("BPF_CORE_READ(task, real_parent, tgid)", maps=hash_map("counts").replace("counts", "execs_by_parent")),
+     r"no map called 'execs'"),
+    ("key is u64", q1("BPF_CORE_READ(task, real_parent, tgid)", maps=hash_map("execs", key="u64")).replace("u32 key", "u64 key"),
+     r"key is 8 bytes"),
+]
+Q1_WRONG = [(c, a.replace("&execs,", "&execs_by_parent,") if c == "wrong map name" else a, e) for c, a, e in Q1_WRONG]
+Q1_PARTS = {
+    "parent's thread id": ({"counts one exec per program each parent started, under the parent's process id": False,
+                            "a parent that forks from a second thread is still counted under its process id": False}, 0.0),
+}
+
+Q1_READ_INTO = q1("0").replace("    u32 key = 0;\n", """    u32 key = 0;
+    BPF_CORE_READ_INTO(&key, task, real_parent, tgid);
+""")
+Q1_CORE_READ_STEPS = HEAD + hash_map("execs", value="u32", kind="BPF_MAP_TYPE_PERCPU_HASH") + """
+SEC("tracepoint/sched/sched_process_exec")
+int lk_count(void *ctx)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task(), *parent = 0;
+    u32 key = 0, one = 1;
+    bpf_core_read(&parent, sizeof(parent), &task->real_parent);
+    bpf_core_read(&key, sizeof(key), &parent->tgid);
+    u32 *n = bpf_map_lookup_elem(&execs, &key);
+    if (n)
+        *n += 1;                          /* per-CPU: one writer per slot */
+    else
+        bpf_map_update_elem(&execs, &key, &one, BPF_NOEXIST);
+    return 0;
+}
+""" + TAIL
+Q1_TP_BTF = HEAD + hash_map("execs") + """
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(lk_count, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+    u32 key = p->real_parent->tgid;       /* tp_btf: typed pointers, read directly */
+""" + COUNT + TAIL
+Q1_TASK_BTF = HEAD + hash_map("execs") + """
+SEC("tracepoint/sched/sched_process_exec")
+int lk_count(void *ctx)
+{
+    struct task_struct *task = bpf_get_current_task_btf();    /* a typed pointer: read it directly */
+    u32 key = task->real_parent->tgid;
+""" + COUNT + TAIL
+Q1_RIGHT = [
+    ("BPF_CORE_READ_INTO", Q1_READ_INTO),
+    ("bpf_get_current_task_btf, direct read", Q1_TASK_BTF),
+    ("bpf_core_read step by step, per-CPU u32", Q1_CORE_READ_STEPS),
+    ("tp_btf with direct pointer reads", Q1_TP_BTF),
+]
+
+# ============================================================ q2: exit codes
+def q2(body: str, hook: str = "tracepoint/sched/sched_process_exit", key: str = "bpf_get_current_pid_tgid() >> 32",
+       value: str = "u32") -> str:
+    return (HEAD + hash_map("exit_codes", value=value) + f'SEC("{hook}")\nint lk_exit(void *ctx)\n{{\n'
+            "    struct task_struct *task = (struct task_struct *)bpf_get_current_task();\n"
+            f"    u32 pid = {key};\n    {value} code = {body};\n"
+            "    bpf_map_update_elem(&exit_codes, &pid, &code, BPF_ANY);\n    return 0;\n}\n" + TAIL)
+
+
+Q2_EXIT_GROUP = HEAD + hash_map("exit_codes") .replace("u64", "u32") + """
+struct exit_group_args { u64 common; long nr; long error_code; };
+SEC("tracepoint/syscalls/sys_enter_exit_group")
+int lk_exit(struct exit_group_args *args)
+{
+    u32 pid = bpf_get_current_pid_tgid() >> 32;
+    u32 code = args->error_code;
+    bpf_map_update_elem(&exit_codes, &pid, &code, BPF_ANY);
+    return 0;
+}
+""" + TAIL
+Q2_WRONG = [
+    ("status only (shifted)", q2("BPF_CORE_READ(task, exit_code) >> 8"), r"status passed to exit\(\), not task->exit_code"),
+    ("exit_group's argument", Q2_EXIT_GROUP, r"killed by SIGTERM\) has no entry.*never calls exit"),
+    ("exit_signal instead", q2("BPF_CORE_READ(task, exit_signal)"), r"recorded 17, task->exit_code is"),
+    ("parent's exit code", q2("BPF_CORE_READ(task, real_parent, exit_code)"), r"recorded 0, task->exit_code is 768"),
+    ("at exec, not exit", q2("BPF_CORE_READ(task, exit_code)", hook="tracepoint/sched/sched_process_exec"),
+     r"recorded 0, task->exit_code is 768"),
+]
+Q2_PARTS = {
+    "status only (shifted)": ({"records task->exit_code of a process that ends with sys.exit(3)": False,
+                               "records task->exit_code of a process that ends with sys.exit(0)": True,
+                               "records task->exit_code of a process that ends with os._exit(42) with a second thread alive": False,
+                               "records task->exit_code of a process that ends with killed by SIGTERM": False}, 0.25),
+}
+Q2_RIGHT = [
+    ("tgid from the task, u64 value", q2("BPF_CORE_READ(task, exit_code)", key="BPF_CORE_READ(task, tgid)", value="u64")),
+    ("tp_btf, direct read", HEAD + hash_map("exit_codes", value="u32") + """
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(lk_exit, struct task_struct *p)
+{
+    u32 pid = p->tgid, code = p->exit_code;
+    bpf_map_update_elem(&exit_codes, &pid, &code, BPF_ANY);
+    return 0;
+}
+""" + TAIL),
+]
+
+
+def run(q, answer):
+    res = q.check(answer)
+    assert labkit.live_attachments() == []
+    return res
+
+
+@pytest.fixture(scope="module")
+def ex():
+    return lesson09.build()
+
+
+def judged_wrong(q, case, answer, expected, parts):
+    res = run(q, answer)
+    assert res.status == "incorrect", res.message
+    assert re.search(expected, res.message, re.S), res.message
+    if case in parts:
+        want, score = parts[case]
+        assert {p.name: p.passed for p in res.parts} == want
+        assert res.score == pytest.approx(score, abs=1e-3)
+
+
+@pytest.mark.parametrize("case,answer,expected", [pytest.param(*w, id=w[0]) for w in Q1_WRONG])
+def test_q1_wrong_answers_are_incorrect_and_say_why(ex, case, answer, expected):
+    judged_wrong(ex.q1, case, answer, expected, Q1_PARTS)
+
+
+@pytest.mark.parametrize("answer", [pytest.param(a, id=i) for i, a in Q1_RIGHT])
+def test_q1_right_answers_written_other_ways_are_correct(ex, answer):
+    res = run(ex.q1, answer)
+    assert res.status == "correct", res.message
+    assert res.score == 1.0 and all(p.passed for p in res.parts)
+
+
+@pytest.mark.parametrize("case,answer,expected", [pytest.param(*w, id=w[0]) for w in Q2_WRONG])
+def test_q2_wrong_answers_are_incorrect_and_say_why(ex, case, answer, expected):
+    judged_wrong(ex.q2, case, answer, expected, Q2_PARTS)
+
+
+@pytest.mark.parametrize("answer", [pytest.param(a, id=i) for i, a in Q2_RIGHT])
+def test_q2_right_answers_written_other_ways_are_correct(ex, answer):
+    res = run(ex.q2, answer)
+    assert res.status == "correct", res.message
+    assert res.score == 1.0 and all(p.passed for p in res.parts)
+
+
+def test_the_references_are_correct_as_the_checkers_run_them(ex):
+    for q in (ex.q1, ex.q2):
+        res = q.check_solution()
+        assert res.correct, res.message
+
+
+def test_core_cell_objects_are_correct_and_references_are_refused(ex):
+    """The student's %%bpf --core cells; the checkers load their own copies. A cell
+    holding the reference text is not an answer."""
+    sh = InteractiveShell.instance()
+    labkit.load_ipython_extension(sh)
+    sh.user_ns["lab"] = lab = labkit.Lab()
+    try:
+        sh.run_cell_magic("bpf", "my_execs --core", Q1_READ_INTO)
+        sh.run_cell_magic("bpf", "my_exits --core", Q2_RIGHT[0][1])
+        assert isinstance(sh.user_ns["my_execs"], labkit.lab.CoreObject)
+        assert ex.q1.check(sh.user_ns["my_execs"]).status == "correct"
+        assert ex.q2.check(sh.user_ns["my_exits"]).status == "correct"
+        assert sh.user_ns["my_execs"].attached_programs(), "the student's own object stays attached"
+        ref = labkit.exercises.framework.snippet_text("solution_09_exit_codes.bpf")
+        sh.run_cell_magic("bpf", "my_copy --core", ref)
+        res = ex.q2.check(sh.user_ns["my_copy"])
+        assert res.status == "incorrect" and "reference solution, not your answer" in res.message
+        res = ex.q1.check("solution_09_execs_by_parent")
+        assert res.status == "incorrect" and "reference solution" in res.message
+    finally:
+        lab.close()
+    assert labkit.live_attachments() == []
+
+
+def test_a_bcc_answer_is_refused_saying_so_with_clangs_lines(ex):
+    res = run(ex.q1, "BPF_HASH(execs, u32, u64);\nint lk_x(void *ctx) { return 0; }\n")
+    assert res.status == "incorrect" and re.search(r"that is BCC C.*ex09_q1:1:10: error", res.message, re.S), res.message
+
+
+def test_a_compile_error_points_at_the_answers_line(ex):
+    res = run(ex.q2, q2("BPF_CORE_READ(task, exit_cod)"))
+    line = next(i for i, ln in enumerate(q2("BPF_CORE_READ(task, exit_cod)").splitlines(), 1) if "exit_cod)" in ln)
+    assert res.status == "incorrect" and re.search(rf"does not compile.*ex09_q2:{line}:\d+: error: no member named "
+                                                   "'exit_cod'", res.message, re.S), res.message
+
+
+def test_a_bcc_program_is_not_a_core_answer(ex):
+    with labkit.Lab() as lab:
+        prog = lab.load("BPF_HASH(execs, u32, u64);\nint lk_x(void *ctx) { return 0; }\n", name="bcc_answer")
+        res = run(ex.q1, prog)
+    assert res.status == "incorrect" and "%%bpf --core" in res.message, res.message
