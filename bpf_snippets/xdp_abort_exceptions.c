@@ -1,5 +1,5 @@
 // labkit snippet: xdp_abort_exceptions: count the kernel's exception events of one program (lesson 07).
-// hook: tracepoint (the kernel's exception event for express-data-path programs, named in the text below)
+// hook: tracepoint (the kernel's exception event for express-data-path programs: lab.attach_tracepoint)
 // min kernel: 4.13 (the tracepoint with prog_id)
 //
 // The tracepoint xdp:xdp_exception fires machine-wide whenever an XDP program
@@ -12,10 +12,18 @@
 #define LK_PROG_ID 0
 #endif
 
+// the tracepoint's record (/sys/kernel/tracing/events/xdp/xdp_exception/format)
+struct xdp_exception_args {
+    u64 common;                   // type, flags, preempt count, pid
+    int prog_id;
+    u32 act;
+    int ifindex;
+};
+
 BPF_HASH(exceptions, u32, u64, 8);        // action -> how many
 BPF_ARRAY(last_ifindex, u32, 1);
 
-TRACEPOINT_PROBE(xdp, xdp_exception)
+int lk_xdp_exception(struct xdp_exception_args *args)
 {
     if (LK_PROG_ID != 0 && args->prog_id != LK_PROG_ID)
         return 0;
