@@ -257,6 +257,11 @@ DECIDE = "    return verdict && *verdict == 1 ? XDP_DROP : XDP_PASS;"
 # "prefixlen is a length: make it a u64": the key grows to 16 bytes (with padding)
 WIDE_KEY = rules(LPM, RIGHT_KEY, DECIDE).replace("    u32 prefixlen;\n    __be32 addr;", "    u64 prefixlen;\n    __be32 addr;")
 
+# "only IPv4 matters here": everything else is dropped, ARP included
+NOT_IPV4_DROPPED = rules(LPM, RIGHT_KEY, DECIDE).replace(
+    "if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))\n        return XDP_PASS;",
+    "if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))\n        return XDP_DROP;")
+
 Q2_WRONG = [
     ("an exact-match hash instead of an LPM trie", rules("BPF_HASH(rules, struct rule_key, u32, 64);\n", RIGHT_KEY,
                                                          DECIDE), r"exact-match map.*BPF_LPM_TRIE"),
@@ -268,6 +273,7 @@ Q2_WRONG = [
      r"\.75 .*dropped.*longest matching rule.*0 means pass"),
     ("drops when nothing matches", rules(LPM, RIGHT_KEY, "    return verdict && *verdict == 0 ? XDP_PASS : XDP_DROP;"),
      r"\.10 \(no rule covers it\) was dropped"),
+    ("drops what is not IPv4 (ARP)", NOT_IPV4_DROPPED, r"ARP.*not IPv4 must pass"),
     ("a 64-bit prefix length in the key", WIDE_KEY,
      r"key is 16 bytes; it must be 8"),
 ]
@@ -316,7 +322,7 @@ Q2_PARTS = {
          "wins)": False,
          "source .200: drop (a blocked /32)": True,
          "source .130: pass (inside a /25 (.128 - .255) that passes)": False,
-         "traffic from the host's own address passes (ping)": True}, 4 / 6),
+         "ARP and a ping from the host's own address pass": True}, 4 / 6),
 }
 
 

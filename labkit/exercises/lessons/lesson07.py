@@ -255,8 +255,9 @@ def _rules_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
         else:
             why_not = f"{src} ({why}) passed: it must be dropped"
         c.part(f"source .{h}: {want} ({why})", ok, why_not)
-    c.part("traffic from the host's own address passes (ping)", ping.received == ping.transmitted,
-           f"{ping.received} of {ping.transmitted} pings from {sb.host_ip} (no rule covers it) were answered")
+    c.part("ARP and a ping from the host's own address pass", ping.received == ping.transmitted,
+           f"{ping.received} of {ping.transmitted} pings from {sb.host_ip} (no rule covers it) were answered. To "
+           "answer, the target first asks for the host's MAC address (ARP): a frame that is not IPv4 must pass")
     return c.done("yes: with the checker's rules in your trie, the longest matching prefix decided for every "
                   f"source ({', '.join(f'.{h} {w}' for h, w, _ in Q2_SOURCES)})", **details)
 
