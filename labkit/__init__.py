@@ -29,7 +29,9 @@ from labkit.events.stream import EventStream
 from labkit.net.interfaces import xdp_interfaces
 from labkit.views.cellmagic import register as _register_cell_magic
 from labkit.views.display import ipython as _ipython
+from labkit.net.xdp.devmap import devmap_set
 from labkit.views import (
+    FirewallControl,
     LivePanel,
     PanelSnapshot,
     SyscallPicker,
@@ -58,6 +60,7 @@ __all__ = sorted([
     "Attachment",
     "CompileError",
     "EventStream",
+    "FirewallControl",
     "Lab",
     "LabkitError",
     "LivePanel",
@@ -77,6 +80,7 @@ __all__ = sorted([
     "XdpControl",
     "close_all",
     "close_panels",
+    "devmap_set",
     "doctor",
     "live",
     "live_attachments",

@@ -88,6 +88,15 @@ def xdp_control(env: Env) -> None:
     env.closers.append(env.ctl.close)
 
 
+def router(env: Env) -> None:
+    env.router = env.lab.load("xdp_redirect_router")
+
+
+def firewall(env: Env) -> None:
+    env.fw = labkit.FirewallControl(env.xdp("xdp_fw_lpm"), name="bad-input firewall")
+    env.closers.append(env.fw.close)
+
+
 ROWS = [
     # Lab.load
     Row("load: not text", lambda e: e.lab.load(42), "ArgumentError", ("42", "snippet name")),
@@ -238,6 +247,29 @@ ROWS = [
         ("'counts'", "parents"), setup=core_objects),
     Row("CoreObject.map_dataframe: closed", lambda e: e.closed_obj.map_dataframe("parents"), "ArgumentError",
         ("closed", "load it again"), setup=core_objects),
+    # lesson 07: Sandbox(far=...), ping(to=...), snmp(side), devmap_set, FirewallControl
+    Row("Sandbox: far not a bool", lambda e: labkit.Sandbox(far="yes"), "ArgumentError",
+        ("far must be True or False", "'yes'")),
+    Row("Sandbox.ping: to an address outside the sandbox", lambda e: e.sb.ping(to="8.8.8.8"), "ArgumentError",
+        ("'8.8.8.8'", "one of this sandbox's addresses")),
+    Row("Sandbox.snmp: far side of a two-namespace sandbox", lambda e: e.sb.snmp("far"), "ArgumentError",
+        ("has no far side", "Sandbox(far=True)")),
+    Row("Sandbox.run: unknown side", lambda e: e.sb.run(["true"], side="middle"), "ArgumentError",
+        ("'middle'", "'host', 'target' or 'far'")),
+    Row("devmap_set: the root namespace", lambda e: labkit.devmap_set(e.router["out"], 0, 1, None), "ArgumentError",
+        ("needs netns=", "writer's namespace"), setup=lambda e: router(e)),
+    Row("devmap_set: no such device", lambda e: labkit.devmap_set(e.router["out"], 0, 99, e.sb.target_ns),
+        "ArgumentError", ("no device with ifindex 99", "lo 1"), setup=lambda e: router(e)),
+    Row("devmap_set: not a devmap", lambda e: labkit.devmap_set(e.router["ports"], 0, 1, e.sb.target_ns),
+        "ArgumentError", ("writes a devmap", "BPF_DEVMAP"), setup=lambda e: router(e)),
+    Row("FirewallControl: not an attachment", lambda e: labkit.FirewallControl("xdp_fw_lpm"), "ArgumentError",
+        ("lab.attach_xdp()", "'xdp_fw_lpm'")),
+    Row("FirewallControl: no LPM trie", lambda e: labkit.FirewallControl(e.plain), "ArgumentError",
+        ("no map named 'blocked'", "BPF_LPM_TRIE"), setup=lambda e: setattr(e, "plain", e.xdp("xdp_icmp_drop"))),
+    Row("FirewallControl.block: not a prefix", lambda e: e.fw.block("198.18.0.0/40"), "ArgumentError",
+        ("'198.18.0.0/40'", "198.18.7.64/26"), setup=lambda e: firewall(e)),
+    Row("FirewallControl.unblock: not blocked", lambda e: e.fw.unblock("198.18.0.0/16"), "LabkitError",
+        ("198.18.0.0/16 is not blocked",), setup=lambda e: firewall(e)),
 ]
 
 

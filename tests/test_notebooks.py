@@ -62,7 +62,8 @@ WORKERS = int(os.environ.get("LABKIT_NB_WORKERS", "2"))
 KPROBES = _hooks.kprobes_available()[0]
 
 EXPECTED_LESSONS = ["00-check-your-lab", "01-hello-clone", "02-xdp-ping-drop", "03-maps-vs-events",
-                    "04-verifier-mistakes", "05-tracing-user-space", "06-maps-in-depth", "09-modern-toolchain"]
+                    "04-verifier-mistakes", "05-tracing-user-space", "06-maps-in-depth", "07-xdp-beyond-drop",
+                    "09-modern-toolchain"]
 
 
 # What each lesson's assertions read from its kernel after a round: expressions on
@@ -161,6 +162,34 @@ control_ping = sb.ping(count=2, interval=0.1, timeout=0.5)
         "tp_btf parent": "tp_btf_parent",
         "me": "me",
         "bcc adds": "bcc_adds",
+    }),
+    "07-xdp-beyond-drop": ("""
+fw.block(f"{sb.host_ip}/32")               # the firewall control still works after Run All
+control_udp = sb.send_udp(count=3, timeout=0.3).received
+fw.unblock(f"{sb.host_ip}/32")
+""", {
+        "far before": "[no_route.transmitted, no_route.received]",
+        "forwarding": "forwarding",
+        "tx ping": "[tx_ping.transmitted, tx_ping.received]",
+        "tx host": "tx_seen[\"host's stack\"].to_dict()",
+        "tx target": "tx_seen[\"target's stack\"].to_dict()",
+        "native alone": "native_alone",
+        "native with peer": "native_with_peer",
+        "devmap": "labkit.map_dataframe(router, 'out').value.tolist()",
+        "routed": "[routed.transmitted, routed.received]",
+        "redirected": "redirected",
+        "middle received": "middle_received",
+        "middle forwarded": "middle_forwarded",
+        "after detach": "after_detach.received",
+        "udp to 4242": "to_4242.received",
+        "udp elsewhere": "elsewhere.received",
+        "exceptions": "exceptions",
+        "exception ifindex": "[exception_ifindex, sb.target_ifindex]",
+        "fw steps": "steps",
+        "fw both blocked": "both_blocked[['prefixlen', 'drops']].values.tolist()",
+        "fw counters": "{f'{r.action} {r.protocol}': r.packets for r in fw_counts.itertuples()}",
+        "fw blocked now": "len(fw.blocked())",
+        "control after run all": "control_udp",
     }),
 }
 PROBE_MARK = "LABKIT-TEST-PROBE "
@@ -842,3 +871,67 @@ def test_09_fentry_is_loaded_or_refused_and_says_which(runs):
             assert f["fentry"] == "refused: NotSupportedError"
         text = _text(_tagged(nb, "fentry"))
         assert f"fentry on kernel {os.uname().release}: {f['fentry']}" in text
+
+
+# ------------------------------------------------------------------ lesson 07
+L07 = "07-xdp-beyond-drop"
+
+
+def test_07_runs_twice_and_gives_everything_back(runs):
+    run = _lesson(runs, L07)
+    for rnd, (nb, s, state) in enumerate(zip(run.rounds, run.summaries, run.state), 1):
+        assert _errors(nb) == [], f"round {rnd}: {_errors(nb)}"
+        assert s["reference_checked"] == {"q1": "correct", "q2": "correct"}, s["reference_checked"]
+        assert s["exercises"] == {"q1": "incorrect", "q2": "incorrect"}, "the shipped %%bpf cells are not answers"
+        assert "checksum" in s["messages"]["q1"], s["messages"]["q1"]
+        assert "no rule ever matched" in s["messages"]["q2"], s["messages"]["q2"]
+        assert state["sandboxes"] == 1, state                  # one far sandbox, re-run replaces it
+    assert run.state[1] == run.state[0]
+    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [],
+                              "BPF programs": [], "BPF links": []}, run.after_exit
+
+
+def test_07_xdp_tx_answers_and_the_stacks_counters_prove_it(runs):
+    run = _lesson(runs, L07)
+    for nb, f in zip(run.rounds, run.facts):
+        assert f["far before"] == [2, 0] and f["forwarding"] == "off"
+        assert f["tx ping"] == [5, 5], "ping (a raw socket) counts the replies"
+        assert f["tx host"].get("InCsumErrors") == 5 and f["tx host"].get("InMsgs") == 5
+        assert f["tx host"].get("InEchoReps", 0) == 0, "the host's kernel accepted none (bad checksum)"
+        assert set(f["tx target"].values()) <= {0}, "the target's stack saw nothing"
+        assert f["native alone"] == 0 and f["native with peer"] == 3
+
+
+def test_07_redirect_crosses_a_middle_that_does_not_forward(runs):
+    run = _lesson(runs, L07)
+    for f in run.facts:
+        assert f["routed"] == [5, 5]
+        assert f["redirected"] == 10
+        assert f["middle received"] == 0 and f["middle forwarded"] == 0
+        assert f["after detach"] == 0
+        assert len(f["devmap"]) == 2 and 0 not in f["devmap"][:2]
+
+
+def test_07_aborted_is_reported_by_the_tracepoint(runs):
+    run = _lesson(runs, L07)
+    for f in run.facts:
+        assert f["udp to 4242"] == 0 and f["udp elsewhere"] == 5
+        assert f["exceptions"] == {"XDP_ABORTED": 5}
+        assert f["exception ifindex"][0] == f["exception ifindex"][1]
+
+
+def test_07_firewall_blocks_by_longest_prefix_while_traffic_runs(runs):
+    run = _lesson(runs, L07)
+    for nb, f in zip(run.rounds, run.facts):
+        assert f["fw steps"] == {"nothing blocked": 20, "host's address blocked (/32)": 0, "and its /30": 0,
+                                 "/30 only": 0, "nothing blocked again": 20}
+        (plen32, drops32), (plen30, drops30) = f["fw both blocked"]
+        assert (plen32, plen30) == (32, 30) and drops30 == 0, "the longest match counts, one entry per lookup"
+        assert drops32 >= 40, "the UDP dropped by the /32 alone and with the /30 (and pings meanwhile)"
+        c = f["fw counters"]
+        assert c["drop udp"] == 60 and c["pass udp"] == 40
+        assert c.get("drop icmp", 0) + c.get("pass icmp", 0) == 20, "the background pings' requests"
+        assert f["fw blocked now"] == 0 and f["control after run all"] == 0
+        assert "application/vnd.jupyter.widget-view+json" in _mimes(_tagged(nb, "firewall"))
+        snap = [o for o in _tagged(nb, "firewall-snapshot").outputs if "text/html" in o.get("data", {})][-1]
+        assert "data:image/png;base64," in snap.data["text/html"] and "drop" in snap.data["text/html"]

@@ -32,7 +32,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ __all__ = [
     "STATE_DIR",
     "SandboxRecord",
     "destroy_sandbox",
+    "far_names",
     "find_leftovers",
     "find_record",
     "list_sandboxes",
@@ -66,7 +67,7 @@ NS_PREFIX = "lksb-"
 
 _STATE_VERSION = 1
 _ID_RE = re.compile(r"^[0-9a-f]{4,12}$")
-_NS_RE = re.compile(r"^lksb-([0-9a-f]{4,12})-(host|tgt)$")
+_NS_RE = re.compile(r"^lksb-([0-9a-f]{4,12})-(host|tgt|far)$")
 
 
 # --------------------------------------------------------------------------- names
@@ -79,6 +80,16 @@ def sandbox_names(sandbox_id: str) -> dict[str, str]:
         "target_ns": f"{NS_PREFIX}{sandbox_id}-tgt",
         "host_iface": f"lk{sandbox_id}h",
         "target_iface": f"lk{sandbox_id}t",
+    }
+
+
+def far_names(sandbox_id: str) -> dict[str, str]:
+    """The names of a sandbox's optional far side (``Sandbox(far=True)``): the
+    far namespace, the target's second interface ("middle") and its peer there."""
+    return {
+        "far_ns": f"{NS_PREFIX}{sandbox_id}-far",
+        "middle_iface": f"lk{sandbox_id}m",
+        "far_iface": f"lk{sandbox_id}f",
     }
 
 
@@ -107,10 +118,12 @@ def state_lock() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def write_record(sandbox_id: str, *, subnet: str, host_ip: str, target_ip: str, persistent: bool) -> Path:
+def write_record(sandbox_id: str, *, subnet: str, host_ip: str, target_ip: str, persistent: bool,
+                 far_subnet: str | None = None) -> Path:
     """Record that this process owns sandbox ``sandbox_id``, not built yet (call
     under :func:`state_lock`); returns the state file. Written atomically, so
-    readers never see half a file."""
+    readers never see half a file. ``far_subnet``: the sandbox has a far side
+    too (its names: :func:`far_names`)."""
     pid = os.getpid()
     data = {
         "version": _STATE_VERSION,
@@ -125,6 +138,8 @@ def write_record(sandbox_id: str, *, subnet: str, host_ip: str, target_ip: str, 
         "built": False,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if far_subnet is not None:
+        data.update(far_names(sandbox_id), far_subnet=far_subnet)
     path = state_path(sandbox_id)
     _write_atomically(path, data)
     return path
@@ -171,16 +186,28 @@ class SandboxRecord:
     target_ns_present: bool = False
     alive: bool = False
     problem: str = ""
+    far_ns: str | None = None          # the optional far side (Sandbox(far=True)) and its links
+    far_iface: str | None = None
+    middle_iface: str | None = None
+    far_subnet: str | None = None
+    far_ns_present: bool = False
 
     @property
-    def namespaces(self) -> tuple[str, str]:
-        """(host namespace, target namespace)."""
-        return (self.host_ns, self.target_ns)
+    def namespaces(self) -> tuple[str, ...]:
+        """(host namespace, target namespace[, far namespace])."""
+        return (self.host_ns, self.target_ns) + ((self.far_ns,) if self.far_ns else ())
+
+    @property
+    def extra_links(self) -> tuple[tuple[str, str], ...]:
+        """(namespace, interface) of the far side's veth pair, if the sandbox has one."""
+        if not self.far_ns:
+            return ()
+        return ((self.target_ns, self.middle_iface or ""), (self.far_ns, self.far_iface or ""))
 
     @property
     def complete(self) -> bool:
-        """Both namespaces exist."""
-        return self.host_ns_present and self.target_ns_present
+        """Every namespace exists."""
+        return self.host_ns_present and self.target_ns_present and (self.far_ns is None or self.far_ns_present)
 
     @property
     def leftover(self) -> bool:
@@ -223,6 +250,8 @@ class SandboxRecord:
             "state_file": str(self.state_file) if self.state_file else None,
             "host_ns_present": self.host_ns_present,
             "target_ns_present": self.target_ns_present,
+            **({"far_ns": self.far_ns, "far_iface": self.far_iface, "middle_iface": self.middle_iface,
+                "far_subnet": self.far_subnet, "far_ns_present": self.far_ns_present} if self.far_ns else {}),
         }
 
 
@@ -257,6 +286,7 @@ def load_record(path: Path) -> SandboxRecord:
         built=bool(data.get("built", True)),
         created=data.get("created"),
         state_file=path,
+        **({**far_names(sandbox_id), "far_subnet": data.get("far_subnet")} if data.get("far_subnet") else {}),
     )
 
 
@@ -280,7 +310,8 @@ def list_sandboxes() -> list[SandboxRecord]:
         if sandbox_id in records:
             continue
         if m:
-            records[sandbox_id] = SandboxRecord(id=sandbox_id, **sandbox_names(sandbox_id))
+            far = far_names(sandbox_id) if netns_exists(far_names(sandbox_id)["far_ns"]) else {}
+            records[sandbox_id] = SandboxRecord(id=sandbox_id, **sandbox_names(sandbox_id), **far)
         else:  # an lksb-* namespace labkit did not name this way: report it as is
             records[sandbox_id] = SandboxRecord(
                 id=sandbox_id, host_ns=ns, target_ns=ns, host_iface="", target_iface="",
@@ -289,6 +320,7 @@ def list_sandboxes() -> list[SandboxRecord]:
     for record in records.values():
         record.host_ns_present = netns_exists(record.host_ns)
         record.target_ns_present = netns_exists(record.target_ns)
+        record.far_ns_present = bool(record.far_ns) and netns_exists(record.far_ns)
         record.alive = owners.alive(record.owner_pid, record.owner_start_time)
     return sorted(records.values(), key=lambda r: (r.created or "", r.id))
 
@@ -334,13 +366,16 @@ def remove_sandbox(id_or_record: str | SandboxRecord, *, force: bool = False) ->
         record.host_iface,
         record.target_iface,
         record.state_file or state_path(record.id),
+        extra=record.extra_links,
     )
     return record
 
 
 @off_event_loop
-def destroy_sandbox(host_ns: str, target_ns: str, host_iface: str, target_iface: str, state_file: Path) -> None:
-    """Delete the veth, both namespaces and the state file; whatever is missing is
+def destroy_sandbox(host_ns: str, target_ns: str, host_iface: str, target_iface: str, state_file: Path, *,
+                    extra: Sequence[tuple[str, str]] = ()) -> None:
+    """Delete the veth, both namespaces and the state file; ``extra``: more
+    (namespace, interface) pairs, a far side's, to delete the same way. Whatever is missing is
     skipped. The state file stays when something could not be removed, so
     ``labkit cleanup`` can retry; then :class:`SandboxError` lists what remains."""
     # lazy: pyroute2 is only needed when namespaces are changed
@@ -350,7 +385,7 @@ def destroy_sandbox(host_ns: str, target_ns: str, host_iface: str, target_iface:
     problems: list[str] = []
     # Delete the veth explicitly: a namespace that some process still holds
     # outlives its name, and its interface would live on with it.
-    for ns, iface in ((host_ns, host_iface), (target_ns, target_iface)):
+    for ns, iface in ((host_ns, host_iface), (target_ns, target_iface), *extra):
         if not iface or not netns_exists(ns):
             continue
         try:
@@ -364,7 +399,7 @@ def destroy_sandbox(host_ns: str, target_ns: str, host_iface: str, target_iface:
             pass
         except OSError as exc:
             problems.append(f"deleting interface {iface} in {ns}: {exc}")
-    for ns in dict.fromkeys((host_ns, target_ns)):
+    for ns in dict.fromkeys((host_ns, target_ns, *(ns for ns, _ in extra))):
         if not ns.startswith(NS_PREFIX):  # never remove anything labkit did not name
             problems.append(f"refusing to remove namespace {ns!r}: not a labkit name")
             continue

@@ -11,7 +11,18 @@
     └──────────────────────┘               └──────────────────────┘
 
 The "host" namespace sends traffic; the "target" namespace's interface is where
-a lesson attaches its XDP program. The veth is created *inside* the host
+a lesson attaches its XDP program.
+
+``Sandbox(far=True)`` adds a third namespace behind the target, for programs
+that move packets between two links (XDP_REDIRECT)::
+
+    lksb-<id>-host          lksb-<id>-tgt ("middle")              lksb-<id>-far
+    lk<id>h host_ip ─── lk<id>t target_ip   lk<id>m middle_ip ─── lk<id>f far_ip
+                                  (IPv4 forwarding off)
+
+The host reaches the far subnet through target_ip and the far side the host's
+subnet through middle_ip, but the middle namespace does not forward: a packet
+gets across only if a program on the middle's links carries it. The veth is created *inside* the host
 namespace with its peer placed directly into the target namespace, so the root
 namespace never sees a link. The subnet comes from labkit.net.subnets; the
 ownership record, written before anything is built, and the removal of
@@ -19,6 +30,10 @@ sandboxes (also other processes' leftovers) from labkit.net.records.
 
 Building uses pyroute2 only; running traffic uses ``ip netns exec … ping`` and
 sockets opened inside the namespaces (``setns`` in a short-lived thread).
+
+Why this file is long: one class, the sandbox, with its building (two or three
+namespaces), lifecycle, traffic and display; splitting it would scatter one
+object's invariants (what exists, what close() removes) over several files.
 """
 
 from __future__ import annotations
@@ -38,11 +53,12 @@ from typing import Any, Literal
 
 from labkit._errors import ArgumentError, SandboxError
 from labkit.net.leftovers import reap_dead_owners
-from labkit.net.netns import create_netns, list_netns, off_event_loop
+from labkit.net.netns import create_netns, list_netns, off_event_loop, run_in_netns
 from labkit.net.records import (
     STATE_DIR,
     SandboxRecord,
     destroy_sandbox,
+    far_names,
     find_record,
     mark_built,
     new_sandbox_id,
@@ -54,7 +70,7 @@ from labkit.net.records import (
 from labkit.net.subnets import POOL, pick_subnet, taken_networks
 from labkit.net.traffic import PingResult, UdpResult, exchange_udp, parse_ping
 
-__all__ = ["Sandbox", "configure_interface"]
+__all__ = ["Sandbox", "configure_interface", "read_snmp"]
 
 _IFNAMSIZ = 15
 _MAX_ICMP_PAYLOAD = 65507  # 65535 - 20 (IPv4 header) - 8 (ICMP header)
@@ -102,10 +118,26 @@ class Sandbox:
     target_ifindex: int
     persistent: bool
     state_file: Path
+    far: bool
+    #: with ``far=True`` only (else None): the far namespace, the middle's second link and its peer
+    far_ns: str | None = None
+    far_iface: str | None = None
+    middle_iface: str | None = None
+    far_subnet: ipaddress.IPv4Network | None = None
+    far_ip: str | None = None
+    middle_ip: str | None = None
+    far_mac: str | None = None
+    middle_mac: str | None = None
+    far_ifindex: int | None = None
+    middle_ifindex: int | None = None
 
-    def __init__(self, *, persistent: bool = False, prefixlen: int = 30) -> None:
+    def __init__(self, *, persistent: bool = False, prefixlen: int = 30, far: bool = False) -> None:
         if not isinstance(persistent, bool):
             raise ArgumentError(f"persistent must be True or False, got {persistent!r}")
+        if not isinstance(far, bool):
+            raise ArgumentError(f"far must be True or False (True adds a third namespace behind the target), "
+                                f"got {far!r}")
+        self.far = far
         if not (_is_int(prefixlen) and POOL.prefixlen <= prefixlen <= 30):
             raise ArgumentError(f"prefixlen must be a whole number from {POOL.prefixlen} to 30 (the sandbox's "
                                 f"subnet inside {POOL}; 30 is two addresses, the default), got {prefixlen!r}")
@@ -123,6 +155,7 @@ class Sandbox:
                 os.getpid(),
                 (self.host_ns, self.target_ns, self.host_iface, self.target_iface),
                 self.state_file,
+                self._extra_links(),
             )
 
     # -- building ---------------------------------------------------------------
@@ -143,6 +176,12 @@ class Sandbox:
                         break
                 subnet = pick_subnet(taken, prefixlen=prefixlen)
                 host_ip, target_ip = itertools.islice(subnet.hosts(), 2)
+                if self.far:
+                    far_subnet = pick_subnet([*taken, subnet], prefixlen=30)
+                    self.far_subnet = far_subnet
+                    self.middle_ip, self.far_ip = (str(a) for a in itertools.islice(far_subnet.hosts(), 2))
+                    fn = far_names(sandbox_id)
+                    self.far_ns, self.middle_iface, self.far_iface = fn["far_ns"], fn["middle_iface"], fn["far_iface"]
                 self.id = sandbox_id
                 self.host_ns, self.target_ns = names["host_ns"], names["target_ns"]
                 self.host_iface, self.target_iface = names["host_iface"], names["target_iface"]
@@ -151,7 +190,7 @@ class Sandbox:
                 self.host_ip, self.target_ip = str(host_ip), str(target_ip)
                 self.state_file = write_record(
                     sandbox_id, subnet=str(subnet), host_ip=self.host_ip, target_ip=self.target_ip,
-                    persistent=self.persistent,
+                    persistent=self.persistent, far_subnet=str(self.far_subnet) if self.far else None,
                 )
         except PermissionError as exc:
             raise SandboxError(
@@ -188,12 +227,16 @@ class Sandbox:
                 self.target_ifindex, self.target_mac = configure_interface(
                     target, self.target_iface, self.target_ip, self.subnet.prefixlen
                 )
+            if self.far:
+                self._build_far(IPRoute)
             step = f"recording sandbox {self.id} as built"
             mark_built(self.state_file)
         except Exception as exc:
             undo = "everything built so far was removed"
+            step = getattr(self, "_far_step", step)
             try:
-                destroy_sandbox(self.host_ns, self.target_ns, self.host_iface, self.target_iface, self.state_file)
+                destroy_sandbox(self.host_ns, self.target_ns, self.host_iface, self.target_iface, self.state_file,
+                                extra=self._extra_links())
             except SandboxError as cleanup_exc:
                 undo = f"and removing the half-built sandbox failed too: {cleanup_exc}"
             hint = (
@@ -204,6 +247,34 @@ class Sandbox:
             raise SandboxError(
                 f"building sandbox {self.id} failed while {step}: {exc}; {undo}. {hint}"
             ) from exc
+
+    def _build_far(self, IPRoute) -> None:  # noqa: N803 - pyroute2's class, imported lazily by _build
+        """The far namespace, the middle <-> far veth, addresses, the routes
+        across, and IPv4 forwarding off in the middle (a new namespace inherits
+        the root namespace's setting, which may be on)."""
+        self._far_step = f"creating namespace {self.far_ns}"
+        create_netns(self.far_ns)
+        self._far_step = f"creating veth {self.middle_iface} <-> {self.far_iface}"
+        with IPRoute(netns=self.target_ns, flags=0) as mid:
+            mid.link("add", ifname=self.middle_iface, kind="veth",
+                     peer={"ifname": self.far_iface, "net_ns_fd": self.far_ns})
+            self.middle_ifindex, self.middle_mac = configure_interface(
+                mid, self.middle_iface, self.middle_ip, self.far_subnet.prefixlen)
+        with IPRoute(netns=self.far_ns, flags=0) as far:
+            self.far_ifindex, self.far_mac = configure_interface(
+                far, self.far_iface, self.far_ip, self.far_subnet.prefixlen)
+            self._far_step = f"adding the route to {self.subnet} in {self.far_ns}"
+            far.route("add", dst=str(self.subnet), gateway=self.middle_ip)
+        with IPRoute(netns=self.host_ns, flags=0) as host:
+            self._far_step = f"adding the route to {self.far_subnet} in {self.host_ns}"
+            host.route("add", dst=str(self.far_subnet), gateway=self.target_ip)
+        self._far_step = f"turning IPv4 forwarding off in {self.target_ns}"
+        run_in_netns(self.target_ns, _forwarding_off)
+
+    def _extra_links(self) -> tuple[tuple[str, str], ...]:
+        if not self.far:
+            return ()
+        return ((self.target_ns, self.middle_iface), (self.far_ns, self.far_iface))
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -232,6 +303,11 @@ class Sandbox:
         self.subnet = ipaddress.IPv4Network(record.subnet)
         self.host_ip, self.target_ip = record.host_ip, record.target_ip
         self.state_file = record.state_file or state_path(record.id)
+        self.far = bool(record.far_ns and record.far_subnet)
+        if self.far:
+            self.far_ns, self.far_iface, self.middle_iface = record.far_ns, record.far_iface, record.middle_iface
+            self.far_subnet = ipaddress.IPv4Network(record.far_subnet)
+            self.middle_ip, self.far_ip = (str(a) for a in itertools.islice(self.far_subnet.hosts(), 2))
         # lazy: pyroute2 is only needed when a sandbox is built or changed
         from pyroute2 import IPRoute
 
@@ -241,6 +317,12 @@ class Sandbox:
                 links = ipr.link("get", ifname=iface)
                 setattr(self, f"{side}_ifindex", links[0]["index"])
                 setattr(self, f"{side}_mac", links[0].get("address"))
+        if self.far:
+            for attr, ns, iface in (("middle", self.target_ns, self.middle_iface), ("far", self.far_ns, self.far_iface)):
+                with IPRoute(netns=ns, flags=0) as ipr:
+                    links = ipr.link("get", ifname=iface)
+                    setattr(self, f"{attr}_ifindex", links[0]["index"])
+                    setattr(self, f"{attr}_mac", links[0].get("address"))
         return self
 
     @property
@@ -257,7 +339,8 @@ class Sandbox:
             return
         if self._finalizer is not None:
             self._finalizer.detach()
-        destroy_sandbox(self.host_ns, self.target_ns, self.host_iface, self.target_iface, self.state_file)
+        destroy_sandbox(self.host_ns, self.target_ns, self.host_iface, self.target_iface, self.state_file,
+                        extra=self._extra_links())
 
     def __enter__(self) -> Sandbox:
         return self
@@ -269,12 +352,16 @@ class Sandbox:
         if self._closed:
             raise SandboxError(f"sandbox {self.id} is closed; make a new one with labkit.Sandbox()")
 
-    def _ns(self, side: Literal["host", "target"]) -> str:
+    def _ns(self, side: Literal["host", "target", "far"]) -> str:
         if side == "host":
             return self.host_ns
         if side == "target":
             return self.target_ns
-        raise ValueError(f"side must be 'host' or 'target', not {side!r}")
+        if side == "far":
+            if not self.far:
+                raise ArgumentError(f"sandbox {self.id} has no far side: make it with labkit.Sandbox(far=True)")
+            return self.far_ns
+        raise ArgumentError(f"side must be 'host', 'target' or 'far', not {side!r}")
 
     # -- traffic ----------------------------------------------------------------
 
@@ -282,7 +369,7 @@ class Sandbox:
         self,
         argv: Sequence[str],
         *,
-        side: Literal["host", "target"] = "host",
+        side: Literal["host", "target", "far"] = "host",
         timeout: float = 30.0,
         check: bool = False,
     ) -> subprocess.CompletedProcess[str]:
@@ -308,11 +395,15 @@ class Sandbox:
         interval: float = 0.2,
         timeout: float = 1.0,
         size: int | None = None,
+        to: str | None = None,
     ) -> PingResult:
-        """Ping ``target_ip`` from the host namespace ``count`` times, ``interval``
+        """Ping ``target_ip`` (or ``to``, e.g. ``sb.far_ip``) from the host namespace ``count`` times, ``interval``
         seconds apart, waiting up to ``timeout`` seconds for the last reply;
         ``size`` is the ICMP payload in bytes (ping's ``-s``)."""
         self._check_open()
+        if to is not None and to not in self._addresses():
+            raise ArgumentError(f"ping's to must be one of this sandbox's addresses ({', '.join(self._addresses())}), "
+                                f"got {to!r}")
         if not (_is_int(count) and count >= 1):
             raise ArgumentError(f"ping's count must be a whole number of pings, at least 1, got {count!r}")
         for what, value in (("interval", interval), ("timeout", timeout)):
@@ -326,7 +417,7 @@ class Sandbox:
         argv = ["ping", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", f"{timeout:g}"]
         if size is not None:
             argv += ["-s", str(int(size))]
-        argv.append(self.target_ip)
+        argv.append(to or self.target_ip)
         budget = count * interval + timeout + 10.0
         proc = self.run(argv, side="host", timeout=budget)
         return parse_ping(proc.stdout + proc.stderr, proc.returncode)
@@ -355,6 +446,16 @@ class Sandbox:
             self.host_ns, self.host_ip, self.target_ns, self.target_ip,
             count=count, port=port, payload=payload, timeout=timeout,
         )
+
+    def _addresses(self) -> list[str]:
+        return [a for a in (self.host_ip, self.target_ip, self.middle_ip, self.far_ip) if a]
+
+    def snmp(self, side: Literal["host", "target", "far"] = "target") -> dict[str, dict[str, int]]:
+        """The IP/ICMP/UDP/TCP counters of one namespace's stack (its
+        /proc/net/snmp), e.g. ``sb.snmp()["Icmp"]["InEchos"]``: what that
+        namespace's kernel stack itself received and sent."""
+        self._check_open()
+        return read_snmp(self._ns(side))
 
     @off_event_loop
     def flush_neighbors(self) -> int:
@@ -399,6 +500,8 @@ class Sandbox:
             "target_mac": self.target_mac,
             "target_ifindex": self.target_ifindex,
             "persistent": self.persistent,
+            **({"far_subnet": str(self.far_subnet), "middle_iface": self.middle_iface, "middle_ip": self.middle_ip,
+                "far_ns": self.far_ns, "far_iface": self.far_iface, "far_ip": self.far_ip} if self.far else {}),
         }
 
     def __repr__(self) -> str:
@@ -429,11 +532,34 @@ def configure_interface(ipr: Any, iface: str, address: str, prefixlen: int) -> t
     return index, str(mac)
 
 
-def _finalize(owner_pid: int, names: tuple[str, str, str, str], state_file: Path) -> None:
+def _forwarding_off() -> None:
+    """(Inside a namespace's thread) turn IPv4 forwarding off there."""
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+        f.write("0")
+
+
+def read_snmp(netns: str) -> dict[str, dict[str, int]]:
+    """The counters of network namespace ``netns``'s /proc/net/snmp, as
+    {"Ip": {"InReceives": ..., ...}, "Icmp": {...}, ...}."""
+    def read() -> str:
+        # /proc/net is the process's namespace; thread-self's is this thread's (the one that entered netns)
+        with open("/proc/thread-self/net/snmp") as f:
+            return f.read()
+
+    out: dict[str, dict[str, int]] = {}
+    lines = run_in_netns(netns, read).splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        group, _, keys = names.partition(":")
+        out[group] = {k: int(v) for k, v in zip(keys.split(), values.partition(":")[2].split())}
+    return out
+
+
+def _finalize(owner_pid: int, names: tuple[str, str, str, str], state_file: Path,
+              extra: tuple[tuple[str, str], ...] = ()) -> None:
     """Garbage-collection / interpreter-exit teardown of an owned sandbox."""
     if os.getpid() != owner_pid:  # a forked child must not tear down its parent's sandbox
         return
     try:
-        destroy_sandbox(*names, state_file)
+        destroy_sandbox(*names, state_file, extra=extra)
     except Exception as exc:  # noqa: BLE001 - at exit, report and move on
         print(f"labkit: sandbox teardown failed: {exc}", file=sys.stderr)

@@ -96,8 +96,11 @@ def taken_networks() -> list[ipaddress.IPv4Network]:
     for record in list_sandboxes():
         if record.subnet:
             taken.append(ipaddress.IPv4Network(record.subnet, strict=False))
+        if record.far_subnet:
+            taken.append(ipaddress.IPv4Network(record.far_subnet, strict=False))
         elif record.state_file is None:  # namespaces without a record: whatever they hold
-            present = {record.host_ns: record.host_ns_present, record.target_ns: record.target_ns_present}
+            present = {record.host_ns: record.host_ns_present, record.target_ns: record.target_ns_present,
+                       **({record.far_ns: record.far_ns_present} if record.far_ns else {})}
             for ns in (ns for ns, there in present.items() if there):
                 taken.extend(_netns_networks(ns))
     return taken

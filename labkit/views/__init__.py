@@ -6,15 +6,18 @@
     feeds.py     what a panel shows of an EventStream or an XdpAttachment
     panel.py     LivePanel, PanelSnapshot, live(), the panels in the registry
     controls.py  SyscallPicker, XdpControl
+    firewall.py  FirewallControl: an LPM-trie blocklist edited while traffic runs
     tables.py    map_dataframe, read_trace_pipe
     cellmagic.py the %%bpf cell magic (registered by labkit itself, not re-exported here)
 """
 
 from labkit.views.controls import SyscallPicker, XdpControl
+from labkit.views.firewall import FirewallControl
 from labkit.views.panel import LivePanel, PanelSnapshot, close_panels, live, live_panels
 from labkit.views.tables import map_dataframe, read_trace_pipe
 
 __all__ = [
+    "FirewallControl",
     "LivePanel",
     "PanelSnapshot",
     "SyscallPicker",

@@ -1,0 +1,299 @@
+"""Lesson 07, XDP beyond DROP: a ping responder with XDP_TX (q1) and allow/block
+rules in an LPM trie, longest prefix wins (q2). Each check builds its own
+sandbox and sends its own traffic there.
+
+q1 attaches the answer in generic mode (native XDP_TX on a veth needs an XDP
+program on the peer too: see the lesson). It judges, each as one part: every
+ping from the host is answered; the host's kernel accepted every reply (its
+Icmp InEchoReps grew by the pings sent and InCsumErrors not at all: ping
+itself reads replies on a raw socket before the kernel checks them, so its
+own count is not enough); the target's stack saw no echo request (Icmp
+InEchos of the target namespace unchanged) and sent no reply; the target's
+own pings still get their replies (echo replies entering it pass); UDP
+passes; ARP passes (the neighbour caches start empty).
+
+q2 fills the answer's ``rules`` trie itself (keys: prefix length in bits,
+IPv4 address in network byte order; values: 1 drop, 0 pass) in a /24
+sandbox, and sends UDP from several source addresses of the host namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import re
+import socket
+import struct
+import time
+
+from labkit._errors import SandboxError, VerifierError
+from labkit.exercises.framework import Checklist, Exercise, Incorrect, Lesson, load_answer, plural, snippet_text
+from labkit.lab import Lab
+from labkit.net.netns import run_in_netns
+from labkit.net.sandbox import Sandbox
+
+__all__ = ["Q2_RULES", "Q2_SOURCES", "build"]
+
+_PINGS = 5
+_WAIT_S = 2.0          # how long traffic that must pass may take (right answers: milliseconds)
+
+#: q2: (host part of the prefix in the sandbox's /24, prefix length, verdict): 1 drop, 0 pass
+Q2_RULES = ((64, 26, 1), (72, 29, 0), (200, 32, 1), (128, 25, 0))
+#: q2: (host part of a source address, what the rules say for it, why)
+Q2_SOURCES = (
+    (10, "pass", "no rule covers it"),
+    (70, "drop", "inside the blocked /26 (.64 - .127)"),
+    (75, "pass", "inside the /29 (.72 - .79) that passes, inside the blocked /26: the longest prefix wins"),
+    (200, "drop", "a blocked /32"),
+    (130, "pass", "inside a /25 (.128 - .255) that passes"),
+)
+_KEY = struct.Struct("=I4s")
+
+
+def _verifier_refused(e: VerifierError) -> Incorrect | None:
+    log = e.log if getattr(e, "log", None) else str(e)
+    if re.search(r"invalid access to packet|outside of the packet", log):
+        return Incorrect(
+            "the verifier refused the program: it reads or writes packet bytes that no bounds check proved are "
+            "there. Check each header before touching it, e.g. `if ((void *)(icmp + 1) > data_end) return "
+            "XDP_PASS;`.\nThe verifier said: " + str(e).splitlines()[0].split(": ", 1)[-1], error="VerifierError")
+    return None
+
+
+def _attach(lab: Lab, prog, sb: Sandbox, mode: str):
+    fns = prog.functions
+    fn = None
+    if len(fns) > 1:
+        xdp = [f for f in fns if re.search(rf"\b{re.escape(f)}\s*\(\s*struct\s+xdp_md\s*\*", prog.source)]
+        if len(xdp) != 1:
+            raise Incorrect(f"the program has {plural(len(fns), 'function')} ({', '.join(fns)}) and the checker "
+                            "cannot tell which one is the XDP program: keep one function that takes a struct "
+                            "xdp_md * (make helpers static __always_inline)")
+        fn = xdp[0]
+    try:
+        return lab.attach_xdp(prog, iface=sb.target_iface, netns=sb.target_ns, mode=mode, fn=fn)
+    except VerifierError as e:
+        raise (_verifier_refused(e) or e) from None
+
+
+def _icmp(sb: Sandbox, side: str) -> dict[str, int]:
+    return sb.snmp(side)["Icmp"]
+
+
+def _delta(after: dict[str, int], before: dict[str, int], key: str) -> int:
+    return after.get(key, 0) - before.get(key, 0)
+
+
+# ------------------------------------------------------------------ q1
+
+
+def _check_responder(answer) -> tuple[str, dict]:
+    with Lab() as lab:
+        prog = load_answer(lab, answer, name="your answer", need="xdp")
+        with Sandbox() as sb:
+            return _responder_in(lab, prog, sb)
+
+
+def _responder_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
+    x = _attach(lab, prog, sb, "generic")
+    c = Checklist()
+    details: dict = {"mode": x.mode}
+    sb.flush_neighbors()
+    host0, tgt0 = _icmp(sb, "host"), _icmp(sb, "target")
+    ping = sb.ping(count=_PINGS, interval=0.05, timeout=_WAIT_S)
+    host1, tgt1 = _icmp(sb, "host"), _icmp(sb, "target")
+    arp = "lladdr" in sb.run(["ip", "neigh", "show", "to", sb.target_ip, "dev", sb.host_iface]).stdout
+    back = sb.run(["ping", "-n", "-c", "3", "-i", "0.05", "-W", f"{_WAIT_S:g}", sb.host_ip], side="target",
+                  timeout=_WAIT_S + 20).stdout
+    m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", back)
+    if not m:
+        raise SandboxError(f"the checker could not read ping's output: {back.strip()[-300:]}")
+    back_sent, back_got = int(m.group(1)), int(m.group(2))
+    udp = sb.send_udp(count=5, timeout=_WAIT_S)
+    accepted = _delta(host1, host0, "InEchoReps")
+    bad_csum = _delta(host1, host0, "InCsumErrors")
+    saw = _delta(tgt1, tgt0, "InEchos")
+    replied = _delta(tgt1, tgt0, "OutEchoReps")
+    details.update(pings=ping.transmitted, ping_received=ping.received, host_in_echo_reps=accepted,
+                   host_in_csum_errors=bad_csum, target_in_echos=saw, target_out_echo_reps=replied,
+                   arp_resolved=arp, target_ping_received=back_got, udp_sent=udp.sent, udp_received=udp.received)
+
+    c.part("ARP passes (the host finds the target's MAC address)", arp,
+           "the host could not resolve the target's MAC address: the ARP request was not passed to the target's "
+           "stack. Answer only IPv4 ICMP echo requests; XDP_PASS everything else")
+    c.part("every ping from the host is answered", ping.received >= ping.transmitted > 0,
+           f"{ping.received} of {ping.transmitted} pings were answered. A reply goes back where the request came "
+           "from: swap the Ethernet addresses (the host drops a frame addressed to another MAC) and the IP "
+           "addresses, set the type to 0 (echo reply) and return XDP_TX")
+    c.part("the host's kernel accepts every reply (ICMP checksum right)",
+           bad_csum == 0 and accepted >= ping.transmitted,
+           f"the host's kernel counted {plural(bad_csum, 'reply', 'replies')} with a bad checksum (Icmp "
+           f"InCsumErrors) and accepted {accepted} of {ping.transmitted} (InEchoReps). The ICMP checksum covers the "
+           "type: changing it from 8 to 0 lowers the sum by 0x0800 (in network byte order), so the checksum must "
+           "grow by as much, with the carry folded back (RFC 1624); ping itself reads replies before the kernel "
+           "checks them, so its count alone does not show this" if bad_csum else
+           f"the host's kernel accepted {accepted} echo replies (Icmp InEchoReps) for {ping.transmitted} pings")
+    c.part("the target's stack never sees the pings (Icmp InEchos unchanged)", saw == 0 and replied == 0,
+           f"the target namespace's own stack received {plural(saw, 'echo request')} and sent "
+           f"{plural(replied, 'echo reply', 'echo replies')}: the requests should be answered by XDP_TX before "
+           "the stack sees them, not passed on")
+    c.part("echo replies to the target's own pings pass", back_got == back_sent > 0,
+           f"the target's own pings to the host got {back_got} of {back_sent} replies: an echo reply (type 0) "
+           "entering the target is not a request: pass it (answer only type 8)")
+    c.part("UDP passes", udp.sent > 0 and udp.received == udp.sent,
+           f"{udp.received} of {udp.sent} UDP datagrams reached the target: only ping is yours to answer")
+    return c.done(f"yes: all {ping.transmitted} pings answered from XDP (the host's kernel accepted {accepted} "
+                  "replies, none with a bad checksum), the target's stack saw none of them (Icmp InEchos "
+                  "unchanged), and ARP, echo replies and UDP reached it", **details)
+
+
+# ------------------------------------------------------------------ q2
+
+
+def _fill_rules(prog, net: ipaddress.IPv4Network) -> None:
+    if not prog.has_table("rules"):
+        raise Incorrect("the program has no map called 'rules': the checker writes the rules there "
+                        "(BPF_LPM_TRIE(rules, struct your_key, u32, 64))")
+    table = prog["rules"]
+    ksize, vsize = ctypes.sizeof(table.Key), ctypes.sizeof(table.Leaf)
+    if ksize != _KEY.size:
+        raise Incorrect(f"the rules' key is {ksize} bytes; it must be 8: u32 prefixlen (bits) then the IPv4 "
+                        "address (4 bytes, network byte order)")
+    if vsize not in (1, 2, 4, 8):
+        raise Incorrect(f"the rules' value is {vsize} bytes; it must be a whole number: 1 drop, 0 pass (u32)")
+    base = int(net.network_address)
+    for host, plen, verdict in Q2_RULES:
+        key, leaf = table.Key(), table.Leaf()
+        addr = ipaddress.IPv4Address(base + host)
+        ctypes.memmove(ctypes.addressof(key), _KEY.pack(plen, addr.packed), _KEY.size)
+        ctypes.memmove(ctypes.addressof(leaf), verdict.to_bytes(vsize, "little"), vsize)
+        try:
+            table[key] = leaf
+        except Exception as e:
+            raise Incorrect(f"the checker could not store rule {addr}/{plen} in 'rules' ({e}); it must be a "
+                            "BPF_LPM_TRIE with room for at least 8 rules") from None
+
+
+def _send_from(sb: Sandbox, sources: list[str], per_source: int = 3) -> dict[str, int]:
+    """UDP datagrams from each source address of the host namespace to the
+    target: how many from each reached a socket there."""
+    rx = run_in_netns(sb.target_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    got = {s: 0 for s in sources}
+    with rx:
+        rx.bind((sb.target_ip, 0))
+        port = rx.getsockname()[1]
+        for src in sources:
+            tx = run_in_netns(sb.host_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            with tx:
+                tx.bind((src, 0))
+                for _ in range(per_source):
+                    tx.sendto(src.encode(), (sb.target_ip, port))
+        deadline = time.monotonic() + _WAIT_S
+        expected = per_source * len(sources)
+        while sum(got.values()) < expected:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            rx.settimeout(min(left, 0.5) if any(got.values()) else left)   # all sent at once: they arrive together
+            try:
+                data, (peer, _) = rx.recvfrom(100)
+            except (socket.timeout, TimeoutError):
+                break
+            if peer in got and data == peer.encode():
+                got[peer] += 1
+    return got
+
+
+def _check_rules(answer) -> tuple[str, dict]:
+    with Lab() as lab:
+        prog = load_answer(lab, answer, name="your answer", need="xdp")
+        with Sandbox(prefixlen=24) as sb:
+            return _rules_in(lab, prog, sb)
+
+
+def _rules_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
+    net = sb.subnet
+    base = int(net.network_address)
+    sources = [str(ipaddress.IPv4Address(base + h)) for h, _, _ in Q2_SOURCES]
+    for src in sources:
+        out = sb.run(["ip", "addr", "add", f"{src}/{net.prefixlen}", "dev", sb.host_iface])
+        if out.returncode:
+            raise SandboxError(f"the checker could not add {src} in the sandbox: {out.stderr.strip()}")
+    out = sb.run(["ip", "neigh", "replace", sb.target_ip, "lladdr", sb.target_mac, "dev", sb.host_iface,
+                  "nud", "permanent"])
+    if out.returncode:
+        raise SandboxError(f"the checker could not set the host's neighbour entry: {out.stderr.strip()}")
+    x = _attach(lab, prog, sb, "auto")
+    _fill_rules(prog, net)
+    got = _send_from(sb, sources)
+    ping = sb.ping(count=2, interval=0.05, timeout=_WAIT_S)    # from the host's own address: no rule
+    details: dict = {"mode": x.mode, "received": {f".{h}": got[s] for (h, _, _), s in zip(Q2_SOURCES, sources)},
+                     "rules": [f".{h}/{p} {'drop' if v else 'pass'}" for h, p, v in Q2_RULES],
+                     "ping_received": ping.received}
+    passed = {h: got[s] > 0 for (h, _, _), s in zip(Q2_SOURCES, sources)}
+    nothing_dropped = all(passed.values())
+    only_exact = passed[70] and not passed[200]
+    c = Checklist()
+    for (h, want, why), src in zip(Q2_SOURCES, sources):
+        ok = passed[h] == (want == "pass")
+        if want == "pass":
+            if h == 75 and not ok and not passed[70]:
+                why_not = (f"{src} ({why}) was dropped: the trie's lookup returns the longest matching rule, and "
+                           "its value is the verdict: 0 means pass. Drop only when the verdict is 1, not whenever "
+                           "a rule matches")
+            else:
+                why_not = f"{src} ({why}) was dropped: only a rule whose verdict is 1 drops"
+        elif nothing_dropped and h != 70:
+            why_not = f"{src} ({why}) passed too"
+        elif nothing_dropped:
+            why_not = (f"{src} ({why}) passed, and so did every other source: no rule ever matched. The lookup "
+                       "key is {prefixlen = 32 (bits, the whole address), addr = ip->saddr as it is in the "
+                       "packet (network byte order, no bpf_ntohl)}, and the map a BPF_LPM_TRIE")
+        elif only_exact and h == 70:
+            why_not = (f"{src} ({why}) passed although the /32 rule worked: an exact-match map (a hash) finds "
+                       "only whole addresses; a prefix needs BPF_LPM_TRIE (longest prefix match)")
+        else:
+            why_not = f"{src} ({why}) passed: it must be dropped"
+        c.part(f"source .{h}: {want} ({why})", ok, why_not)
+    c.part("ARP and a ping from the host's own address pass", ping.received == ping.transmitted,
+           f"{ping.received} of {ping.transmitted} pings from {sb.host_ip} (no rule covers it) were answered. To "
+           "answer, the target first asks for the host's MAC address (ARP): a frame that is not IPv4 must pass")
+    return c.done("yes: with the checker's rules in your trie, the longest matching prefix decided for every "
+                  f"source ({', '.join(f'.{h} {w}' for h, w, _ in Q2_SOURCES)})", **details)
+
+
+def build() -> Lesson:
+    """The exercises of lesson 07."""
+    return Lesson("07", "XDP beyond DROP", [
+        Exercise(
+            "q1",
+            "Answer pings from XDP: turn each IPv4 ICMP echo request (type 8) into its echo reply (swap the "
+            "Ethernet and IP addresses, type 0, a correct ICMP checksum) and send it back with XDP_TX, so the "
+            "target's stack never sees it. Everything else (ARP, echo replies, UDP, ...) passes. The checker "
+            "attaches your program in generic mode.",
+            _check_responder,
+            "Start from xdp_tx_no_checksum.c above: it does everything but the checksum. The checksum is the "
+            "complement of a one's complement sum of 16-bit words. The type byte is the high byte of the first "
+            "word (network byte order), so 8 -> 0 lowers the sum by 0x0800 and the checksum grows by 0x0800: "
+            "add bpf_htons(0x0800) to the field as it is in memory, then fold the carry: "
+            "`u32 sum = icmp->checksum + bpf_htons(0x0800); icmp->checksum = sum + (sum >> 16);`",
+            lambda: snippet_text("solution_07_ping_responder"),
+            lambda: "solution_07_ping_responder",
+            "c",
+        ),
+        Exercise(
+            "q2",
+            "Allow and block rules, longest prefix wins: declare `rules`, a BPF_LPM_TRIE whose key is "
+            "{u32 prefixlen (bits); IPv4 address (network byte order)} and whose value is a u32 verdict "
+            "(1 drop, 0 pass). Look up each IPv4 packet's source address: drop it when the longest matching "
+            "rule says 1; pass it when that rule says 0, when nothing matches, and for every frame that is not "
+            "IPv4. The checker fills the rules.",
+            _check_rules,
+            "The lookup key is the whole source address: `struct key k = {.prefixlen = 32, .addr = ip->saddr};` "
+            "(bits, and the address as it is in the packet). `rules.lookup(&k)` returns the value of the longest "
+            "prefix that matches, or NULL: then pass. Read the value: a /29 inside a blocked /26 may say pass.",
+            lambda: snippet_text("solution_07_lpm_rules"),
+            lambda: "solution_07_lpm_rules",
+            "c",
+        ),
+    ])
