@@ -24,6 +24,8 @@ from labkit.attach import Attachment, TraceAttachment, claim, held
 from labkit.events.schemas import CLONE_DTYPE, SYSCALL_DTYPE, clone_frame, syscall_frame
 from labkit.events.stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window
 from labkit.net.leftovers import reap_dead_owners
+from labkit.net.tc import attach as _tc
+from labkit.net.tc.attach import TcAttachment
 from labkit.net.xdp import attach as _xdp
 from labkit.net.xdp.attach import XdpAttachment
 from labkit.programs import hooks as _hooks
@@ -370,6 +372,26 @@ class Lab:
         att = _xdp.attach_xdp(self, program, iface, netns=netns, mode=mode, force=force, via=via, fn=fn,
                               sample_every=sample_every, window=window, poll_interval=poll_interval,
                               replace_foreign=replace_foreign)
+        self._attachments.append(att)
+        return att
+
+    def attach_tc(self, program: Program | str = "tc_count", iface: str | None = None,
+                  direction: str = "ingress", *, netns: str | None = None, fn: str | None = None,
+                  via: str = "auto", force: bool = False) -> TcAttachment:
+        """Attach a TC program (``struct __sk_buff *``, direct action: it returns
+        TC_ACT_OK, TC_ACT_SHOT, ...) to ``direction`` ("ingress": what arrives,
+        "egress": what leaves) of ``iface`` in namespace ``netns``.
+
+        ``via``: "auto" (a tcx link where the kernel has tcx, 6.6+, else the
+        clsact qdisc), "tcx", or "netlink" (a cls_bpf filter under the clsact
+        qdisc, as on Debian 12's 6.1: recorded, removed on detach and reaped
+        when this process dies). Attaching again on the same interface and
+        direction replaces; an interface the lab stands on is refused without
+        ``force=True``, as for attach_xdp. A sandbox: ``iface=sb.host_iface, netns=sb.host_ns``.
+        """
+        self._check_open()
+        _check_program(program)
+        att = _tc.attach_tc(self, program, iface, direction, netns=netns, fn=fn, via=via, force=force)
         self._attachments.append(att)
         return att
 
