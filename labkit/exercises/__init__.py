@@ -26,11 +26,13 @@ from labkit.exercises.lessons import lesson02 as _lesson02
 from labkit.exercises.lessons import lesson03 as _lesson03
 from labkit.exercises.lessons import lesson04 as _lesson04
 from labkit.exercises.lessons import lesson05 as _lesson05
+from labkit.exercises.lessons import lesson08 as _lesson08
 
 __all__ = ["Exercise", "Lesson", "Result", "SUMMARY_MIME", "lesson"]
 
 _BUILDERS = {"00": _lesson00.build, "01": _lesson01.build, "02": _lesson02.build, "03": _lesson03.build,
-             "04": _lesson04.build, "05": _lesson05.build}
+             "04": _lesson04.build, "05": _lesson05.build,
+             "08": _lesson08.build}
 _made: dict[str, Lesson] = {}
 
 
