@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import select
 import socket
+import threading
 import time
 
 from labkit._errors import SandboxError, VerifierError
@@ -125,6 +126,14 @@ def _tcp(sb: Sandbox, port: int) -> str:
             return e.strerror or str(e)
 
 
+def _tcp_meanwhile(sb: Sandbox, port: int) -> threading.Thread:
+    """:func:`_tcp` in a thread (started), its result as ``.result``: it runs while UDP is waited for."""
+    t = threading.Thread(target=lambda: setattr(t, "result", _tcp(sb, port)), name="lesson08-tcp", daemon=True)
+    t.result = "not run"
+    t.start()
+    return t
+
+
 def _ip(sb: Sandbox, side: str, *args: str) -> None:
     out = sb.run(["ip", *args], side=side)
     if out.returncode:
@@ -191,9 +200,11 @@ _CONSTANTS = ("TC's verdicts are not XDP's: TC_ACT_OK (0) lets a packet go, TC_A
 
 
 def _judge_port_drop(sb: Sandbox, details: dict) -> tuple[str, dict]:
+    tcp_run = _tcp_meanwhile(sb, PORT)
     (dropped, _), (other, _), (swapped, _), (from_port, _) = _udp(
         sb, [(PORT, 0, None), (_OTHER, 0, None), (_SWAPPED, 0, None), (_OTHER + 1, PORT, None)], dropped=0)
-    tcp = _tcp(sb, PORT)
+    tcp_run.join()
+    tcp = tcp_run.result
     sent, answered = _arp_and_ping(sb)
     details.update(udp_to_port=dropped, udp_to_other=other, udp_to_swapped=swapped, udp_from_port=from_port,
                    tcp_to_port=tcp, ping_sent=sent, ping_answered=answered)
@@ -230,8 +241,10 @@ def _check_port_drop(answer) -> tuple[str, dict]:
 
 # ------------------------------------------------------------------ q2
 def _judge_dscp(sb: Sandbox, details: dict) -> tuple[str, dict]:
+    tcp_run = _tcp_meanwhile(sb, _OTHER + 1)
     [(got, toses)] = _udp(sb, [(_OTHER, 0, SENT_TOS)])
-    tcp = _tcp(sb, _OTHER + 1)
+    tcp_run.join()
+    tcp = tcp_run.result
     sent, answered = _arp_and_ping(sb)
     dscps = sorted({t >> 2 for t in toses})
     ecns = sorted({t & 3 for t in toses})
