@@ -7,6 +7,7 @@ beside XDP."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import time
 import pytest
 
 import labkit
-from labkit.net.leftovers import reap_dead_owners
+from labkit.net.leftovers import REAP_LOCK, Leftovers, reap_dead_owners
 from labkit.net.tc import filters, tc_records
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root")]
@@ -106,6 +107,16 @@ def test_rerun_replaces(lab, sb, via):
     nothing_on(sb)
 
 
+def test_both_directions_of_one_interface_share_the_qdisc_and_give_it_back(lab, sb):
+    into = lab.attach_tc("tc_count", sb.host_iface, "ingress", netns=sb.host_ns, via="netlink")
+    out = lab.attach_tc("tc_count", sb.host_iface, "egress", netns=sb.host_ns, via="netlink")
+    assert qdiscs(sb, "host").count("clsact") == 1
+    into.detach()
+    assert "clsact" in qdiscs(sb, "host")          # the egress filter still needs it
+    out.detach()
+    nothing_on(sb)
+
+
 def test_egress_filter_drops_only_what_it_should(lab, sb):
     t = lab.attach_tc(DROP_4444, sb.host_iface, "egress", netns=sb.host_ns)
     assert sb.send_udp(count=3, port=4444, timeout=0.5).received == 0
@@ -163,8 +174,22 @@ def test_a_killed_owner_gives_back(sb, via):
         os.kill(p.pid, signal.SIGKILL)
         p.wait(timeout=10)
         if via == "netlink":
-            assert len(filters(sb.host_iface, sb.host_ns, "egress")) == 1   # a netlink filter outlives its owner
-            assert sb.send_udp(count=2, port=4444, timeout=0.5).received == 0
+            # hold the machine's reap lock: another process's Lab() would otherwise reap it first
+            lock = os.open(REAP_LOCK, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                assert len(filters(sb.host_iface, sb.host_ns, "egress")) == 1   # a netlink filter outlives its owner
+                assert sb.send_udp(count=2, port=4444, timeout=0.5).received == 0
+                found = Leftovers.find(owner_pid=p.pid)
+                assert [(t["iface"], t["direction"], t["name"]) for t in found.tc] == [
+                    (sb.host_iface, "egress", "lk_drop_4444")]
+                said: list[str] = []
+                assert found.remove(dry_run=True, out=said.append) == 1
+                assert said[0].startswith(f"would remove TC lk_drop_4444 (id {found.tc[0]['prog_id']}) on "
+                                          f"{sb.host_ns}:{sb.host_iface} egress [cls_bpf prio "), said
+                assert [r for r in Leftovers.find_dead().tc if r["record"]["pid"] == p.pid]
+            finally:
+                os.close(lock)
             line = ""
             deadline = time.monotonic() + 30  # another process's reap may get there first: either is fine
             while filters(sb.host_iface, sb.host_ns, "egress") and time.monotonic() < deadline:

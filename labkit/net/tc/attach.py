@@ -33,6 +33,7 @@ from labkit.net.tc.netlink import (
     netlink_remove_filter,
     prog_id_of_fd,
     record_tc_attach,
+    tc_records,
 )
 from labkit.net.xdp.netlink import interface
 from labkit.programs import privileges
@@ -190,6 +191,9 @@ def _attach(lab: Lab, prog: Program, fn: str | None, iface: str, netns: str | No
     except Exception as e:
         raise AttachError(f"attaching {fname} to {where} {direction} failed: {'; '.join([*errors, f'netlink: {e}'])}",
                           target=where) from None
+    # a clsact qdisc labkit made for the other direction goes with whichever filter is removed last
+    made = made or any(r.get("made_qdisc") for r in tc_records()
+                       if r.get("netns") == netns and r.get("iface") == iface and r.get("direction") != direction)
     record_tc_attach(netns, iface, direction, prio, prog_id_of_fd(f.fd), made)
     att = TcAttachment(via="netlink", link_fd=None, prio=prio, made_qdisc=made, **common)
     att.mode_note = f"{direction} via netlink (clsact, cls_bpf prio {prio})" + (
