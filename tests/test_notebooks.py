@@ -128,6 +128,7 @@ control_ping = sb.ping(count=2, interval=0.1, timeout=0.5)
         "ttl after": "ttl_after",
         "ttl rewritten": "ttl_rewritten",
         "ttl without checksum": "ttl_broken",
+        "checksum errors counted": "csum_dropped",
         "sandbox": "sb.id",
     }),
 }
@@ -681,7 +682,7 @@ def test_08_rewrite_is_seen_and_a_wrong_checksum_is_dropped(runs):
     for nb, f in zip(run.rounds, run.facts):
         assert f["ttl before"] == [64, 64, 64]
         assert f["ttl after"] == [7, 7, 7] and f["ttl rewritten"] >= 3
-        assert f["ttl without checksum"] == []
+        assert f["ttl without checksum"] == [] and f["checksum errors counted"] == 3
         assert "0 of 3" in _text(_tagged(nb, "no-csum"))
 
 
