@@ -19,6 +19,7 @@ import pytest
 
 import labkit
 from labkit.net.leftovers import REAP_LOCK, Leftovers, reap_dead_owners
+from labkit.net.tc import attach as _tc_attach
 from labkit.net.tc import filters, tc_records
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root")]
@@ -154,6 +155,22 @@ def test_the_default_route_interface_is_refused(lab, sb):
         nothing_on(sb)
     finally:
         sb.run(["ip", "route", "del", "default"], side="target", check=True)
+
+
+def test_the_root_namespace_loopback_is_refused_before_anything_is_attached(lab, monkeypatch):
+    """Only asked about, never touched: everything that would load or attach fails the test if reached."""
+    def never(*a, **k):
+        raise AssertionError("the guard must refuse before anything is loaded or attached")
+
+    monkeypatch.setattr(_tc_attach, "tcx_create", never)
+    monkeypatch.setattr(_tc_attach, "netlink_add_filter", never)
+    monkeypatch.setattr(lab, "load", never)
+    before = filters("lo", None, "egress")
+    with pytest.raises(labkit.AttachError) as ei:
+        lab.attach_tc("tc_count", "lo", "egress")
+    msg = str(ei.value)
+    assert msg.startswith("lo carries ") and "force=True" in msg and "a TC program there" in msg
+    assert filters("lo", None, "egress") == before and not lab.attachments
 
 
 @pytest.mark.parametrize("via", VIAS)
