@@ -23,6 +23,7 @@ from labkit.commands.doctor import doctor
 from labkit.attach import Attachment, TraceAttachment, close_all, live_attachments
 from labkit.lab import Lab, syscalls
 from labkit.net.xdp.attach import XdpAttachment
+from labkit.net.tc.attach import TcAttachment
 from labkit.net.sandbox import Sandbox
 from labkit.net.traffic import PingResult, UdpResult
 from labkit.events.stream import EventStream
@@ -73,6 +74,7 @@ __all__ = sorted([
     "Sandbox",
     "SandboxError",
     "SyscallPicker",
+    "TcAttachment",
     "TraceAttachment",
     "UdpResult",
     "VerifierError",

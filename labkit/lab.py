@@ -11,6 +11,12 @@ Safety rules (docs/ARCHITECTURE.md):
   given back, and holds its programs weakly; a program nobody holds any more (a
   re-run ``p = lab.load(...)``, a detached attachment's program) has its maps and
   compiled module freed at the Lab's next load or close.
+
+Why this file is long: a Lab is the one object a student holds, so every way
+in (load, the tracers, the attach calls for each hook, event buffers, CO-RE
+objects) is a method here with its docstring, each a few lines handing the
+work to its room (programs/, events/, net/xdp/, net/tc/); splitting the class
+would split the API a lesson teaches.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from labkit.events.buffers import PerfBufferReader, RingMapReader
 from labkit.events.schemas import CLONE_DTYPE, SYSCALL_DTYPE, clone_frame, syscall_frame
 from labkit.events.stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window
 from labkit.net.leftovers import reap_dead_owners
+from labkit.net.tc import attach as _tc
+from labkit.net.tc.attach import TcAttachment
 from labkit.net.xdp import attach as _xdp
 from labkit.net.xdp.attach import XdpAttachment
 from labkit.programs import hooks as _hooks
@@ -399,6 +407,7 @@ class Lab:
         r = RingMapReader(program, map_name, payload=payload)
         self._readers = [x for x in self._readers if not x.closed] + [r]
         return r
+
     # ------------------------------------------------- CO-RE objects (libbpf)
     def load_object(self, name_or_text: str, *, name: str | None = None, attach: bool = True) -> CoreObject:
         """Compile CO-RE C (``#include "vmlinux.h"``, ``<bpf/bpf_helpers.h>``,
@@ -443,6 +452,25 @@ class Lab:
                 obj.give_back("closed")
                 raise
         return obj
+    def attach_tc(self, program: Program | str = "tc_count", iface: str | None = None,
+                  direction: str = "ingress", *, netns: str | None = None, fn: str | None = None,
+                  via: str = "auto", force: bool = False) -> TcAttachment:
+        """Attach a TC program (``struct __sk_buff *``, direct action: it returns
+        TC_ACT_OK, TC_ACT_SHOT, ...) to ``direction`` ("ingress": what arrives,
+        "egress": what leaves) of ``iface`` in namespace ``netns``.
+
+        ``via``: "auto" (a tcx link where the kernel has tcx, 6.6+, else the
+        clsact qdisc), "tcx", or "netlink" (a cls_bpf filter under the clsact
+        qdisc, as on Debian 12's 6.1: recorded, removed on detach and reaped
+        when this process dies). Attaching again on the same interface and
+        direction replaces; an interface the lab stands on is refused without
+        ``force=True``, as for attach_xdp. A sandbox: ``iface=sb.host_iface, netns=sb.host_ns``.
+        """
+        self._check_open()
+        _check_program(program)
+        att = _tc.attach_tc(self, program, iface, direction, netns=netns, fn=fn, via=via, force=force)
+        self._attachments.append(att)
+        return att
 
     # ------------------------------------------------------------ ownership
     @property

@@ -270,6 +270,23 @@ ROWS = [
         ("'198.18.0.0/40'", "198.18.7.64/26"), setup=lambda e: firewall(e)),
     Row("FirewallControl.unblock: not blocked", lambda e: e.fw.unblock("198.18.0.0/16"), "LabkitError",
         ("198.18.0.0/16 is not blocked",), setup=lambda e: firewall(e)),
+    # Lab.attach_tc
+    Row("attach_tc: an XDP program", lambda e: e.lab.attach_tc("xdp_icmp_drop", e.sb.host_iface, "egress",
+                                                              netns=e.sb.host_ns), "ProgramKindError",
+        ("xdp_icmp_drop.c is an XDP program", "attach_tc needs a TC program", "lab.attach_xdp")),
+    Row("attach_xdp: a TC program", lambda e: e.xdp("tc_count"), "ProgramKindError",
+        ("tc_count.c is a TC or socket-filter program", "attach_xdp needs", "lab.attach_tc")),
+    Row("attach_tc: direction both", lambda e: e.lab.attach_tc("tc_count", e.sb.host_iface, "both",
+                                                              netns=e.sb.host_ns), "ArgumentError",
+        ("direction", "'both'", "'egress'")),
+    Row("attach_tc: via bpf_link", lambda e: e.lab.attach_tc("tc_count", e.sb.host_iface, netns=e.sb.host_ns,
+                                                            via="bpf_link"), "ArgumentError",
+        ("via", "'bpf_link'", "netlink")),
+    Row("attach_tc: no iface", lambda e: e.lab.attach_tc("tc_count"), "AttachError", ("attach_tc needs iface=",)),
+    Row("attach_tc: no such interface", lambda e: e.lab.attach_tc("tc_count", "lk-nothing0", netns=e.sb.host_ns),
+        "AttachError", ("lk-nothing0",)),
+    Row("attach_tc: fn not a string", lambda e: e.lab.attach_tc("tc_count", e.sb.host_iface, netns=e.sb.host_ns,
+                                                               fn=3), "ArgumentError", ("fn=", "3")),
 ]
 
 

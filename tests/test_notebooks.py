@@ -63,7 +63,7 @@ KPROBES = _hooks.kprobes_available()[0]
 
 EXPECTED_LESSONS = ["00-check-your-lab", "01-hello-clone", "02-xdp-ping-drop", "03-maps-vs-events",
                     "04-verifier-mistakes", "05-tracing-user-space", "06-maps-in-depth", "07-xdp-beyond-drop",
-                    "09-modern-toolchain"]
+                    "08-tc", "09-modern-toolchain"]
 
 
 # What each lesson's assertions read from its kernel after a round: expressions on
@@ -140,6 +140,19 @@ control_ping = sb.ping(count=2, interval=0.1, timeout=0.5)
         "order": "order.to_dict()",
         "memory": "memory.bytes.to_dict()",
         "ordered burst": "sent",
+    }),
+    "08-tc": ("", {
+        "seen": "seen",
+        "pings": "pings",
+        "udp received": "udp_sent",
+        "vias": "[tc_in.via, tc_out.via]",
+        "xdp mode": "x.mode",
+        "ttl before": "ttl_before",
+        "ttl after": "ttl_after",
+        "ttl rewritten": "ttl_rewritten",
+        "ttl without checksum": "ttl_broken",
+        "checksum errors counted": "csum_dropped",
+        "sandbox": "sb.id",
     }),
     "09-modern-toolchain": ("", {
         "bcc prog id": "bcc_id",
@@ -935,3 +948,55 @@ def test_07_firewall_blocks_by_longest_prefix_while_traffic_runs(runs):
         assert "application/vnd.jupyter.widget-view+json" in _mimes(_tagged(nb, "firewall"))
         snap = [o for o in _tagged(nb, "firewall-snapshot").outputs if "text/html" in o.get("data", {})][-1]
         assert "data:image/png;base64," in snap.data["text/html"] and "drop" in snap.data["text/html"]
+
+
+# ------------------------------------------------------------------ lesson 08
+L08 = "08-tc"
+
+
+def test_08_runs_twice_and_gives_everything_back(runs):
+    run = _lesson(runs, L08)
+    assert run.summaries[0]["pid"] == run.summaries[1]["pid"]
+    for rnd, (nb, s, state) in enumerate(zip(run.rounds, run.summaries, run.state), 1):
+        assert _errors(nb) == [], f"round {rnd}: {_errors(nb)}"
+        assert s["reference_checked"] == {"q1": "correct", "q2": "correct"}, s["reference_checked"]
+        assert s["exercises"] == {"q1": "incorrect", "q2": "incorrect"}, "the shipped %%bpf cells are not answers"
+        assert all(s["messages"][q].strip() for q in ("q1", "q2"))
+        # every program was detached in the cell that attached it; the sandbox stays until the kernel stops
+        assert state["attachments"] == 0 and state["panels"] == 0 and state["sandboxes"] == 1, state
+        assert state["fds"]["link"] == 0, state
+    assert run.state[1] == run.state[0]
+    assert run.facts[0]["sandbox"] != run.facts[1]["sandbox"], "round 2 made its own sandbox"
+    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [],
+                              "BPF programs": [], "BPF links": []}, run.after_exit
+
+
+def test_08_xdp_runs_before_tc_ingress_and_tc_sees_egress(runs):
+    """What the prose says: every ping left through TC egress, XDP dropped each one, TC ingress saw
+    none; UDP was counted at all three hooks, the same number at each."""
+    run = _lesson(runs, L08)
+    for nb, f in zip(run.rounds, run.facts):
+        seen = f["seen"]
+        assert f["pings"] == 6 and f["udp received"] == 12
+        assert seen["host: TC egress"]["icmp"] == 6 and seen["target: XDP"]["icmp"] == 6
+        assert seen["target: TC ingress"]["icmp"] == 0
+        assert {hook: c["udp"] for hook, c in seen.items()} == dict.fromkeys(seen, 12)
+        assert set(f["vias"]) <= {"tcx", "netlink"} and len(set(f["vias"])) == 1
+        text = _text(_tagged(nb, "paths"))
+        assert f"via {f['vias'][0]}" in text and "6 drop" in text and "12 ok" in text
+
+
+def test_08_rewrite_is_seen_and_a_wrong_checksum_is_dropped(runs):
+    run = _lesson(runs, L08)
+    for nb, f in zip(run.rounds, run.facts):
+        assert f["ttl before"] == [64, 64, 64]
+        assert f["ttl after"] == [7, 7, 7] and f["ttl rewritten"] >= 3
+        assert f["ttl without checksum"] == [] and f["checksum errors counted"] == 3
+        assert "0 of 3" in _text(_tagged(nb, "no-csum"))
+
+
+def test_08_starters_are_judged_with_a_reason(runs):
+    run = _lesson(runs, L08)
+    for s in run.summaries:
+        assert "datagrams to UDP port 4444 left the host" in s["messages"]["q1"]
+        assert "the receiver saw DSCP 16" in s["messages"]["q2"]

@@ -25,6 +25,8 @@ def prog_type(header: str):
     hook = re.search(r"^// hook: (.*)$", header, re.M).group(1).lower()
     if "xdp" in hook:
         return bcc.BPF.XDP, "xdp"
+    if hook.startswith("tc"):
+        return bcc.BPF.SCHED_CLS, "xdp"
     if "kprobe" in hook:
         return bcc.BPF.KPROBE, "tracing"
     if "raw tracepoint" in hook or "raw_tracepoint" in hook:

@@ -12,6 +12,10 @@ Machine-wide (``Leftovers.find()``, ``labkit cleanup``):
   netlink attach recorded by a running process is kept.
 * Sandboxes whose owner died (and lksb-* namespaces without a record).
 * Records of netlink attaches whose program is gone.
+* TC filters (cls_bpf under clsact) that labkit recorded (labkit.net.tc):
+  removed unless a running process owns them; the clsact qdisc goes with the
+  last one when labkit made it. tcx links need nothing: the kernel takes them
+  off with their process.
 
 Scoped to one owner (``Leftovers.find(owner_pid=pid)``, for a process known to
 have ended): the sandboxes it owned, persistent ones included, the programs it
@@ -44,6 +48,7 @@ from labkit.net.records import (
     list_sandboxes,
     remove_sandbox,
 )
+from labkit.net.tc.netlink import TC_STATE_DIR, netlink_remove_filter, recorded_filter, tc_records
 from labkit.net.xdp.link import prog_name
 from labkit.net.xdp.netlink import (
     XDP_STATE_DIR,
@@ -65,11 +70,14 @@ _JOURNAL_MAX = 256 * 1024                         # bytes: an older journal star
 class Leftovers:
     """What :meth:`find` found: XDP programs (dicts netns, iface, ifindex, mode,
     prog_id, name), sandbox records, and netlink attach records (dicts with
-    their file as ``path``); ``owner_pid`` is the owner they were scoped to,
+    their file as ``path``), TC filters labkit recorded (dicts netns, iface,
+    ifindex, direction, prio, prog_id, name, made_qdisc, and the record as
+    ``record``); ``owner_pid`` is the owner they were scoped to,
     ``machine_wide`` whether every interface was looked at. :meth:`remove`
     fills ``removed`` and ``failed`` (one short description per thing)."""
 
     xdp: list[dict] = field(default_factory=list)
+    tc: list[dict] = field(default_factory=list)
     sandboxes: list[SandboxRecord] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
     owner_pid: int | None = None
@@ -82,12 +90,15 @@ class Leftovers:
         """Every leftover on this machine, or (``owner_pid``) everything that
         process left; call that only once it has ended (owners.wait_gone)."""
         records = netlink_records()
+        tc = tc_records()
         if owner_pid is None:
-            return cls(xdp=find_labkit_xdp(), sandboxes=find_leftovers(), records=records)
+            return cls(xdp=find_labkit_xdp(), tc=_recorded_filters(tc), sandboxes=find_leftovers(),
+                       records=records + tc)
         records = [r for r in records if r.get("pid") == owner_pid]
-        return cls(xdp=_recorded_programs(records),
+        tc = [r for r in tc if r.get("pid") == owner_pid]
+        return cls(xdp=_recorded_programs(records), tc=_recorded_filters(tc),
                    sandboxes=[r for r in list_sandboxes() if r.owner_pid == owner_pid],
-                   records=records, owner_pid=owner_pid, machine_wide=False)
+                   records=records + tc, owner_pid=owner_pid, machine_wide=False)
 
     @classmethod
     def find_dead(cls) -> Leftovers:
@@ -96,19 +107,20 @@ class Leftovers:
         their netlink attaches whose program is still the recorded one. Reads
         files and /proc; asks the kernel only about a dead owner's attaches."""
         records = [r for r in netlink_records() if not owners.alive(r.get("pid"), r.get("start_time"))]
-        return cls(xdp=_recorded_programs(records),
+        tc = [r for r in tc_records() if not owners.alive(r.get("pid"), r.get("start_time"))]
+        return cls(xdp=_recorded_programs(records), tc=_recorded_filters(tc),
                    sandboxes=[r for r in list_sandboxes() if r.state_file is not None and r.leftover],
-                   records=records, machine_wide=False)
+                   records=records + tc, machine_wide=False)
 
     def __bool__(self) -> bool:
-        return bool(self.xdp or self.sandboxes or self.records)
+        return bool(self.xdp or self.tc or self.sandboxes or self.records)
 
     def remove(self, *, dry_run: bool = False, out: Callable[[str], object] = print) -> int:
         """Remove what was found (``dry_run``: only say what would go), one line
         per thing to ``out``; returns how many remain afterwards."""
         leftover_ns = {ns for r in self.sandboxes for ns in r.namespaces}
         remaining = 0
-        recorded_by = {(r.get("netns"), r.get("iface")): r for r in self.records}
+        recorded_by = {(r.get("netns"), r.get("iface")): r for r in self.records if "direction" not in r}
         goes_with: dict[str, list[str]] = {}  # namespace -> programs that go with its leftover sandbox
         for x in self.xdp:
             desc = f"XDP {x['name']} (id {x['prog_id']}) on {_where(x)} [{x['mode']}]"
@@ -135,6 +147,31 @@ class Leftovers:
                 out(f"kept {desc}: held by a bpf_link of a running process ({e}); it goes when that process ends")
                 self.failed.append(f"{short}: {e}")
                 remaining += 1
+        for t in self.tc:
+            desc = f"TC {t['name']} (id {t['prog_id']}) on {_where(t)} {t['direction']} [cls_bpf prio {t['prio']}]"
+            owner = t["record"].get("pid")
+            short = f"TC {t['name']} on {_where(t)} {t['direction']}" + (f" of pid {owner}" if owner else "")
+            if (owner and owner != os.getpid() and owners.alive(owner, t["record"].get("start_time"))
+                    and t["netns"] not in leftover_ns):
+                out(f"kept {desc}: attached by running process {owner}")
+                continue
+            if t["netns"] in leftover_ns:
+                out(f"{'would remove' if dry_run else 'removing'} {desc} (with its leftover sandbox)")
+                goes_with.setdefault(t["netns"], []).append(short)
+                continue
+            if dry_run:
+                out(f"would remove {desc}")
+                remaining += 1
+                continue
+            try:
+                netlink_remove_filter(t["ifindex"], t["iface"], t["netns"], t["direction"], t["prio"],
+                                      t["made_qdisc"])
+                out(f"removed {desc}")
+                self.removed.append(short)
+            except Exception as e:
+                out(f"could not remove {desc}: {e}")
+                self.failed.append(f"{short}: {e}")
+                remaining += 1
         for r in self.sandboxes:
             desc = f"sandbox {r.id} ({', '.join(ns for ns in r.namespaces)}; owner pid {r.owner_pid}, {r.status})"
             short = f"sandbox {r.id}" + (f" of pid {r.owner_pid}" if r.owner_pid else "")
@@ -152,8 +189,13 @@ class Leftovers:
                 self.failed.append(f"{short}: {e}")
                 remaining += 1
         live = self._attached() if not dry_run else set()
+        live_tc = {(t["netns"], t["iface"], t["direction"]) for t in _recorded_filters(
+            [r for r in self.records if "direction" in r])} if not dry_run else set()
         for rec in self.records:
-            if (rec.get("netns"), rec.get("iface")) in live:
+            if "direction" in rec:
+                if (rec.get("netns"), rec.get("iface"), rec.get("direction")) in live_tc:
+                    continue
+            elif (rec.get("netns"), rec.get("iface")) in live:
                 continue
             if dry_run:
                 out(f"would forget record {rec['path']}")
@@ -166,14 +208,15 @@ class Leftovers:
 
     def _attached(self) -> set[tuple[str | None, str]]:
         """(netns, iface) of the programs in scope that are attached now."""
-        found = find_labkit_xdp() if self.machine_wide else _recorded_programs(self.records)
+        found = (find_labkit_xdp() if self.machine_wide
+                 else _recorded_programs([r for r in self.records if "direction" not in r]))
         return {(x["netns"], x["iface"]) for x in found}
 
 
 def anything_recorded() -> bool:
     """Whether any ownership record exists (sandbox or netlink attach): two
     directory reads, the whole cost of a reap on a machine with nothing to reap."""
-    for folder in (STATE_DIR, XDP_STATE_DIR):
+    for folder in (STATE_DIR, XDP_STATE_DIR, TC_STATE_DIR):
         try:
             with os.scandir(folder) as entries:
                 if any(e.name.endswith(".json") for e in entries):
@@ -268,6 +311,16 @@ def _to_stderr(line: str) -> None:
 
 def _where(x: dict) -> str:
     return f"{x['netns'] + ':' if x['netns'] else ''}{x['iface']}"
+
+
+def _recorded_filters(records: list[dict]) -> list[dict]:
+    """The TC filters of netlink attach records that are still there, running the recorded program."""
+    found = []
+    for rec in records:
+        f = recorded_filter(rec)
+        if f is not None:
+            found.append({**f, "record": rec})
+    return found
 
 
 def _recorded_programs(records: list[dict]) -> list[dict]:

@@ -74,6 +74,7 @@ ATTACH_CALLS = {
     "attach_kprobe": (("kprobe", "kretprobe"), "a kprobe program (kprobe__<function>, or a function taking "
                                                "struct pt_regs *)"),
     "attach_xdp": (("xdp",), "an XDP program (a function taking struct xdp_md *)"),
+    "attach_tc": (("skb",), "a TC program (a function taking struct __sk_buff *, loaded as SCHED_CLS)"),
     # a uprobe or USDT program is a kprobe-type program (struct pt_regs *): a kprobe-shaped function fits too
     "attach_uprobe": (("uprobe", "kprobe"), "a uprobe program (a function taking struct pt_regs *)"),
     "attach_usdt": (("usdt", "uprobe", "kprobe"), "a USDT program (a function taking struct pt_regs *)"),
@@ -83,6 +84,7 @@ _WHERE_INSTEAD = {
     "kprobe": "Attach it with lab.attach_kprobe(program, event=...) instead.",
     "kretprobe": "Attach it with lab.attach_kprobe(program, event=..., ret=True) instead.",
     "xdp": "Attach it with lab.attach_xdp(program, iface=...) instead.",
+    "skb": "Attach it with lab.attach_tc(program, iface=..., direction='ingress' or 'egress') instead.",
     "uprobe": "Attach it with lab.attach_uprobe(program, library, symbol) instead.",
     "usdt": "Attach it with lab.attach_usdt(program, 'provider:probe', pid=...) instead.",
     "raw_tracepoint": "lab.load(program) attaches a RAW_TRACEPOINT_PROBE function by itself.",

@@ -190,7 +190,7 @@ def test_every_snippet_has_a_kind_that_fits_one_call(path):
     text = path.read_text()
     kind = kind_of(text, None, defined_functions(text))
     assert kind is not None, path.name
-    calls = [c for c in ("attach_xdp", "attach_tracepoint", "attach_kprobe", "attach_uprobe", "attach_usdt")
+    calls = [c for c in ("attach_xdp", "attach_tc", "attach_tracepoint", "attach_kprobe", "attach_uprobe", "attach_usdt")
              if fits(kind, c)]
     # a kprobe-type program also fits the user-space calls (uprobes are kprobe-type); others fit exactly one
     expected = {"kprobe": 3, "kretprobe": 1, "uprobe": 2}.get(kind.kind, 1)

@@ -1,0 +1,201 @@
+"""The TC attach rules, and the TcAttachment handle they produce.
+
+:func:`attach_tc` is what ``Lab.attach_tc`` does, in this order:
+
+1. refuse bad arguments before touching the kernel (direction, via, iface);
+2. find the interface and refuse one the lab stands on unless ``force=True``
+   (labkit.net.guards, exactly as for XDP: a TC program that drops can cut the
+   default route, JupyterLab's lo or an SSH session off just as well);
+3. give back what this process holds on the same (namespace, interface,
+   direction): re-running a cell replaces;
+4. load the program as SCHED_CLS and attach it: a **tcx link** (kernel >= 6.6;
+   the kernel takes it off when this process dies) in "auto", else the
+   **clsact qdisc + cls_bpf filter** in direct-action mode through netlink
+   (Debian 12's 6.1), recorded so a dead owner's filter is reaped;
+5. register the TcAttachment process-wide.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from labkit._errors import ArgumentError, AttachError, LabkitError, NotSupportedError
+from labkit.attach import Attachment, claim, held
+from labkit.net.guards import refuse_cutting
+from labkit.net.tc.counters import read_tc_counters
+from labkit.net.tc.link import DIRECTIONS, tcx_create, tcx_error_means_unsupported
+from labkit.net.tc.netlink import (
+    forget_tc_attach,
+    netlink_add_filter,
+    netlink_remove_filter,
+    prog_id_of_fd,
+    record_tc_attach,
+    tc_records,
+)
+from labkit.net.xdp.netlink import interface
+from labkit.programs import privileges
+from labkit.programs.compile import Program
+from labkit.programs.kinds import check_fits
+
+if TYPE_CHECKING:  # the Lab sits on the floor above: a type here, never an import
+    from labkit.lab import Lab
+
+__all__ = ["TC_VIAS", "TcAttachment", "attach_tc", "check_direction", "check_tc_via"]
+
+TC_VIAS = ("auto", "tcx", "netlink")
+
+
+def check_direction(direction: object) -> str:
+    """``direction`` if it is "ingress" or "egress", else ArgumentError."""
+    if direction not in DIRECTIONS:
+        raise ArgumentError(f"direction must be 'ingress' (what arrives) or 'egress' (what leaves), got {direction!r}")
+    return direction  # type: ignore[return-value]
+
+
+def check_tc_via(via: object) -> str:
+    """``via`` if it is one of TC_VIAS, else ArgumentError."""
+    if via not in TC_VIAS:
+        raise ArgumentError(f"via must be one of {', '.join(TC_VIAS)} ('auto': a tcx link where the kernel has "
+                            f"tcx, else the clsact qdisc through netlink), got {via!r}")
+    return via  # type: ignore[return-value]
+
+
+class TcAttachment(Attachment):
+    """A TC program on one side ("ingress" or "egress") of one interface.
+    ``via`` says how: "tcx" (a bpf_link: the kernel takes it off when this
+    process dies) or "netlink" (a cls_bpf filter under the clsact qdisc,
+    recorded; removed on detach, and by the next labkit process if this one dies)."""
+
+    kind = "tc"
+
+    def __init__(self, *, iface: str, netns: str | None, ifindex: int, direction: str, via: str,
+                 link_fd: int | None, prio: int | None, made_qdisc: bool, **kw):
+        super().__init__(**kw)
+        self.iface = iface
+        self.netns = netns
+        self.ifindex = ifindex
+        self.direction = direction
+        self.via = via
+        self.prio = prio
+        self._link_fd = link_fd
+        self._made_qdisc = made_qdisc
+        self._final_counters: pd.DataFrame | None = None
+
+    def counters(self) -> pd.DataFrame:
+        """Exact packets and bytes per (verdict, protocol), from the per-CPU
+        ``counters`` map labkit's tc_* snippets keep. After detach: the last values read."""
+        if self.state != "attached" or self.program.closed:
+            if self._final_counters is not None:
+                return self._final_counters.copy()
+            raise LabkitError(f"TC on {self.target} is {self.state} and its program has no counters map")
+        if not self.program.has_table("counters"):
+            raise LabkitError(f"{self.program.name} has no 'counters' map (labkit's tc_* snippets have one)")
+        return read_tc_counters(self.program)
+
+    def packets(self, action: str | None = None, protocol: str | None = None) -> int:
+        """Sum of counted packets, e.g. ``t.packets("shot", "udp")``."""
+        df = self.counters()
+        if action is not None:
+            df = df[df.action == action]
+        if protocol is not None:
+            df = df[df.protocol == protocol]
+        return int(df.packets.sum())
+
+    def unhook(self) -> None:
+        try:
+            if self.program.has_table("counters") and not self.program.closed:
+                self._final_counters = read_tc_counters(self.program)
+        except Exception:
+            pass
+        if self.via == "tcx":
+            if self._link_fd is not None:
+                os.close(self._link_fd)
+                self._link_fd = None
+            return
+        try:
+            netlink_remove_filter(self.ifindex, self.iface, self.netns, self.direction, self.prio or 0,
+                                  self._made_qdisc)
+        except Exception as e:
+            if "No such" not in str(e) and not isinstance(e, (AttachError, FileNotFoundError)):
+                raise
+        forget_tc_attach(self.netns, self.iface, self.direction)
+
+    def __repr__(self) -> str:
+        return (f"<labkit.TcAttachment {self.program.name} on {self.target} {self.direction} (via {self.via}): "
+                f"{self.state}>")
+
+
+def attach_tc(lab: Lab, program: Program | str, iface: str | None, direction: str, *, netns: str | None,
+              fn: str | None, via: str, force: bool) -> TcAttachment:
+    """Attach ``program`` (a Program, or a snippet name or C text that ``lab``
+    loads and the attachment then owns) to ``direction`` of ``iface`` in
+    namespace ``netns``, following the rules in this module's docstring."""
+    check_fits("attach_tc", program, fn)
+    check_direction(direction)
+    check_tc_via(via)
+    if iface is None:
+        raise AttachError("attach_tc needs iface= (for a sandbox: iface=sb.host_iface, netns=sb.host_ns)",
+                          target="")
+    privileges.require("xdp")
+    where = f"{netns}:{iface}" if netns else iface
+    ifindex = interface(iface, netns)["index"]          # raises for a missing netns or interface
+    refuse_cutting(where, ifindex, netns, what="a TC program", force=force)
+    key = ("tc", netns or "", iface, direction)
+    old = held(key)
+    if old is not None:
+        old.give_back("replaced")
+    owns_program = isinstance(program, str)
+    prog = lab.load(program, need="xdp") if owns_program else program
+    try:
+        att = _attach(lab, prog, fn, iface, netns, ifindex, where, direction, via, key, owns_program)
+    except BaseException:
+        if owns_program:
+            prog.close()
+        raise
+    claim(att)
+    return att
+
+
+def _attach(lab: Lab, prog: Program, fn: str | None, iface: str, netns: str | None, ifindex: int, where: str,
+            direction: str, via: str, key: tuple, owns_program: bool) -> TcAttachment:
+    # lazy: bcc is heavy; only its program-type constant is needed here
+    import bcc
+
+    fname = prog.function_name(fn)
+    f = prog.load(fname, bcc.BPF.SCHED_CLS)
+    common = dict(iface=iface, netns=netns, ifindex=ifindex, direction=direction, key=key, target=where,
+                  program=prog, lab=lab, hook=f"tc:{where}:{direction}", owns_program=owns_program)
+    errors: list[str] = []
+    if via in ("auto", "tcx"):
+        try:
+            fd = tcx_create(f.fd, ifindex, direction, netns)
+            att = TcAttachment(via="tcx", link_fd=fd, prio=None, made_qdisc=False, **common)
+            att.mode_note = f"{direction} via tcx"
+            return att
+        except OSError as e:
+            if via == "tcx" or not tcx_error_means_unsupported(e.errno):
+                raise AttachError(f"attaching {fname} to {where} {direction} through a tcx link failed: "
+                                  f"{e.strerror}" + (" (tcx needs kernel 6.6 or later; via='netlink' uses the "
+                                                     "clsact qdisc)" if tcx_error_means_unsupported(e.errno)
+                                                    else ""), target=where) from None
+            errors.append(f"tcx: {e.strerror}")
+        except NotSupportedError as e:
+            if via == "tcx":
+                raise
+            errors.append(str(e))
+    try:
+        prio, made = netlink_add_filter(ifindex, iface, netns, direction, f.fd, fname)
+    except Exception as e:
+        raise AttachError(f"attaching {fname} to {where} {direction} failed: {'; '.join([*errors, f'netlink: {e}'])}",
+                          target=where) from None
+    # a clsact qdisc labkit made for the other direction goes with whichever filter is removed last
+    made = made or any(r.get("made_qdisc") for r in tc_records()
+                       if r.get("netns") == netns and r.get("iface") == iface and r.get("direction") != direction)
+    record_tc_attach(netns, iface, direction, prio, prog_id_of_fd(f.fd), made)
+    att = TcAttachment(via="netlink", link_fd=None, prio=prio, made_qdisc=made, **common)
+    att.mode_note = f"{direction} via netlink (clsact, cls_bpf prio {prio})" + (
+        f" (after: {'; '.join(errors)})" if errors else "")
+    return att
