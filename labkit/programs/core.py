@@ -384,8 +384,10 @@ class CoreObject:
                 self.maps[cm.name] = cm
 
     def _load_error(self, err: int, log: str, sections: dict[str, str]) -> Exception:
-        failed = re.findall(r"prog '([^']+)': (?:BPF program )?load failed", log)
-        prog = failed[0] if failed else ""
+        failed = re.findall(r"prog '([^']+)': (?:(?:BPF program )?load failed|failed to load|-- BEGIN PROG LOAD LOG)",
+                            log)
+        # libbpf names the program in several lines; with one program in the object it can only be that one
+        prog = failed[0] if failed else (next(iter(sections)) if len(sections) == 1 else "")
         sec = sections.get(prog, "")
         body = re.search(r"-- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", log, re.S)
         vlog = body.group(1).strip() if body else ""
