@@ -3,6 +3,8 @@ each failed check the command that fixes it."""
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import os
 import subprocess
@@ -13,7 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from labkit.lab import Lab
+from labkit.net.sandbox import Sandbox
 from labkit.net.xdp import libbpf
+from labkit.programs import core as _core
 from labkit.programs import hooks as _hooks
 from labkit.programs import privileges as _privileges
 
@@ -133,13 +137,20 @@ def _kprobe_hook() -> Check:
                      "clone tracing falls back to the tracepoint")
 
 
+@functools.lru_cache(maxsize=1)
+def _features() -> dict:
+    """``bpftool feature probe kernel``: the program and map types this kernel
+    accepts (probed by loading tiny programs and creating tiny maps)."""
+    out = subprocess.run(["bpftool", "feature", "probe", "kernel", "-j"], capture_output=True, text=True,
+                         timeout=30)
+    return json.loads(out.stdout)
+
+
 def _xdp_hook() -> Check:
     rel = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
     link = "bpf_link attach (kernel >= 5.9)" if rel >= (5, 9) else "netlink attach only (kernel < 5.9)"
     try:
-        out = subprocess.run(["bpftool", "feature", "probe", "kernel", "-j"], capture_output=True, text=True,
-                             timeout=30)
-        feats = json.loads(out.stdout)
+        feats = _features()
         have = feats.get("program_types", {}).get("have_xdp_prog_type", False)
         ring = feats.get("map_types", {}).get("have_ringbuf_map_type", False)
     except Exception as e:
@@ -150,7 +161,136 @@ def _xdp_hook() -> Check:
                  "a kernel >= 5.9 with CONFIG_XDP_SOCKETS/BPF_SYSCALL is needed")
 
 
-CHECKS = (_privs, _bcc, _tracefs, _debugfs, _headers, _btf, _libbpf, _tracepoint_hook, _kprobe_hook, _xdp_hook)
+# the map types the lessons use, and where
+_MAP_TYPES = {"hash": "01-08", "array": "02-08", "percpu_array": "02, 06", "lru_hash": "06",
+              "perf_event_array": "03, 06", "ringbuf": "every stream", "lpm_trie": "07", "devmap": "07"}
+
+
+def _maps() -> Check:
+    try:
+        have = _features().get("map_types", {})
+    except Exception as e:
+        return Check("map types", WARN, f"could not probe with bpftool: {e}", "apt-get install bpftool")
+    missing = [m for m in _MAP_TYPES if not have.get(f"have_{m}_map_type", False)]
+    if not missing:
+        return Check("map types", OK, f"{', '.join(_MAP_TYPES)}: all created")
+    return Check("map types", FAIL if "ringbuf" in missing or "hash" in missing else WARN,
+                 "the kernel refuses " + ", ".join(f"{m} (lesson {_MAP_TYPES[m]})" for m in missing),
+                 "a kernel >= 5.8 with CONFIG_BPF_SYSCALL (Debian 12's own kernel has every one)")
+
+
+_UPROBE_C = """
+BPF_ARRAY(hits, u64, 1);
+int lk_doctor_uprobe(struct pt_regs *ctx)
+{
+    int k = 0;
+    u64 *v = hits.lookup(&k);
+    if (v)
+        __sync_fetch_and_add(v, 1);
+    return 0;
+}
+"""
+
+
+def _uprobe_hook() -> Check:
+    if not Path("/sys/bus/event_source/devices/uprobe/type").exists():
+        return Check("hook: uprobe", WARN, "no uprobe PMU (/sys/bus/event_source/devices/uprobe): "
+                     "lesson 05's uprobes and USDT will not attach",
+                     "a kernel built with CONFIG_UPROBE_EVENTS=y (Debian's own kernels are)")
+    try:
+        with Lab() as lab:
+            prog = lab.load(_UPROBE_C, name="doctor_uprobe")
+            lab.attach_uprobe(prog, "c", "getpid", "lk_doctor_uprobe", pid=os.getpid())
+            libc = ctypes.CDLL("libc.so.6")
+            for _ in range(3):
+                libc.getpid()
+            hits = int(next(iter(prog.bpf["hits"].values())).value)
+        if hits >= 3:
+            return Check("hook: uprobe", OK, f"a uprobe on libc's getpid() fired {hits} times in this process")
+        return Check("hook: uprobe", WARN, f"attached to libc's getpid(), but it fired {hits} times for 3 calls",
+                     "check dmesg; report the kernel version")
+    except Exception as e:
+        return Check("hook: uprobe", WARN, f"{type(e).__name__}: {str(e).splitlines()[0]}",
+                     "lesson 05 needs uprobes: a kernel with CONFIG_UPROBE_EVENTS=y, run as root")
+
+
+PYTHON_WITH_USDT = "/usr/bin/python3.11"
+
+
+def _usdt() -> Check:
+    try:
+        from bcc import USDT  # lazy: BCC's USDT reader, only for this check
+
+        names = {p.name.decode() if isinstance(p.name, bytes) else p.name
+                 for p in USDT(path=PYTHON_WITH_USDT).enumerate_probes()}
+    except Exception as e:
+        return Check("USDT", WARN, f"cannot read {PYTHON_WITH_USDT}'s probes: {str(e).splitlines()[0]}",
+                     "lesson 05's USDT part needs Debian's python3.11 (built with its probes): "
+                     "apt-get install python3.11")
+    if "function__entry" in names:
+        return Check("USDT", OK, f"{PYTHON_WITH_USDT} has {len(names)} probes (function__entry, gc__start, ...); "
+                     "it reports every call only while python:line is enabled too (lesson 05)")
+    return Check("USDT", WARN, f"{PYTHON_WITH_USDT} has no python:function__entry probe",
+                 "lesson 05's USDT part needs Debian's python3.11: apt-get install python3.11")
+
+
+def _tc_hook() -> Check:
+    try:
+        with Lab() as lab, Sandbox() as sb:
+            att = lab.attach_tc("tc_count", sb.host_iface, "egress", netns=sb.host_ns)
+            via = att.via
+            sb.ping(count=1, timeout=1)
+            seen = att.packets()
+        how = "a tcx link" if via == "tcx" else "netlink: clsact qdisc + cls_bpf filter (no tcx before 6.6)"
+        if seen:
+            return Check("hook: tc", OK, f"egress attached in a sandbox via {how}; counted {seen} packet(s)")
+        return Check("hook: tc", WARN, f"attached via {how}, but no packet was counted",
+                     "check dmesg; report the kernel version")
+    except Exception as e:
+        return Check("hook: tc", WARN, f"{type(e).__name__}: {str(e).splitlines()[0]}",
+                     "lesson 08 needs the clsact qdisc and cls_bpf (CONFIG_NET_SCH_INGRESS, CONFIG_NET_CLS_BPF), "
+                     "tc from iproute2 (apt-get install iproute2), and libbpf1 for tcx links on 6.6+")
+
+
+_CORE_C = """
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 1024); __type(key, u32); __type(value, u32); } seen SEC(".maps");
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int lk_doctor_core(void *ctx)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    u32 tgid = BPF_CORE_READ(task, tgid), one = 1;
+    bpf_map_update_elem(&seen, &tgid, &one, BPF_ANY);     // every process that called getppid()
+    return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def _core_toolchain() -> Check:
+    problems = _core.toolchain_problems()
+    if problems:
+        return Check("CO-RE toolchain", WARN, "; ".join(p for p, _ in problems) + " (lesson 09)",
+                     "; ".join(f for _, f in problems))
+    try:
+        with Lab() as lab:
+            obj = lab.load_object(_CORE_C, name="doctor_core")
+            os.getppid()
+            callers = {int(k) for k in obj.map_dataframe("seen")["key"]}
+    except Exception as e:
+        return Check("CO-RE toolchain", WARN, f"{type(e).__name__}: {str(e).splitlines()[0]}",
+                     "lesson 09 needs clang, libbpf-dev, bpftool, libbpf1 and a kernel with BTF (./lab setup)")
+    if os.getpid() in callers:
+        return Check("CO-RE toolchain", OK, "clang compiled a CO-RE object, libbpf relocated it with this "
+                     "kernel's BTF and it read this process's tgid through BPF_CORE_READ")
+    return Check("CO-RE toolchain", WARN, f"the CO-RE object did not see this process ({os.getpid()}) call "
+                 f"getppid(); it saw {sorted(callers)[:5]}", "report the kernel version")
+
+
+CHECKS = (_privs, _bcc, _tracefs, _debugfs, _headers, _btf, _libbpf, _tracepoint_hook, _kprobe_hook, _xdp_hook,
+          _maps, _uprobe_hook, _usdt, _tc_hook, _core_toolchain)
 
 
 def run_checks() -> list[Check]:
