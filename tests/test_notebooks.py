@@ -42,7 +42,7 @@ from kstate import bpf_fds, perf_attachments
 from nbclient import NotebookClient
 
 import labkit
-from fixtures.chromium import ARTIFACTS, chromium, external_requests, require_chromium
+from fixtures.chromium import ARTIFACTS, assert_report_renders, chromium, external_requests, require_chromium
 from labkit.commands.report.export import export_html
 from labkit.commands.report.offline import external_references
 from labkit.exercises import SUMMARY_MIME
@@ -458,17 +458,7 @@ def test_lesson_exports_to_an_offline_report(runs, name, tmp_path):
     with chromium(tmp_path / "profile") as b:
         page = b.page()
         page.goto(html.as_uri(), wait_until="load")
-        imgs = page.evaluate("""() => [...document.querySelectorAll('img')]
-            .map(i => ({src: i.src.slice(0, 22), w: i.naturalWidth}))""")
-        assert all(i["src"].startswith("data:") and i["w"] > 0 for i in imgs), imgs
-        tables = page.evaluate("() => [...document.querySelectorAll('table')].map(t => t.rows.length)")
-        assert all(n > 0 for n in tables), tables
-        if re.search(r"plt\.|\.plot\(|labkit\.live\(", code):
-            assert any(i["src"].startswith("data:image/png") for i in imgs), "no plot in the report"
-        if re.search(r"to_dataframe\(|counters\(|map_dataframe\(", code):
-            assert tables, "no table in the report"
-        if re.search(r"ipywidgets|labkit\.live\(|Picker\(|Control\(", code):
-            assert page.locator(".lk-widget-snapshot").count() > 0, "no widget snapshot in the report"
+        assert_report_renders(page, code)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"report-{name}.png"), full_page=True)
         assert external_requests(b) == [] and b.blocked == []

@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from fixtures.chromium import ARTIFACTS, chromium, external_requests, require_chromium
+from fixtures.chromium import ARTIFACTS, assert_report_renders, chromium, external_requests, require_chromium
 from labkit.net import netns as _netns
 from labkit.commands import report as _report
 from labkit.net import records
@@ -199,17 +199,7 @@ def test_report_of_a_lesson_works_offline(nb_path, tmp_path):
     with chromium(tmp_path / "profile") as b:
         page = b.page()
         page.goto(html.as_uri(), wait_until="load")
-        imgs = page.evaluate("""() => [...document.querySelectorAll('img')]
-            .map(i => ({src: i.src.slice(0, 22), w: i.naturalWidth}))""")
-        assert all(i["src"].startswith("data:") and i["w"] > 0 for i in imgs), imgs
-        tables = page.evaluate("() => [...document.querySelectorAll('table')].map(t => t.rows.length)")
-        assert all(n > 0 for n in tables), tables
-        if re.search(r"plt\.|\.plot\(|labkit\.live\(", code):
-            assert any(i["src"].startswith("data:image/png") for i in imgs), "no plot in the report"
-        if re.search(r"to_dataframe\(|counters\(", code):
-            assert tables, "no table in the report"
-        if "ipywidgets" in code or "labkit.live(" in code or "Picker(" in code or "Control(" in code:
-            assert page.locator(".lk-widget-snapshot").count() > 0, "no widget snapshot in the report"
+        assert_report_renders(page, code)
         if nb_path.stem.startswith("02-"):
             # the counters table says the pings were dropped
             drops = page.evaluate("""() => [...document.querySelectorAll('table')].flatMap(t => {

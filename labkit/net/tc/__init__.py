@@ -14,11 +14,10 @@ One file per job; this package re-exports their public names:
     link.py      tcx links through libbpf (bpf_link_create, BPF_TCX_INGRESS/EGRESS)
     netlink.py   clsact + cls_bpf through pyroute2, and the records of those attaches
     attach.py    the attach rules (Lab.attach_tc) and TcAttachment
-    counters.py  the exact per-CPU counters of labkit's TC snippets
 """
 
 from labkit.net.tc.attach import TC_VIAS, TcAttachment, attach_tc, check_direction, check_tc_via
-from labkit.net.tc.counters import TC_ACTIONS, read_tc_counters
+from labkit.net.counters import TC_ACTIONS
 from labkit.net.tc.link import DIRECTIONS, TCX_ATTACH_TYPES, tcx_create, tcx_error_means_unsupported
 from labkit.net.tc.netlink import (
     PARENTS,
@@ -49,7 +48,6 @@ __all__ = [
     "netlink_add_filter",
     "netlink_remove_filter",
     "prog_id_of_fd",
-    "read_tc_counters",
     "record_tc_attach",
     "recorded_filter",
     "tc_records",

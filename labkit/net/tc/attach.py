@@ -20,12 +20,10 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from labkit._errors import ArgumentError, AttachError, LabkitError, NotSupportedError
 from labkit.attach import Attachment, claim, held
+from labkit.net.counters import TC_ACTIONS, PacketCounters
 from labkit.net.guards import refuse_cutting
-from labkit.net.tc.counters import read_tc_counters
 from labkit.net.tc.link import DIRECTIONS, tcx_create, tcx_error_means_unsupported
 from labkit.net.tc.netlink import (
     forget_tc_attach,
@@ -63,13 +61,16 @@ def check_tc_via(via: object) -> str:
     return via  # type: ignore[return-value]
 
 
-class TcAttachment(Attachment):
+class TcAttachment(PacketCounters, Attachment):
     """A TC program on one side ("ingress" or "egress") of one interface.
     ``via`` says how: "tcx" (a bpf_link: the kernel takes it off when this
     process dies) or "netlink" (a cls_bpf filter under the clsact qdisc,
     recorded; removed on detach, and by the next labkit process if this one dies)."""
 
     kind = "tc"
+    actions = TC_ACTIONS
+    hook_name = "TC"
+    snippets = "labkit's tc_* snippets"
 
     def __init__(self, *, iface: str, netns: str | None, ifindex: int, direction: str, via: str,
                  link_fd: int | None, prio: int | None, made_qdisc: bool, **kw):
@@ -82,34 +83,9 @@ class TcAttachment(Attachment):
         self.prio = prio
         self._link_fd = link_fd
         self._made_qdisc = made_qdisc
-        self._final_counters: pd.DataFrame | None = None
-
-    def counters(self) -> pd.DataFrame:
-        """Exact packets and bytes per (verdict, protocol), from the per-CPU
-        ``counters`` map labkit's tc_* snippets keep. After detach: the last values read."""
-        if self.state != "attached" or self.program.closed:
-            if self._final_counters is not None:
-                return self._final_counters.copy()
-            raise LabkitError(f"TC on {self.target} is {self.state} and its program has no counters map")
-        if not self.program.has_table("counters"):
-            raise LabkitError(f"{self.program.name} has no 'counters' map (labkit's tc_* snippets have one)")
-        return read_tc_counters(self.program)
-
-    def packets(self, action: str | None = None, protocol: str | None = None) -> int:
-        """Sum of counted packets, e.g. ``t.packets("shot", "udp")``."""
-        df = self.counters()
-        if action is not None:
-            df = df[df.action == action]
-        if protocol is not None:
-            df = df[df.protocol == protocol]
-        return int(df.packets.sum())
 
     def unhook(self) -> None:
-        try:
-            if self.program.has_table("counters") and not self.program.closed:
-                self._final_counters = read_tc_counters(self.program)
-        except Exception:
-            pass
+        self.keep_final_counters()
         if self.via == "tcx":
             if self._link_fd is not None:
                 os.close(self._link_fd)

@@ -16,13 +16,12 @@ One file per job; this package re-exports their public names:
     link.py      libbpf through ctypes: bpf_link_create, program names
     netlink.py   interfaces and their slots, netlink attach and its records
     attach.py    the attach rules (Lab.attach_xdp) and XdpAttachment
-    counters.py  the exact per-CPU counters of an XDP program
     devmap.py    writing a devmap (XDP_REDIRECT's targets) from inside a sandbox's namespace
 """
 
 from labkit.net.guards import default_route_ifindexes
 from labkit.net.xdp.attach import MODES, VIAS, XdpAttachment, attach_xdp, check_mode, check_via
-from labkit.net.xdp.counters import read_counters
+from labkit.net.counters import read_counters
 from labkit.net.xdp.devmap import devmap_set
 from labkit.net.xdp.link import MODE_FLAGS, PREFIX, libbpf, link_create, link_error_means_unsupported, prog_name
 from labkit.net.xdp.netlink import (

@@ -23,14 +23,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from labkit._errors import AttachError, LabkitError, NotSupportedError
 from labkit.attach import Attachment, claim, held
 from labkit.events.schemas import XDP_EVENT_DTYPE, xdp_frame
 from labkit.events.stream import EventStream, check_window
+from labkit.net.counters import PacketCounters
 from labkit.net.guards import refuse_cutting
-from labkit.net.xdp.counters import read_counters
 from labkit.net.xdp.link import PREFIX, link_create, link_error_means_unsupported, prog_name
 from labkit.net.xdp.netlink import (
     forget_netlink_attach,
@@ -65,7 +63,7 @@ def check_via(via: str) -> str:
     return via
 
 
-class XdpAttachment(Attachment):
+class XdpAttachment(PacketCounters, Attachment):
     """An XDP program on one interface. ``mode`` is the slot it got ("native"
     or "generic"), ``via`` how ("bpf_link": the kernel detaches it when this
     process dies; "netlink": it stays until detached or `labkit cleanup`)."""
@@ -81,39 +79,14 @@ class XdpAttachment(Attachment):
         self.mode = mode
         self.via = via
         self._link_fd = link_fd
-        self._final_counters: pd.DataFrame | None = None
 
     @property
     def events(self) -> EventStream | None:
         """Sampled packet events (src, dst, protocol, action, length), if the program emits them."""
         return self.stream
 
-    def counters(self) -> pd.DataFrame:
-        """Exact packets and bytes per (action, protocol), from the per-CPU maps.
-        After detach: the last values read."""
-        if self.state != "attached" or self.program.closed:
-            if self._final_counters is not None:
-                return self._final_counters.copy()
-            raise LabkitError(f"XDP on {self.iface} is {self.state} and its program has no counters map")
-        if not self.program.has_table("counters"):
-            raise LabkitError(f"{self.program.name} has no 'counters' map (labkit's XDP snippets have one)")
-        return read_counters(self.program)
-
-    def packets(self, action: str | None = None, protocol: str | None = None) -> int:
-        """Sum of counted packets, e.g. ``x.packets("drop", "icmp")``."""
-        df = self.counters()
-        if action is not None:
-            df = df[df.action == action]
-        if protocol is not None:
-            df = df[df.protocol == protocol]
-        return int(df.packets.sum())
-
     def unhook(self) -> None:
-        try:
-            if self.program.has_table("counters") and not self.program.closed:
-                self._final_counters = read_counters(self.program)
-        except Exception:
-            pass
+        self.keep_final_counters()
         if self.via == "bpf_link":
             if self._link_fd is not None:
                 os.close(self._link_fd)
