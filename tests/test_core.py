@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 import time
@@ -82,6 +83,18 @@ def test_compiled_objects_are_cached_by_content():
     text = (SNIPPET_DIR / "core_exec_parents.bpf.c").read_text()
     assert compile_core(text, "a") == compile_core(text, "a")
     assert compile_core(text, "a") != compile_core(text + "\n", "a")
+
+
+@pytest.mark.skipif(not os.path.ismount("/dev/shm"), reason="needs a tmpfs at /dev/shm")
+def test_the_cache_may_be_on_another_filesystem_than_tmp(tmp_path, monkeypatch):
+    """Debian's stock image has /tmp on one filesystem and the home directory on
+    another: the compiled object must reach the cache anyway (no rename across them)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))     # on disk
+    monkeypatch.setattr(tempfile, "tempdir", "/dev/shm")             # clang's scratch on a tmpfs
+    assert os.stat("/dev/shm").st_dev != os.stat(tmp_path).st_dev
+    text = (SNIPPET_DIR / "core_exec_parents.bpf.c").read_text() + f"\n// {tmp_path.name}\n"
+    obj = compile_core(text, "cross_device")
+    assert obj.is_file() and str(obj).startswith(str(tmp_path / "cache")) and obj.read_bytes()[:4] == b"\x7fELF"
 
 
 def test_load_attach_read_and_bpftool_sees_it(lab):

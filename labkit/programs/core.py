@@ -164,7 +164,7 @@ def compile_core(text: str, name: str) -> Path:
                              or "linker" not in ln).strip()
             raise CompileError(f"{shown}: clang could not compile it: {first_error(diag)}",
                                diagnostics=diag, source=text, name=name)
-        os.replace(out, obj)
+        _write_atomic(obj, out.read_bytes())     # the temporary directory may be on another filesystem
     return obj
 
 
