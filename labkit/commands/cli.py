@@ -1,4 +1,4 @@
-"""The ``labkit`` command: doctor, cleanup, sandbox, report, bench."""
+"""The ``labkit`` command: doctor, cleanup, sandbox, report, bench, demo, lessons."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("sandbox", help="a persistent network sandbox for the shell: up | down | status")
     sub.add_parser("report", help="execute every lesson headless and write reports/<lesson>.html (offline)")
     sub.add_parser("bench", help="benchmark the event pipeline against raw BCC and trace_printk")
+    sub.add_parser("demo", help="demo to a room: `demo xdp --iface IFACE` drops pings, big counter and plot")
+    sub.add_parser("lessons", help="the shipped lessons vs yours: list | reset [N ...] | update")
     if not argv or argv[0] in ("-h", "--help"):
         p.print_help()
         return 0 if argv else 2
@@ -41,6 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         from labkit.commands.bench import main as bench_main  # lazy: load one command, not all
 
         return bench_main(rest)
+    if cmd == "demo":
+        from labkit.commands.demo import main as demo_main  # lazy: load one command, not all
+
+        return demo_main(rest)
+    if cmd == "lessons":
+        from labkit.commands.lessons import main as lessons_main  # lazy: load one command, not all
+
+        return lessons_main(rest)
     p.error(f"unknown command {cmd!r}")
     return 2
 
