@@ -57,7 +57,8 @@ pytestmark = [pytest.mark.kernel, pytest.mark.slow, pytest.mark.requires("root",
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
-LESSONS = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
+# a student's kept copy, NN-name.mine-<time>.ipynb (labkit lessons reset), is no lesson
+LESSONS = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]-*.ipynb") if re.match(r"^\d\d-[a-z0-9-]+\.ipynb$", p.name))
 WORKERS = int(os.environ.get("LABKIT_NB_WORKERS", "2"))
 KPROBES = _hooks.kprobes_available()[0]
 

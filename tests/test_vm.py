@@ -67,7 +67,8 @@ def vagrant(tmp_path_factory):
                VAGRANT_CHECKPOINT_DISABLE="1",
                VAGRANT_BOX_UPDATE_CHECK_DISABLE="1",
                VAGRANT_NO_COLOR="1")
-    for k in ("LABKIT_HOST_PORT", "LABKIT_VM_IP", "LABKIT_VM_MEMORY", "VAGRANT_CWD", "VAGRANT_VAGRANTFILE"):
+    for k in ("LABKIT_HOST_PORT", "LABKIT_VM_IP", "LABKIT_VM_MEMORY", "LABKIT_BRIDGE", "LABKIT_BRIDGE_IP",
+              "VAGRANT_CWD", "VAGRANT_VAGRANTFILE"):
         env.pop(k, None)
     return exe, env, tmp
 
@@ -109,16 +110,75 @@ puts JSON.generate(out)
 '''
 
 
-@pytest.fixture(scope="module")
-def vagrant_config(vagrant):
+def _inspect_vagrantfile(vagrant, **extra_env):
     exe, env, tmp = vagrant
     script = tmp / "inspect.rb"
     script.write_text(_INSPECT_RB)
     ruby = shutil.which("ruby") or "/usr/bin/ruby"
     r = subprocess.run([ruby, str(script), str(ROOT), env["VAGRANT_HOME"], env["VAGRANT_DOTFILE_PATH"]],
-                       env=env, capture_output=True, text=True, timeout=120)
+                       env=dict(env, **extra_env), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def vagrant_config(vagrant):
+    return _inspect_vagrantfile(vagrant)
+
+
+def _synced_folders(cfg):
+    """(the repository's folder, the shipped lessons' mirror): the two enabled synced folders."""
+    folders = [f for f in cfg["synced_folders"] if not f.get("disabled")]
+    assert len(folders) == 2, folders
+    (repo,) = [f for f in folders if f["hostpath"] == "."]
+    (shipped,) = [f for f in folders if f["hostpath"] == "notebooks"]
+    return repo, shipped
+
+
+@pytest.mark.slow
+@vagrant_timeout
+def test_vagrant_sync_never_writes_the_students_lessons(vagrant_config):
+    """The repository's rsync leaves the lessons alone (no --update: an autosaved lesson
+    never got a fix); the shipped notebooks go to an exact mirror that labkit.service's
+    `labkit lessons update` installs from (tests/test_lessons_cmd.py replays the two rsyncs)."""
+    for prov, cfg in vagrant_config.items():
+        repo, shipped = _synced_folders(cfg)
+        assert repo["type"] == shipped["type"] == "rsync", prov
+        assert "--update" not in repo["rsync__args"] and "--delete" not in repo["rsync__args"], repo
+        assert {"/notebooks/[0-9][0-9]-*.ipynb", "/notebooks/index.ipynb", "/.lessons-shipped/"} <= \
+            set(repo["rsync__exclude"]), repo["rsync__exclude"]
+        assert shipped["guestpath"] == "/home/vagrant/labkit/.lessons-shipped", shipped
+        assert "--delete" in shipped["rsync__args"] and "--update" not in shipped["rsync__args"], shipped
+        assert "bpf_snippets" in shipped["rsync__exclude"] and "*.mine-*.ipynb" in shipped["rsync__exclude"]
+        service = [p for p in cfg["provisioners"] if p["name"] == "labkit-service"][0]["inline"]
+        pre = re.search(r"^ExecStartPre=(.*)$", service, re.M).group(1)
+        assert pre.startswith("-") and "-m labkit lessons --root $guest_dir update" in pre, pre
+
+
+@pytest.mark.slow
+@vagrant_timeout
+def test_vagrant_bridge_is_an_option(vagrant):
+    """LABKIT_BRIDGE=<host iface> adds one bridged network per provider (VirtualBox:
+    bridged adapter; libvirt: macvtap on that device), DHCP or LABKIT_BRIDGE_IP; the
+    host-only network and the loopback-only forward stay as they are."""
+    cfg = _inspect_vagrantfile(vagrant, LABKIT_BRIDGE="enp0s31f6")
+    for prov, c in cfg.items():
+        (pub,) = [n for n in c["networks"] if n["type"] == "public_network"]
+        if prov == "virtualbox":
+            assert pub["bridge"] == "enp0s31f6", pub
+        else:
+            assert pub["dev"] == "enp0s31f6" and pub["mode"] == "bridge", pub
+        assert "ip" not in pub, pub                     # DHCP (Vagrant drops its default route)
+        assert not pub.get("use_dhcp_assigned_default_route"), pub
+        priv = [n for n in c["networks"] if n["type"] == "private_network"]
+        assert len(priv) == 1 and priv[0]["ip"] == "192.168.56.10"
+        assert _jupyter_forward(c)["host_ip"] == "127.0.0.1"
+    cfg = _inspect_vagrantfile(vagrant, LABKIT_BRIDGE="wlan0", LABKIT_BRIDGE_IP="10.20.30.40")
+    for prov, c in cfg.items():
+        (pub,) = [n for n in c["networks"] if n["type"] == "public_network"]
+        assert pub["ip"] == "10.20.30.40", (prov, pub)
+    text = VAGRANTFILE.read_text()
+    assert "LABKIT_BRIDGE" in text and "off by default" in text.lower()
 
 
 def _service_args(cfg):
@@ -143,9 +203,11 @@ def test_vagrant_providers_box_network_and_forward(vagrant_config):
         priv = [n for n in cfg["networks"] if n["type"] == "private_network"]
         assert len(priv) == 1 and priv[0]["ip"].startswith("192.168.56."), priv
         # the repository is synced into the VM, without the host's venv
-        (sf,) = [f for f in cfg["synced_folders"] if not f.get("disabled")]
+        sf, shipped = _synced_folders(cfg)
         assert sf["hostpath"] == "." and sf["guestpath"] == "/home/vagrant/labkit"
         assert ".venv/" in sf["rsync__exclude"]
+        # no bridged network unless LABKIT_BRIDGE says so
+        assert not [n for n in cfg["networks"] if n["type"] == "public_network"], cfg["networks"]
     vbox, libvirt = vagrant_config["virtualbox"], vagrant_config["libvirt"]
     modifyvm = {c[2]: c[3] for c in vbox["vb_customize"] if c[:2] == ["modifyvm", "id"]}
     assert modifyvm["--cpus"] == "2" and 2048 <= int(modifyvm["--memory"]) <= 4096, modifyvm
