@@ -226,3 +226,52 @@ def test_big_text_and_plot_shapes():
     assert plot[1].endswith("██")         # the newest second, 10, reaches the top
     assert plot[-1].rstrip().endswith("now")
     assert all("█" not in line for line in bar_plot([], 40, 10))
+
+
+def test_instructor_notebook_counts_the_pings_and_gives_back(sb, monkeypatch):
+    """instructor/demo-xdp.ipynb, cell by cell in a real kernel, on the sandbox's target interface."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("LABKIT_DEMO_IFACE", sb.target_iface)
+    monkeypatch.setenv("LABKIT_DEMO_NETNS", sb.target_ns)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    nb = nbformat.read(ROOT / "instructor" / "demo-xdp.ipynb", as_version=4)
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    assert len(code) == 3
+    client = NotebookClient(nb, kernel_name="labkit", timeout=120, allow_errors=False,
+                            resources={"metadata": {"path": str(ROOT / "instructor")}})
+
+    def run(source: str) -> str:
+        cell = nbformat.v4.new_code_cell(source)
+        nb.cells.append(cell)           # only in this copy
+        client.execute_cell(cell, len(nb.cells) - 1)
+        return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+    with client.setup_kernel():
+        client.execute_cell(nb.cells[code[0]], code[0])
+        said = "".join(o.get("text", "") for o in nb.cells[code[0]].outputs)
+        assert f"the room pings: {sb.target_ip}" in said, said
+        client.execute_cell(nb.cells[code[1]], code[1])
+        shown = nb.cells[code[1]].outputs
+        assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in shown), shown
+        assert xdp_on(sb.target_iface, sb.target_ns)
+        r = sb.ping(count=5, interval=0.1, timeout=0.5)
+        assert r.transmitted == 5 and r.received == 0
+        out = run("import time\n"
+                  "t = time.monotonic() + 60\n"
+                  "while room.meter.total < 5 and time.monotonic() < t:\n"
+                  "    time.sleep(0.1)\n"
+                  "time.sleep(1.2)\n"       # the second that holds the pings closes
+                  "room.refresh()\n"
+                  "png = room.widget.children[1].value\n"
+                  "print('TOTAL', room.meter.total, 'RATES', sum(room.meter.rates), 'PNG', png[:4] == b'\\x89PNG')\n"
+                  "print('COUNTER', '>5<' in room.widget.children[0].value)\n"
+                  "print('PANEL', room.panel.state, int(room.panel.table().query('action == \"drop\"').packets.sum()))")
+        assert "TOTAL 5 RATES 5 PNG True" in out, out
+        assert "COUNTER True" in out and "PANEL running 5" in out, out
+        client.execute_cell(nb.cells[code[2]], code[2])
+        said = "".join(o.get("text", "") for o in nb.cells[code[2]].outputs)
+        assert "5 pings dropped; detached: pings answer again" in said, said
+        assert not xdp_on(sb.target_iface, sb.target_ns)
+    assert sb.ping(count=2, interval=0.1, timeout=2).received == 2

@@ -23,22 +23,30 @@ the last line says so. The pieces (:class:`DropMeter`, :func:`big_text`,
 from __future__ import annotations
 
 import argparse
+import html
 import ipaddress
 import math
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from labkit._errors import LabkitError
 from labkit.lab import Lab
 from labkit.net.netns import run_in_netns
 from labkit.net.xdp import XdpAttachment
+from labkit.views.display import widget_bundle
+from labkit.views.panel import LivePanel
+from labkit.views.plot import Plot
 
-__all__ = ["DropMeter", "addresses", "bar_plot", "big_text", "main", "run_xdp_demo", "screen"]
+__all__ = ["DropMeter", "RoomView", "addresses", "bar_plot", "big_text", "main", "room_view", "run_xdp_demo",
+           "screen"]
 
 PROGRAM = "xdp_icmp_drop"
 
@@ -170,6 +178,82 @@ def screen(meter: DropMeter, title: str, notes: list[str], width: int, height: i
     lines += [f"pings dropped ({meter.now}/s now, {meter.seconds} s running)", ""]
     lines += bar_plot(list(meter.rates), width, max(6, height - len(lines) - 1))
     return "\n".join(line[:width] for line in lines[:height])
+
+
+class RoomView:
+    """The notebook's demo (instructor/demo-xdp.ipynb): a counter in 120-pixel digits,
+    a full-width plot of pings dropped per second, and labkit's live panel of the
+    attachment (exact counters by action and protocol) under them. It refreshes
+    every ``interval`` seconds until the attachment is detached or :meth:`close`;
+    :meth:`close` detaches the attachment; a re-run of the view's cell replaces the view
+    (labkit's panel registry) and keeps the attachment."""
+
+    def __init__(self, att: XdpAttachment, *, history: int = 60, interval: float = 0.5):
+        import ipywidgets as w  # lazy: ipywidgets is only needed in a notebook
+
+        self.att = att
+        self.interval = float(interval)
+        self.meter = DropMeter(lambda: att.packets("drop"), history=history)
+        # the panel does not own the attachment: re-running the view's cell alone keeps the program on
+        self.panel = LivePanel(att, name=f"room demo {att.target}", rows=6, interval=interval, history=history,
+                               own=False)
+        self.note = ""
+        if att.mode != "native":
+            self.note = (f"{att.target} runs the program in GENERIC mode ({att.mode_note}): the same drops, "
+                         "counted the same")
+        self._counter = w.HTML()
+        self._plot = Plot("pings dropped / s", figsize=(12.0, 4.0), dpi=80)
+        self._image = w.Image(format="png", layout=w.Layout(width="100%"))
+        self.widget = w.VBox([self._counter, self._image, self.panel.widget])
+        self.panel.shown_in(self.widget)
+        self._halt = threading.Event()
+        self.refresh()
+        self._thread = threading.Thread(target=self._run, name="labkit-room-demo", daemon=True)
+        self._thread.start()
+
+    def refresh(self) -> None:
+        """Read the counters and redraw the counter and the plot now."""
+        if self.att.attached:
+            self.meter.tick()
+        rates = np.array(list(self.meter.rates) or [0], dtype=float)
+        x = np.arange(-len(rates) + 1, 1, dtype=float)
+        self._image.value = self._plot.render(x, {"pings dropped": rates})
+        note = f"<div style='font-size:18px;color:#b35900'>{html.escape(self.note)}</div>" if self.note else ""
+        state = "" if self.att.attached else " (detached: pings answer again)"
+        self._counter.value = (
+            f"<div style='font-family:sans-serif'><div style='font-size:20px'>{html.escape(_describe(self.att))}"
+            f"{state}</div>{note}<div style='font-size:120px;font-weight:bold;line-height:1.1'>"
+            f"{self.meter.total:,}</div><div style='font-size:28px'>pings dropped &middot; {self.meter.now}/s "
+            f"now</div></div>")
+
+    def _run(self) -> None:
+        while not self._halt.wait(self.interval):
+            try:
+                self.refresh()
+            except Exception:   # a view must never take the notebook down
+                pass
+            if not self.att.attached or self.panel.state == "replaced":
+                return
+
+    def close(self) -> None:
+        """Stop refreshing and give the attachment back (idempotent)."""
+        self._halt.set()
+        self.panel.close()
+        self.att.detach()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self.refresh()
+
+    def _repr_mimebundle_(self, **kw):
+        return widget_bundle(self, **kw)
+
+    def __repr__(self) -> str:
+        return f"<labkit RoomView {_describe(self.att)}: {self.meter.total} pings dropped>"
+
+
+def room_view(att: XdpAttachment, **kw: Any) -> RoomView:
+    """A :class:`RoomView` of ``att`` (what ``lab.attach_xdp`` returned)."""
+    return RoomView(att, **kw)
 
 
 class _Stop(Exception):
