@@ -271,6 +271,8 @@ def run_xdp_demo(iface: str, *, netns: str | None = None, mode: str = "native", 
     err = err or sys.stderr
     plain = (not out.isatty()) if plain is None else plain
     where = f"{netns}:{iface}" if netns else iface
+    caught = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {sig: signal.getsignal(sig) for sig in caught}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     lab = Lab()
@@ -326,7 +328,7 @@ def run_xdp_demo(iface: str, *, netns: str | None = None, mode: str = "native", 
     except _Stop as e:
         why = str(e)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGHUP):     # a second signal must not cut the giving back short
+        for sig in caught:              # a second signal must not cut the giving back short
             signal.signal(sig, signal.SIG_IGN)
         if att is not None and not plain:
             out.write("\x1b[?25h\x1b[?1049l")
@@ -342,6 +344,8 @@ def run_xdp_demo(iface: str, *, netns: str | None = None, mode: str = "native", 
             dropped = f"dropped {total - meter.start_total} pings; " if total is not None and meter else ""
             print(f"labkit demo: {why}: {dropped}{PROGRAM} taken off {where} (XDP {att.state}); pings answer again",
                   file=out, flush=True)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
     return 0
 
 
