@@ -29,6 +29,7 @@ import math
 import shutil
 import signal
 import sys
+import textwrap
 import threading
 import time
 from collections import deque
@@ -173,7 +174,7 @@ def screen(meter: DropMeter, title: str, notes: list[str], width: int, height: i
     counter = big_text(f"{meter.total:,}", scale)
     if max(map(len, counter)) > width:
         counter = big_text(f"{meter.total:,}", 1)
-    lines = [title[:width], *[n[:width] for n in notes], ""]
+    lines = [title[:width], *[part for n in notes for part in textwrap.wrap(n, width) or [""]], ""]
     lines += counter
     lines += [f"pings dropped ({meter.now}/s now, {meter.seconds} s running)", ""]
     lines += bar_plot(list(meter.rates), width, max(6, height - len(lines) - 1))
@@ -301,7 +302,8 @@ def run_xdp_demo(iface: str, *, netns: str | None = None, mode: str = "native", 
             print(f"labkit demo: {n}", file=err)
         err.flush()
         meter = DropMeter(lambda: att.packets("drop"))   # ping: ICMP and ICMPv6 echo
-        title = f"labkit demo · {_describe(att)} · {ping_hint} · Ctrl-C gives it back"
+        title = f"labkit demo · {_describe(att)}"
+        notes.insert(0, f"Ask the room: {ping_hint}    (Ctrl-C gives it back)")
         if not plain:
             out.write("\x1b[?1049h\x1b[?25l")      # the alternate screen, no cursor
         start = time.monotonic()
