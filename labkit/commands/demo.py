@@ -16,7 +16,9 @@ log) it prints one line a second::
     dropped 12 pings, 1/s (xdp_icmp_drop on eth1, native mode via bpf_link)
 
 Ctrl-C, SIGTERM, SIGHUP or ``--seconds`` end it: the program is taken off and
-the last line says so. The pieces (:class:`DropMeter`, :func:`big_text`,
+the last line says so. In a notebook (instructor/demo-xdp.ipynb), :func:`room_view`
+shows the same with labkit's live panel: a counter in 120-pixel digits and a
+full-width plot. The pieces (:class:`DropMeter`, :func:`big_text`,
 :func:`bar_plot`, :func:`screen`) are plain functions the tests call.
 """
 
