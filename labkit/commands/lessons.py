@@ -49,6 +49,7 @@ __all__ = [
     "SHIPPED_DIR",
     "LessonState",
     "copy_name",
+    "is_kept_copy",
     "lesson_states",
     "main",
     "repo_root",
@@ -109,6 +110,11 @@ def copy_name(lesson: Path, when: float | None = None) -> Path:
         cand = lesson.with_name(f"{lesson.stem}.mine-{stamp}-{n}.ipynb")
         n += 1
     return cand
+
+
+def is_kept_copy(path: Path) -> bool:
+    """Is ``path`` a student's kept copy (``NN-name.mine-<time>.ipynb``), not a notebook to run or list?"""
+    return ".mine-" in path.name
 
 
 def _copies(lesson: Path) -> list[Path]:

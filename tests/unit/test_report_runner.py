@@ -39,3 +39,13 @@ def test_the_command_refuses_missing_notebooks(tmp_path, capsys):
     assert main(["--notebooks", str(tmp_path / "none"), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == f"labkit report: no notebooks in {tmp_path / 'none'}\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_a_students_kept_copy_is_not_reported(tmp_path, capsys):
+    """`labkit lessons reset` keeps a student's copy beside the lesson: `labkit report 02`
+    still means the lesson, and a kept copy alone is no notebook to report."""
+    (tmp_path / "02-xdp-ping-drop.mine-20261130-120000.ipynb").write_text("{}")
+    assert main(["--notebooks", str(tmp_path), "--out", str(tmp_path / "out"), "02"]) == 2
+    assert "no such notebook: 02" in capsys.readouterr().err
+    assert main(["--notebooks", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"labkit report: no notebooks in {tmp_path}\n"

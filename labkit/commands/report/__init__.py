@@ -40,6 +40,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from labkit.commands.lessons import is_kept_copy
 from labkit.commands.report.export import export_html
 from labkit.commands.report.offline import external_references
 from labkit.commands.report.runner import DEFAULT_KERNEL, DEFAULT_TIMEOUT, Result, give_back, run_notebook
@@ -64,7 +65,7 @@ def _resolve(args: list[str], nb_dir: Path) -> tuple[list[Path], list[str]]:
         cands = [p, nb_dir / a, nb_dir / f"{a}.ipynb"]
         hit = next((c for c in cands if c.is_file()), None)
         if hit is None:  # a lesson number or prefix: "02", "02-xdp"
-            pref = sorted(nb_dir.glob(f"{a}*.ipynb")) if nb_dir.is_dir() else []
+            pref = sorted(p for p in nb_dir.glob(f"{a}*.ipynb") if not is_kept_copy(p)) if nb_dir.is_dir() else []
             hit = pref[0] if len(pref) == 1 else None
         if hit is None:
             missing.append(a)
@@ -95,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"labkit report: no such notebook: {', '.join(missing)} (looked in . and {a.nb_dir})", file=sys.stderr)
             return 2
     else:
-        paths = sorted(a.nb_dir.glob("*.ipynb")) if a.nb_dir.is_dir() else []
+        # every notebook but a student's kept copies (labkit lessons reset keeps them beside the lesson)
+        paths = sorted(p for p in a.nb_dir.glob("*.ipynb") if not is_kept_copy(p)) if a.nb_dir.is_dir() else []
         if not paths:
             print(f"labkit report: no notebooks in {a.nb_dir}", file=sys.stderr)
             return 2
