@@ -218,6 +218,24 @@ def test_verifier_errors_carry_the_log_and_the_line(lab):
     assert labkit.live_attachments() == []
 
 
+def test_the_verifier_log_survives_a_bcc_compile_in_between(lab):
+    """BCC shares libbpf.so.1 and silences its print function on every compile:
+    a CO-RE load after a BCC compile must still carry the verifier's log."""
+    lab.load("count_getppid")
+    text = HEAD + PARENTS_MAP + textwrap.dedent("""
+        SEC("tracepoint/sched/sched_process_exec")
+        int lk_null_again(void *ctx)
+        {
+            u32 key = 1;
+            u32 *v = bpf_map_lookup_elem(&parents, &key);
+            return *v;
+        }
+        """) + TAIL
+    with pytest.raises(labkit.VerifierError) as ei:
+        lab.load_object(text, name="after_bcc")
+    assert ei.value.program == "lk_null_again" and "invalid mem access" in str(ei.value), str(ei.value)
+
+
 def test_fentry_either_works_or_is_refused_naming_the_way_that_works(lab):
     before = bpf_fds()
     try:

@@ -97,6 +97,11 @@ def captured_log() -> Iterator[list[str]]:
     load) while the block runs, as a list of strings; one block at a time."""
     global _sink
     with _lock:
+        lib = libbpf()
+        if lib is not None:
+            # BCC links the same libbpf.so.1 and sets its print function to NULL whenever it
+            # reads BTF for a compile: take it back for the length of this block
+            lib.libbpf_set_print(_print)
         lines: list[str] = []
         _sink = lines
         try:
