@@ -1,4 +1,4 @@
-"""The ``labkit`` command: doctor, cleanup, sandbox, report, bench."""
+"""The ``labkit`` command: doctor, cleanup, sandbox, report, bench, course."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("sandbox", help="a persistent network sandbox for the shell: up | down | status")
     sub.add_parser("report", help="execute every lesson headless and write reports/<lesson>.html (offline)")
     sub.add_parser("bench", help="benchmark the event pipeline against raw BCC and trace_printk")
+    sub.add_parser("course", help="the lessons as an nbgrader course: create | release | submit | autograde | gradebook")
     if not argv or argv[0] in ("-h", "--help"):
         p.print_help()
         return 0 if argv else 2
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         from labkit.commands.bench import main as bench_main  # lazy: load one command, not all
 
         return bench_main(rest)
+    if cmd == "course":
+        from labkit.commands.course import main as course_main  # lazy: load one command, not all
+
+        return course_main(rest)
     p.error(f"unknown command {cmd!r}")
     return 2
 
