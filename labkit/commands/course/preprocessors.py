@@ -94,7 +94,7 @@ class GradeExecute(Execute):
             if cell.cell_type != "code" or i < self.started:
                 continue
             if i == self.started or nbgrader_utils.is_grade(cell):
-                where = "in this cell" if i == self.started else f"in code cell {self.started}, before this cell ran"
+                where = "in this cell" if i == self.started else f"in cell {self.started + 1}, before this cell ran"
                 cell.outputs.append(NotebookNode(
                     output_type="error", ename=KERNEL_DIED,
                     evalue=f"the kernel died {where} ({why.splitlines()[0] if why else 'no reason given'}); "
