@@ -154,3 +154,41 @@ def test_nothing_left_in_the_kernel(course):
     assert not list(Path("/run/labkit/xdp").glob(f"*{pid}*")) if Path("/run/labkit/xdp").is_dir() else True
     log = course["graded"]["carol"].log
     assert sb_id in log and "gave back" in log
+
+
+def test_class_overview_notebook(course, monkeypatch):
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("LABKIT_COURSE", str(course["root"]))
+    nb = nbformat.read(REPO / "instructor/class-overview.ipynb", as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="labkit", resources={"metadata": {"path": str(REPO)}}).execute()
+    outs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outs if o.output_type == "error"]
+    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outs)
+    assert "3 students, 6 graded exercises" in text and "points on offer: 4" in text
+    assert sum("image/png" in o.get("data", {}) for o in outs) == 2          # pass rates, time spent
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outs)
+    assert re.search(r"every creation with CLONE_VM \(0x100\)", html)      # the most common mistakes, whole
+    assert re.search(r"it kept N processes this process created \(kind fork, vfork, e.g. child N\)", html)
+    assert "the kernel died" in html
+
+
+def test_student_release_without_the_references(monkeypatch, tmp_path):
+    """A student's copy has no bpf_snippets/solution_*: solution() says to ask, checks still judge."""
+    from labkit.exercises import framework
+    from labkit.exercises.lessons import lesson03
+    from test_exercises_03 import RIGHT, WRONG
+
+    for p in framework.SNIPPET_DIR.iterdir():
+        if not p.name.startswith("solution_"):
+            (tmp_path / p.name).symlink_to(p)
+    monkeypatch.setattr(framework, "SNIPPET_DIR", tmp_path)
+    monkeypatch.delenv(framework.STUDENT_RELEASE_ENV, raising=False)
+    assert framework.student_release() and framework.reference_files() == []
+    ex = lesson03.build()
+    assert "ask your instructor" in repr(ex.q1.solution()).lower()
+    ref = ex.q1.check_solution()
+    assert ref.status == "not attempted" and "Ask your instructor" in ref.message
+    assert ex.q1.check(RIGHT[0][1]).correct
+    wrong = ex.q1.check(WRONG[0][1])
+    assert not wrong.correct and wrong.score == 0.75 and re.search(WRONG[0][2], wrong.message)

@@ -6,6 +6,7 @@ the submitted notebook recorded it (JupyterLab's cell execution timing)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from labkit.commands.course.cell import GRADE_MIME
 
-__all__ = ["COLUMNS", "export_csv", "grades", "time_spent"]
+__all__ = ["COLUMNS", "common_mistakes", "export_csv", "grades", "pass_rates", "time_spent", "time_table"]
 
 COLUMNS = ["assignment", "student", "exercise", "points", "max_points", "status", "score", "message",
            "check_seconds", "minutes_spent"]
@@ -90,3 +91,42 @@ def export_csv(root: Path, out: Path | None = None) -> Path:
     out = Path(out) if out else Path(root) / "grades.csv"
     grades(root).to_csv(out, index=False)
     return out
+
+
+def pass_rates(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (assignment, exercise): students graded, how many got it right, the
+    pass rate and the mean points."""
+    if df.empty:
+        return pd.DataFrame(columns=["assignment", "exercise", "students", "correct", "pass_rate", "mean_points",
+                                     "max_points"])
+    g = df.assign(ok=df.status.eq("correct")).groupby(["assignment", "exercise"], sort=True)
+    out = g.agg(students=("student", "nunique"), correct=("ok", "sum"), mean_points=("points", "mean"),
+                max_points=("max_points", "max")).reset_index()
+    out["pass_rate"] = (out.correct / out.students).round(3)
+    out["mean_points"] = out.mean_points.round(2)
+    return out[["assignment", "exercise", "students", "correct", "pass_rate", "mean_points", "max_points"]]
+
+
+def _shape(message: str) -> str:
+    """A message with its numbers (pids, counts, thread ids) made ``N``, so the same mistake groups together."""
+    first = str(message).split("\n", 1)[0]
+    return re.sub(r"\b\d+\b", "N", first)
+
+
+def common_mistakes(df: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    """The most common wrong-answer messages (numbers made ``N``), with how
+    many submissions got each and which exercise they belong to."""
+    wrong = df[df.status.ne("correct")]
+    if wrong.empty:
+        return pd.DataFrame(columns=["assignment", "exercise", "message", "students"])
+    out = (wrong.assign(message=wrong.message.map(_shape))
+           .groupby(["assignment", "exercise", "message"]).student.nunique()
+           .rename("students").reset_index()
+           .sort_values(["students", "assignment", "exercise"], ascending=[False, True, True]))
+    return out.head(n).reset_index(drop=True)
+
+
+def time_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Minutes each student spent per assignment, where the notebook recorded it."""
+    t = df.dropna(subset=["minutes_spent"]).groupby(["assignment", "student"]).minutes_spent.first()
+    return t.reset_index()
