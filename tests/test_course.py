@@ -22,11 +22,13 @@ from labkit.net.records import list_sandboxes
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_exercises_01 import Q2_WRONG, _CONDITION, student  # noqa: E402
+from test_exercises_03 import RIGHT as RIGHT_03  # noqa: E402
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow, pytest.mark.requires("root", "tracefs")]
 
 REPO = Path(__file__).resolve().parents[1]
-NB = "01-hello-clone.ipynb"
+NB, NB3 = "01-hello-clone.ipynb", "03-maps-vs-events.ipynb"
+CELL_TIMEOUT = 20   # seconds per cell while grading: dave's endless loop is cut there
 RIGHT_Q1, RIGHT_Q2 = "\"pid == @me and kind == 'thread'\"", student(_CONDITION)
 WRONG_Q1 = "\"pid == @me or kind == 'thread'\""          # catalogue "or": parts [T, T, F, F] -> 0.5
 WRONG_Q2 = Q2_WRONG[1][1]                                 # catalogue CLONE_VM: 0.6
@@ -77,7 +79,15 @@ def course(tmp_path_factory):
         path.parent.mkdir()
         path.write_text(json.dumps(nb))
         notebooks[who] = submit(root, who, path)
-    graded = autograde(root, timeout=60)
+    # dave (lesson 03): a right answer, then a cell that never ends: cut at the cell timeout, graded on what ran
+    nb = json.loads((root / "release" / "lesson03" / NB3).read_text())
+    _answer(nb, "lesson03-q1-answer", "%%bpf my_program\n" + RIGHT_03[0][1])
+    _after(nb, "lesson03-q1-answer", "while True:\n    pass")
+    path = subs / "dave" / NB3
+    path.parent.mkdir()
+    path.write_text(json.dumps(nb))
+    submit(root, "dave", path)
+    graded = autograde(root, timeout=CELL_TIMEOUT)
     return {"root": root, "left": subs / "left.json", "sources": sources, "released": released, "graded": {g.student: g for g in graded}}
 
 
@@ -114,25 +124,31 @@ def test_release_has_the_starters_and_no_solution(course):
 
 
 def test_exact_scores(course):
-    assert {s: g.ok for s, g in course["graded"].items()} == {"alice": True, "bob": True, "carol": True}
+    assert {s: g.ok for s, g in course["graded"].items()} == {"alice": True, "bob": True, "carol": True,
+                                                               "dave": True}
     df = grades(course["root"])
     got = {(r.student, r.exercise): (r.points, r.status) for r in df.itertuples()}
     assert got == {("alice", "q1"): (2.0, "correct"), ("alice", "q2"): (2.0, "correct"),
                    ("bob", "q1"): (1.0, "incorrect"), ("bob", "q2"): (1.2, "incorrect"),
-                   ("carol", "q1"): (2.0, "correct"), ("carol", "q2"): (0.0, "error")}
+                   ("carol", "q1"): (2.0, "correct"), ("carol", "q2"): (0.0, "error"),
+                   ("dave", "q1"): (2.0, "correct")}
     minutes = df.groupby("student").minutes_spent.first()
-    assert minutes["alice"] == 12.0 and minutes[["bob", "carol"]].isna().all()
+    assert minutes["alice"] == 12.0 and minutes[["bob", "carol", "dave"]].isna().all()
     csv = subprocess.run([sys.executable, "-m", "labkit", "course", "gradebook", str(course["root"])],
                          capture_output=True, text=True, timeout=120)
     assert csv.returncode == 0, csv.stderr
     lines = (course["root"] / "grades.csv").read_text().splitlines()
     assert lines[0] == "assignment,student,exercise,points,max_points,status,score,message,check_seconds,minutes_spent"
-    assert len(lines) == 7
+    assert len(lines) == 8
+    dave = json.loads((course["root"] / "autograded/dave/lesson03" / NB3).read_text())
+    loop = next(c for c in dave["cells"] if "".join(c["source"]).endswith("while True:\n    pass"))
+    assert [o.get("ename") for o in loop["outputs"] if o["output_type"] == "error"] in (
+        ["CellTimeoutError"], ["KeyboardInterrupt"], ["KeyboardInterrupt", "CellTimeoutError"])
 
 
 def test_feedback_says_what_was_wrong_offline(course):
     fb = {s: g.feedback for s, g in course["graded"].items()}
-    assert all(len(v) == 1 for v in fb.values()), fb
+    assert all(len(v) == 1 for v in fb.values()) and len(fb) == 4, fb
     bob = fb["bob"][0].read_text()
     assert "1 of 2 points (incorrect)" in bob and "1.2 of 2 points (incorrect)" in bob
     assert re.search(r"every creation with CLONE_VM \(0x100\): test CLONE_THREAD", bob)
@@ -165,7 +181,8 @@ def test_class_overview_notebook(course, monkeypatch):
     outs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outs if o.output_type == "error"]
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outs)
-    assert "3 students, 6 graded exercises" in text and "points on offer: 4" in text
+    assert "4 students, 7 graded exercises" in text and "points on offer: 6" in text
+    assert not [o for o in outs if o.get("name") == "stderr"], [o.text for o in outs if o.get("name") == "stderr"]
     assert sum("image/png" in o.get("data", {}) for o in outs) == 2          # pass rates, time spent
     html = "".join(o.get("data", {}).get("text/html", "") for o in outs)
     assert re.search(r"every creation with CLONE_VM \(0x100\)", html)      # the most common mistakes, whole
