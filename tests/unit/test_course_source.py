@@ -85,7 +85,8 @@ def test_release_of_every_lesson_has_the_starters_and_no_solution(tmp_path):
 
 def test_bad_course_inputs_say_what_to_do(tmp_path):
     with pytest.raises(ArgumentError, match=r"no lesson '42'.*lessons: 00, 01"):
-        create(tmp_path, ["42"])
+        create(tmp_path / "c", ["01", "42"])
+    assert not (tmp_path / "c").exists()          # nothing half-built
     with pytest.raises(ArgumentError, match=r"a lesson is a number such as 01"):
         create(tmp_path, ["one"])
     with pytest.raises(ArgumentError, match=r"--points must be more than 0"):

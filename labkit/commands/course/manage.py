@@ -73,9 +73,7 @@ def create(root: Path, lessons: list[str] | None = None, *, points: float = 2.0,
     if points <= 0:
         raise ArgumentError(f"--points must be more than 0, got {points}")
     numbers = lessons or sorted({p.name[:2] for p in lessons_dir.glob("[0-9][0-9]-*.ipynb")})
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "nbgrader_config.py").write_text(CONFIG_FILE.format(timeout=int(timeout)))
-    written = []
+    made = []   # every source notebook first: a bad lesson leaves nothing written
     for n in numbers:
         if not str(n).isdigit():
             raise ArgumentError(f"a lesson is a number such as 01, got {n!r}")
@@ -83,11 +81,13 @@ def create(root: Path, lessons: list[str] | None = None, *, points: float = 2.0,
         nb = nbformat.read(nb_path, as_version=4)
         src = nbformat.from_dict(source_notebook(nb, lesson_exercises(n), points=points))
         nbformat.validate(src)
-        out = root / "source" / assignment_id(n) / nb_path.name
+        made.append((root / "source" / assignment_id(n) / nb_path.name, src))
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "nbgrader_config.py").write_text(CONFIG_FILE.format(timeout=int(timeout)))
+    for out, src in made:
         out.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(src, out)
-        written.append(out)
-    return written
+    return [out for out, _ in made]
 
 
 def release(root: Path, assignments: list[str] | None = None) -> list[Path]:
