@@ -126,3 +126,12 @@ def test_class_tables():
     assert len(top) == 2
     assert time_table(df).values.tolist() == [["lesson01", "a", 10.0]]
     assert pass_rates(df.iloc[:0]).empty and common_mistakes(df.iloc[:0]).empty
+
+
+def test_under_nbgrader_validate_an_answer_that_is_not_correct_fails(monkeypatch):
+    monkeypatch.setenv("NBGRADER_EXECUTION", "validate")
+    assert grade(_exercise(), 4, points=2) == 2.0
+    with pytest.raises(AssertionError, match=r"q1: incorrect: not yet: not three; not four"):
+        grade(_exercise(), 2, points=2)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert grade(_exercise(), 2, points=2) == 1.0          # autograding: partial credit, no error

@@ -50,7 +50,8 @@ class Grade(ShownOnce):
 def grade(exercise: Exercise, answer: Any, points: float) -> float:
     """Check ``answer`` with ``exercise``'s checker (on the real kernel) and
     return ``points × score``. Under ``nbgrader validate`` the reference
-    solution (the instructor's source notebook) is checked as the reference."""
+    solution (the instructor's source notebook) is checked as the reference,
+    and an answer that is not correct raises (validate reports it failed)."""
     with contextlib.redirect_stderr(sys.stdout):
         res = exercise.check(answer)
         if (res.status == INCORRECT and res.details.get("error") == "reference"
@@ -58,4 +59,8 @@ def grade(exercise: Exercise, answer: Any, points: float) -> float:
             res = exercise.check_solution()
     g = Grade(exercise.id, res, float(points))
     g.show()
+    if os.environ.get("NBGRADER_EXECUTION") == "validate" and not res.correct:
+        # nbgrader validate (the instructor's check of the source, a student's Validate button):
+        # a test that did not pass is an error there, with the checker's message
+        raise AssertionError(f"{exercise.id}: {res.status}: {res.message}")
     return g.earned
