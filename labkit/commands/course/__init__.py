@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                 failed += not g.ok
                 print(f"{g.assignment} {g.student}: {'graded' if g.ok else 'FAILED'}"
                       + (f"; feedback {', '.join(map(str, g.feedback))}" if g.feedback else ""))
+                for line in g.gave_back:
+                    print(f"  gave back what its kernel left: {line}")
                 if not g.ok:
                     print(g.log, file=sys.stderr)
             return 1 if failed else 0

@@ -139,6 +139,7 @@ class Graded:
     log: str = ""
     feedback: list[Path] = field(default_factory=list)
     reaped: str = ""
+    gave_back: list[str] = field(default_factory=list)   # what the submission's kernel left, removed
 
 
 def offline_feedback(html: str) -> str:
@@ -172,6 +173,8 @@ def autograde(root: Path, assignments: list[str] | None = None, students: list[s
             res = api.autograde(a_dir.name, student_dir.name, force=True)
             g = Graded(a_dir.name, student_dir.name, bool(res.get("success")),
                        (res.get("log") or "") + (res.get("error") or ""))
+            g.gave_back = [ln.split("labkit: gave back what the submission's kernel left: ", 1)[1]
+                           for ln in g.log.splitlines() if "labkit: gave back what the submission's kernel left: " in ln]
             g.reaped = reap_dead_owners()
             if g.ok and feedback:
                 fb = api.generate_feedback(a_dir.name, student_dir.name, force=True)
