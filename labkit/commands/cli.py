@@ -1,4 +1,4 @@
-"""The ``labkit`` command: doctor, cleanup, sandbox, report, bench, demo, lessons."""
+"""The ``labkit`` command: doctor, cleanup, sandbox, report, bench, demo, lessons, course."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="benchmark the event pipeline against raw BCC and trace_printk")
     sub.add_parser("demo", help="demo to a room: `demo xdp --iface IFACE` drops pings, big counter and plot")
     sub.add_parser("lessons", help="the shipped lessons vs yours: list | reset [N ...] | update")
+    sub.add_parser("course", help="the lessons as an nbgrader course: create | release | submit | autograde | gradebook")
     if not argv or argv[0] in ("-h", "--help"):
         p.print_help()
         return 0 if argv else 2
@@ -51,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         from labkit.commands.lessons import main as lessons_main  # lazy: load one command, not all
 
         return lessons_main(rest)
+    if cmd == "course":
+        from labkit.commands.course import main as course_main  # lazy: load one command, not all
+
+        return course_main(rest)
     p.error(f"unknown command {cmd!r}")
     return 2
 

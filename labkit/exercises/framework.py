@@ -13,6 +13,10 @@ and records that apart (``reference``), never as the student's. An answer that
 "the reference solution, not your answer". A checker reports the parts of the
 task it tested (``Result.parts``, ``Result.score``), so grading can give
 partial credit.
+
+A student release (``labkit course``) ships without the reference solutions
+(:func:`student_release`): ``solution()`` and ``check_solution()`` then say to
+ask the instructor, and ``check()`` works as before.
 """
 
 from __future__ import annotations
@@ -41,13 +45,18 @@ from labkit.programs.compile import (
 from labkit.views.display import ShownOnce
 from labkit.views.panel import live_panels
 
-__all__ = ["CORRECT", "Checklist", "attach_answer", "Exercise", "INCORRECT", "Incorrect", "Lesson", "NOT_ATTEMPTED", "Note",
-           "Part", "Result", "SUMMARY_MIME", "Summary", "int_key_column", "is_reference", "load_answer",
-           "need_map", "plural", "run_python", "snippet_text", "value_column"]
+__all__ = ["ASK_INSTRUCTOR", "CORRECT", "Checklist", "attach_answer", "Exercise", "INCORRECT", "Incorrect", "Lesson", "NOT_ATTEMPTED", "Note",
+           "Part", "Result", "STUDENT_RELEASE_ENV", "SUMMARY_MIME", "Summary", "int_key_column", "is_reference",
+           "load_answer", "need_map", "plural", "reference_files", "run_python", "snippet_text", "student_release",
+           "value_column"]
 
 CORRECT, INCORRECT, NOT_ATTEMPTED = "correct", "incorrect", "not attempted"
 #: the mime type of a lesson summary's JSON (``ex.summary()``), for tools and tests
 SUMMARY_MIME = "application/vnd.labkit.summary+json"
+#: set to 1 to behave as a student release even where the reference snippets are present
+STUDENT_RELEASE_ENV = "LABKIT_STUDENT_RELEASE"
+ASK_INSTRUCTOR = ("this is a student release: the reference solutions are not shipped with it. "
+                  "Ask your instructor (ex.{id}.hint() gives a hint, ex.{id}.check(...) checks your own answer).")
 _COLORS = {CORRECT: "#2a7d2a", INCORRECT: "#b03030", NOT_ATTEMPTED: "#8a6d00"}
 
 
@@ -221,7 +230,10 @@ class Exercise:
         """A C reference kept as text rather than a snippet (e.g. one that needs a USDT context)."""
         if self.solution_language != "c":
             return False
-        ref = self.solution_answer()
+        try:
+            ref = self.solution_answer()
+        except (OSError, LabkitError):   # a reference that is not here: nothing to compare with
+            return False
         if not isinstance(ref, str) or "{" not in ref:
             return False  # a snippet name: is_reference knows those
         text = answer.source if isinstance(answer, Program) else answer if isinstance(answer, str) else None
@@ -231,6 +243,10 @@ class Exercise:
         """Run the checker on the reference solution: proof that the checker
         (and this kernel) works. Shows only the verdict, and does not change
         yours."""
+        if student_release():
+            res = Result(self.id, NOT_ATTEMPTED, ASK_INSTRUCTOR.format(id=self.id), of="reference solution")
+            res.show()
+            return res
         res = self._run(self.solution_answer(), "reference solution")
         res.details = {**res.details, "checked": "reference solution"}
         self.reference = res
@@ -267,6 +283,10 @@ class Exercise:
         return note
 
     def solution(self) -> Note:
+        if student_release():
+            note = Note(f"{self.id}: ask your instructor", ASK_INSTRUCTOR.format(id=self.id))
+            note.show()
+            return note
         text = self.solution_text() if callable(self.solution_text) else self.solution_text
         note = Note(f"{self.id}: a solution", "", text, self.solution_language)
         note.show()
@@ -372,7 +392,29 @@ def is_reference(answer: Any) -> bool:
     else:
         return False
     mine = _normalized_c(text)
-    return any(_normalized_c(p.read_text()) == mine for p in SNIPPET_DIR.glob(f"{REFERENCE_PREFIX}*.c"))
+    return any(_normalized_c(p.read_text()) == mine for p in reference_files())
+
+
+def reference_files() -> list:
+    """The reference solutions present here (``bpf_snippets/solution_*.c``);
+    none in a student release."""
+    try:
+        return sorted(p for p in SNIPPET_DIR.glob(f"{REFERENCE_PREFIX}*") if p.is_file())
+    except OSError:
+        return []
+
+
+def student_release() -> bool:
+    """Whether this is a student's copy of the lab: no reference solution
+    ships with it (``bpf_snippets/solution_*`` absent), or
+    ``LABKIT_STUDENT_RELEASE=1``. Then ``solution()`` and ``check_solution()``
+    say to ask the instructor; ``check()`` works the same."""
+    flag = os.environ.get(STUDENT_RELEASE_ENV, "").strip().lower()
+    if flag in ("1", "true", "yes"):
+        return True
+    if flag in ("0", "false", "no"):
+        return False
+    return not reference_files()
 
 
 def load_answer(lab: Lab, answer: Any, *, name: str, **kw) -> Program:

@@ -1,0 +1,91 @@
+"""``labkit course``: the lessons as an nbgrader course, graded on the real kernel.
+
+    labkit course create DIR [--lessons 01 03 ...] [--points 2] [--timeout 120]
+    labkit course release DIR [lesson01 ...]
+    labkit course submit DIR STUDENT NOTEBOOK [--assignment lesson01]
+    labkit course autograde DIR [--assignment lesson01 ...] [--student ID ...] [--timeout 120]
+    labkit course gradebook DIR [--out grades.csv]
+
+``create`` writes DIR/nbgrader_config.py and DIR/source/lessonNN/ (answer
+cells as solution cells with the reference inside solution regions, an
+autograder test cell per exercise); ``release`` runs nbgrader
+generate_assignment (DIR/release/: the lessons' starters, no reference);
+``autograde`` grades DIR/submitted/STUDENT/lessonNN/ one submission at a time
+as root, each in a fresh kernel, gives back what each left, and writes offline
+feedback HTML (DIR/feedback/); ``gradebook`` exports one CSV row per
+(assignment, student, exercise). nbgrader's own commands work in DIR too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from labkit._errors import LabkitError
+from labkit.commands.course.config import DEFAULT_CELL_TIMEOUT
+from labkit.commands.course.gradebook import export_csv, grades
+from labkit.commands.course.manage import autograde, create, release, submit
+
+__all__ = ["autograde", "create", "export_csv", "grades", "main", "release", "submit"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="labkit course", description="the lessons as an nbgrader course")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    c = sub.add_parser("create", help="lessons -> nbgrader source notebooks (DIR/source/lessonNN)")
+    c.add_argument("dir", type=Path)
+    c.add_argument("--lessons", nargs="+", metavar="NN", help="lesson numbers (default: all)")
+    c.add_argument("--points", type=float, default=2.0, help="points per exercise (default 2)")
+    c.add_argument("--timeout", type=int, default=DEFAULT_CELL_TIMEOUT, help="seconds per cell when grading")
+    r = sub.add_parser("release", help="the student version (nbgrader generate_assignment)")
+    r.add_argument("dir", type=Path)
+    r.add_argument("assignments", nargs="*", metavar="lessonNN")
+    s = sub.add_parser("submit", help="copy a student's notebook into DIR/submitted/STUDENT/lessonNN/")
+    s.add_argument("dir", type=Path)
+    s.add_argument("student")
+    s.add_argument("notebook", type=Path)
+    s.add_argument("--assignment")
+    a = sub.add_parser("autograde", help="grade the submissions on the real kernel (root), then feedback HTML")
+    a.add_argument("dir", type=Path)
+    a.add_argument("--assignment", action="append", dest="assignments", metavar="lessonNN")
+    a.add_argument("--student", action="append", dest="students", metavar="ID")
+    a.add_argument("--timeout", type=int, default=DEFAULT_CELL_TIMEOUT, help="seconds per cell")
+    g = sub.add_parser("gradebook", help="one CSV row per (assignment, student, exercise)")
+    g.add_argument("dir", type=Path)
+    g.add_argument("--out", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.action == "create":
+            for path in create(args.dir, args.lessons, points=args.points, timeout=args.timeout):
+                print(f"source: {path}")
+        elif args.action == "release":
+            for path in release(args.dir, args.assignments or None):
+                print(f"released: {path}")
+        elif args.action == "submit":
+            print(f"submitted: {submit(args.dir, args.student, args.notebook, args.assignment)}")
+        elif args.action == "autograde":
+            failed = 0
+            for g in autograde(args.dir, args.assignments, args.students, timeout=args.timeout):
+                failed += not g.ok
+                print(f"{g.assignment} {g.student}: {'graded' if g.ok else 'FAILED'}"
+                      + (f"; feedback {', '.join(map(str, g.feedback))}" if g.feedback else ""))
+                for line in g.gave_back:
+                    print(f"  gave back what its kernel left: {line}")
+                if not g.ok:
+                    print(g.log, file=sys.stderr)
+            return 1 if failed else 0
+        elif args.action == "gradebook":
+            out = export_csv(args.dir, args.out)
+            df = grades(args.dir)
+            print(df.to_string(index=False, columns=["assignment", "student", "exercise", "points", "max_points",
+                                                     "status"]) if len(df) else "no grades yet")
+            print(f"written: {out}")
+    except LabkitError as e:
+        print(f"labkit course: {e}", file=sys.stderr)
+        return 1
+    return 0
