@@ -68,6 +68,7 @@ def vagrant(tmp_path_factory):
                VAGRANT_BOX_UPDATE_CHECK_DISABLE="1",
                VAGRANT_NO_COLOR="1")
     for k in ("LABKIT_HOST_PORT", "LABKIT_VM_IP", "LABKIT_VM_MEMORY", "LABKIT_BRIDGE", "LABKIT_BRIDGE_IP",
+              "LABKIT_STUDENT_RELEASE",
               "VAGRANT_CWD", "VAGRANT_VAGRANTFILE"):
         env.pop(k, None)
     return exe, env, tmp
@@ -153,6 +154,19 @@ def test_vagrant_sync_never_writes_the_students_lessons(vagrant_config):
         service = [p for p in cfg["provisioners"] if p["name"] == "labkit-service"][0]["inline"]
         pre = re.search(r"^ExecStartPre=(.*)$", service, re.M).group(1)
         assert pre.startswith("-") and "-m labkit lessons --root $guest_dir update" in pre, pre
+
+
+@pytest.mark.slow
+@vagrant_timeout
+def test_vagrant_student_release_leaves_the_solutions_out(vagrant, vagrant_config):
+    """LABKIT_STUDENT_RELEASE=1 (a graded course's VM): the reference solutions are not
+    synced, so the framework's student_release() holds there; by default they are."""
+    for prov, cfg in vagrant_config.items():
+        repo, _ = _synced_folders(cfg)
+        assert not [x for x in repo["rsync__exclude"] if "solution" in x], (prov, repo["rsync__exclude"])
+    for prov, cfg in _inspect_vagrantfile(vagrant, LABKIT_STUDENT_RELEASE="1").items():
+        repo, _ = _synced_folders(cfg)
+        assert "/bpf_snippets/solution_*" in repo["rsync__exclude"], (prov, repo["rsync__exclude"])
 
 
 @pytest.mark.slow
