@@ -117,7 +117,8 @@ class Leftovers:
 
     def remove(self, *, dry_run: bool = False, out: Callable[[str], object] = print) -> int:
         """Remove what was found (``dry_run``: only say what would go), one line
-        per thing to ``out``; returns how many remain afterwards."""
+        per thing to ``out``; returns how many remain afterwards (what a running
+        owner attached is kept and not counted: it is not a leftover)."""
         leftover_ns = {ns for r in self.sandboxes for ns in r.namespaces}
         remaining = 0
         recorded_by = {(r.get("netns"), r.get("iface")): r for r in self.records if "direction" not in r}
@@ -198,7 +199,9 @@ class Leftovers:
             elif (rec.get("netns"), rec.get("iface")) in live:
                 continue
             if dry_run:
-                out(f"would forget record {rec['path']}")
+                # a running owner's record stays (its program is kept above); a dry run does not ask the kernel
+                if not owners.alive(rec.get("pid"), rec.get("start_time")):
+                    out(f"would forget record {rec['path']}")
                 continue
             try:
                 os.unlink(rec["path"])
