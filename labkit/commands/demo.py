@@ -259,8 +259,9 @@ def room_view(att: XdpAttachment, **kw: Any) -> RoomView:
     return RoomView(att, **kw)
 
 
-class _Stop(Exception):
-    """SIGTERM or SIGHUP: end the demo as Ctrl-C does."""
+class _Stop(BaseException):
+    """SIGTERM or SIGHUP: end the demo as Ctrl-C does (a BaseException, like
+    KeyboardInterrupt: no ``except Exception`` on the way may swallow it)."""
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
@@ -278,11 +279,12 @@ def run_xdp_demo(iface: str, *, netns: str | None = None, mode: str = "native", 
     before = {sig: signal.getsignal(sig) for sig in caught}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
-    lab = Lab()
+    lab: Lab | None = None
     att = None
     meter: DropMeter | None = None
     why = "stopped"
     try:
+        lab = Lab()        # first reaps what dead owners left: a signal may come meanwhile
         try:
             att = lab.attach_xdp(PROGRAM, iface=iface, netns=netns, mode="auto" if mode == "native" else mode)
         except LabkitError as e:
@@ -343,7 +345,8 @@ def run_xdp_demo(iface: str, *, netns: str | None = None, mode: str = "native", 
                 total = att.packets("drop") if att.attached else None
             except LabkitError:
                 total = None
-        lab.close()
+        if lab is not None:
+            lab.close()
         if att is not None:
             dropped = f"dropped {total - meter.start_total} pings; " if total is not None and meter else ""
             print(f"labkit demo: {why}: {dropped}{PROGRAM} taken off {where} (XDP {att.state}); pings answer again",
