@@ -118,7 +118,14 @@ def _check_exact_counter(answer) -> tuple[str, dict]:
         hooks = attach_answer(lab, prog, EXIT_GETPPID, "exercise 06 q1")
         control = lab.attach_tracepoint(lab.load("maps_race", defines={"LK_PARENT_PID": me},
                                                  name="exercise 06 q1 control"), EXIT_GETPPID)
+        # every getppid() of the machine meanwhile (LK_PARENT_PID 0: no filter), counted atomically: what an
+        # inverted filter counts is the rest, whatever else runs on the machine
+        everyone = lab.attach_tracepoint(lab.load("maps_race", defines={"LK_PARENT_PID": 0},
+                                                  name="exercise 06 q1 every call"), EXIT_GETPPID)
         made = rounds = control_lost = 0
+        # from here on: the answer's and everyone's counts, compared over the same bursts
+        before_answer = _count_at_zero(prog, "count") or 0
+        before_everyone = int(everyone.program["atomic"][0].value)
         deadline = time.monotonic() + RACE_SECONDS
         while control_lost < PROVOKED and rounds < MAX_ROUNDS and \
                 (rounds < MIN_ROUNDS or time.monotonic() < deadline):
@@ -126,6 +133,8 @@ def _check_exact_counter(answer) -> tuple[str, dict]:
             rounds += 1
             control_lost = made - int(control.program["plain"][0].value)
         got = _count_at_zero(prog, "count")
+        others = max(0, int(everyone.program["atomic"][0].value) - before_everyone - made)
+        in_bursts = (got or 0) - before_answer
         kind = type(prog["count"]).__name__
     if control_lost < PROVOKED:
         raise LabkitError(f"the checker could not provoke the race: its own plain += lost only {control_lost} of "
@@ -142,12 +151,22 @@ def _check_exact_counter(answer) -> tuple[str, dict]:
                f"{EXIT_GETPPID}, keep the calls where args->ret == LK_PARENT_PID, and add to key 0?")
     else:
         why = ""
-    c.part("counts the children's calls", got is not None and got > 0, why)
     n = got or 0
-    c.part("only the children's calls", n <= made,
+    # nearer to what everyone else called than to the children's calls (or to both together): the filter
+    # keeps the others and drops the children
+    k = in_bursts
+    inverted = k > 0 and others > made // 10 and abs(k - others) < min(abs(k - made), abs(k - others - made))
+    if inverted:
+        why = (f"counted {n} calls, about what the other processes called meanwhile ({others}), while the children "
+               f"made {made}: is the filter inverted? keep the calls where args->ret == LK_PARENT_PID")
+    c.part("counts the children's calls", got is not None and got > 0 and not inverted, why)
+    c.part("only the children's calls", n <= made and not inverted,
+           "" if inverted else
            f"counted {n} calls but the children made {made}: calls of other processes were counted too (a "
            "grandchild's getppid() answers with another pid): keep only args->ret == LK_PARENT_PID")
-    if n < made and n > 0:
+    if inverted:
+        why = "nothing of the children's to compare"
+    elif n < made and n > 0:
         lost = made - n
         percpu = "PerCpu" in kind
         if n <= made // 10:
@@ -170,7 +189,7 @@ def _check_exact_counter(answer) -> tuple[str, dict]:
         why = "nothing counted, nothing to compare"
     else:
         why = ""
-    c.part("exact while two CPUs count at once", n == made, why)
+    c.part("exact while two CPUs count at once", n == made and not inverted, why)
     return c.done(f"yes: two children pinned to CPUs {cpus[0]} and {cpus[1]} called getppid() {made} times at once, "
                   f"and your count is exactly {n} (the checker's own plain += lost {control_lost} meanwhile)",
                   made=made, counted=n, control_lost=control_lost, rounds=rounds, map_kind=kind)
