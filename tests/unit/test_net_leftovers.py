@@ -13,6 +13,12 @@ from labkit.net.leftovers import Leftovers
 from labkit.net.records import SandboxRecord, sandbox_names
 
 
+@pytest.fixture(autouse=True)
+def no_tc_records(monkeypatch) -> None:
+    """Pure logic: never the machine's own TC records (tests running beside these make some)."""
+    monkeypatch.setattr(leftovers, "tc_records", lambda: [])
+
+
 def xdp(netns: str | None, iface: str, prog_id: int, mode: str = "generic") -> dict:
     return {"netns": netns, "iface": iface, "ifindex": 7, "mode": mode, "prog_id": prog_id,
             "name": "lk_xdp_icmp_dr"}
@@ -133,15 +139,16 @@ def test_nothing_found(monkeypatch, owner) -> None:
 @pytest.fixture
 def no_records(tmp_path: Path, monkeypatch) -> Path:
     """Empty record folders, and a reap lock, under tmp_path."""
-    for name in ("sandboxes", "xdp"):
+    for name in ("sandboxes", "xdp", "tc"):
         (tmp_path / name).mkdir()
     monkeypatch.setattr(leftovers, "STATE_DIR", tmp_path / "sandboxes")
     monkeypatch.setattr(leftovers, "XDP_STATE_DIR", tmp_path / "xdp")
+    monkeypatch.setattr(leftovers, "TC_STATE_DIR", tmp_path / "tc")
     monkeypatch.setattr(leftovers, "REAP_LOCK", tmp_path / "reap.lock")
     return tmp_path
 
 
-def test_reap_with_no_record_reads_two_folders_and_says_nothing(no_records: Path, monkeypatch) -> None:
+def test_reap_with_no_record_reads_three_folders_and_says_nothing(no_records: Path, monkeypatch) -> None:
     def scan():
         raise AssertionError("no record: no scan")
 
