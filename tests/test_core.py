@@ -214,7 +214,9 @@ def test_verifier_errors_carry_the_log_and_the_line(lab):
         lab.load_object(text, name="nullcheck")
     e = ei.value
     assert e.program == "lk_null" and "invalid mem access" in str(e)
-    assert f"@ nullcheck:{line}" in e.log
+    if " @ " in e.log:                 # kernels that annotate lines (6.2+; Debian's 6.1 does not)
+        assert f"@ nullcheck:{line}" in e.log
+    assert "R0 invalid mem access" in e.log
     assert labkit.live_attachments() == []
 
 
