@@ -17,6 +17,11 @@ partial credit.
 A student release (``labkit course``) ships without the reference solutions
 (:func:`student_release`): ``solution()`` and ``check_solution()`` then say to
 ask the instructor, and ``check()`` works as before.
+
+Why this file is long: the verdict model (Exercise, Result, Lesson, Summary)
+and the few helpers every lesson's checker calls (loading and attaching an
+answer, picking its function, reading its maps) are one vocabulary; split,
+each lesson would import from several places for one check.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from labkit.programs.compile import (
 from labkit.views.display import ShownOnce
 from labkit.views.panel import live_panels
 
-__all__ = ["ASK_INSTRUCTOR", "CORRECT", "Checklist", "attach_answer", "Exercise", "INCORRECT", "Incorrect", "Lesson", "NOT_ATTEMPTED", "Note",
+__all__ = ["ASK_INSTRUCTOR", "CORRECT", "Checklist", "answer_function", "attach_answer", "Exercise", "INCORRECT", "Incorrect", "Lesson", "NOT_ATTEMPTED", "Note",
            "Part", "Result", "STUDENT_RELEASE_ENV", "SUMMARY_MIME", "Summary", "int_key_column", "is_reference",
            "load_answer", "need_map", "plural", "reference_files", "run_python", "snippet_text", "student_release",
            "value_column"]
@@ -428,6 +433,23 @@ def load_answer(lab: Lab, answer: Any, *, name: str, **kw) -> Program:
                         f"not a {type(answer).__name__}")
     _found, text, _path = resolve_source(answer)
     return lab.load(text, name=name, **kw)
+
+
+def answer_function(prog: Program, ctx: str, hook: str) -> str | None:
+    """The answer's function for a hook whose programs take ``ctx`` (e.g.
+    "struct xdp_md" for XDP, "struct __sk_buff" for TC): None when it has one
+    function (the attach call takes it), else the only one taking ``ctx *``;
+    Incorrect when that cannot be told."""
+    fns = prog.functions
+    if len(fns) <= 1:
+        return None
+    pattern = r"\s+".join(map(re.escape, ctx.split()))
+    found = [f for f in fns if re.search(rf"\b{re.escape(f)}\s*\(\s*{pattern}\s*\*", prog.source)]
+    if len(found) == 1:
+        return found[0]
+    raise Incorrect(f"the program has {plural(len(fns), 'function')} ({', '.join(fns)}) and the checker cannot "
+                    f"tell which one is the {hook} program: keep one function that takes a {ctx} * (make "
+                    "helpers static __always_inline)")
 
 
 def attach_answer(lab: Lab, prog: Program, tracepoint: str, name: str) -> list[str]:

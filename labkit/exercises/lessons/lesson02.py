@@ -34,8 +34,8 @@ from labkit.exercises.framework import (
     Exercise,
     Incorrect,
     Lesson,
+    answer_function,
     load_answer,
-    plural,
     snippet_text,
 )
 from labkit.lab import Lab
@@ -234,23 +234,9 @@ def _ip(sb: Sandbox, side: str, *args: str) -> None:
         raise SandboxError(f"the checker could not run `ip {' '.join(args)}` in the sandbox: {out.stderr.strip()}")
 
 
-def _xdp_function(prog) -> str | None:
-    """The answer's XDP function: its only function, else the one that takes a
-    ``struct xdp_md *`` (None: let attach_xdp say what it finds)."""
-    fns = prog.functions
-    if len(fns) <= 1:
-        return None
-    xdp = [f for f in fns if re.search(rf"\b{re.escape(f)}\s*\(\s*struct\s+xdp_md\s*\*", prog.source)]
-    if len(xdp) == 1:
-        return xdp[0]
-    raise Incorrect(f"the program has {plural(len(fns), 'function')} ({', '.join(fns)}) and the checker cannot "
-                    "tell which one is the XDP program: keep one function that takes a struct xdp_md * (make "
-                    "helpers static __always_inline)")
-
-
 def _attach(lab: Lab, prog, sb: Sandbox):
     try:
-        return lab.attach_xdp(prog, iface=sb.target_iface, netns=sb.target_ns, fn=_xdp_function(prog))
+        return lab.attach_xdp(prog, iface=sb.target_iface, netns=sb.target_ns, fn=answer_function(prog, "struct xdp_md", "XDP"))
     except VerifierError as e:
         log = e.log if getattr(e, "log", None) else str(e)
         if re.search(r"invalid access to packet|outside of the packet", log):

@@ -27,7 +27,16 @@ import struct
 import time
 
 from labkit._errors import SandboxError, VerifierError
-from labkit.exercises.framework import Checklist, Exercise, Incorrect, Lesson, load_answer, plural, snippet_text
+from labkit.exercises.framework import (
+    Checklist,
+    Exercise,
+    Incorrect,
+    Lesson,
+    answer_function,
+    load_answer,
+    plural,
+    snippet_text,
+)
 from labkit.lab import Lab
 from labkit.net.netns import run_in_netns
 from labkit.net.sandbox import Sandbox
@@ -61,15 +70,7 @@ def _verifier_refused(e: VerifierError) -> Incorrect | None:
 
 
 def _attach(lab: Lab, prog, sb: Sandbox, mode: str):
-    fns = prog.functions
-    fn = None
-    if len(fns) > 1:
-        xdp = [f for f in fns if re.search(rf"\b{re.escape(f)}\s*\(\s*struct\s+xdp_md\s*\*", prog.source)]
-        if len(xdp) != 1:
-            raise Incorrect(f"the program has {plural(len(fns), 'function')} ({', '.join(fns)}) and the checker "
-                            "cannot tell which one is the XDP program: keep one function that takes a struct "
-                            "xdp_md * (make helpers static __always_inline)")
-        fn = xdp[0]
+    fn = answer_function(prog, "struct xdp_md", "XDP")
     try:
         return lab.attach_xdp(prog, iface=sb.target_iface, netns=sb.target_ns, mode=mode, fn=fn)
     except VerifierError as e:

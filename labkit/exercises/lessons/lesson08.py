@@ -24,8 +24,8 @@ from labkit.exercises.framework import (
     Exercise,
     Incorrect,
     Lesson,
+    answer_function,
     load_answer,
-    plural,
     snippet_text,
 )
 from labkit.lab import Lab
@@ -158,22 +158,9 @@ def _arp_and_ping(sb: Sandbox) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------ the answer on the kernel
-def _tc_function(prog) -> str | None:
-    """The answer's TC function: its only function, else the one that takes a ``struct __sk_buff *``."""
-    fns = prog.functions
-    if len(fns) <= 1:
-        return None
-    tc = [f for f in fns if re.search(rf"\b{re.escape(f)}\s*\(\s*struct\s+__sk_buff\s*\*", prog.source)]
-    if len(tc) == 1:
-        return tc[0]
-    raise Incorrect(f"the program has {plural(len(fns), 'function')} ({', '.join(fns)}) and the checker cannot "
-                    "tell which one is the TC program: keep one function that takes a struct __sk_buff * (make "
-                    "helpers static __always_inline)")
-
-
 def _attach_egress(lab: Lab, prog, sb: Sandbox):
     try:
-        return lab.attach_tc(prog, sb.host_iface, "egress", netns=sb.host_ns, fn=_tc_function(prog))
+        return lab.attach_tc(prog, sb.host_iface, "egress", netns=sb.host_ns, fn=answer_function(prog, "struct __sk_buff", "TC"))
     except VerifierError as e:
         log = e.log if getattr(e, "log", None) else str(e)
         if re.search(r"invalid access to packet|outside of the packet", log):
