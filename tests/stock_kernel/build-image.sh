@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Build the stock-kernel guest: Debian 12 (bookworm) with Debian's own kernel
-# (linux-image-amd64) and its matching headers (linux-headers-amd64), BCC, and
+# (linux-image-ARCH) and its matching headers (linux-headers-ARCH), BCC, and
 # the project's pinned Python dependencies in a --system-site-packages venv.
 #
-#   build-image.sh OUT_DIR PROJECT_ROOT
+#   build-image.sh OUT_DIR PROJECT_ROOT [ARCH]
+#
+# ARCH is a Debian architecture, amd64 (default) or arm64. A foreign one is
+# built through qemu-user-static: its binfmt_misc entry is registered for the
+# build (from qemu-user-static's own /usr/lib/binfmt.d file) when the host does
+# not have it, and removed again at the end, so the host is left as it was.
 #
 # Writes OUT_DIR/{vmlinuz,initrd.img,rootfs.ext4,manifest.txt}. Called by ./run
 # when the cached image for this recipe is missing; this file is part of the
@@ -12,6 +17,7 @@ set -euo pipefail
 
 OUT="$1"
 PROJECT="$2"
+ARCH="${3:-amd64}"
 MIRROR="${LABKIT_STOCK_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
 WORK="$OUT.build"
@@ -20,7 +26,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 say() { printf '[stock-kernel build] %s\n' "$*"; }
 
-GUEST_PKGS=(linux-image-amd64 linux-headers-amd64 initramfs-tools kmod
+case "$ARCH" in amd64|arm64) ;; *) echo "build-image.sh: ARCH must be amd64 or arm64, not '$ARCH'" >&2; exit 2 ;; esac
+GUEST_PKGS=("linux-image-$ARCH" "linux-headers-$ARCH" initramfs-tools kmod
             python3-bpfcc bpfcc-tools libbpf1 bpftool iproute2 iputils-ping
             python3-venv python3-pip ca-certificates procps bpftrace
             clang libbpf-dev)
@@ -38,14 +45,33 @@ safe_rm() {
   fi
   rm -rf --one-file-system "$1"
 }
-trap cleanup_mounts EXIT
+# a foreign architecture runs its binaries through qemu-user-static
+BINFMT_ADDED=""
+binfmt_cleanup() {
+  if [ -n "$BINFMT_ADDED" ] && [ -e "/proc/sys/fs/binfmt_misc/$BINFMT_ADDED" ]; then
+    echo -1 > "/proc/sys/fs/binfmt_misc/$BINFMT_ADDED" || true
+  fi
+}
+trap 'cleanup_mounts; binfmt_cleanup' EXIT
+if [ "$ARCH" != "$(dpkg --print-architecture)" ]; then
+  QARCH=$([ "$ARCH" = arm64 ] && echo aarch64 || echo x86_64)
+  [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  if [ ! -e "/proc/sys/fs/binfmt_misc/qemu-$QARCH" ]; then
+    conf="/usr/lib/binfmt.d/qemu-$QARCH.conf"
+    [ -s "$conf" ] || { echo "no $conf: install qemu-user-static to build an $ARCH image" >&2; exit 1; }
+    # F: the kernel opens the interpreter now, so it works inside the chroot too
+    sed -E 's/:([A-Z]*)$/:\1F/; s/F+F$/F/' "$conf" > /proc/sys/fs/binfmt_misc/register
+    BINFMT_ADDED="qemu-$QARCH"
+    say "registered binfmt_misc qemu-$QARCH for this build (removed at the end)"
+  fi
+fi
 
 cleanup_mounts
 safe_rm "$WORK"
 mkdir -p "$WORK"
 
-say "debootstrap $SUITE (minbase) from $MIRROR"
-debootstrap --variant=minbase --include=ca-certificates "$SUITE" "$ROOTFS" "$MIRROR" > "$WORK/debootstrap.log" 2>&1 || {
+say "debootstrap $SUITE $ARCH (minbase) from $MIRROR"
+debootstrap --arch="$ARCH" --variant=minbase --include=ca-certificates "$SUITE" "$ROOTFS" "$MIRROR" > "$WORK/debootstrap.log" 2>&1 || {
   tail -n 30 "$WORK/debootstrap.log" >&2; exit 1; }
 
 # inside the chroot: no daemons, the host's DNS for apt and pip
@@ -65,6 +91,7 @@ mount --bind /dev/pts "$ROOTFS/dev/pts"
 # the initrd must find the root disk (virtio-blk, ext4) and the 9p shares
 mkdir -p "$ROOTFS/etc/initramfs-tools/conf.d"
 printf '%s\n' virtio_pci virtio_blk ext4 9pnet 9pnet_virtio 9p >> "$ROOTFS/etc/initramfs-tools/modules"
+[ "$ARCH" = arm64 ] && echo virtio_mmio >> "$ROOTFS/etc/initramfs-tools/modules"
 echo 'RESUME=none' > "$ROOTFS/etc/initramfs-tools/conf.d/resume"
 echo 'MODULES=most' > "$ROOTFS/etc/initramfs-tools/conf.d/modules"
 
@@ -113,8 +140,9 @@ in_root update-initramfs -u -k "$KVER" > "$WORK/initramfs.log" 2>&1 || { tail -n
 {
   echo "built: $(date -u +%FT%TZ)"
   echo "kernel: $KVER"
+  echo "arch: $ARCH"
   in_root dpkg-query -W -f='${Package} ${Version}\n' "linux-image-$KVER" "linux-headers-$KVER" \
-    linux-image-amd64 linux-headers-amd64 python3-bpfcc libbpf1 bpftool iproute2 python3
+    "linux-image-$ARCH" "linux-headers-$ARCH" python3-bpfcc libbpf1 bpftool iproute2 python3
   in_root /opt/labkit/.venv/bin/python -m pip freeze --exclude-editable
 } > "$WORK/manifest.txt"
 
