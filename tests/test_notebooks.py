@@ -81,6 +81,8 @@ picker.select("getppid")                   # the picker still works after Run Al
 os.getppid()
 picker_alive = bool(picker.stream.wait(lambda df: (df.pid == os.getpid()).any(), timeout=3))
 """, {
+        "syscall per way": "routes",
+        "machine": "platform.machine()",
         "printk calls": "N",
         "printk counted in map": "counted",
         "printk lines read": "len(lines)",
@@ -164,6 +166,7 @@ control_ping = sb.ping(count=2, interval=0.1, timeout=0.5)
         "jit bytes": "len(jit)",
         "jited size": "jited_size",
         "asm lines": "len([l for l in asm.splitlines() if re.match(r'\\s+[0-9a-f]+:', l)])",
+        "asm head": "[l.split(':', 1)[1].strip() for l in asm.splitlines() if re.match(r'\\s+[0-9a-f]+:', l)][:12]",
         "headers match": "headers_match",
         "offsets": "offsets['byte offset'].to_dict()",
         "vmlinux lines": "vmlinux_lines",
@@ -507,6 +510,14 @@ def test_00_doctor_and_first_event(runs):
         assert "task:task_newtask" in _text(_tagged(nb, "first-event")) or "kprobe" in _text(_tagged(nb, "first-event"))
 
 
+# lesson 01's prose: on x86-64 glibc makes a fork with clone, a vfork with vfork and a thread with
+# clone3; arm64 has no fork or vfork syscall, so glibc's vfork() is a clone there
+ROUTES = {
+    "x86_64": {"os.fork()": "clone", "subprocess.run()": "vfork", "threading.Thread": "clone3"},
+    "aarch64": {"os.fork()": "clone", "subprocess.run()": "clone", "threading.Thread": "clone3"},
+}
+
+
 def test_01_classic_fails_honestly_and_labkit_sees_every_kind(runs):
     run = _lesson(runs, "01-hello-clone")
     for nb, s, f in zip(run.rounds, run.summaries, run.facts):
@@ -517,6 +528,12 @@ def test_01_classic_fails_honestly_and_labkit_sees_every_kind(runs):
         else:
             assert [e.ename for e in errors] == ["NotSupportedError"], _text(classic)
             assert "kprobes are not available" in errors[0].evalue
+        # which syscall each way of making a task calls, as the prose says per architecture
+        routes = f["syscall per way"]
+        assert set(routes) == {"os.fork()", "subprocess.run()", "threading.Thread"}, routes
+        assert routes == ROUTES.get(f["machine"], routes), (f["machine"], routes)
+        assert all(routes.values()), routes
+        assert f"{f['machine']}: this kernel has the syscalls" in _text(_tagged(nb, "clone-routes"))
         # trace_printk loses lines silently; the map counts every call
         assert f["printk counted in map"] >= f["printk calls"]
         assert f["printk lines read"] < f["printk calls"]
@@ -846,6 +863,12 @@ def test_09_bpftool_shows_the_labs_own_program(runs):
         # Debian 12's bpftool 7.1 has no libbfd; a bpftool with it disassembles (then it prints instructions)
         assert f["jited dump"] == "Error: No libbfd support" or f["jited dump"].strip(), f["jited dump"]
         assert f["jit bytes"] == f["jited size"] > 0 and f["asm lines"] >= 10
+        # the prose: near the top, a nop the kernel can patch (5 bytes on x86-64, 4 on arm64)
+        nops = [l for l in f["asm head"] if re.search(r"\bnop", l)]
+        assert nops, f["asm head"]
+        if os.uname().machine == "x86_64":
+            assert any(l.startswith("0f 1f 44 00 00") for l in nops), nops
+
 
 
 def test_09_btf_offsets_are_what_libbpf_relocated_and_core_is_right(runs):

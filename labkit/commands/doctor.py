@@ -75,10 +75,11 @@ def _headers() -> Check:
     target = os.path.realpath(build)
     if rel in os.path.basename(target) or rel in target:
         return Check("kernel headers", OK, f"matching headers at {target}")
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)   # Debian's name
     return Check("kernel headers", WARN,
                  f"kernel {rel} has no header package; using the distro's generic headers {target} "
                  "(fine for labkit's snippets, which avoid kernel-internal structs)",
-                 "for exact headers use a distro kernel (linux-image-amd64 + linux-headers-amd64)")
+                 f"for exact headers use a distro kernel (linux-image-{arch} + linux-headers-{arch})")
 
 
 def _bcc() -> Check:

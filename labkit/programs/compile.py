@@ -378,7 +378,8 @@ class Program:
         return [lib.bpf_function_name(mod, i).decode() for i in range(lib.bpf_num_functions(mod))]
 
     def syscall_symbol(self, name: str) -> str:
-        """The kernel symbol of a syscall's entry, as BCC names it (``sys_clone`` -> ``__x64_sys_clone``)."""
+        """The kernel symbol of a syscall's entry, as BCC names it (``sys_clone`` -> ``__x64_sys_clone`` on
+        x86-64, ``__arm64_sys_clone`` on arm64)."""
         return self.bpf.fix_syscall_fnname(name.encode()).decode()
 
     def function_name(self, fn: str | None = None) -> str:

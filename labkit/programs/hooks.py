@@ -7,6 +7,7 @@ the handle and said out loud), so no snippet is ever string-edited to switch.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +22,7 @@ __all__ = [
     "kernel_symbol",
     "kprobes_available",
     "require_tracefs",
+    "strip_syscall_prefix",
     "syscall_arg_count",
     "syscall_tracepoints",
     "tracefs",
@@ -132,14 +134,22 @@ def clone_hooks(prefer: str = "auto") -> list[HookChoice]:
     return out
 
 
+# what a syscall's name may carry in front: the tracepoint's, and the kernel
+# symbol's per architecture (__x64_sys_clone on x86-64, __arm64_sys_clone on
+# arm64, __ia32_sys_, __s390x_sys_, __riscv_sys_, __se_sys_, ...), or plain sys_
+_SYSCALL_PREFIX = re.compile(r"^(?:sys_enter_|sys_exit_|__[a-z0-9]+_sys_|sys_)")
+
+
+def strip_syscall_prefix(name: str) -> str:
+    """``clone`` from ``clone``, ``sys_enter_clone``, ``__x64_sys_clone``, ``__arm64_sys_clone``, ``sys_clone``."""
+    return _SYSCALL_PREFIX.sub("", name, count=1)
+
+
 def check_syscall(name: str) -> str:
     """Return the normalised syscall name or raise NotSupportedError with close matches."""
     if not isinstance(name, str) or not name.strip():
         raise NotSupportedError(f"a syscall name is needed (like 'openat'), got {name!r}", feature="syscall tracepoint")
-    n = name.strip()
-    for prefix in ("sys_enter_", "__x64_sys_", "sys_"):
-        if n.startswith(prefix):
-            n = n[len(prefix):]
+    n = strip_syscall_prefix(name.strip())
     known = syscall_tracepoints()
     if not known:
         raise NotSupportedError("this kernel has no syscall tracepoints (CONFIG_FTRACE_SYSCALLS is off)",

@@ -112,7 +112,7 @@ def resolve_binary(binary_or_library: str, symbol: str) -> str:
 def autoload_probes(functions: list[str], syscall_fnname: Callable[[str], str] = lambda n: n) -> list[Probe]:
     """The (kind, target, function) BCC would attach by itself for these
     function names. ``syscall_fnname`` maps ``sys_clone`` to the kernel's
-    symbol (``__x64_sys_clone``), as BCC does for kprobes."""
+    symbol (``__x64_sys_clone``, ``__arm64_sys_clone``), as BCC does for kprobes."""
     out: list[Probe] = []
     for fn in functions:
         for prefix, kind in AUTOLOAD_PREFIXES:

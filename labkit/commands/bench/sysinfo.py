@@ -56,10 +56,11 @@ def machine_info() -> dict[str, Any]:
     """CPU, memory, kernel, OS, virtualisation, BCC and Python versions, trace buffer size, load."""
     info: dict[str, Any] = {"kernel": platform.release(), "cpus": os.cpu_count(),
                             "python": platform.python_version()}
+    info["cpu"] = platform.machine()    # arm64's /proc/cpuinfo has no "model name": the architecture stays
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
+                info["cpu"] = f'{line.split(":", 1)[1].strip()} ({platform.machine()})'
                 break
     except OSError:
         pass
