@@ -25,6 +25,14 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
+# One run at a time: in the Lima VM, the boot provisioning and labkit.service
+# (./lab start) both run this at every boot; two apt or pip runs must not overlap.
+if command -v flock >/dev/null 2>&1; then
+  mkdir -p /run/lock
+  exec 9>/run/lock/labkit-setup.lock
+  flock 9
+fi
+
 export DEBIAN_FRONTEND=noninteractive
 
 # ---------------------------------------------------------------- packages

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VAGRANTFILE = ROOT / "Vagrantfile"
 START = ROOT / "scripts" / "start-jupyter.sh"
 SETUP = ROOT / "scripts" / "setup.sh"
+SERVICE = ROOT / "scripts" / "install-service.sh"   # labkit.service: the Vagrantfile and lima/labkit.yaml run it
 
 # CAP_DAC_READ_SEARCH=2, CAP_NET_ADMIN=12, CAP_PERFMON=38, CAP_BPF=39
 CAPS_MASK = (1 << 2) | (1 << 12) | (1 << 38) | (1 << 39)
@@ -152,7 +153,8 @@ def test_vagrant_sync_never_writes_the_students_lessons(vagrant_config):
         assert "--delete" in shipped["rsync__args"] and "--update" not in shipped["rsync__args"], shipped
         assert "bpf_snippets" in shipped["rsync__exclude"] and "*.mine-*.ipynb" in shipped["rsync__exclude"]
         service = [p for p in cfg["provisioners"] if p["name"] == "labkit-service"][0]["inline"]
-        pre = re.search(r"^ExecStartPre=(.*)$", service, re.M).group(1)
+        assert _runs_service_script(service), service
+        pre = re.search(r"^ExecStartPre=(.*)$", SERVICE.read_text(), re.M).group(1)
         assert pre.startswith("-") and "-m labkit lessons --root $guest_dir update" in pre, pre
 
 
@@ -193,6 +195,12 @@ def test_vagrant_bridge_is_an_option(vagrant):
         assert pub["ip"] == "10.20.30.40", (prov, pub)
     text = VAGRANTFILE.read_text()
     assert "LABKIT_BRIDGE" in text and "off by default" in text.lower()
+
+
+def _runs_service_script(inline: str) -> bool:
+    """The provisioner's inline script is one line: run scripts/install-service.sh from the synced repo
+    with the provisioner's arguments."""
+    return inline.split() == ["exec", "bash", "/home/vagrant/labkit/scripts/install-service.sh", '"$@"']
 
 
 def _service_args(cfg):
@@ -247,21 +255,28 @@ def test_vagrant_provisions_with_the_readme_setup_script(vagrant_config):
         setup, service = cfg["provisioners"]
         assert setup["type"] == "shell" and setup["privileged"] is not False
         assert setup["inline"].split() == ["exec", "bash", "/home/vagrant/labkit/scripts/setup.sh"], setup
-        assert service["args"][2] == "/home/vagrant/labkit"
+        assert _runs_service_script(service["inline"]), service
+        assert service["args"][2] == "/home/vagrant/labkit" and service["args"][4] == "vagrant", service["args"]
         for p in cfg["provisioners"]:
             text = (p["inline"] or "") + (p["path"] or "")
             assert not re.search(r"\b(apt-get|apt|dpkg|pip3?|yum|dnf)\b\s+(-\S+\s+)*install", text), (prov, p["name"])
-        # the lab is started by ./lab start (which runs setup.sh again, then the server)
-        unit = re.search(r"^ExecStart=(.*)$", service["inline"], re.M).group(1)
-        assert re.match(r"(/bin/bash )?\$guest_dir/lab start ", unit), unit
+    # ... nor does the service script it runs
+    assert not re.search(r"\b(apt-get|apt|dpkg|pip3?|yum|dnf)\b\s+(-\S+\s+)*install", SERVICE.read_text())
+    # the lab is started by ./lab start (which runs setup.sh again, then the server)
+    unit = re.search(r"^ExecStart=(.*)$", SERVICE.read_text(), re.M).group(1)
+    assert re.match(r"(/bin/bash )?\$guest_dir/lab start ", unit), unit
     text = VAGRANTFILE.read_text()
     assert not re.search(r"\bapt(-get)?\b[^\n]*\binstall\b", text)
     assert text.count("scripts/setup.sh") >= 1 and SETUP.exists()
 
 
 def _service_script(vagrant_config):
-    (svc,) = [p for p in vagrant_config["virtualbox"]["provisioners"] if p["name"] == "labkit-service"]
-    return svc["inline"]
+    """scripts/install-service.sh, which every provider's labkit-service provisioner runs."""
+    for cfg in vagrant_config.values():
+        (svc,) = [p for p in cfg["provisioners"] if p["name"] == "labkit-service"]
+        assert _runs_service_script(svc["inline"]), svc
+    assert os.access(SERVICE, os.X_OK), f"{SERVICE} must be executable"
+    return SERVICE.read_text()
 
 
 @pytest.mark.slow
@@ -283,7 +298,7 @@ def test_vagrant_service_script_is_valid(vagrant_config, tmp_path):
     # the unit it writes is one systemd accepts
     if shutil.which("systemd-analyze"):
         body = re.search(r"cat > /etc/systemd/system/labkit.service <<EOF\n(.*?)\nEOF\n", script, re.S).group(1)
-        body = body.replace("$guest_dir", str(ROOT)).replace("\\$", "$")
+        body = body.replace("$guest_dir", str(ROOT)).replace("$caps_user", "nobody").replace("\\$", "$")
         (tmp_path / "labkit.service").write_text(body + "\n")
         r = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "labkit.service")],
                            capture_output=True, text=True, timeout=60)
