@@ -105,7 +105,8 @@ in_root apt-get install -y -qq --no-install-recommends "${GUEST_PKGS[@]}" >> "$W
 
 KVER="$(ls -1 "$ROOTFS/lib/modules" | sort -V | tail -n 1)"
 [ -n "$KVER" ] || { echo "no kernel installed in the image" >&2; exit 1; }
-[ -e "$ROOTFS/lib/modules/$KVER/build/include/generated/autoconf.h" ] || {
+# (build is an absolute link: follow it inside the image, not on the host)
+in_root test -e "/lib/modules/$KVER/build/include/generated/autoconf.h" || {
   echo "linux-headers for $KVER are not where BCC looks (/lib/modules/$KVER/build)" >&2; exit 1; }
 
 # The project's own provisioning layout (scripts/setup.sh): the checkout at
