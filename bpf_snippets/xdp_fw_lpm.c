@@ -3,7 +3,10 @@
 // min kernel: 4.11 (LPM trie map)
 //
 // `blocked` maps IPv4 source prefixes (like 198.18.7.64/26) to how many
-// packets each one dropped. A longest-prefix-match lookup needs a key that
+// packets each one dropped: a u32, not a u64, because the trie stores each
+// value right after its key's 4 address bytes, 4 bytes past an 8-byte
+// boundary, and arm64 cannot do an 8-byte atomic add there (the kernel oopses
+// on the alignment fault; x86-64 does not mind). A 4-byte add is aligned. A longest-prefix-match lookup needs a key that
 // starts with the prefix length in bits; for a lookup that is 32 (the whole
 // source address) and the trie returns the entry with the longest prefix that
 // matches. Addresses are in network byte order, as they sit in the packet.
@@ -33,7 +36,7 @@ struct counter {
     u64 bytes;
 };
 
-BPF_LPM_TRIE(blocked, struct lpm_v4, u64, 64);
+BPF_LPM_TRIE(blocked, struct lpm_v4, u32, 64);     // u32: see above
 BPF_PERCPU_ARRAY(counters, struct counter, 4 * N_PROTO);   // index: action * N_PROTO + protocol
 
 static __always_inline u32 count(u32 action, u32 proto, u32 len)
@@ -64,9 +67,9 @@ int lk_xdp_fw_lpm(struct xdp_md *ctx)
     u32 proto = ip->protocol == IPPROTO_ICMP ? P_ICMP : ip->protocol == IPPROTO_UDP ? P_UDP :
                 ip->protocol == IPPROTO_TCP ? P_TCP : P_IPV4;
     struct lpm_v4 key = {.prefixlen = 32, .addr = ip->saddr};
-    u64 *hits = blocked.lookup(&key);
+    u32 *hits = blocked.lookup(&key);
     if (hits) {
-        __sync_fetch_and_add(hits, 1);       // shared by every CPU: atomic
+        __sync_fetch_and_add(hits, 1);       // shared by every CPU: atomic (4 bytes, aligned)
         return count(XDP_DROP, proto, len);
     }
     return count(XDP_PASS, proto, len);

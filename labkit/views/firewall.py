@@ -6,8 +6,8 @@
 
 The trie's keys are ``struct { u32 prefixlen; __be32 addr; }`` (prefix length
 in bits, then the IPv4 network address in network byte order, as in the
-packet); the values are u64 counts the program adds to (the packets each
-prefix dropped). The live panel (labkit.live) shows the program's exact
+packet); the values are counts the program adds to (the packets each prefix
+dropped: a u32 in xdp_fw_lpm.c, whose comment says why not a u64). The live panel (labkit.live) shows the program's exact
 counters: passes and drops per protocol, per second.
 """
 
@@ -33,8 +33,8 @@ _KEY = struct.Struct("=I4s")
 
 class FirewallControl:
     """A blocklist editor for ``attachment``'s LPM trie ``table`` (keys: prefix
-    length in bits, IPv4 address in network byte order; values: u64 drop
-    counts), with a live panel of its passes and drops. ``block``/``unblock``
+    length in bits, IPv4 address in network byte order; values: drop
+    counts, u32 or u64), with a live panel of its passes and drops. ``block``/``unblock``
     do what the buttons do; ``blocked()`` is the table shown."""
 
     def __init__(self, attachment: XdpAttachment, *, table: str = "blocked", name: str = "firewall",
@@ -49,7 +49,7 @@ class FirewallControl:
         prog = attachment.program
         if not isinstance(table, str) or not prog.has_table(table):
             raise ArgumentError(f"{prog.name} has no map named {table!r}; declare it in the C code, e.g. "
-                                "BPF_LPM_TRIE(blocked, struct lpm_v4, u64, 64)")
+                                "BPF_LPM_TRIE(blocked, struct lpm_v4, u32, 64)")
         self.table = prog[table]
         if getattr(self.table, "ttype", None) != _LPM_TRIE or ctypes.sizeof(self.table.Key) != _KEY.size:
             raise ArgumentError(f"map {table!r} of {prog.name} must be an LPM trie (BPF_LPM_TRIE) keyed by "
