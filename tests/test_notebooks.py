@@ -323,6 +323,10 @@ def _execute_twice(path: Path) -> Run:
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
     try:
         with client.setup_kernel():
+            # a graceful stop, as in JupyterLab, but with time for the exit handlers: on a slow emulated
+            # kernel, giving back a three-namespace sandbox can outlast jupyter_client's 5 s before SIGKILL
+            # (then the next Lab reaps it: tests/test_reaping.py); here the handlers themselves are judged
+            client.km.shutdown_wait_time = 60
             run.pid = getattr(client.km.provisioner, "pid", None)
             for _ in range(2):
                 t0 = time.monotonic()
