@@ -268,14 +268,15 @@ def reap_dead_owners(out: Callable[[str], object] | None = None) -> str:
             found = Leftovers.find_dead()
             if found:
                 found.remove(out=lambda line: None)
+            failed = [f for f in found.failed if f not in _reported_failures]
+            _reported_failures.update(failed)
+            line = reap_summary(found.removed, failed)
+            if line:
+                _journal(line)      # under the lock: whoever takes it next sees the removal and its entry
     except Exception:  # never stop the caller: e.g. not root (no lock, no namespaces to read)
         return ""
-    failed = [f for f in found.failed if f not in _reported_failures]
-    _reported_failures.update(failed)
-    line = reap_summary(found.removed, failed)
     if line:
         (out or _to_stderr)(line)
-        _journal(line)
     return line
 
 
