@@ -124,9 +124,13 @@ def _check_exact_counter(answer) -> tuple[str, dict]:
         everyone = lab.attach_tracepoint(lab.load("maps_race", defines={"LK_PARENT_PID": 0},
                                                   name="exercise 06 q1 every call"), EXIT_GETPPID)
         made = rounds = control_lost = 0
+
+        def everyones() -> int:
+            return int(everyone.program["atomic"][0].value)
+
         # from here on: the answer's and everyone's counts, compared over the same bursts
         before_answer = _count_at_zero(prog, "count") or 0
-        before_everyone = int(everyone.program["atomic"][0].value)
+        before_everyone = everyones()
         deadline = time.monotonic() + RACE_SECONDS
         while control_lost < PROVOKED and rounds < MAX_ROUNDS and \
                 (rounds < MIN_ROUNDS or time.monotonic() < deadline):
@@ -134,13 +138,13 @@ def _check_exact_counter(answer) -> tuple[str, dict]:
             rounds += 1
             control_lost = made - int(control.program["plain"][0].value)
         got = _count_at_zero(prog, "count")
-        others = max(0, int(everyone.program["atomic"][0].value) - before_everyone - made)
+        others = max(0, everyones() - before_everyone - made)
         in_bursts = (got or 0) - before_answer
         # the children are gone: over a moment with none of their calls, does the answer count anyone's? (its
         # window, from the read above to the one below, holds everyone's window)
-        idle_start = int(everyone.program["atomic"][0].value)
+        idle_start = everyones()
         time.sleep(IDLE_SECONDS)
-        idle_others = int(everyone.program["atomic"][0].value) - idle_start
+        idle_others = everyones() - idle_start
         idle_counted = (_count_at_zero(prog, "count") or 0) - (got or 0)
         kind = type(prog["count"]).__name__
     if control_lost < PROVOKED:
