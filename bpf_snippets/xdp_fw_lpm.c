@@ -6,10 +6,10 @@
 // packets each one dropped: a u32, not a u64, because the trie stores each
 // value right after its key's 4 address bytes, 4 bytes past an 8-byte
 // boundary, and arm64 cannot do an 8-byte atomic add there (the kernel oopses
-// on the alignment fault; x86-64 does not mind). A 4-byte add is aligned. A longest-prefix-match lookup needs a key that
-// starts with the prefix length in bits; for a lookup that is 32 (the whole
-// source address) and the trie returns the entry with the longest prefix that
-// matches. Addresses are in network byte order, as they sit in the packet.
+// on the alignment fault; x86-64 does not mind). A 4-byte add is aligned.
+// A longest-prefix-match lookup needs a key that starts with the prefix
+// length in bits; for a lookup that is 32 (the whole source address) and the
+// trie returns the entry with the longest prefix that matches. Addresses are in network byte order, as they sit in the packet.
 // Python edits the trie while traffic runs (labkit.FirewallControl).
 // `counters` has labkit's XDP counter layout (exact packets and bytes per
 // action and protocol), so labkit.live() draws passes and drops as they happen.

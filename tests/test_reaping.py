@@ -7,7 +7,6 @@ Only namespaces these tests create are touched; traffic stays inside them.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -24,7 +23,7 @@ from pyroute2 import netns
 import labkit
 from labkit.net import records
 from labkit.net import xdp as _xdp
-from labkit.net.leftovers import REAP_LOCK, reap_journal
+from labkit.net.leftovers import reap_journal, reap_lock
 from labkit.net.records import list_sandboxes, remove_sandbox
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root")]
@@ -210,13 +209,9 @@ def test_a_killed_owners_netlink_xdp_on_a_live_sandbox_goes(children) -> None:
         kill(child)
         # under the reap lock, a reaper of another test running beside this one has either not started or
         # finished, its journal entry written
-        lock = os.open(REAP_LOCK, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with reap_lock():
             assert _xdp.interface(sb.target_iface, sb.target_ns)["generic"] == prog_id or reap_journal(since), \
                 "netlink outlives its process (unless another run's entry point reaped it already)"
-        finally:
-            os.close(lock)
         err = entry("Sandbox()")
         line = reaped(err, f"XDP {name} on {sb.target_ns}:{sb.target_iface} of pid {child.pid}", since)
         assert line.startswith("labkit: removed "), line

@@ -59,7 +59,7 @@ from labkit.net.xdp.netlink import (
 )
 
 __all__ = ["REAP_JOURNAL", "REAP_LOCK", "Leftovers", "anything_recorded", "reap_dead_owners", "reap_journal",
-           "reap_summary"]
+           "reap_lock", "reap_summary"]
 
 #: Held while reaping, so two processes starting at once do not both remove (and report) the same thing.
 REAP_LOCK = STATE_DIR.parent / "reap.lock"
@@ -230,7 +230,9 @@ def anything_recorded() -> bool:
 
 
 @contextlib.contextmanager
-def _reap_lock() -> Iterator[None]:
+def reap_lock() -> Iterator[None]:
+    """Hold the machine's reap lock: no reaper (any process's Lab(), Sandbox() or
+    ``labkit cleanup``) runs meanwhile, and one that ran has written its journal entry."""
     fd = os.open(REAP_LOCK, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -264,7 +266,7 @@ def reap_dead_owners(out: Callable[[str], object] | None = None) -> str:
     if not anything_recorded():
         return ""
     try:
-        with _reap_lock():
+        with reap_lock():
             found = Leftovers.find_dead()
             if found:
                 found.remove(out=lambda line: None)

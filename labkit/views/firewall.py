@@ -7,8 +7,9 @@
 The trie's keys are ``struct { u32 prefixlen; __be32 addr; }`` (prefix length
 in bits, then the IPv4 network address in network byte order, as in the
 packet); the values are counts the program adds to (the packets each prefix
-dropped: a u32 in xdp_fw_lpm.c, whose comment says why not a u64). The live panel (labkit.live) shows the program's exact
-counters: passes and drops per protocol, per second.
+dropped: a u32 in xdp_fw_lpm.c, whose comment says why not a u64). The live
+panel (labkit.live) shows the program's exact counters: passes and drops per
+protocol, per second.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ _KEY = struct.Struct("=I4s")
 
 class FirewallControl:
     """A blocklist editor for ``attachment``'s LPM trie ``table`` (keys: prefix
-    length in bits, IPv4 address in network byte order; values: drop
-    counts, u32 or u64), with a live panel of its passes and drops. ``block``/``unblock``
-    do what the buttons do; ``blocked()`` is the table shown."""
+    length in bits, IPv4 address in network byte order; values: drop counts,
+    u32 or u64), with a live panel of its passes and drops.
+    ``block``/``unblock`` do what the buttons do; ``blocked()`` is the table shown."""
 
     def __init__(self, attachment: XdpAttachment, *, table: str = "blocked", name: str = "firewall",
                  interval: float = 0.5):
