@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import subprocess
 import sys
 import uuid
@@ -66,6 +67,56 @@ def test_verifier_rejection_raises_verifier_error_with_log(lab):
     assert "processed" in e.log or "R0" in e.log or "invalid" in e.log.lower()
     assert len(e.log.splitlines()) > 3  # the whole log, not one line
     assert "unbounded min value" in str(e) or "invalid" in str(e).lower()
+    assert not lab.attachments
+
+
+def _silence_libbcc_logs(prog, monkeypatch):
+    """Make libbcc print nothing for loads without BCC's DEBUG_BPF, as it does
+    on kernels whose verifier answers E2BIG ("Program too large (N insns), at
+    most 4096 insns" and no log): the kernel's refusal is real, only libbcc's
+    text is thrown away."""
+    real = prog.bpf.load_func
+
+    def quiet_load(name, prog_type, *args, **kwargs):
+        if prog.bpf.debug & 0x2:  # bcc.DEBUG_BPF: the load that asks for the log up front
+            return real(name, prog_type, *args, **kwargs)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        saved = os.dup(2)
+        os.dup2(devnull, 2)
+        try:
+            return real(name, prog_type, *args, **kwargs)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+    monkeypatch.setattr(prog.bpf, "load_func", quiet_load)
+
+
+def test_verifier_error_holds_the_kernels_log_when_libbcc_printed_none(lab, monkeypatch):
+    """The E2BIG path, forced on any kernel: libbcc printed nothing, and labkit
+    asked the kernel for its log itself."""
+    prog = lab.load(VERIFIER_REJECTS)
+    _silence_libbcc_logs(prog, monkeypatch)
+    with pytest.raises(labkit.VerifierError) as ei:
+        lab.attach_tracepoint(prog, "syscalls:sys_enter_getppid")
+    e = ei.value
+    assert re.search(r"^processed \d+ insns", e.log, re.M), e.log   # the verifier's own summary line
+    assert re.search(r"^\d+: \(", e.log, re.M), e.log              # and its walk, instruction by instruction
+    assert "unbounded min value" in str(e) or "invalid" in str(e).lower()
+    assert "4096 insns" not in str(e) + e.log
+    assert not lab.attachments
+
+
+def test_unbounded_loop_log_names_the_limit_it_met(lab):
+    """verifier_unbounded_loop.c meets the jump-sequence limit; some kernels
+    (6.18's fc-v1252 build) answer it with E2BIG, where libbcc prints no log."""
+    with pytest.raises(labkit.VerifierError) as ei:
+        lab.attach_tracepoint("verifier_unbounded_loop", "syscalls:sys_enter_write")
+    e = ei.value
+    assert "The sequence of 8193 jumps is too complex." in str(e)
+    assert re.search(r"^processed \d+ insns", e.log, re.M)
+    assert "at most 4096 insns" not in str(e) + e.log
     assert not lab.attachments
 
 

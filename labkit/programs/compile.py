@@ -309,6 +309,8 @@ def load_function(bpf, func: str, prog_type: int, display_name: str, source: str
         raise LabkitError(f"{display_name} has no function named {func!r}") from None
     if "Need super-user" in msg:
         raise _privileges.eperm_error(f"loading {func} from {display_name}", raw) from None
+    if not _VERIFIER_HINT.search(raw):
+        raw = _kernel_log(bpf, func, prog_type) or raw
     log = map_verifier_log(raw.strip(), source, display_name) if source else raw.strip()
     cause = _verifier_cause(log) or msg
     raise VerifierError(
@@ -316,6 +318,38 @@ def load_function(bpf, func: str, prog_type: int, display_name: str, source: str
         f"--- last lines of the verifier log (full log in .log) ---\n" + "\n".join(log.splitlines()[-6:]),
         log=log, program=func,
     ) from None
+
+
+_BCC_DEBUG_BPF = 0x2  # bcc.DEBUG_BPF: load_func asks the kernel for its log (log_level 1) from the start
+
+
+def _kernel_log(bpf, func: str, prog_type: int) -> str:
+    """Load ``func`` again with the verifier's log asked for up front, and
+    return what was printed ("" when the load succeeds this time).
+
+    libbcc asks for the log only after a load failed, and not at all on some
+    errors: when the verifier answers E2BIG (6.18 builds do for "The sequence
+    of 8193 jumps is too complex.", every kernel for "BPF program is too
+    large") it prints only "Program too large (N insns), at most 4096 insns",
+    a sentence about a limit the program never met. With BCC's ``DEBUG_BPF``
+    the first load carries a log buffer, so the kernel's own words come back
+    whatever the error."""
+    saved = bpf.debug
+    bpf.debug = saved | _BCC_DEBUG_BPF
+    try:
+        with capture_fd2() as captured:
+            try:
+                fn = bpf.load_func(func.encode(), prog_type)
+            except Exception:
+                fn = None
+    finally:
+        bpf.debug = saved
+    if fn is not None:  # it loaded this time (a transient refusal): keep nothing of it
+        bpf.funcs.pop(func.encode(), None)
+        with contextlib.suppress(Exception):
+            os.close(fn.fd)
+        return ""
+    return captured[0] if captured else ""
 
 
 def _verifier_cause(log: str) -> str:
