@@ -28,10 +28,16 @@ round (they must stay where the first round left them).
 
 The JSON holds the headline figures as flat keys -- labkit_decode_eps,
 bcc_decode_eps, printk_eps (events received per second, flat out),
+flat_out_generator_bound (labkit received everything the traced load generator
+produced, flat out: its rate is the generator's), labkit_ns_per_event and
+bcc_ns_per_event (consumer CPU per event, flat out), labkit_capacity_eps and
+bcc_capacity_eps (decode rate on a full ring buffer),
 labkit_loss_at_500k (fraction of generated events not received),
 traced_slowdown (untraced loop rate / rate under labkit), first_event_s,
 rerun_first_event_s, rss_growth_mb, xdp_sent, xdp_counted, xdp_pps,
-soak_rounds, soak_flat, soak_rss_growth_mb, targets -- and the detail:
+soak_rounds, soak_flat, soak_rss_growth_mb, targets (labkit against raw BCC
+is judged on CPU per event and on capacity; the flat-out rate only when the
+generator is not its bound) -- and the detail:
 rates[method] (one row per target rate: generated, received, lost, missing,
 rates, consumer CPU and run-queue wait), capacity, first_event, memory, xdp,
 soak (a sample per round), machine, loadgen.
