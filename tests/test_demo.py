@@ -64,7 +64,7 @@ class Demo:
     def text(self) -> str:
         return "".join(self.out) + "".join(self.err)
 
-    def wait_for(self, pattern: str, timeout: float = 90) -> re.Match:
+    def wait_for(self, pattern: str, timeout: float = 180) -> re.Match:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             m = re.search(pattern, self.text())
@@ -79,7 +79,7 @@ class Demo:
             time.sleep(0.05)
         raise AssertionError(f"no {pattern!r} within {timeout} s:\n{self.text()}")
 
-    def finish(self, timeout: float = 60) -> int:
+    def finish(self, timeout: float = 180) -> int:   # sized for two suites on 2 cores (60 s was not)
         rc = self.proc.wait(timeout=timeout)
         for t in self._threads:
             t.join(timeout=10)
@@ -141,7 +141,7 @@ def test_demo_killed_gives_back_too(sb):
 def test_demo_stops_by_itself_after_seconds(sb):
     d = Demo("--iface", sb.target_iface, "--netns", sb.target_ns, "--plain", "--seconds", "1")
     try:
-        assert d.finish(timeout=90) == 0, d.text()
+        assert d.finish() == 0, d.text()
     finally:
         d.kill()
     assert re.search(r"labkit demo: 1 s are up: dropped 0 pings; xdp_icmp_drop taken off", d.out[-1]), d.text()
@@ -155,7 +155,7 @@ def test_demo_refuses_a_guarded_interface(sb):
     try:
         d = Demo("--iface", sb.target_iface, "--netns", sb.target_ns, "--plain")
         try:
-            rc = d.finish(timeout=90)
+            rc = d.finish()
         finally:
             d.kill()
         assert rc == 2, d.text()

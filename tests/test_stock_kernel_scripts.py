@@ -12,7 +12,7 @@ import pytest
 HERE = Path(__file__).resolve().parent / "stock_kernel"
 
 
-@pytest.mark.parametrize("script", ["run", "run-arm64", "build-image.sh", "guest-run.sh"])
+@pytest.mark.parametrize("script", ["run", "run-arm64", "build-image.sh", "guest-run.sh", "matrix"])
 def test_scripts_parse(script):
     r = subprocess.run(["bash", "-n", str(HERE / script)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -30,11 +30,31 @@ def test_run_arm64_is_run_with_its_arch():
     (["--arch=sparc"], "--arch must be amd64 or arm64, not 'sparc'"),
     (["--arch=arm64", "--accel=fast"], "--accel must be auto, kvm or tcg"),
     (["--frobnicate"], "unknown option '--frobnicate'"),
+    (["--kernel=4.19"], "--kernel must be 5.10, 6.1 or 6.12, not '4.19'"),
+    (["--jobs=many"], "--jobs must be a number of workers (1-99), not 'many'"),
 ])
 def test_bad_choices_are_refused_before_anything_happens(args, says):
     r = subprocess.run([str(HERE / "run"), *args], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and says in r.stderr, r.stdout + r.stderr
     assert "building" not in r.stdout and "installing" not in r.stdout
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--kernels=6.1,4.19"], "--kernels takes 5.10, 6.1 and 6.12, not '4.19'"),
+    (["--parallel=0"], "--parallel must be 1-9, not '0'"),
+    (["--frobnicate"], "unknown option '--frobnicate'"),
+])
+def test_matrix_refuses_bad_choices_before_anything_happens(args, says):
+    r = subprocess.run([str(HERE / "matrix"), *args], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and says in r.stderr, r.stdout + r.stderr
+    assert "image" not in r.stdout
+
+
+def test_build_image_refuses_an_unknown_kernel(tmp_path):
+    r = subprocess.run([str(HERE / "build-image.sh"), str(tmp_path / "out"), str(HERE.parent.parent), "amd64", "4.19"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "KERNEL must be 5.10, 6.1 or 6.12, not '4.19'" in r.stderr, r.stderr
+    assert not (tmp_path / "out.build").exists()
 
 
 def test_build_image_refuses_an_unknown_arch(tmp_path):

@@ -3,8 +3,13 @@
 # (linux-image-ARCH) and its matching headers (linux-headers-ARCH), BCC, and
 # the project's pinned Python dependencies in a --system-site-packages venv.
 #
-#   build-image.sh OUT_DIR PROJECT_ROOT [ARCH]
+#   build-image.sh OUT_DIR PROJECT_ROOT [ARCH] [KERNEL]
 #
+# KERNEL is which of Debian's stock kernels boots the (always bookworm) user
+# space, each with its own matching linux-headers package:
+#   6.1   bookworm's linux-image-ARCH (default)
+#   6.12  bookworm-backports' (the kernel of trixie)
+#   5.10  bullseye's (security updates included)
 # ARCH is a Debian architecture, amd64 (default) or arm64. A foreign one is
 # built through qemu-user-static: its binfmt_misc entry is registered for the
 # build (from qemu-user-static's own /usr/lib/binfmt.d file) when the host does
@@ -18,6 +23,7 @@ set -euo pipefail
 OUT="$1"
 PROJECT="$2"
 ARCH="${3:-amd64}"
+KERNEL="${4:-6.1}"
 MIRROR="${LABKIT_STOCK_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
 WORK="$OUT.build"
@@ -27,7 +33,16 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 say() { printf '[stock-kernel build] %s\n' "$*"; }
 
 case "$ARCH" in amd64|arm64) ;; *) echo "build-image.sh: ARCH must be amd64 or arm64, not '$ARCH'" >&2; exit 2 ;; esac
-GUEST_PKGS=("linux-image-$ARCH" "linux-headers-$ARCH" initramfs-tools kmod
+# the suite each kernel comes from (empty: bookworm's own); its packages are
+# named pkg/suite so that only the kernel comes from there, the rest from bookworm
+case "$KERNEL" in
+  6.1) KSUITE="" ;;
+  6.12) KSUITE=bookworm-backports ;;
+  5.10) KSUITE=bullseye ;;
+  *) echo "build-image.sh: KERNEL must be 5.10, 6.1 or 6.12, not '$KERNEL'" >&2; exit 2 ;;
+esac
+KERNEL_PKGS=("linux-image-$ARCH${KSUITE:+/$KSUITE}" "linux-headers-$ARCH${KSUITE:+/$KSUITE}")
+GUEST_PKGS=(initramfs-tools kmod
             python3-bpfcc bpfcc-tools libbpf1 bpftool iproute2 iputils-ping
             python3-venv python3-pip ca-certificates procps bpftrace
             clang libbpf-dev)
@@ -83,6 +98,11 @@ deb $MIRROR $SUITE main
 deb $MIRROR $SUITE-updates main
 deb http://deb.debian.org/debian-security $SUITE-security main
 SRC
+case "$KSUITE" in
+  bookworm-backports) echo "deb $MIRROR bookworm-backports main" >> "$ROOTFS/etc/apt/sources.list" ;;
+  bullseye) printf '%s\n' "deb $MIRROR bullseye main" "deb $MIRROR bullseye-updates main" \
+              "deb http://deb.debian.org/debian-security bullseye-security main" >> "$ROOTFS/etc/apt/sources.list" ;;
+esac
 mount -t proc proc "$ROOTFS/proc"
 mount -t sysfs sysfs "$ROOTFS/sys"
 mount --bind /dev "$ROOTFS/dev"
@@ -101,6 +121,9 @@ in_root() { chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin 
 say "apt-get install ${GUEST_PKGS[*]}"
 in_root apt-get update -qq > "$WORK/apt.log" 2>&1 || { tail -n 30 "$WORK/apt.log" >&2; exit 1; }
 in_root apt-get install -y -qq --no-install-recommends "${GUEST_PKGS[@]}" >> "$WORK/apt.log" 2>&1 || {
+  tail -n 40 "$WORK/apt.log" >&2; exit 1; }
+say "apt-get install ${KERNEL_PKGS[*]} (kernel $KERNEL)"
+in_root apt-get install -y -qq --no-install-recommends "${KERNEL_PKGS[@]}" >> "$WORK/apt.log" 2>&1 || {
   tail -n 40 "$WORK/apt.log" >&2; exit 1; }
 
 KVER="$(ls -1 "$ROOTFS/lib/modules" | sort -V | tail -n 1)"
@@ -142,6 +165,7 @@ in_root update-initramfs -u -k "$KVER" > "$WORK/initramfs.log" 2>&1 || { tail -n
   echo "built: $(date -u +%FT%TZ)"
   echo "kernel: $KVER"
   echo "arch: $ARCH"
+  echo "kernel choice: $KERNEL${KSUITE:+ (from $KSUITE)}"
   in_root dpkg-query -W -f='${Package} ${Version}\n' "linux-image-$KVER" "linux-headers-$KVER" \
     "linux-image-$ARCH" "linux-headers-$ARCH" python3-bpfcc libbpf1 bpftool iproute2 python3
   in_root /opt/labkit/.venv/bin/python -m pip freeze --exclude-editable

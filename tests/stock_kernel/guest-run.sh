@@ -123,15 +123,17 @@ for f in $TESTS; do [ -e "$f" ] && files+=("$f"); done
 if [ ${#files[@]} -eq 0 ] && [ ${#PYTEST_ARGS[@]} -eq 0 ]; then
   result pytest skip 0 "none of $TESTS is in the checkout yet"
 else
+  # one worker: in this process; more: pytest-xdist, one test file per worker at a time (as ./lab test)
+  dist=(-n 0); [ "${JOBS:-1}" -gt 1 ] && dist=(-n "$JOBS" --dist loadfile)
   PYTHONPATH="$HERE" LABKIT_HOOK_REPORT="$R/hooks.json" \
-    "$PY" -m pytest -n 0 -p hookreport -p no:cacheprovider -v -rA --color=no \
+    "$PY" -m pytest "${dist[@]}" -p hookreport -p no:cacheprovider -v -rA --color=no \
     --junitxml="$R/junit.xml" "${files[@]}" "${PYTEST_ARGS[@]}" 2>&1 | tee /tmp/pytest.log
   rc=${PIPESTATUS[0]}
   cp /tmp/pytest.log "$R/pytest.log"
   line=$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* in [0-9.]+s' /tmp/pytest.log | tail -n1 | sed 's/^=* //; s/ =*$//')
   if [ $rc -eq 0 ]; then result pytest ok $(( $(now) - t )) "${files[*]}: $line"
   else result pytest FAIL $(( $(now) - t )) "exit $rc: $line"; fi
-  grep '^HOOK ' /tmp/pytest.log > "$R/hooks.txt"
+  { grep '^HOOK ' /tmp/pytest.log; "$PY" "$HERE/hookreport.py" "$R"/hooks.json.gw*; } > "$R/hooks.txt" 2>/dev/null
   # on this kernel the clone tests must have used the kprobe path at least once
   if [ -n "$LABKIT_EXPECT_HOOK" ] && grep -q ':: trace_clone ->' "$R/hooks.txt"; then
     if grep ':: trace_clone ->' "$R/hooks.txt" | grep -q " -> $LABKIT_EXPECT_HOOK:"; then

@@ -88,7 +88,38 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         tr.write_line("(no labkit trace_*/attach_* call was made)")
     for rec in _records:
         tr.write_line(f"HOOK {rec['test']} :: {rec['call']} -> {hook_of(rec)}")
+    _write(os.environ.get("LABKIT_HOOK_REPORT"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A pytest-xdist worker prints no terminal summary: each writes its own
+    records beside the report (``hooks.json.gw0``, ...), merged by ``main``."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
     path = os.environ.get("LABKIT_HOOK_REPORT")
+    if worker and path:
+        _write(f"{path}.{worker}")
+
+
+def _write(path):
     if path:
         with open(path, "w") as f:
             json.dump(_records, f, indent=1, default=str)
+
+
+def main(argv):
+    """``python hookreport.py FILE...``: the HOOK lines of saved reports (the
+    controller's and every worker's), in one list."""
+    for path in argv:
+        try:
+            with open(path) as f:
+                records = json.load(f)
+        except (OSError, ValueError):
+            continue
+        for rec in records:
+            print(f"HOOK {rec['test']} :: {rec['call']} -> {hook_of(rec)}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
