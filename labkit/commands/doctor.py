@@ -21,7 +21,7 @@ from labkit.programs import core as _core
 from labkit.programs import hooks as _hooks
 from labkit.programs import privileges as _privileges
 
-__all__ = ["Check", "doctor", "main", "run_checks"]
+__all__ = ["Check", "LessonFit", "doctor", "kernel_release", "lesson_fits", "main", "run_checks"]
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -306,6 +306,93 @@ def run_checks() -> list[Check]:
     return out
 
 
+@dataclass
+class LessonFit:
+    lesson: str
+    title: str
+    status: str      # ok | partial | cannot
+    detail: str
+
+
+# each lesson: the checks it cannot do without, and those only one part of it needs
+_LESSON_NEEDS = (
+    ("00", "check your lab", ("BCC", "hook: tracepoint"), ()),
+    ("01", "hello clone", ("hook: tracepoint",), ("hook: kprobe",)),
+    ("02", "XDP ping drop", ("hook: XDP",), ("libbpf",)),
+    ("03", "maps vs events", ("hook: tracepoint", "map types"), ()),
+    ("04", "verifier mistakes", ("BCC",), ()),
+    ("05", "tracing user space", ("hook: uprobe",), ("USDT",)),
+    ("06", "maps in depth", ("map types",), ()),
+    ("07", "XDP beyond drop", ("hook: XDP", "map types"), ()),
+    ("08", "TC", ("hook: tc", "hook: XDP"), ()),
+    ("09", "modern toolchain", ("CO-RE toolchain", "BTF"), ()),
+)
+
+
+def kernel_release(release: str | None = None) -> tuple[int, int]:
+    """(major, minor) of a kernel release string ("6.1.0-41-amd64" -> (6, 1))."""
+    head = (release or os.uname().release).split("-")[0].split(".")
+    try:
+        return int(head[0]), int(head[1]) if len(head) > 1 else 0
+    except ValueError:
+        return (0, 0)
+
+
+def _kernel_notes(lesson: str, rel: tuple[int, int], arch: str) -> list[tuple[str, str]]:
+    """What this kernel version changes in a lesson: (status, words for a student)."""
+    v = f"{rel[0]}.{rel[1]}"
+    notes: list[tuple[str, str]] = []
+    if lesson in ("01", "03", "06") and rel < (5, 8):
+        notes.append((FAIL, f"BPF ring buffers need kernel 5.8 (this is {v})"))
+    if lesson in ("02", "07") and rel < (5, 9):
+        notes.append((OK, f"XDP attaches through netlink and stays after the process ends: bpf_link needs 5.9 "
+                          f"(this is {v}); labkit removes it"))
+    if lesson == "04":
+        if rel < (5, 3):
+            notes.append((FAIL, f"loops need kernel 5.3 (this is {v}): even the fixed loop is refused"))
+        elif rel < (5, 17):
+            notes.append((OK, f"bpf_loop(), which the lesson mentions, needs 5.17 (this is {v})"))
+    if lesson == "08" and rel < (6, 6):
+        notes.append((OK, f"TC programs attach as cls_bpf filters under the clsact qdisc (netlink): "
+                          f"tcx links need 6.6 (this is {v})"))
+    if lesson == "09" and arch == "aarch64" and rel < (6, 4):
+        notes.append((WARN, f"fentry programs load but cannot attach on arm64 before 6.4 (this is {v})"))
+    return notes
+
+
+def lesson_fits(checks: list[Check], release: str | None = None, arch: str | None = None) -> list[LessonFit]:
+    """Each lesson on this kernel, from the doctor's checks and the kernel's
+    version: ok, partial (a part of it will not work, and which), or cannot."""
+    by = {c.name: c for c in checks}
+    rel = kernel_release(release)
+    arch = arch or os.uname().machine
+    out = []
+    for lesson, title, needs, parts in _LESSON_NEEDS:
+        status, words = OK, []
+        for name in needs:
+            c = by.get(name)
+            if c is None:
+                status, words = "cannot", words + [f"{name}: not checked (an earlier check failed)"]
+            elif c.status == FAIL:
+                status, words = "cannot", words + [f"{name}: {c.detail}"]
+            elif c.status == WARN:
+                status = "partial" if status == OK else status
+                words.append(f"{name}: {c.detail}")
+        for name in parts:
+            c = by.get(name)
+            if c is not None and c.status != OK:
+                status = "partial" if status == OK else status
+                words.append(f"{name}: {c.detail}")
+        for sev, text in _kernel_notes(lesson, rel, arch):
+            if sev == FAIL:
+                status = "cannot"
+            elif sev == WARN and status == OK:
+                status = "partial"
+            words.append(text)
+        out.append(LessonFit(lesson, title, status, "; ".join(words) or "everything it uses works here"))
+    return out
+
+
 def doctor():
     """The doctor's checks as a pandas DataFrame (for notebooks)."""
     return pd.DataFrame([c.__dict__ for c in run_checks()])
@@ -319,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         if c.status != OK and c.fix:
             print(f"{'':>4}  {'':<{w}}  fix: {c.fix}")
     failed = [c for c in checks if c.status == FAIL]
+    print(f"\nthe lessons on this kernel ({os.uname().release}, {os.uname().machine}):")
+    for f in lesson_fits(checks):
+        print(f"{f.status:>7}  {f.lesson} {f.title:<19} {f.detail}")
     print()
     print("the lab cannot run: fix the FAIL lines above" if failed else "the lab can run")
     return 1 if failed else 0

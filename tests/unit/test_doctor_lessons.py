@@ -1,0 +1,62 @@
+"""`labkit doctor`'s per-lesson verdicts, from its checks and the kernel's
+version (pure logic: the checks themselves run on the real kernel in
+tests/test_setup_and_cli.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from labkit.commands.doctor import Check, kernel_release, lesson_fits
+
+NAMES = ("privileges", "BCC", "tracefs", "debugfs", "kernel headers", "BTF", "libbpf", "hook: tracepoint",
+         "hook: kprobe", "hook: XDP", "map types", "hook: uprobe", "USDT", "hook: tc", "CO-RE toolchain")
+
+
+def _checks(**status):
+    return [Check(n, status.get(n.replace(" ", "_").replace(":", "").replace("-", "_"), "ok"), f"{n} detail")
+            for n in NAMES]
+
+
+def _fits(checks, release, arch="x86_64"):
+    return {f.lesson: f for f in lesson_fits(checks, release, arch)}
+
+
+@pytest.mark.parametrize("release, want", [("6.1.0-41-amd64", (6, 1)), ("5.10.0-32-amd64", (5, 10)),
+                                           ("6.18.44-fc-v1252", (6, 18)), ("garbage", (0, 0))])
+def test_kernel_release(release, want):
+    assert kernel_release(release) == want
+
+
+def test_every_lesson_ok_on_a_kernel_with_everything():
+    fits = _fits(_checks(), "6.12.57+deb13-amd64")
+    assert sorted(fits) == [f"{n:02d}" for n in range(10)]
+    assert {f.status for f in fits.values()} == {"ok"}
+
+
+def test_old_kernels_say_what_changes_in_which_lesson():
+    fits = _fits(_checks(), "5.10.0-32-amd64")
+    assert fits["08"].status == "ok" and "tcx links need 6.6 (this is 5.10)" in fits["08"].detail
+    assert fits["04"].status == "ok" and "bpf_loop()" in fits["04"].detail and "5.17" in fits["04"].detail
+    assert "tcx" not in _fits(_checks(), "6.6.0")["08"].detail
+    old = _fits(_checks(), "5.4.0-150-generic")
+    assert old["03"].status == "cannot" and "ring buffers need kernel 5.8" in old["03"].detail
+    assert old["02"].status == "ok" and "netlink" in old["02"].detail
+
+
+def test_arm64_before_6_4_cannot_attach_fentry():
+    assert _fits(_checks(), "6.1.0-41-arm64", "aarch64")["09"].status == "partial"
+    assert _fits(_checks(), "6.1.0-41-amd64", "x86_64")["09"].status == "ok"
+
+
+def test_a_failed_check_makes_its_lessons_cannot_and_a_part_partial():
+    fits = _fits(_checks(hook_XDP="FAIL", USDT="warn"), "6.1.0-41-amd64")
+    assert {l for l, f in fits.items() if f.status == "cannot"} == {"02", "07", "08"}
+    assert "hook: XDP: hook: XDP detail" in fits["02"].detail
+    assert fits["05"].status == "partial" and "USDT" in fits["05"].detail
+
+
+def test_checks_that_never_ran_are_not_ok():
+    only = [Check("privileges", "ok", ""), Check("BCC", "FAIL", "import bcc failed")]
+    fits = _fits(only, "6.1.0")
+    assert {f.status for f in fits.values()} == {"cannot"}
+    assert "not checked" in fits["05"].detail
