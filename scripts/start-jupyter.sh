@@ -186,7 +186,9 @@ fi
 #     about official Jupyter news?") and checkForUpdates false. It is the lab's
 #     app_settings_dir, which holds only those defaults: a user can still change
 #     them in the Settings Editor, and the server still fetches nothing;
-#   - terminals stay on: students use them (they are root shells, like the kernel).
+#   - terminals stay on: students use them (they are root shells, like the kernel);
+#   - labkit's own prebuilt extension (labkit/views/labextensions/labkit-bpf-cells):
+#     a code cell whose first line is %%bpf is edited as C (highlighting, indentation).
 exec "$PREFIX/bin/jupyter" lab --no-browser --allow-root \
   --ServerApp.ip="$IP" --ServerApp.port="$PORT" --ServerApp.port_retries=0 \
   --ServerApp.allow_remote_access=False \
@@ -200,5 +202,6 @@ exec "$PREFIX/bin/jupyter" lab --no-browser --allow-root \
   --LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate \
   --LabApp.extension_manager=readonly \
   --LabApp.app_settings_dir="$ROOT/scripts/jupyterlab-settings" \
+  --LabApp.extra_labextensions_path="$ROOT/labkit/views/labextensions" \
   --ServerApp.root_dir="$ROOT/notebooks" \
   --MultiKernelManager.default_kernel_name=labkit

@@ -263,7 +263,7 @@ def test_core_cell_magic_names_the_cell_and_replaces_on_rerun():
         sh.run_cell_magic("bpf", "my_parents --core", cell)
         assert first.closed and len(labkit.live_attachments()) == 1
         broken = cell.replace("real_parent, tgid", "real_parent, tgidd")
-        line = next(i for i, ln in enumerate(broken.splitlines(), 1) if "tgidd" in ln)
+        line = next(i for i, ln in enumerate(broken.splitlines(), 2) if "tgidd" in ln)
         with pytest.raises(labkit.CompileError, match=rf"my_parents:{line}:\d+: error"):
             sh.run_cell_magic("bpf", "my_parents --core", broken)
         with pytest.raises(labkit.LabkitError, match="-D is for BCC"):

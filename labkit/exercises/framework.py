@@ -47,6 +47,7 @@ from labkit.programs.compile import (
     Program,
     resolve_source,
 )
+from labkit.views.cellmagic import FailedCell
 from labkit.views.display import ShownOnce
 from labkit.views.panel import live_panels
 
@@ -217,10 +218,15 @@ class Exercise:
     reference: Result | None = None
 
     def check(self, answer: Any = None) -> Result:
-        """Run ``answer`` against the real kernel; show and return the verdict."""
+        """Run ``answer`` against the real kernel; show and return the verdict.
+        The name of a ``%%bpf`` cell that failed (a FailedCell) is incorrect
+        as it is: the cell did not compile, fix it and run it again."""
         if answer is None or answer is Ellipsis or (isinstance(answer, str) and not answer.strip()):
             res = Result(self.id, NOT_ATTEMPTED, "put your answer in the variable above and run this cell again "
                                                  f"(task: {self.task})")
+        elif isinstance(answer, FailedCell):  # a %%bpf cell that failed: never grade an older program of that name
+            res = Result(self.id, INCORRECT, answer.verdict(),
+                         {"error": "the %%bpf cell " + answer.failure, "cause": type(answer.error).__name__})
         elif is_reference(answer) or self._is_own_reference(answer):
             res = Result(self.id, INCORRECT, "that is the reference solution, not your answer: write your own "
                                              "(ex.{0}.hint() helps)".format(self.id), {"error": "reference"})
