@@ -5,6 +5,9 @@
 // Lesson 06 reads both and compares what they lose, in which order they
 // deliver, and what they cost in memory. Each record carries a number taken
 // from one counter all CPUs share (an atomic add): the global order of the calls.
+// Kernels before 5.12 cannot return the old value of an atomic add (BPF_FETCH
+// came in 5.12): there the number is bpf_ktime_get_ns(), which orders the
+// calls the same way.
 //  * perf_events: a perf buffer, one per CPU. A full CPU buffer drops the
 //    record, and the kernel tells the reader how many it dropped;
 //  * ring: one ring buffer for all CPUs. A full ring refuses the reservation:
@@ -49,7 +52,11 @@ int lk_both(struct sys_exit_args *args)
         return 0;
     struct event e = {};
     struct event *r = ring.ringbuf_reserve(sizeof(struct event));   // a place in the ring first,
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 12, 0)
     e.seq = __sync_fetch_and_add(next, 1);                          // then the number
+#else   // no atomic fetch-and-add before 5.12 (the verifier: "BPF_STX uses reserved fields"):
+    e.seq = bpf_ktime_get_ns();                                     // the one clock all CPUs share
+#endif
     e.ts = bpf_ktime_get_ns();
     e.cpu = bpf_get_smp_processor_id();
     e.pid = bpf_get_current_pid_tgid() >> 32;

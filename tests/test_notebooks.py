@@ -377,6 +377,11 @@ def runs(request) -> dict[str, Run]:
     return done
 
 
+def _kernel_at_least(major: int, minor: int) -> bool:
+    rel = os.uname().release.split("-")[0].split(".")
+    return (int(rel[0]), int(rel[1])) >= (major, minor)
+
+
 def _lesson(runs: dict[str, Run], name: str) -> Run:
     run = runs[name]
     if run.error is not None:
@@ -627,7 +632,8 @@ def test_04_verifier_errors_and_their_logs(runs):
         assert f["bounds error"] == f["null error"] == f["loop error"] == "VerifierError"
         assert "invalid access to packet" in f["bounds cause"]
         assert f["loop log lines"] > 1000 and f["loop top insn visits"] > 100
-        assert re.search(r"R1(_w)?=pkt\(", _text(_tagged(nb, "verifier-bounds-log")))   # 6.1: R1_w=pkt(off=0,r=0,...)
+        # 6.18: R1=pkt(r=0); 6.1: R1_w=pkt(off=0,r=0,...); 5.10 prints no per-instruction state: R1(id=0,off=12,r=0)
+        assert re.search(r"R1(_w)?=pkt\(|R1\(id=0,off=12,r=0\)", _text(_tagged(nb, "verifier-bounds-log")))
         # the lesson says which limit the unbounded loop meets: the jump-sequence one, not the 1M instructions
         assert "The sequence of 8193 jumps is too complex." in _text(_tagged(nb, "verifier-loop-log"))
         assert "map_value_or_null" in _text(_tagged(nb, "verifier-null-log"))
@@ -856,9 +862,11 @@ def test_09_runs_twice_and_gives_everything_back(runs):
         assert s["exercises"] == {"q1": "incorrect", "q2": "incorrect"}, "the shipped starters are not answers"
         assert all(s["messages"][q].strip() for q in ("q1", "q2"))
         # what stays is the last %%bpf my_program --core object: one program on one bpf_link (libbpf
-        # attaches a tracepoint through a perf event, which the link holds)
+        # attaches a tracepoint through a perf event, which the link holds); before 5.15 the kernel has
+        # no link for perf events, and libbpf holds the perf event itself (PERF_EVENT_IOC_SET_BPF)
         assert state["attachments"] == 1 and state["panels"] == 0 and state["perf events"] == 1, state
-        assert state["fds"] == {"prog": 1, "link": 1, "perf_event": 1}, state
+        links = 1 if _kernel_at_least(5, 15) else 0
+        assert state["fds"] == {"prog": 1, "link": links, "perf_event": 1}, state
     assert run.state[1] == run.state[0]
     assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [],
                               "BPF programs": [], "BPF links": []}, run.after_exit
@@ -874,9 +882,11 @@ def test_09_bpftool_shows_the_labs_own_program(runs):
         assert f["jit bytes"] == f["jited size"] > 0 and f["asm lines"] >= 10
         # the prose: near the top, a nop the kernel can patch (5 bytes on x86-64, 4 on arm64)
         nops = [l for l in f["asm head"] if re.search(r"\bnop", l)]
+        # a 5-byte nop: 0f 1f 44 00 00 ("nopl"), or 66 66 66 66 90 (before 5.13, by CPU model: 5.10 under qemu; objdump: "data16 ... xchg %ax,%ax")
+        nops += [l for l in f["asm head"] if l.startswith("66 66 66 66 90")]
         assert nops, f["asm head"]
         if os.uname().machine == "x86_64":
-            assert any(l.startswith("0f 1f 44 00 00") for l in nops), nops
+            assert any(l.startswith(("0f 1f 44 00 00", "66 66 66 66 90")) for l in nops), nops
 
 
 
