@@ -179,6 +179,7 @@ control_ping = sb.ping(count=2, interval=0.1, timeout=0.5)
         "core right": "core_right",
         "bcc right": "bcc_right",
         "fentry": "fentry_result",
+        "bpf_loop total": "loop_total",
         "tp_btf parent": "tp_btf_parent",
         "me": "me",
         "bcc adds": "bcc_adds",
@@ -919,6 +920,17 @@ def test_09_fentry_is_loaded_or_refused_and_says_which(runs):
             assert "cannot attach lk_fentry_unlink" in _text(_tagged(nb, "fentry")), _text(_tagged(nb, "fentry"))
         text = _text(_tagged(nb, "fentry"))
         assert f"fentry on kernel {os.uname().release}: {f['fentry']}" in text
+
+
+def test_09_bpf_loop_sums_what_the_verifier_could_not_walk_or_says_it_needs_5_17(runs):
+    run = _lesson(runs, L09)
+    for nb, f in zip(run.rounds, run.facts):
+        text = _text(_tagged(nb, "bpf-loop"))
+        if _kernel_at_least(5, 17):
+            assert f["bpf_loop total"] == 99_999 * 100_000 // 2 == 4_999_950_000, (f["bpf_loop total"], text)
+            assert "bpf_loop added 0 .. 99,999: 4,999,950,000" in text, text
+        else:   # the prose: bpf_loop came in 5.17; the cell says so instead of a traceback
+            assert f["bpf_loop total"] is None and "refused bpf_loop(): it came in 5.17" in text, text
 
 
 # ------------------------------------------------------------------ lesson 07
