@@ -121,10 +121,10 @@ def test_both_directions_of_one_interface_share_the_qdisc_and_give_it_back(lab, 
 def test_egress_filter_drops_only_what_it_should(lab, sb):
     t = lab.attach_tc(DROP_4444, sb.host_iface, "egress", netns=sb.host_ns)
     assert sb.send_udp(count=3, port=4444, timeout=0.5).received == 0
-    assert sb.send_udp(count=3, port=4445).received == 3
+    assert sb.send_udp(count=3, port=4445, timeout=10).received == 3
     assert sb.ping(count=2, interval=0.05).received == 2
     t.detach()
-    assert sb.send_udp(count=3, port=4444).received == 3
+    assert sb.send_udp(count=3, port=4444, timeout=10).received == 3
 
 
 def test_xdp_runs_before_tc_ingress_and_never_sees_egress(lab, sb):
