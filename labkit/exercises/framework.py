@@ -148,7 +148,7 @@ class Result(ShownOnce):
     def _repr_html_(self) -> str:
         color = _COLORS.get(self.status, "#333")
         msg = html.escape(self.message).replace("\n", "<br>")
-        who = " (the reference solution)" if self.of != "your answer" else ""
+        who = " (the reference solution)" if self.of == "reference solution" else ""
         parts = ""
         if self.parts and self.status == INCORRECT:
             items = "".join(f"<li>{'&#10003;' if p.passed else '&#10007;'} {html.escape(p.name)}</li>"
@@ -159,7 +159,7 @@ class Result(ShownOnce):
                 f"<div style='white-space:pre-wrap'>{msg}</div>{parts}</div>")
 
     def __repr__(self) -> str:
-        who = " (reference solution)" if self.of != "your answer" else ""
+        who = " (reference solution)" if self.of == "reference solution" else ""
         return f"{self.exercise}{who}: {self.status}: {self.message}"
 
     def to_dict(self) -> dict:
@@ -236,6 +236,15 @@ class Exercise:
         del self.results[:-10]
         res.show()
         return res
+
+    def judge(self, answer: Any) -> Result:
+        """The checker's verdict on ``answer``, neither shown nor recorded as
+        the student's, and without the integrity rule (a reference answer is
+        judged like any other): for teachers' catalogues
+        (``labkit course check-catalogue``)."""
+        if isinstance(answer, FailedCell):
+            return Result(self.id, INCORRECT, answer.verdict(), {"error": "the %%bpf cell " + answer.failure})
+        return self._run(answer, "catalogue answer")
 
     def _is_own_reference(self, answer: Any) -> bool:
         """A C reference kept as text rather than a snippet (e.g. one that needs a USDT context)."""

@@ -5,6 +5,7 @@
     labkit course submit DIR STUDENT NOTEBOOK [--assignment lesson01]
     labkit course autograde DIR [--assignment lesson01 ...] [--student ID ...] [--timeout 120]
     labkit course gradebook DIR [--out grades.csv]
+    labkit course check-catalogue FILE.toml ...   (a teacher's own right and wrong answers, judged)
 
 ``create`` writes DIR/nbgrader_config.py and DIR/source/lessonNN/ (answer
 cells as solution cells with the reference inside solution regions, an
@@ -13,7 +14,10 @@ generate_assignment (DIR/release/: the lessons' starters, no reference);
 ``autograde`` grades DIR/submitted/STUDENT/lessonNN/ one submission at a time
 as root, each in a fresh kernel, gives back what each left, and writes offline
 feedback HTML (DIR/feedback/); ``gradebook`` exports one CSV row per
-(assignment, student, exercise). nbgrader's own commands work in DIR too.
+(assignment, student, exercise); ``check-catalogue`` judges a teacher's own
+answers with the exercises' checkers and says which verdicts are not the
+expected ones (labkit/commands/course/catalogue.py: the file format).
+nbgrader's own commands work in DIR too.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ import sys
 from pathlib import Path
 
 from labkit._errors import LabkitError
+from labkit.commands.course.catalogue import check_cases, load_catalogue
 from labkit.commands.course.config import DEFAULT_CELL_TIMEOUT
 from labkit.commands.course.gradebook import export_csv, grades
 from labkit.commands.course.manage import autograde, create, release, submit
 
-__all__ = ["autograde", "create", "export_csv", "grades", "main", "release", "submit"]
+__all__ = ["autograde", "check_cases", "create", "export_csv", "grades", "load_catalogue", "main", "release",
+           "submit"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gradebook", help="one CSV row per (assignment, student, exercise)")
     g.add_argument("dir", type=Path)
     g.add_argument("--out", type=Path)
+    k = sub.add_parser("check-catalogue", help="judge a teacher's own right and wrong answers (TOML [[case]]s)")
+    k.add_argument("files", nargs="+", type=Path, metavar="FILE.toml")
     return p
 
 
@@ -85,6 +93,17 @@ def main(argv: list[str] | None = None) -> int:
             print(df.to_string(index=False, columns=["assignment", "student", "exercise", "points", "max_points",
                                                      "status"]) if len(df) else "no grades yet")
             print(f"written: {out}")
+        elif args.action == "check-catalogue":
+            cases = [c for f in args.files for c in load_catalogue(f)]   # every file checked before any case runs
+            misses = 0
+            for o in check_cases(cases):
+                misses += not o.ok
+                first = o.message.strip().splitlines()[0] if o.message.strip() else ""
+                print(f"{'ok' if o.ok else 'MISMATCH':<8}  {o.case.lesson} {o.case.exercise}  {o.case.name}: "
+                      f"{o.why} ({o.seconds:.1f} s)")
+                print(f"{'':<8}  {first[:200]}")
+            print(f"{len(cases) - misses} of {len(cases)} judged as expected")
+            return 1 if misses else 0
     except LabkitError as e:
         print(f"labkit course: {e}", file=sys.stderr)
         return 1
