@@ -21,6 +21,10 @@
 #                       USER with only CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH and
 #                       CAP_NET_ADMIN instead of as root (see README)
 #   --kernelspec-only   install the kernel spec(s), print where, and exit
+#   --instructor        keep nbgrader's instructor tools in JupyterLab (Create
+#                       Assignment, Formgrader, Course List and the Nbgrader menu);
+#                       by default a server is a student's, and they are off
+#                       (scripts/jupyter-student/labconfig/page_config.json)
 #
 # Environment: LABKIT_TOKEN (use this token; at least 16 characters of
 # [A-Za-z0-9_-]), LABKIT_KERNELS_DIR (where to install kernel specs; default
@@ -39,6 +43,7 @@ URL_FILE=""
 PREFIX="$ROOT/.venv"
 CAPS_USER=""
 SPEC_ONLY=0
+INSTRUCTOR=0
 die() { echo "start: $*" >&2; exit 2; }
 need() { [ $# -ge 2 ] || die "option $1 needs a value"; }
 while [ $# -gt 0 ]; do
@@ -51,7 +56,8 @@ while [ $# -gt 0 ]; do
     --env) need "$@"; PREFIX="${2%/}"; shift 2 ;;
     --caps-user) need "$@"; CAPS_USER="$2"; shift 2 ;;
     --kernelspec-only) SPEC_ONLY=1; shift ;;
-    *) die "unknown option '$1' (known: --port N, --ip ADDR, --public-url URL, --token-file PATH, --url-file PATH, --env PREFIX, --caps-user USER, --kernelspec-only)" ;;
+    --instructor) INSTRUCTOR=1; shift ;;
+    *) die "unknown option '$1' (known: --port N, --ip ADDR, --public-url URL, --token-file PATH, --url-file PATH, --env PREFIX, --caps-user USER, --kernelspec-only, --instructor)" ;;
   esac
 done
 PY="$PREFIX/bin/python"
@@ -189,6 +195,11 @@ fi
 #   - terminals stay on: students use them (they are root shells, like the kernel);
 #   - labkit's own prebuilt extension (labkit/views/labextensions/labkit-bpf-cells):
 #     a code cell whose first line is %%bpf is edited as C (highlighting, indentation).
+# a student's server: nbgrader's instructor tools are off (JupyterLab reads
+# labconfig/page_config.json from every directory of JUPYTER_CONFIG_PATH)
+if [ "$INSTRUCTOR" -eq 0 ]; then
+  export JUPYTER_CONFIG_PATH="$ROOT/scripts/jupyter-student${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}"
+fi
 exec "$PREFIX/bin/jupyter" lab --no-browser --allow-root \
   --ServerApp.ip="$IP" --ServerApp.port="$PORT" --ServerApp.port_retries=0 \
   --ServerApp.allow_remote_access=False \

@@ -56,7 +56,8 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, *args: str):
+        self.args = list(args)      # more options for start-jupyter.sh (e.g. --instructor)
         self.port = free_port()
         self.token = secrets.token_hex(20)
         self.base = f"http://127.0.0.1:{self.port}"
@@ -104,7 +105,7 @@ class Server:
         env.update(LABKIT_TOKEN=self.token, JUPYTERLAB_SETTINGS_DIR=str(settings),
                    JUPYTERLAB_WORKSPACES_DIR=str(self.tmp / "workspaces"),
                    JUPYTER_RUNTIME_DIR=str(self.tmp / "runtime"))
-        self.proc = subprocess.Popen([str(START), "--port", str(self.port)], cwd=REPO, env=env,
+        self.proc = subprocess.Popen([str(START), "--port", str(self.port), *self.args], cwd=REPO, env=env,
                                      stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.monotonic() + 60

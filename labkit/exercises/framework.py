@@ -147,7 +147,7 @@ class Result(ShownOnce):
 
     def _repr_html_(self) -> str:
         color = _COLORS.get(self.status, "#333")
-        msg = html.escape(self.message).replace("\n", "<br>")
+        msg = _inline_code(self.message).replace("\n", "<br>")
         who = " (the reference solution)" if self.of == "reference solution" else ""
         parts = ""
         if self.parts and self.status == INCORRECT:
@@ -175,7 +175,7 @@ class Note(ShownOnce):
         self.title, self.text, self.code, self.language = title, text, code, language
 
     def mimebundle(self) -> dict[str, Any]:
-        body = f"<div>{html.escape(self.text)}</div>" if self.text else ""
+        body = f"<div>{_inline_code(self.text)}</div>" if self.text else ""
         if self.code:
             body += f"<pre style='font-size:12px'>{html.escape(self.code)}</pre>"
         plain = f"{self.title}\n{self.text}" + (f"\n\n{self.code}" if self.code else "")
@@ -184,6 +184,15 @@ class Note(ShownOnce):
 
     def __repr__(self) -> str:
         return self.mimebundle()["text/plain"]
+
+
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def _inline_code(text: str) -> str:
+    """A message or hint as HTML: escaped, with its `code spans` set as code
+    (the text/plain form keeps the backticks, which read well as text)."""
+    return _CODE_SPAN.sub(r"<code>\1</code>", html.escape(text))
 
 
 def _jsonable(x):

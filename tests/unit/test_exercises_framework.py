@@ -235,3 +235,16 @@ def test_plural_and_need_map():
     with pytest.raises(Incorrect, match=r"no map called 'newlines': the checker reads that map "
                                         r"\(BPF_HASH\(newlines, \.\.\.\)\)"):
         need_map(Prog(), "newlines")
+
+
+def test_messages_and_hints_render_code_spans_as_code_in_html_and_keep_them_as_text():
+    from labkit.exercises.framework import Note, Result
+
+    r = Result("q1", "incorrect", "write `if ((void *)(ip + 1) > data_end) return XDP_PASS;` first & <then>")
+    html = r._repr_html_()
+    assert "<code>if ((void *)(ip + 1) &gt; data_end) return XDP_PASS;</code>" in html
+    assert "`" not in html and "&amp; &lt;then&gt;" in html          # no literal backticks, the rest escaped
+    assert "`if ((void *)(ip + 1) > data_end) return XDP_PASS;`" in repr(r)   # plain text keeps them
+    n = Note("q1: hint", "use `lookup_or_try_init()`")
+    assert "<code>lookup_or_try_init()</code>" in n.mimebundle()["text/html"]
+    assert "`lookup_or_try_init()`" in n.mimebundle()["text/plain"]
