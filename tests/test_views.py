@@ -164,6 +164,10 @@ def test_syscall_picker_lists_real_syscalls_and_retargets(lab):
     assert until(lambda: (picker.panel.table().syscall == "getpid").all() and len(picker.panel.table()) >= 1)
     with pytest.raises(labkit.LabkitError):
         picker.select("no_such_syscall")
+    picker.stream.stop()                        # as a lesson's last cell does: the panel sees its source end
+    assert until(lambda: picker.panel.state == "source stopped")
+    picker.select("getppid")                    # choosing again resumes the panel by itself
+    assert picker.panel.state == "running"
     picker.close()
     assert labkit.live_attachments() == []
 
@@ -196,6 +200,16 @@ def test_xdp_control_lists_real_interfaces_and_attaches_only_in_the_sandbox(lab)
         assert not x.attached
         row = ctl.interfaces().set_index(["namespace", "iface"]).loc[(sb.target_ns, sb.target_iface)]
         assert row.generic == 0 and row.native == 0
+        # as after Run All: the panel saw its attachment go; attaching again resumes it by itself
+        assert until(lambda: ctl.panel.state == "source stopped")
+        y = ctl.attach(sb.target_iface, sb.target_ns, mode="generic")
+        assert ctl.panel.state == "running" and ctl.panel.source is y
+        sb.ping(count=2, interval=0.1, timeout=0.3)
+        assert until(lambda: "drop icmp" in ctl.panel.series().columns and ctl.panel.series()["drop icmp"].sum() == 2)
+        # a panel the student stopped stays stopped when the control attaches again
+        ctl.panel.stop()
+        ctl.attach(sb.target_iface, sb.target_ns, mode="generic")
+        assert ctl.panel.state == "stopped"
         ctl.close()
     assert labkit.live_attachments() == []
 

@@ -158,6 +158,12 @@ def test_the_firewall_control_edits_the_trie_while_traffic_runs(far, lab):
         assert far.send_udp(count=3, timeout=0.3).received == 0
         table = fw.blocked()
         assert list(table.prefixlen) == [32, 24] and list(table.drops) == [3, 0]   # the longest prefix counts
+        # what the student sees: the blocklist shown beside the panel follows the drops without a click
+        shown = fw.panel.refreshes
+        deadline = time.monotonic() + 30
+        while not ("<td>3</td>" in fw._list.value and fw.panel.refreshes > shown) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "<td>3</td>" in fw._list.value, fw._list.value
         fw.unblock(f"{far.host_ip}/32")
         assert far.send_udp(count=2, timeout=0.3).received == 0
         assert list(fw.refresh().drops) == [2]

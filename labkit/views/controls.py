@@ -63,7 +63,9 @@ class SyscallPicker:
         """Trace ``syscall`` instead (detaches the previous one); returns the new EventStream."""
         if syscall not in self.options:
             raise LabkitError(f"no syscall tracepoint for {syscall!r} on this kernel; labkit.syscalls() lists them")
-        running = self.panel.running      # before the old stream stops (the panel would see it stop)
+        # resume unless the student stopped the panel: a panel whose source had ended (a stream stopped,
+        # an attachment detached, as after Run All) starts again with the new one
+        running = self.panel.state in ("running", "source stopped")
         old = self.stream
         if old is not None:
             old.stop()
@@ -196,7 +198,9 @@ class XdpControl:
         if ns is None and not self.allow_root:
             raise LabkitError(f"{name} is in the root namespace: this control only views it. Attach to the "
                               "sandbox, or make the control with allow_root=True (instructor demos).")
-        running = self.panel.running      # before the old attachment goes (the panel would see it go)
+        # (read before the old attachment goes) resume unless the student stopped the panel: a panel whose
+        # attachment had been detached (as after Run All) starts again with the new one
+        running = self.panel.state in ("running", "source stopped")
         if self.attachment is not None:
             self.attachment.detach()
         self.attachment = self.lab.attach_xdp(self.program, iface=name, netns=ns, mode=self.mode.value)

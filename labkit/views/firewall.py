@@ -69,6 +69,7 @@ class FirewallControl:
                               self.panel.widget])
         self.panel.shown_in(self.widget)
         self._show()
+        self.panel.after_refresh.append(self._show_counts)   # the blocklist's drops, as live as the panel
 
     @staticmethod
     def _network(prefix: str) -> ipaddress.IPv4Network:
@@ -115,7 +116,13 @@ class FirewallControl:
         if note:
             self._msg.value = html.escape(note)
         df = self.blocked()
-        self._list.value = "<i>nothing blocked</i>" if df.empty else table_html(df)
+        page = "<i>nothing blocked</i>" if df.empty else table_html(df)
+        if self._list.value != page:
+            self._list.value = page
+
+    def _show_counts(self) -> None:
+        if self.attachment.attached:        # a detached program's maps may be gone: keep what was shown
+            self._show()
 
     def refresh(self) -> pd.DataFrame:
         """Show the blocklist's counts again; returns it."""

@@ -128,6 +128,9 @@ class LivePanel:
         self._halt = threading.Event()
         self._render_lock = threading.RLock()
         self._state = "new"
+        #: called after every refresh, in the refreshing thread: views shown beside the panel
+        #: (a control's own table) stay as current as the panel
+        self.after_refresh: list[Callable[[], None]] = []
         self._last_html = None
         self._last_plot_key = None
         self._png: bytes | None = None
@@ -333,6 +336,8 @@ class LivePanel:
                     self._last_plot_key = key
                     self._plotted_at = time.monotonic()
                 self.refreshes += 1
+                for fn in list(self.after_refresh):
+                    fn()
             except Exception as e:  # a view must never take the notebook down
                 msg = f"{type(e).__name__}: {e}"
                 if len(self.errors) < 20:
