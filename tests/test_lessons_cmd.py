@@ -202,3 +202,14 @@ def test_the_vagrant_sync_then_update_never_leaves_a_stale_lesson_nor_loses_an_e
     sync()                                                    # a lesson the student never touched: updated
     assert (guest / "notebooks" / other).read_bytes() == fixed_other
     assert len(list((guest / "notebooks").glob("*.mine-*.ipynb"))) == 1
+
+
+def test_what_the_command_keeps_is_ignored_by_git():
+    """The record and a student's kept copies never show in `git status` (nor block a `git pull`)."""
+    kept = L.copy_name(NOTEBOOKS / LESSON_FILES[0]).relative_to(ROOT)
+    assert L.is_kept_copy(kept)
+    for path in (L.BASE_FILE, str(kept)):
+        r = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", "--no-index", path])
+        assert r.returncode == 0, f"{path} is not ignored by git: add it to .gitignore"
+    r = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", "--no-index", f"notebooks/{LESSON_FILES[0]}"])
+    assert r.returncode == 1, "the lessons themselves are not ignored"
