@@ -221,7 +221,11 @@ def test_big_text_and_plot_shapes():
     assert len(big_text("1,234")) == 5 and len(big_text("0", 3)) == 15
     assert max(len(line) for line in big_text("8", 2)) == 20
     plot = bar_plot([0, 5, 10], 40, 10)
-    assert plot[0] == "pings dropped per second" and len(plot) == 10
+    # the title says the window the width holds (40 columns, a 3-column axis: 17 s), not a minute it does
+    # not show; the x axis starts at the same second
+    assert plot[0] == "pings dropped per second, the last 17 s" and len(plot) == 10
+    assert plot[-1].lstrip().startswith("-17s")
+    assert bar_plot([500], 100, 10)[0].endswith("the last 47 s")      # 100 columns, "1000" on the axis
     assert plot[1].startswith("10 |") and plot[-2].startswith(" 0 +")
     assert plot[1].endswith("██")         # the newest second, 10, reaches the top
     assert plot[-1].rstrip().endswith("now")
@@ -275,3 +279,24 @@ def test_instructor_notebook_counts_the_pings_and_gives_back(sb, monkeypatch):
         assert "5 pings dropped; detached: pings answer again" in said, said
         assert not xdp_on(sb.target_iface, sb.target_ns)
     assert sb.ping(count=2, interval=0.1, timeout=2).received == 2
+
+
+def test_the_last_screen_stays_on_the_terminal_after_the_demo(sb):
+    """The demo draws on the alternate screen; when it ends, the terminal switches back, and the
+    counter and plot of the last frame are written there, above the closing line."""
+    import io
+
+    from labkit.commands.demo import run_xdp_demo
+
+    out, err = io.StringIO(), io.StringIO()
+    assert run_xdp_demo(sb.target_iface, netns=sb.target_ns, seconds=1, plain=False, interval=0.1,
+                        out=out, err=err) == 0, err.getvalue()
+    text = out.getvalue()
+    assert "\x1b[?1049h" in text and "\x1b[?1049l" in text
+    after = text.rsplit("\x1b[?1049l", 1)[1]            # what stays once the alternate screen is gone
+    assert "\x1b[2J" not in after
+    for line in big_text("0"):
+        assert line in after
+    assert "pings dropped per second, the last" in after and "Ask the room: ping" in after
+    assert after.rstrip().splitlines()[-1].startswith("labkit demo: 1 s are up: dropped 0 pings")
+    assert not xdp_on(sb.target_iface, sb.target_ns)

@@ -10,7 +10,10 @@ says so on the screen.
 
 On a terminal the screen shows a big counter of the pings dropped (block
 digits a back row can read) and a bar plot of pings dropped per second over
-the last minute, redrawn twice a second. Elsewhere (``--plain``, a pipe, a
+the last seconds (as many as the terminal's width holds, two columns each: 47
+to 48 on 100 columns; the plot's title says how many), redrawn twice a second. When
+the demo ends, the last screen stays in the terminal above the closing line.
+Elsewhere (``--plain``, a pipe, a
 log) it prints one line a second::
 
     dropped 12 pings, 1/s (xdp_icmp_drop on eth1, native mode via bpf_link)
@@ -100,7 +103,7 @@ def bar_plot(rates: list[int], width: int, height: int, label: str = "pings drop
     cols = max(1, (width - axis_w - 2) // 2)     # two characters a second
     shown = list(rates)[-cols:]
     shown = [0] * (cols - len(shown)) + shown
-    out = [label]
+    out = [f"{label}, the last {cols} s"]       # as many seconds as the width holds: say which
     plot_h = height - 3
     for row in range(plot_h, 0, -1):
         level = top * row / plot_h
@@ -282,6 +285,7 @@ def run_xdp_demo(iface: str, *, netns: str | None = None, mode: str = "native", 
     lab: Lab | None = None
     att = None
     meter: DropMeter | None = None
+    title, notes = "", []
     why = "stopped"
     try:
         lab = Lab()        # first reaps what dead owners left: a signal may come meanwhile
@@ -338,6 +342,8 @@ def run_xdp_demo(iface: str, *, netns: str | None = None, mode: str = "native", 
             signal.signal(sig, signal.SIG_IGN)
         if att is not None and not plain:
             out.write("\x1b[?25h\x1b[?1049l")
+            if meter is not None:       # the alternate screen is gone: leave its last frame on the terminal
+                out.write(screen(meter, title, notes, *_terminal_size(out)) + "\n")
             out.flush()
         total = None
         if att is not None:
