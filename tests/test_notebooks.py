@@ -180,6 +180,11 @@ control_ping = sb.ping(count=2, interval=0.1, timeout=0.5)
         "bcc right": "bcc_right",
         "fentry": "fentry_result",
         "bpf_loop total": "loop_total",
+        "flavors moved": "{f: list(v) for f, v in moved.items()}",
+        "flavors parent": "int(seen_by_flavors[0])",
+        "true parent": "os.getppid()",
+        "state member": "state_name",
+        "state value": "int(seen_by_flavors[2])",
         "tp_btf parent": "tp_btf_parent",
         "me": "me",
         "bcc adds": "bcc_adds",
@@ -920,6 +925,21 @@ def test_09_fentry_is_loaded_or_refused_and_says_which(runs):
             assert "cannot attach lk_fentry_unlink" in _text(_tagged(nb, "fentry")), _text(_tagged(nb, "fentry"))
         text = _text(_tagged(nb, "fentry"))
         assert f"fentry on kernel {os.uname().release}: {f['fentry']}" in text
+
+
+def test_09_core_relocates_a_struct_of_our_own_and_picks_the_member_this_kernel_has(runs):
+    run = _lesson(runs, L09)
+    for nb, f in zip(run.rounds, run.facts):
+        # compiled at 0 and 8 (the flavor's own layout), relocated to this kernel's BTF offsets (the table's)
+        assert f["flavors moved"] == {"tgid": [0, f["offsets"]["tgid"], True],
+                                      "real_parent": [8, f["offsets"]["real_parent"], True]}, f["flavors moved"]
+        assert f["offsets"]["tgid"] != 0 and f["offsets"]["real_parent"] != 8   # so something really moved
+        assert f["flavors parent"] == f["true parent"]
+        # the prose: task_struct's state became __state in 5.14; bpf_core_field_exists chose at load time
+        assert f["state member"] == ("__state" if _kernel_at_least(5, 14) else "state")
+        assert f["state value"] == 0, "TASK_RUNNING while it makes the call"
+        text = _text(_tagged(nb, "core-flavors"))
+        assert "compiled at byte 0, relocated to byte" in text and "NOT in" not in text, text
 
 
 def test_09_bpf_loop_sums_what_the_verifier_could_not_walk_or_says_it_needs_5_17(runs):
