@@ -2,7 +2,7 @@
 judged incorrect, with a message that names the mistake) and with right answers
 written in other ways (BCC macros, per-CPU maps, a %%bpf Program): real kernel,
 real uprobes on libc's usleep() and CPython's USDT probe gc__start, in child
-processes the checkers start."""
+processes the checkers start (q1's makes some of its calls from a second thread)."""
 
 from __future__ import annotations
 
@@ -108,6 +108,17 @@ int on_usleep(struct pt_regs *ctx)
     return 0;
 }
 """
+Q1_FILTER_ON_MASKED_ID = HEAD + """
+BPF_HISTOGRAM(dist);
+int on_usleep(struct pt_regs *ctx)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    if ((pid_tgid & 0xffffffff) != LK_FILTER_PID)   // "the pid is the low half"
+        return 0;
+    dist.atomic_increment(bpf_log2l(PT_REGS_PARM1(ctx)));
+    return 0;
+}
+"""
 Q1_WRONG = [
     ("no pid filter", Q1_NO_FILTER, r"another process's calls .* were counted"),
     ("the raw microseconds as keys", Q1_RAW_VALUES, r"keys are the microseconds themselves.*bpf_log2l"),
@@ -117,9 +128,12 @@ Q1_WRONG = [
     ("one per bucket", Q1_ONCE_PER_BUCKET, r"each bucket says 1.*must add"),
     ("filter inverted", Q1_INVERTED, r"filter is\s+inverted"),
     ("wrong map name", Q1_NO_FILTER.replace("dist", "hist"), r"no map called 'dist'"),
+    # the thread id is the process id only in the main thread: the process's second thread's calls are lost
+    ("filter on the thread id", Q1_FILTER_ON_TID_AND_PID,
+     r"only the calls of the process's main thread were counted: its second thread's usleep\(300\) x7 and "
+     r"usleep\(2000\) x2 \(buckets 9, 11\) are missing.*thread id.*lk_wanted\(bpf_get_current_pid_tgid\(\) >> 32\)"),
+    ("filter on the masked id", Q1_FILTER_ON_MASKED_ID, r"only the calls of the process's main thread.*pid_tgid & 0xffffffff"),
 ]
-# Q1_FILTER_ON_TID_AND_PID is right here: the checker's process calls usleep() from its main
-# thread, whose thread id is the process id (the task does not ask for threads).
 
 Q1_PERCPU_ARRAY = HEAD + """
 BPF_PERCPU_ARRAY(dist, u64, 64);        // per-CPU buckets: the checker sums them
@@ -146,16 +160,32 @@ int count_sleep(struct pt_regs *ctx, unsigned int usec)   // BCC maps the argume
     return 0;
 }
 """
+Q1_TGID_AND_TID = HEAD + """
+BPF_HISTOGRAM(dist, u64, 64);
+int on_usleep(struct pt_regs *ctx)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tgid = pid_tgid >> 32, tid = (u32)pid_tgid;   // every thread of a process has its tgid
+    if (!lk_wanted(tgid))
+        return 0;
+    u64 slot = bpf_log2l(PT_REGS_PARM1(ctx));
+    dist.atomic_increment(slot);
+    return 0;
+}
+"""
 Q1_RIGHT = [
     ("BPF_PERCPU_ARRAY + -D filter", Q1_PERCPU_ARRAY),
     ("BCC argument + lookup_or_try_init", Q1_HASH_LOG2),
-    ("filter on the main thread's id", Q1_FILTER_ON_TID_AND_PID),
+    ("the tgid half, a u64 slot", Q1_TGID_AND_TID),
 ]
 Q1_PARTS = {
     "no pid filter": ({"the argument, in log2 buckets": True, "exact counts per bucket": True,
-                       "only this process": False}, 2 / 3),
+                       "every thread of this process": True, "only this process": False}, 3 / 4),
     "one per bucket": ({"the argument, in log2 buckets": True, "exact counts per bucket": False,
-                        "only this process": True}, 2 / 3),
+                        "every thread of this process": True, "only this process": True}, 3 / 4),
+    # judged on the main thread's calls, which it counts right: only the threads part fails
+    "filter on the thread id": ({"the argument, in log2 buckets": True, "exact counts per bucket": True,
+                                 "every thread of this process": False, "only this process": True}, 3 / 4),
 }
 
 # ============================================================ q2: gc__start per generation
@@ -242,10 +272,43 @@ int on_gc(struct pt_regs *ctx)
     return 0;
 }
 """
+Q2_U64_CHECKED = HEAD + """
+BPF_HASH(collections, u64, u64);
+int on_gc(struct pt_regs *ctx)
+{
+    u64 generation;
+    if (bpf_usdt_readarg(1, ctx, &generation) != 0)   // careful: skip a failed read
+        return 0;
+    collections.increment(generation);
+    return 0;
+}
+"""
+Q2_LONG_CHECKED = HEAD + """
+BPF_HASH(collections, long, u64);
+int on_gc(struct pt_regs *ctx)
+{
+    long gen = -1;
+    bpf_usdt_readarg(1, ctx, &gen);
+    if (gen < 0)
+        return 0;
+    collections.increment(gen);
+    return 0;
+}
+"""
 Q2_WRONG = [
-    ("the readarg return value as key", Q2_KEYED_BY_RETURN, r"every collection went under the key 0.*not what it returns"),
+    ("the readarg return value as key", Q2_KEYED_BY_RETURN, r"every collection went under the key 0: the key must be "
+     r"the generation that bpf_usdt_readarg\(1, ctx, &generation\) writes — not what it returns \(0 on success\); no generations"),
     ("PT_REGS_PARM1 on a USDT probe", Q2_KPROBE_HABIT, r"not the generations 0, 1 and 2.*PT_REGS_PARM1"),
-    ("a u64 destination for an int argument", Q2_U64_DESTINATION, r"key 0.*only into a variable of the argument's size"),
+    # the key is not to blame: readarg wrote nothing (sizeof generation is not the argument's 4 bytes)
+    ("a u64 destination for an int argument", Q2_U64_DESTINATION,
+     r"under the key 0, what generation held before the call: bpf_usdt_readarg\(1, ctx, &generation\) wrote "
+     r"nothing: generation is a u64 \(8 bytes\) and gc__start's argument is a 4-byte int32_t in the probe's note, "
+     r"and BCC's bpf_usdt_readarg\(\) returns -1 and leaves the variable as it was unless sizeof\(generation\) is "
+     r"the argument's size"),
+    ("a u64 destination, the failed read skipped", Q2_U64_CHECKED,
+     r"stayed empty though the process collected 10 times: bpf_usdt_readarg\(1, ctx, &generation\) wrote nothing: "
+     r"generation is a u64 \(8 bytes\).*returns -1"),
+    ("a long destination, checked", Q2_LONG_CHECKED, r"stayed empty.*wrote nothing: gen is a long \(8 bytes\)"),
     ("lookup without insert", Q2_LOOKUP_ONLY, r"stayed empty.*lookup\(\) alone never creates"),
     ("arguments counted from 0", Q2_ARG_FROM_ZERO, r"bpf_usdt_readarg\(0, \.\.\.\).*count from 1"),
     ("a second argument that is not there", Q2_SECOND_ARG, r"bpf_usdt_readarg\(2, \.\.\.\).*one argument"),
@@ -277,9 +340,22 @@ int count_gc(struct pt_regs *ctx)
     return 0;
 }
 """
+Q2_U32_WIDENED = HEAD + """
+BPF_HASH(collections, u64, u64);
+int on_gc(struct pt_regs *ctx)
+{
+    u32 arg = 0;                           // the argument's own size, then widened for the key
+    if (bpf_usdt_readarg(1, ctx, &arg) < 0)
+        return 0;
+    u64 generation = arg;
+    collections.atomic_increment(generation);
+    return 0;
+}
+"""
 Q2_RIGHT = [
     ("BPF_ARRAY, int argument, atomic_increment", Q2_ARRAY_INT),
     ("per-CPU hash, int key, lookup_or_try_init", Q2_PERCPU_INIT),
+    ("a u32 read, widened to a u64 key", Q2_U32_WIDENED),
 ]
 Q2_PARTS = {
     "set to one": ({"keyed by the generation": True, "exact count per generation": False}, 0.5),

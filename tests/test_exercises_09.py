@@ -2,7 +2,9 @@
 judged incorrect, with a message that names the mistake) and with right answers
 written in other ways (BPF_CORE_READ_INTO, bpf_core_read, per-CPU maps, tp_btf,
 a %%bpf --core object): real kernel, CO-RE objects compiled by clang and loaded
-by libbpf, judged on processes the checkers start."""
+by libbpf, judged on processes the checkers start (q1: a parent forks from a
+second thread, another has a child traced by a third process; q2: a process's
+main thread ends alone before the process, a thread ends before sys.exit(3))."""
 
 from __future__ import annotations
 
@@ -64,11 +66,21 @@ int lk_count(void *ctx)
      r"no map called 'execs'"),
     ("key is u64", q1("BPF_CORE_READ(task, real_parent, tgid)", maps=hash_map("execs", key="u64")).replace("u32 key", "u64 key"),
      r"key is 8 bytes"),
+    # ->parent is the tracer while the process is traced (a debugger, strace): the checker traces one child
+    ("the tracer, not the real parent", q1("BPF_CORE_READ(task, parent, tgid)"),
+     r"parent (\d+) ran 4 programs and 3 were counted; the child of parent \1 that another process \(pid \d+\) "
+     r"traced with ptrace was counted under that tracer: task->parent is whoever traces a process.*real_parent, tgid"),
 ]
 Q1_WRONG = [(c, a.replace("&execs,", "&execs_by_parent,") if c == "wrong map name" else a, e) for c, a, e in Q1_WRONG]
 Q1_PARTS = {
     "parent's thread id": ({"counts one exec per program each parent started, under the parent's process id": False,
-                            "a parent that forks from a second thread is still counted under its process id": False}, 0.0),
+                            "a parent that forks from a second thread is still counted under its process id": False,
+                            "a child being traced (ptrace) is still counted under the parent that forked it": True},
+                           1 / 3),
+    "the tracer, not the real parent": (
+        {"counts one exec per program each parent started, under the parent's process id": False,
+         "a parent that forks from a second thread is still counted under its process id": True,
+         "a child being traced (ptrace) is still counted under the parent that forked it": False}, 1 / 3),
 }
 
 Q1_READ_INTO = q1("0").replace("    u32 key = 0;\n", """    u32 key = 0;
@@ -112,11 +124,12 @@ Q1_RIGHT = [
 
 # ============================================================ q2: exit codes
 def q2(body: str, hook: str = "tracepoint/sched/sched_process_exit", key: str = "bpf_get_current_pid_tgid() >> 32",
-       value: str = "u32") -> str:
+       value: str = "u32", first: str = "", flags: str = "BPF_ANY") -> str:
     return (HEAD + hash_map("exit_codes", value=value) + f'SEC("{hook}")\nint lk_exit(void *ctx)\n{{\n'
             "    struct task_struct *task = (struct task_struct *)bpf_get_current_task();\n"
+            + (f"    {first}\n" if first else "") +
             f"    u32 pid = {key};\n    {value} code = {body};\n"
-            "    bpf_map_update_elem(&exit_codes, &pid, &code, BPF_ANY);\n    return 0;\n}\n" + TAIL)
+            f"    bpf_map_update_elem(&exit_codes, &pid, &code, {flags});\n    return 0;\n}}\n" + TAIL)
 
 
 Q2_EXIT_GROUP = HEAD + hash_map("exit_codes") .replace("u64", "u32") + """
@@ -137,15 +150,34 @@ Q2_WRONG = [
     ("parent's exit code", q2("BPF_CORE_READ(task, real_parent, exit_code)"), r"recorded 0, task->exit_code is 768"),
     ("at exec, not exit", q2("BPF_CORE_READ(task, exit_code)", hook="tracepoint/sched/sched_process_exec"),
      r"recorded 0, task->exit_code is 768"),
+    # a thread is not a process: the main thread ends first (exit(7)), the process later (os._exit(11))
+    ("keyed by the thread id", q2("BPF_CORE_READ(task, exit_code)", key="(u32)bpf_get_current_pid_tgid()"),
+     r"under its pid you recorded 1792, the exit code of its main thread alone \(thread \d+\), and the process's 2816 "
+     r"went under the thread id \d+ of the thread that ended it: you keyed on the thread id.*>> 32, or task->tgid"),
+    ("task->pid as the key", q2("BPF_CORE_READ(task, exit_code)", key="BPF_CORE_READ(task, pid)"),
+     r"you keyed on the thread id \(the lower 32 bits of bpf_get_current_pid_tgid\(\), task->pid\)"),
+    ("the main thread's end only", q2("BPF_CORE_READ(task, exit_code)", key="BPF_CORE_READ(task, tgid)",
+                                      first="if (BPF_CORE_READ(task, pid) != BPF_CORE_READ(task, tgid)) return 0;"),
+     r"recorded 1792, the exit code of its main thread, which ended first; the process ended later, with its last "
+     r"thread \(2816\)"),
+    ("the first thread's end kept", q2("BPF_CORE_READ(task, exit_code)", flags="BPF_NOEXIST"),
+     r"sys\.exit\(3\)\): recorded 0, the exit code of a thread that ended before the process.*BPF_ANY, not BPF_NOEXIST"),
+    # the task's own words: the value is a u32
+    ("a u64 value", q2("BPF_CORE_READ(task, exit_code)", key="BPF_CORE_READ(task, tgid)", value="u64"),
+     r"exit_codes's value is 8 bytes: the task asks for a u32"),
 ]
+_ENDS = ["sys.exit(3)", "sys.exit(0)", "os._exit(42) with a second thread alive", "killed by SIGTERM",
+         "os._exit(11) from a second thread, after its main thread ended alone with exit(7)"]
 Q2_PARTS = {
-    "status only (shifted)": ({"records task->exit_code of a process that ends with sys.exit(3)": False,
-                               "records task->exit_code of a process that ends with sys.exit(0)": True,
-                               "records task->exit_code of a process that ends with os._exit(42) with a second thread alive": False,
-                               "records task->exit_code of a process that ends with killed by SIGTERM": False}, 0.25),
+    "status only (shifted)": ({f"records task->exit_code of a process that ends with {e}": e == "sys.exit(0)"
+                               for e in _ENDS}, 0.2),
+    "keyed by the thread id": ({f"records task->exit_code of a process that ends with {e}": not e.startswith("os._exit(11)")
+                                for e in _ENDS}, 0.8),
 }
 Q2_RIGHT = [
-    ("tgid from the task, u64 value", q2("BPF_CORE_READ(task, exit_code)", key="BPF_CORE_READ(task, tgid)", value="u64")),
+    ("tgid from the task, u32 value", q2("BPF_CORE_READ(task, exit_code)", key="BPF_CORE_READ(task, tgid)")),
+    ("the group leader's pid, an int value", q2("BPF_CORE_READ(task, exit_code)",
+                                                key="BPF_CORE_READ(task, group_leader, pid)", value="int")),
     ("tp_btf, direct read", HEAD + hash_map("exit_codes", value="u32") + """
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(lk_exit, struct task_struct *p)

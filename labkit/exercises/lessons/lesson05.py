@@ -1,7 +1,10 @@
 """Lesson 05, Tracing user space: a histogram of the microseconds one process
 asks libc's usleep() for (q1, a uprobe), and CPython's garbage collections
 counted per generation from its USDT probe gc__start (q2). Both run in child
-processes the checker starts and tells when to begin, so every call is known."""
+processes the checker starts and tells when to begin, so every call is known
+(q1's process makes some of its calls from a second thread, which ends first).
+Each checker measures on the kernel, then a pure function (``_judge_...``)
+decides from what was measured."""
 
 from __future__ import annotations
 
@@ -33,20 +36,31 @@ PYTHON = "/usr/bin/python3.11"
 #: q1: usleep(us) calls of the process the answer watches, and of another one (never to be counted)
 MINE = ((1, 3), (20, 5), (300, 7), (2000, 2))
 OTHERS = ((50, 11), (5000, 4))
+#: q1: the ones of MINE a second thread of that process makes (it ends before the main thread makes the rest):
+#: a filter on the thread id keeps only the main thread's calls, whose thread id is the process id
+MINE_ON_A_THREAD = ((300, 7), (2000, 2))
 #: q2: gc.collect(generation) calls of the checker's Python process
 COLLECTS = ((0, 3), (1, 5), (2, 2))
 
 # A process that says "ready" (its program and libraries are mapped: probes can be
-# placed), waits for a line on stdin, calls usleep() as told, says "done", and stays
-# alive until its stdin closes (its pid stays its own while the map is read).
+# placed), waits for a line on stdin, calls usleep() as told (the calls in the
+# second list from a second thread, which ends before the main thread makes the
+# rest), says "done", and stays alive until its stdin closes (its pid stays its
+# own while the map is read).
 _SLEEPER = """
-import ctypes, sys
+import ctypes, sys, threading
 libc = ctypes.CDLL("libc.so.6")
+calls, on_a_thread = %r, %r
+def sleep(which):
+    for us, n in which:
+        for _ in range(n):
+            libc.usleep(us)
 print("ready", flush=True)
 sys.stdin.readline()
-for us, n in %r:
-    for _ in range(n):
-        libc.usleep(us)
+t = threading.Thread(target=sleep, args=(on_a_thread,))
+t.start()
+t.join()
+sleep([c for c in calls if c not in on_a_thread])
 print("done", flush=True)
 sys.stdin.read()
 """
@@ -137,7 +151,7 @@ def _single_function(prog, what: str) -> str:
 
 # ---------------------------------------------------------------------- q1
 def _check_usleep_histogram(answer) -> tuple[str, dict]:
-    mine, other = _Child(_SLEEPER % (MINE,)), _Child(_SLEEPER % (OTHERS,))
+    mine, other = _Child(_SLEEPER % (MINE, MINE_ON_A_THREAD)), _Child(_SLEEPER % (OTHERS, ()))
     try:
         with Lab() as lab:
             prog = load_answer(lab, answer, name="your answer", defines={"LK_FILTER_PID": mine.pid})
@@ -152,21 +166,39 @@ def _check_usleep_histogram(answer) -> tuple[str, dict]:
     finally:
         mine.close()
         other.close()
+    return _judge_usleep_histogram(got, mine.pid)
 
+
+def _calls(calls) -> str:
+    said = [f"usleep({us}) x{n}" for us, n in calls]
+    return " and ".join([", ".join(said[:-1]), said[-1]] if len(said) > 1 else said)
+
+
+def _judge_usleep_histogram(got: dict[int, int], pid: int) -> tuple[str, dict]:
+    """The verdict on the map 'dist' (bucket -> count) after the process ``pid`` made MINE's usleep()
+    calls (MINE_ON_A_THREAD from a second thread, the rest from its main thread) and another process
+    made OTHERS'."""
     want = {_bucket(us): n for us, n in MINE}
     theirs = {_bucket(us): n for us, n in OTHERS}
+    on_thread = {_bucket(us): n for us, n in MINE_ON_A_THREAD}
+    on_main = {b: n for b, n in want.items() if b not in on_thread}
     raw_mine = {us: n for us, n in MINE}
     c = Checklist()
     if not got:
-        raise Incorrect(f"the map 'dist' stayed empty though the process {mine.pid} called usleep() "
+        raise Incorrect(f"the map 'dist' stayed empty though the process {pid} called usleep() "
                         f"{sum(n for _, n in MINE)} times: does your filter keep it, lk_wanted(id >> 32) (the "
                         "process id is the upper half of bpf_get_current_pid_tgid())?", parts=[])
     counted_other = any(got.get(b, 0) >= n for b, n in theirs.items())
     # another process's calls all counted, and some of this process's missing: the filter keeps the others
     # (with it inverted, the whole machine's usleep() calls land in the map too: mine's buckets hold noise)
     inverted = counted_other and not all(got.get(b, 0) >= n for b, n in want.items())
+    # the main thread's calls there and the second thread's not: the filter tests the thread id, which is
+    # the process id only in the main thread (the other parts are judged on the main thread's calls)
+    main_only = not inverted and all(b in got for b in on_main) and not any(b in got for b in on_thread)
+    if main_only:
+        want = on_main
     if inverted:
-        why = (f"none of the process {mine.pid}'s calls was counted, only another process's: the filter is "
+        why = (f"none of the process {pid}'s calls was counted, only another process's: the filter is "
                "inverted. Return early unless lk_wanted(bpf_get_current_pid_tgid() >> 32)")
     elif all(got.get(us) == n for us, n in raw_mine.items()):
         why = ("the keys are the microseconds themselves (1, 20, 300, 2000): a histogram files each call by "
@@ -192,17 +224,67 @@ def _check_usleep_histogram(answer) -> tuple[str, dict]:
                           "bucket {key} should hold {want}, holds {got}")
     c.part("exact counts per bucket", not why, why)
 
+    c.part("every thread of this process", not main_only,
+           f"only the calls of the process's main thread were counted: its second thread's "
+           f"{_calls(MINE_ON_A_THREAD)} (buckets {', '.join(map(str, sorted(on_thread)))}) are missing. The filter "
+           "tests the thread id (the lower 32 bits of bpf_get_current_pid_tgid(), pid_tgid & 0xffffffff, or "
+           "task->pid), which is the process id only in the main thread; the task asks for the process: "
+           "lk_wanted(bpf_get_current_pid_tgid() >> 32)")
+
     c.part("only this process", not counted_other,
-           "" if inverted else (f"another process's calls (usleep(50) x11, usleep(5000) x4: buckets "
+           "" if inverted else (f"another process's calls ({_calls(OTHERS)}: buckets "
                                 f"{', '.join(map(str, sorted(theirs)))}) were counted: only the process "
                                 "LK_FILTER_PID matters. Return early unless lk_wanted(id >> 32)"))
-    return c.done(f"yes: the process {mine.pid}'s {sum(n for _, n in MINE)} usleep() calls are in their buckets "
+    return c.done(f"yes: the process {pid}'s {sum(n for _, n in MINE)} usleep() calls, its main thread's and "
+                  f"a second thread's, are in their buckets "
                   f"({', '.join(f'{b}: {n}' for b, n in sorted(want.items()))}), another process's left out",
-                  buckets=want, pid=mine.pid)
+                  buckets=want, pid=pid)
 
 
 # ---------------------------------------------------------------------- q2
 _READARG = re.compile(r"bpf_usdt_readarg\s*\(\s*(\d+)")
+_READARG_INTO = re.compile(r"bpf_usdt_readarg\s*\(\s*1\s*,\s*[^,()]+,\s*&\s*([A-Za-z_]\w*)\s*\)")
+_C_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+_TYPE_WORD = (r"(?:const|volatile|unsigned|signed|long|short|int|char|bool|_Bool|size_t|ssize_t|pid_t|"
+              r"__[us](?:8|16|32|64)|[us](?:8|16|32|64)|u?int(?:8|16|32|64)_t)")
+_DECLARATION = re.compile(rf"(?:^|(?<=[;{{}}(]))\s*(?P<type>(?:{_TYPE_WORD}\s+)+)(?P<rest>[^;{{}}]*)")
+_BYTES = (({"u64", "s64", "__u64", "__s64", "uint64_t", "int64_t", "size_t", "ssize_t", "long"}, 8),
+          ({"u16", "s16", "__u16", "__s16", "uint16_t", "int16_t", "short"}, 2),
+          ({"u8", "s8", "__u8", "__s8", "uint8_t", "int8_t", "char", "bool", "_Bool"}, 1))
+
+
+def _size_of(type_words: str) -> int:
+    """The size of a C integer type as written (x86_64 and arm64: long is 8 bytes)."""
+    words = set(type_words.split())
+    return next((n for names, n in _BYTES if words & names), 4)
+
+
+def _readarg_destination(source: str) -> tuple[str, str, int] | None:
+    """(variable, its type as declared, its size) of the variable that ``bpf_usdt_readarg(1, ctx, &v)``
+    writes in ``source``; None when that cannot be read from the text (a struct member, a pointer, ...).
+    Used only to name the cause of what the kernel showed (nothing written), never to judge."""
+    text = _C_COMMENT.sub(" ", source)
+    call = _READARG_INTO.search(text)
+    if call is None:
+        return None
+    var = call.group(1)
+    found = None
+    for m in _DECLARATION.finditer(text, 0, call.start()):
+        for declarator in m.group("rest").split(","):
+            d = re.match(r"\s*([A-Za-z_]\w*)\s*(=|$)", declarator)
+            if d and d.group(1) == var:
+                typ = " ".join(m.group("type").split())
+                if "const" not in typ.split():
+                    found = (var, typ, _size_of(typ))
+    return found
+
+
+def _arg_ctype(att) -> str:
+    """The C type of gc__start's argument as the probe's note gives it (BCC's reading of the note)."""
+    try:
+        return att.program.usdt.get_probe_arg_ctype("gc__start", 0) or "int32_t"
+    except Exception:   # an older BCC without the call: the note of Debian's python3.11 says -4@...
+        return "int32_t"
 
 
 def _check_gc_generations(answer) -> tuple[str, dict]:
@@ -221,24 +303,46 @@ def _check_gc_generations(answer) -> tuple[str, dict]:
                                     "and USDT arguments count from 1: bpf_usdt_readarg(1, ctx, &generation)",
                                     parts=[]) from None
                 raise
+            ctype = _arg_ctype(att)
             child.go()
             child.wait_done()
             got = _counts(att.program, "collections")
     finally:
         child.close()
+    return _judge_gc_generations(got, child.pid, _readarg_destination(plain.source), ctype)
 
+
+def _judge_gc_generations(got: dict[int, int], pid: int, destination: tuple[str, str, int] | None,
+                          ctype: str = "int32_t") -> tuple[str, dict]:
+    """The verdict on the map 'collections' (key -> count) after the process ``pid`` made COLLECTS'
+    collections. ``destination``: the variable the answer reads gc__start's argument into, as
+    :func:`_readarg_destination` reads it; ``ctype``: that argument's type in the probe's note."""
     want = dict(COLLECTS)
     total = sum(want.values())
+    arg_size = max(1, int(re.sub(r"\D", "", ctype) or 32) // 8)
+    wrong_size = destination is not None and destination[2] != arg_size
+    nothing_written = ""
+    if wrong_size:
+        var, typ, size = destination
+        nothing_written = (
+            f"bpf_usdt_readarg(1, ctx, &{var}) wrote nothing: {var} is a {typ} ({size} bytes) and gc__start's "
+            f"argument is a {arg_size}-byte {ctype} in the probe's note, and BCC's bpf_usdt_readarg() returns -1 "
+            f"and leaves the variable as it was unless sizeof({var}) is the argument's size. Read it into a "
+            f"{arg_size}-byte variable (int or u32), then widen it if you like")
     c = Checklist()
     if not got:
-        why = (f"the map 'collections' stayed empty though the process collected {total} times: does every "
-               "gc__start count? A lookup() alone never creates an entry: increment(generation), or "
-               "lookup_or_try_init() and then add")
+        why = (f"the map 'collections' stayed empty though the process collected {total} times: "
+               + (nothing_written or "does every gc__start count? A lookup() alone never creates an entry: "
+                                     "increment(generation), or lookup_or_try_init() and then add"))
+    elif len(got) == 1 and not set(want) <= set(got) and nothing_written:
+        why = (f"every collection went under the key {next(iter(got))}, what {destination[0]} held before the "
+               f"call: {nothing_written}")
     elif set(got) == {0}:
         why = ("every collection went under the key 0: the key must be the generation that "
-               "bpf_usdt_readarg(1, ctx, &generation) writes — not what it returns (0 on success), and it writes "
-               "only into a variable of the argument's size: gc__start's generation is an int (4 bytes: int or "
-               "u32, not u64)")
+               "bpf_usdt_readarg(1, ctx, &generation) writes — not what it returns (0 on success)"
+               + ("" if destination is not None else
+                  ", and it writes only into a variable of the argument's size: gc__start's generation is an int "
+                  "(4 bytes: int or u32, not u64)"))
     elif not set(want) <= set(got):
         why = (f"the keys are {', '.join(map(str, sorted(got)[:6]))}, not the generations 0, 1 and 2: read the "
                "probe's argument with bpf_usdt_readarg(1, ctx, &generation) (PT_REGS_PARM1 is a C function's "
@@ -253,7 +357,7 @@ def _check_gc_generations(answer) -> tuple[str, dict]:
                           "generation {key} was collected {want} times, the map says {got}")
     c.part("exact count per generation", not why, why)
     return c.done(f"yes: {', '.join(f'generation {g}: {n}' for g, n in COLLECTS)} — every gc.collect() of the "
-                  f"process {child.pid} counted under its generation", collections=want, pid=child.pid)
+                  f"process {pid} counted under its generation", collections=want, pid=pid)
 
 
 def _count_mismatch(got: dict, want: dict, blocked: str, all_ones: str, each: str) -> str:

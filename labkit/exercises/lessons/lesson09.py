@@ -3,35 +3,47 @@ by libbpf. q1 counts execs per parent process (``BPF_CORE_READ(task,
 real_parent, tgid)``); q2 records each process's exit code from
 ``task->exit_code``, a field the tracepoint does not carry (found in the
 kernel's BTF: ``vmlinux.h``). Both are judged on processes the checker starts,
-whose parents, threads and ends it knows."""
+whose parents, threads and ends it knows: a parent that forks from a second
+thread, a child that another process traces (ptrace: its ->parent is the
+tracer), a process whose main thread ends before the process does."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 
 from labkit._errors import CompileError
 from labkit.exercises.framework import Checklist, Exercise, Incorrect, Lesson, is_reference, plural, snippet_text
 from labkit.lab import Lab
 from labkit.programs.core import CoreObject, resolve_core_source
 
-__all__ = ["EXECS", "build"]
+__all__ = ["ENDINGS", "EXECS", "MAIN_FIRST_CODE", "ParentRun", "TRACED_EXECS", "build"]
 
 #: q1: (successful execs, failed execs, spawned from a second thread) of each parent the checker starts
 EXECS = ((3, 1, False), (5, 2, True))
+#: q1: execs of each parent's children that another process traces meanwhile (ptrace): their task->parent
+#: is that tracer, their task->real_parent the parent
+TRACED_EXECS = (1, 0)
 
 # A parent process: says "ready", waits for a line, runs /bin/true `ok` times and
 # a missing program `bad` times (from a second thread if told: its children's
-# real_parent is that thread, whose ->pid is not the process's id), prints its
-# children's pids and "done", then waits for its stdin to close.
+# real_parent is that thread, whose ->pid is not the process's id), and `traced`
+# times forks a child that execs /bin/true while another child of its own traces
+# it (PTRACE_SEIZE: no stops, but the traced child's ->parent is the tracer). It
+# prints what it made as JSON and "done", then waits for its stdin to close.
 _PARENT = """
-import subprocess, sys, threading
-ok, bad, threaded = %r
+import ctypes, json, os, subprocess, sys, threading
+ok, bad, threaded, traced = %r
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.restype = ctypes.c_long
+PTRACE_SEIZE, WALL = 0x4206, 0x40000000
 print("ready", flush=True)
 sys.stdin.readline()
-kids = []
+kids, pairs = [], []
 def work():
     for _ in range(ok):
         p = subprocess.Popen(["/bin/true"]); p.wait(); kids.append(p.pid)
@@ -40,21 +52,53 @@ def work():
             subprocess.run(["/nonexistent/labkit-no-such-program"])
         except OSError:
             pass
+def run_traced():
+    go_r, go_w = os.pipe()
+    told_r, told_w = os.pipe()
+    kid = os.fork()
+    if kid == 0:                                  # waits until it is traced, then execs
+        try:
+            os.read(go_r, 1)
+            os.execv("/bin/true", ["/bin/true"])
+        finally:
+            os._exit(127)
+    tracer = os.fork()
+    if tracer == 0:                               # another child of this process traces the first
+        try:
+            seized = libc.ptrace(ctypes.c_long(PTRACE_SEIZE), ctypes.c_long(kid), None, None) == 0
+            os.write(told_w, b"y" if seized else b"n")
+            if seized:
+                os.waitpid(kid, WALL)             # a tracee's end is told to its tracer first
+        finally:
+            os._exit(0)
+    seized = os.read(told_r, 1) == b"y"
+    os.write(go_w, b"g")
+    os.waitpid(tracer, 0)
+    os.waitpid(kid, 0)
+    for fd in (go_r, go_w, told_r, told_w):
+        os.close(fd)
+    kids.append(kid)
+    if seized:
+        pairs.append([kid, tracer])
 if threaded:
     t = threading.Thread(target=work); t.start(); t.join()
 else:
     work()
-print(" ".join(map(str, kids)), flush=True)
+for _ in range(traced):
+    run_traced()
+print(json.dumps({"kids": kids, "traced": pairs}), flush=True)
 print("done", flush=True)
 sys.stdin.read()
 """
 
 # q2's processes: each says "ready", waits for a line, then ends as told.
 _ENDER = """
-import os, sys, threading, time
+import ctypes, os, platform, sys, threading, time
 how = %r
 print("ready", flush=True)
 sys.stdin.readline()
+if how in ("exit3", "main_first"):   # a thread that ended before the process (its own exit code: 0)
+    t = threading.Thread(target=lambda: None); t.start(); t.join()
 if how == "exit3":
     sys.exit(3)
 if how == "exit0":
@@ -63,10 +107,27 @@ if how == "threads42":           # another thread is alive: the group exit ends 
     threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
     time.sleep(0.05)
     os._exit(42)
+if how == "main_first":          # the main thread ends first, alone (exit(7), not exit_group); the process goes on
+    me = os.getpid()
+    def rest():
+        for _ in range(1000):    # until the main thread is gone (a zombie leader)
+            with open(f"/proc/{me}/task/{me}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    break
+            time.sleep(0.005)
+        print(threading.get_native_id(), flush=True)
+        os._exit(11)             # the process ends here: exit_group(11) from its last thread
+    threading.Thread(target=rest).start()
+    ctypes.CDLL(None).syscall({"x86_64": 60, "aarch64": 93}[platform.machine()], 7)   # SYS_exit: this thread only
 time.sleep(60)                   # "term": wait for SIGTERM
 """
 #: q2: how each process ends, and task->exit_code then (status << 8 | signal)
-ENDINGS = {"exit3": 3 << 8, "exit0": 0, "threads42": 42 << 8, "term": signal.SIGTERM.value}
+ENDINGS = {"exit3": 3 << 8, "exit0": 0, "threads42": 42 << 8, "term": signal.SIGTERM.value, "main_first": 11 << 8}
+#: q2: the exit code of the main thread of the "main_first" process, which ends before the process does
+MAIN_FIRST_CODE = 7 << 8
+_ENDS = {"exit3": "sys.exit(3)", "exit0": "sys.exit(0)", "threads42": "os._exit(42) with a second thread alive",
+         "term": "killed by SIGTERM",
+         "main_first": "os._exit(11) from a second thread, after its main thread ended alone with exit(7)"}
 
 
 class _Child:
@@ -112,7 +173,9 @@ def _core_text(answer) -> str:
 _BCC_MACROS = re.compile(r"\b(BPF_(HASH|ARRAY|PERCPU_\w+|HISTOGRAM|RINGBUF_OUTPUT)|TRACEPOINT_PROBE)\(")
 
 
-def _load(lab: Lab, answer, name: str, table: str) -> CoreObject:
+def _load(lab: Lab, answer, name: str, table: str, value: tuple[int, ...] = (4, 8)) -> CoreObject:
+    """The answer's object, loaded and attached, with the map ``table``: a u32 key, a value of a size in
+    ``value`` (the task's words)."""
     text = _core_text(answer)
     try:
         obj = lab.load_object(text, name=name)
@@ -130,8 +193,10 @@ def _load(lab: Lab, answer, name: str, table: str) -> CoreObject:
     m = obj.maps[table]
     if m.key_size != 4:
         raise Incorrect(f"{table}'s key is {m.key_size} bytes: the task asks for a process id (u32) as the key")
-    if m.value_size not in (4, 8):
-        raise Incorrect(f"{table}'s value is {m.value_size} bytes: make it a u32 or u64 number")
+    if m.value_size not in value:
+        raise Incorrect(f"{table}'s value is {m.value_size} bytes: " + (
+            "make it a u32 or u64 number" if value == (4, 8) else
+            f"the task asks for a u32 (4 bytes), as the kernel keeps the field (int exit_code): __type(value, u32)"))
     return obj
 
 
@@ -141,27 +206,52 @@ def _table(obj: CoreObject, table: str) -> dict[int, int]:
 
 
 # ---------------------------------------------------------------------- q1
+@dataclass(frozen=True)
+class ParentRun:
+    """One of q1's parents as it ran: its pid, what it was told (ok, bad, threaded: EXECS; traced:
+    TRACED_EXECS), the children that exec'ed (``kids``) and the (child, tracer) pairs of those traced."""
+
+    pid: int
+    ok: int
+    bad: int
+    threaded: bool
+    kids: tuple = ()
+    traced: tuple = ()
+
+    @property
+    def execs(self) -> int:
+        return len(self.kids)
+
+
 def _check_execs_by_parent(answer) -> tuple[str, dict]:
     with Lab() as lab:
         obj = _load(lab, answer, "ex09_q1", "execs")
-        parents = [_Child(_PARENT % (spec,)) for spec in EXECS]
-        kids: list[list[int]] = []
+        parents = [_Child(_PARENT % ((*spec, n),)) for spec, n in zip(EXECS, TRACED_EXECS)]
+        runs: list[ParentRun] = []
         try:
             for p in parents:
                 p.go()
-            for p in parents:
-                kids.append([int(x) for x in p.p.stdout.readline().split()])
-                if p.p.stdout.readline().strip() != "done":
+            for p, (ok, bad, threaded) in zip(parents, EXECS):
+                line = p.p.stdout.readline()
+                if not line.startswith("{") or p.p.stdout.readline().strip() != "done":
                     raise RuntimeError(f"the checker's process {p.pid} failed: {p.p.stderr.read()[-500:]}")
+                made = json.loads(line)
+                runs.append(ParentRun(p.pid, ok, bad, threaded, tuple(made["kids"]),
+                                      tuple(tuple(t) for t in made["traced"])))
             counts = _table(obj, "execs")
         finally:
             for p in parents:
                 p.close()
+    return _judge_execs_by_parent(runs, counts)
+
+
+def _judge_execs_by_parent(runs: list[ParentRun], counts: dict[int, int]) -> tuple[str, dict]:
+    """The verdict on q1 from the parents as they ran and the map ``execs`` (key -> count)."""
     ck = Checklist()
-    want = {p.pid: ok for p, (ok, _bad, _thr) in zip(parents, EXECS)}
+    want = {r.pid: r.execs for r in runs}
     got = {pid: counts.get(pid, 0) for pid in want}
-    own = sum(1 for ks in kids for k in ks if k in counts)
-    failed = {p.pid: ok + bad for p, (ok, bad, _t) in zip(parents, EXECS)}
+    own = sum(1 for r in runs for k in r.kids if k in counts)
+    failed = {r.pid: r.execs + r.bad for r in runs}
     if own:
         why = ("counted under the exec'ing processes' own pids: the key must be their parent's "
                "(BPF_CORE_READ(task, real_parent, tgid))")
@@ -176,40 +266,65 @@ def _check_execs_by_parent(answer) -> tuple[str, dict]:
         why = "; ".join(f"parent {pid} ran {plural(n, 'program')} and {got[pid]} were counted"
                         for pid, n in want.items() if got[pid] != n)
     ck.part("counts one exec per program each parent started, under the parent's process id", got == want, why)
-    thr_pid = next(p.pid for p, spec in zip(parents, EXECS) if spec[2])
-    main_ok = all(got[pid] == n for pid, n in want.items() if pid != thr_pid)
+    thr = next(r for r in runs if r.threaded)
+    others_ok = all(got[pid] == n for pid, n in want.items() if pid != thr.pid)
     ck.part("a parent that forks from a second thread is still counted under its process id",
-            got[thr_pid] == want[thr_pid],
-            f"parent {thr_pid} started its programs from a second thread and {got[thr_pid]} were counted under its "
-            "pid: key by real_parent->tgid (the process), not ->pid (the thread)" if main_ok else
-            f"(parent {thr_pid}, forking from a second thread: {got[thr_pid]} counted of {want[thr_pid]})")
-    return ck.done(f"{', '.join(f'{n} execs under parent {pid}' for pid, n in want.items())}, "
-                   "failed execs not counted", counts=got)
+            got[thr.pid] == want[thr.pid],
+            f"parent {thr.pid} started its programs from a second thread and {got[thr.pid]} were counted under its "
+            "pid: key by real_parent->tgid (the process), not ->pid (the thread)" if others_ok else
+            f"(parent {thr.pid}, forking from a second thread: {got[thr.pid]} counted of {want[thr.pid]})")
+    traced = [r for r in runs if r.traced]
+    if traced:   # (none when this machine refused the tracer: nothing to judge)
+        r = traced[0]
+        tracers = [t for _k, t in r.traced]
+        under_tracers = sum(counts.get(t, 0) for t in tracers)
+        if got[r.pid] == want[r.pid]:
+            why = ""
+        elif under_tracers == len(tracers) and got[r.pid] == want[r.pid] - len(tracers):
+            why = (f"the child of parent {r.pid} that another process (pid {', '.join(map(str, tracers))}) traced "
+                   "with ptrace was counted under that tracer: task->parent is whoever traces a process (a debugger, "
+                   "strace), task->real_parent the process that forked it: BPF_CORE_READ(task, real_parent, tgid)")
+        else:
+            why = (f"(parent {r.pid}, one of whose children was traced with ptrace: {got[r.pid]} counted of "
+                   f"{want[r.pid]})")
+        ck.part("a child being traced (ptrace) is still counted under the parent that forked it", not why, why)
+    return ck.done(f"{', '.join(f'{n} execs under parent {pid}' for pid, n in want.items())} (from a second "
+                   "thread, and by a child being traced, too), failed execs not counted", counts=got)
 
 
 # ---------------------------------------------------------------------- q2
 def _check_exit_codes(answer) -> tuple[str, dict]:
     with Lab() as lab:
-        obj = _load(lab, answer, "ex09_q2", "exit_codes")
+        obj = _load(lab, answer, "ex09_q2", "exit_codes", value=(4,))
         kids = {how: _Child(_ENDER % (how,)) for how in ENDINGS}
+        told: dict[str, str] = {}
         try:
             for how, c in kids.items():
                 if how == "term":
                     c.p.send_signal(signal.SIGTERM)
                 else:
                     c.go()
-            for c in kids.values():
+            for how, c in kids.items():
                 c.p.wait(timeout=20)
+                told[how] = c.p.stdout.read()
             codes = _table(obj, "exit_codes")
         finally:
             for c in kids.values():
                 c.close()
+    last = told.get("main_first", "").split()
+    return _judge_exit_codes(codes, {how: c.pid for how, c in kids.items()}, int(last[-1]) if last else 0)
+
+
+def _judge_exit_codes(codes: dict[int, int], pids: dict[str, int], last_thread: int = 0) -> tuple[str, dict]:
+    """The verdict on q2 from the map ``exit_codes`` (key -> code), the pid of the process that ended each
+    way of ENDINGS, and the thread id of the last thread of the "main_first" one."""
     ck = Checklist()
+    # the code read right where each thread ends with the process's code: a 0 elsewhere is a thread's own
+    reads_exit_code = any(codes.get(pids[h]) == ENDINGS[h] for h in ("threads42", "term"))
     for how, want in ENDINGS.items():
-        pid = kids[how].pid
+        pid = pids[how]
         got = codes.get(pid)
-        what = {"exit3": "sys.exit(3)", "exit0": "sys.exit(0)", "threads42": "os._exit(42) with a second thread alive",
-                "term": "killed by SIGTERM"}[how]
+        what = _ENDS[how]
         if got is None:
             why = (f"process {pid} ({what}) has no entry" + (
                 ": a process killed by a signal never calls exit(); record at sched:sched_process_exit, which "
@@ -217,11 +332,25 @@ def _check_exit_codes(answer) -> tuple[str, dict]:
         elif want and not want & 0xFF and got == want >> 8:
             why = (f"process {pid} ({what}): {got} is the status passed to exit(), not task->exit_code "
                    f"({want} = {want >> 8} << 8)")
+        elif how == "main_first" and got == MAIN_FIRST_CODE and codes.get(last_thread) == want:
+            why = (f"process {pid} ({what}): under its pid you recorded {got}, the exit code of its main thread alone "
+                   f"(thread {pid}), and the process's {want} went under the thread id {last_thread} of the thread that "
+                   "ended it: you keyed on the thread id (the lower 32 bits of bpf_get_current_pid_tgid(), "
+                   "task->pid); the task asks per process: bpf_get_current_pid_tgid() >> 32, or task->tgid")
+        elif how == "main_first" and got == MAIN_FIRST_CODE:
+            why = (f"process {pid} ({what}): recorded {got}, the exit code of its main thread, which ended first; "
+                   f"the process ended later, with its last thread ({want}). Record every thread's end under the "
+                   "process id and let the last one stay (bpf_map_update_elem(..., BPF_ANY)), whichever thread "
+                   "it is")
+        elif got == 0 and want and how in ("exit3", "main_first") and reads_exit_code:
+            why = (f"process {pid} ({what}): recorded 0, the exit code of a thread that ended before the process "
+                   f"(a finished threading.Thread); task->exit_code of the process's end is {want}. Every thread "
+                   "passes sched_process_exit: let the last one's code stay (BPF_ANY, not BPF_NOEXIST)")
         else:
             why = f"process {pid} ({what}): recorded {got}, task->exit_code is {want}"
         ck.part(f"records task->exit_code of a process that ends with {what}", got == want, why)
-    return ck.done("exit codes: " + ", ".join(f"{kids[h].pid} -> {c}" for h, c in ENDINGS.items()),
-                   codes={kids[h].pid: codes.get(kids[h].pid) for h in ENDINGS})
+    return ck.done("exit codes: " + ", ".join(f"{pids[h]} -> {c}" for h, c in ENDINGS.items()),
+                   codes={pids[h]: codes.get(pids[h]) for h in ENDINGS})
 
 
 def build() -> Lesson:
