@@ -23,9 +23,11 @@ REPLIES = "ICMP echo replies are dropped (pings from the target fail)"
 OTHER_ICMP = "other ICMP passes (port unreachable)"
 UDP = "UDP passes"
 TCP = "TCP passes"
+ECHO_OPTS = "ICMP echo with IP options is dropped (IHL 6 and 15)"
+OTHER_OPTS = "other ICMP with IP options passes (port unreachable, IHL 6 and 15)"
 ARP = "ARP passes after the neighbour caches are flushed"
 IPV6 = "IPv6 passes (neighbour discovery and UDP)"
-ALL_PARTS = [PING, REPLIES, OTHER_ICMP, UDP, TCP, ARP, IPV6]
+ALL_PARTS = [PING, REPLIES, OTHER_ICMP, UDP, TCP, ECHO_OPTS, OTHER_OPTS, ARP, IPV6]
 
 HEADERS = """\
 #include <uapi/linux/bpf.h>
@@ -101,7 +103,7 @@ int xdp_arp_safe(struct xdp_md *ctx)
     if ((void *)(ip + 1) > data_end)
         return XDP_ABORTED;
     if (ip->protocol == IPPROTO_ICMP) {
-        struct icmphdr *icmp = (void *)(ip + 1);
+        struct icmphdr *icmp = (void *)ip + ip->ihl * 4;
         if ((void *)(icmp + 1) > data_end)
             return XDP_ABORTED;
         if (icmp->type == ICMP_ECHO || icmp->type == ICMP_ECHOREPLY)
@@ -211,7 +213,7 @@ int xdp_arp_safe(struct xdp_md *ctx)
     if (ip->protocol == IPPROTO_UDP)
         return XDP_PASS;
     if (ip->protocol == IPPROTO_ICMP) {
-        struct icmphdr *icmp = (void *)(ip + 1);
+        struct icmphdr *icmp = (void *)ip + ip->ihl * 4;
         if ((void *)(icmp + 1) > data_end)
             return XDP_PASS;
         if (icmp->type == ICMP_ECHO || icmp->type == ICMP_ECHOREPLY)
@@ -248,23 +250,68 @@ int xdp_arp_safe(struct xdp_md *ctx)
 }
 """
 
+# the ICMP header right after a 20-byte IP header (what struct pointer arithmetic gives): with IP options
+# the type is read from the options
+FIXED_OFFSET = HEADERS + """
+BPF_ARRAY(dropped, u64, 2);
+
+int xdp_prog(struct xdp_md *ctx)
+{
+    void *data_end = (void *)(long)ctx->data_end;
+    struct ethhdr *eth = (void *)(long)ctx->data;
+
+    if ((void *)(eth + 1) > data_end || eth->h_proto != htons(ETH_P_IP))
+        return XDP_PASS;
+    struct iphdr *ip = (void *)(eth + 1);
+    if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_ICMP)
+        return XDP_PASS;
+    struct icmphdr *icmp = (void *)(ip + 1);
+    if ((void *)(icmp + 1) > data_end)
+        return XDP_PASS;
+    if (icmp->type == ICMP_ECHO) {
+        dropped.atomic_increment(0);
+        return XDP_DROP;
+    }
+    if (icmp->type == ICMP_ECHOREPLY) {
+        dropped.atomic_increment(1);
+        return XDP_DROP;
+    }
+    return XDP_PASS;
+}
+"""
+
+# "options are rare": packets with them are left alone
+SKIPS_OPTIONS = icmp_types("ip->ihl == 5 && (icmp->type == ICMP_ECHO || icmp->type == ICMP_ECHOREPLY)")
+
 # (id, answer, message regex, the parts that fail: None when nothing could be tested)
 WRONG = [
     ("classic_unchanged", "xdp_icmp_drop_classic", r"the ARP request was dropped.*return XDP_PASS",
-     {OTHER_ICMP, ARP, IPV6}),
-    ("drops_all_icmp", ALL_ICMP, r"port unreachable \(type 3\).*was dropped.*look at the ICMP type", {OTHER_ICMP}),
+     {OTHER_ICMP, OTHER_OPTS, ARP, IPV6}),
+    ("drops_all_icmp", ALL_ICMP, r"port unreachable \(type 3\).*was dropped.*look at the ICMP type",
+     {OTHER_ICMP, OTHER_OPTS}),
     ("arp_only_ipv6_dropped", ARP_ONLY, r"neighbour discovery, ICMPv6, was dropped.*pass IPv6", {IPV6}),
     ("aborted_for_non_ip", ABORTED, r"the ARP request was dropped.*return XDP_PASS", {ARP, IPV6}),
     ("no_ip_bounds_check", NO_IP_BOUNDS, r"verifier refused.*no bounds check.*\(void \*\)\(ip \+ 1\) > data_end",
      None),
     ("no_icmp_bounds_check", NO_ICMP_BOUNDS, r"verifier refused.*no bounds check.*ICMP header", None),
     ("drops_replies_not_requests", REPLIES_ONLY, r"pings to the target were answered.*echo requests \(ICMP type 8\)",
-     {PING}),
+     {PING, ECHO_OPTS}),
     ("drops_requests_not_replies", REQUESTS_ONLY, r"pings from the target got [1-3] of 3 replies.*echo replies",
-     {REPLIES}),
+     {REPLIES, ECHO_OPTS}),
     ("drops_tcp", DROPS_TCP, r"TCP connection from the host to the target failed.*TCP must pass", {TCP}),
     ("ethertype_not_byte_swapped", NO_BYTE_ORDER,
-     r"pings to the target were answered.*pings from the target got [1-3] of 3 replies", {PING, REPLIES}),
+     r"pings to the target were answered.*pings from the target got [1-3] of 3 replies",
+     {PING, REPLIES, ECHO_OPTS}),
+    ("icmp_at_fixed_offset_34", FIXED_OFFSET,
+     r"echo whose IP header carries options reached the target \(with IHL 15 \(.*\): 2 of 2 echo requests and 2 of 2 "
+     r"echo replies\) though echo without options was dropped.*not at offset 34 \(where the options are: with IHL 15 "
+     r"the byte there is 1.*ip->ihl \* 4.*port unreachables whose IP header carries options were dropped \(with IHL 6 "
+     r"\(.*\): 0 of 2 port unreachables arrived\) though one without options passed.*with IHL 6 the byte there is 0, "
+     r"an echo reply's type",
+     {ECHO_OPTS, OTHER_OPTS}),
+    ("leaves_packets_with_options_alone", SKIPS_OPTIONS,
+     r"echo whose IP header carries options reached the target .* though echo without options was dropped: a ping "
+     r"with IP options is a ping too.*ip->ihl \* 4", {ECHO_OPTS}),
 ]
 
 # ------------------------------------------------------------------ right answers
@@ -306,7 +353,7 @@ int no_ping(struct xdp_md *ctx)
 """
 
 # BCC's map macros: drops counted per ICMP type with atomic_increment; struct
-# pointer arithmetic (the ICMP header right after a 20-byte IP header); htons
+# pointer arithmetic to the IP header, the ICMP header found by the IHL; htons
 RIGHT_BCC_COUNTS = HEADERS + """
 BPF_ARRAY(dropped, u64, 2);
 
@@ -320,7 +367,7 @@ int xdp_prog(struct xdp_md *ctx)
     struct iphdr *ip = (void *)(eth + 1);
     if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_ICMP)
         return XDP_PASS;
-    struct icmphdr *icmp = (void *)(ip + 1);
+    struct icmphdr *icmp = (void *)ip + ip->ihl * 4;
     if ((void *)(icmp + 1) > data_end)
         return XDP_PASS;
     if (icmp->type == ICMP_ECHO) {
@@ -332,6 +379,27 @@ int xdp_prog(struct xdp_md *ctx)
         return XDP_DROP;
     }
     return XDP_PASS;
+}
+"""
+
+# the IP header length checked, the ICMP type read through a byte pointer at the header's end
+RIGHT_IHL_CHECKED = HEADERS + """
+int drop_echo(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    struct ethhdr *eth = data;
+
+    if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+        return XDP_PASS;
+    struct iphdr *ip = (void *)(eth + 1);
+    if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_ICMP || ip->ihl < 5)
+        return XDP_PASS;
+    u32 hlen = ip->ihl * 4;                  // 20 to 60 bytes: options follow the fixed part
+    u8 *type = (u8 *)ip + hlen;
+    if ((void *)(type + 1) > data_end)
+        return XDP_PASS;
+    return *type == ICMP_ECHO || *type == ICMP_ECHOREPLY ? XDP_DROP : XDP_PASS;
 }
 """
 
@@ -386,6 +454,7 @@ RIGHT = [
     ("labkit_xdp_icmp_drop_text", lambda: snippet_text("xdp_icmp_drop")),
     ("switch_offsets_ntohs", RIGHT_SWITCH),
     ("bcc_atomic_increment_htons", RIGHT_BCC_COUNTS),
+    ("ihl_checked_byte_pointer", RIGHT_IHL_CHECKED),
 ]
 
 
@@ -416,15 +485,17 @@ def test_right_answer_is_judged_correct(lab, answer):
     assert res.score == 1.0 and [p.name for p in res.parts] == ALL_PARTS
     assert all(p.passed for p in res.parts)
     assert res.details["ping_received"] == 0 and res.details["udp6"] == "ok"
+    assert res.details["icmp_with_options_arrived"] == {"IHL 6 type 8": 0, "IHL 6 type 0": 0, "IHL 6 type 3": 2,
+                                                        "IHL 15 type 8": 0, "IHL 15 type 0": 0, "IHL 15 type 3": 2}
 
 
 def test_partial_credit_names_the_parts(lab):
-    """The common half-fix passes six of seven parts: grading sees which."""
+    """The common half-fix passes seven of nine parts: grading sees which."""
     res = check(ALL_ICMP)
-    assert res.status == INCORRECT and res.score == round(6 / 7, 3)
-    assert [(p.name, p.passed) for p in res.parts] == [(n, n != OTHER_ICMP) for n in ALL_PARTS]
+    assert res.status == INCORRECT and res.score == round(7 / 9, 3)
+    assert [(p.name, p.passed) for p in res.parts] == [(n, n not in (OTHER_ICMP, OTHER_OPTS)) for n in ALL_PARTS]
     d = res.to_dict()
-    assert d["score"] == res.score and [p["passed"] for p in d["parts"]].count(False) == 1
+    assert d["score"] == res.score and [p["passed"] for p in d["parts"]].count(False) == 2
     assert "port unreachable" in d["parts"][ALL_PARTS.index(OTHER_ICMP)]["message"]
 
 

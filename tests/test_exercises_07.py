@@ -101,6 +101,41 @@ PASS_NOT_TX = responder(PARSE + """
     return XDP_PASS;
 """)
 
+# the hint without its last step: the carry out of 16 bits is lost (the field's bytes in a little-endian
+# CPU's order: wrong for checksums 0xf8ff and up whose low byte is 0xff)
+NO_CARRY = responder(PARSE + """
+    if (icmp->type != ICMP_ECHO)
+        return XDP_PASS;""" + SWAP_MACS + SWAP_IPS + """
+    icmp->type = ICMP_ECHOREPLY;
+    icmp->checksum += bpf_htons(0x0800);
+    return XDP_TX;
+""")
+
+# the same in network byte order: wrong for every checksum from 0xf800 on (1 in 32 pings)
+NO_CARRY_NETWORK_ORDER = responder(PARSE + """
+    if (icmp->type != ICMP_ECHO)
+        return XDP_PASS;""" + SWAP_MACS + SWAP_IPS + """
+    icmp->type = ICMP_ECHOREPLY;
+    icmp->checksum = bpf_htons(bpf_ntohs(icmp->checksum) + 0x0800);
+    return XDP_TX;
+""")
+
+# the ICMP header right after a 20-byte IP header: requests with IP options are not recognised
+FIXED_OFFSET = responder(PARSE.replace("(void *)ip + ip->ihl * 4", "(void *)(ip + 1)") + """
+    if (icmp->type != ICMP_ECHO)
+        return XDP_PASS;""" + SWAP_MACS + SWAP_IPS + """
+    icmp->type = ICMP_ECHOREPLY;""" + FIX + """
+    return XDP_TX;
+""")
+
+# "options are rare": requests with them are left to the stack
+SKIPS_OPTIONS = responder(PARSE + """
+    if (ip->ihl != 5 || icmp->type != ICMP_ECHO)
+        return XDP_PASS;""" + SWAP_MACS + SWAP_IPS + """
+    icmp->type = ICMP_ECHOREPLY;""" + FIX + """
+    return XDP_TX;
+""")
+
 Q1_WRONG = [
     ("forgot the checksum (the lesson's starting point)", snippet_text("xdp_tx_no_checksum"),
      r"bad checksum.*covers the type"),
@@ -109,6 +144,20 @@ Q1_WRONG = [
     ("answers every ICMP type", EVERY_ICMP, r"echo reply \(type 0\).*answer only type 8"),
     ("no bounds check on the ICMP header", NO_BOUNDS, r"verifier refused.*bounds check"),
     ("rewrites but returns XDP_PASS", PASS_NOT_TX, r"return XDP_TX"),
+    ("checksum updated without the carry", NO_CARRY,
+     r"every reply to ping was accepted, but the host's kernel rejected 3 of 4 replies to echo requests whose checksum "
+     r"update carries out of 16 bits.*the request's checksum 0xf8ff, the reply's 0x0000, right 0x0100.*carry out of "
+     r"the top bit comes back in at the bottom"),
+    ("checksum updated without the carry, network byte order", NO_CARRY_NETWORK_ORDER,
+     r"4 of 4 replies.* to echo requests whose checksum update carries out of 16 bits.*the request's checksum 0xf800, "
+     r"the reply's 0x0000, right 0x0001.*one's complement sum"),
+    ("ICMP header at a fixed offset", FIXED_OFFSET,
+     r"echo requests whose IP header carries options reached the target's stack \(Icmp InEchos: 2 of 2 with IHL 6 "
+     r"\(.*\); 2 of 2 with IHL 15 .* though those without options were answered from XDP.*not at offset 34.*"
+     r"ip->ihl \* 4"),
+    ("leaves requests with IP options to the stack", SKIPS_OPTIONS,
+     r"echo requests whose IP header carries options reached the target's stack.*a request with options is a "
+     r"request too"),
 ]
 
 # xdp-tutorial's way: bpf_csum_diff over the old and new first 4 bytes of the ICMP header
@@ -164,7 +213,7 @@ int xdp_icmp_echo(struct xdp_md *ctx)
 }
 """
 
-# RFC 1624 eqn. 3 on the whole first word, written as a %%bpf cell would be (no headers beyond BCC's)
+# RFC 1624 eqn. 3 on the whole first word, folded twice, written as a %%bpf cell would be
 RFC1624_WORD = HEADERS + """
 static __always_inline void swap_mac(unsigned char *a, unsigned char *b)
 {
@@ -184,8 +233,8 @@ int pong(struct xdp_md *ctx)
     struct iphdr *ip = data + sizeof(*eth);
     if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->protocol != IPPROTO_ICMP)
         return XDP_PASS;
-    struct icmphdr *icmp = (void *)(ip + 1);
-    if (ip->ihl != 5 || (void *)(icmp + 1) > end || icmp->type != ICMP_ECHO)
+    struct icmphdr *icmp = (void *)ip + ip->ihl * 4;
+    if ((void *)(icmp + 1) > end || icmp->type != ICMP_ECHO)
         return XDP_PASS;
     swap_mac(eth->h_source, eth->h_dest);
     u32 a = ip->daddr;
@@ -206,19 +255,25 @@ Q1_RIGHT = [
     ("bpf_csum_diff over the header (xdp-tutorial)", CSUM_DIFF),
     ("RFC 1624 on the first word, byte-wise MAC swap", RFC1624_WORD),
 ]
-ARP, ANSWERED, ACCEPTED, UNSEEN, REPLIES, UDP = (
+ARP, ANSWERED, ACCEPTED, CARRY, UNSEEN, OPTIONS, REPLIES, UDP = (
     "ARP passes (the host finds the target's MAC address)",
     "every ping from the host is answered",
     "the host's kernel accepts every reply (ICMP checksum right)",
+    "replies are right when the checksum update carries (requests with checksums 0xf800, 0xf8ff, 0xfcff, 0xfeff)",
     "the target's stack never sees the pings (Icmp InEchos unchanged)",
+    "echo requests with IP options are answered from XDP too (IHL 6 and 15)",
     "echo replies to the target's own pings pass",
     "UDP passes",
 )
+ALL_Q1 = {ARP: True, ANSWERED: True, ACCEPTED: True, CARRY: True, UNSEEN: True, OPTIONS: True, REPLIES: True,
+          UDP: True}
 Q1_PARTS = {
     "forgot to swap the MAC addresses": (
-        {ARP: True, ANSWERED: False, ACCEPTED: False, UNSEEN: True, REPLIES: True, UDP: True}, 4 / 6),
-    "forgot the checksum (the lesson's starting point)": (
-        {ARP: True, ANSWERED: True, ACCEPTED: False, UNSEEN: True, REPLIES: True, UDP: True}, 5 / 6),
+        {**ALL_Q1, ANSWERED: False, ACCEPTED: False, CARRY: False, OPTIONS: False}, 4 / 8),
+    "forgot the checksum (the lesson's starting point)": ({**ALL_Q1, ACCEPTED: False, CARRY: False}, 6 / 8),
+    "checksum updated without the carry": ({**ALL_Q1, CARRY: False}, 7 / 8),
+    "ICMP header at a fixed offset": ({**ALL_Q1, OPTIONS: False}, 7 / 8),
+    "leaves requests with IP options to the stack": ({**ALL_Q1, OPTIONS: False}, 7 / 8),
 }
 
 # ------------------------------------------------------------------ q2: LPM rules
@@ -276,6 +331,9 @@ Q2_WRONG = [
     ("drops what is not IPv4 (ARP)", NOT_IPV4_DROPPED, r"ARP.*not IPv4 must pass"),
     ("a 64-bit prefix length in the key", WIDE_KEY,
      r"key is 16 bytes; it must be 8"),
+    # "a verdict is 0 or 1: a byte will do": the task says u32 (and the checker writes 4 bytes)
+    ("a u8 verdict", rules("BPF_LPM_TRIE(rules, struct rule_key, u8, 64);\n", RIGHT_KEY, DECIDE).replace(
+        "u32 *verdict", "u8 *verdict"), r"value is 1 byte; the task says a u32 verdict \(4 bytes"),
 ]
 
 BYTES_KEY = HEADERS + """
@@ -283,7 +341,7 @@ struct v4_prefix {
     u32 bits;
     u8 octets[4];
 };
-BPF_F_TABLE("lpm_trie", struct v4_prefix, u8, rules, 16, BPF_F_NO_PREALLOC);  // BPF_LPM_TRIE by hand
+BPF_F_TABLE("lpm_trie", struct v4_prefix, u32, rules, 16, BPF_F_NO_PREALLOC);  // BPF_LPM_TRIE by hand
 
 int firewall(struct xdp_md *ctx)
 {
@@ -297,14 +355,14 @@ int firewall(struct xdp_md *ctx)
     struct iphdr *ip = data + sizeof(struct ethhdr);
     struct v4_prefix k = {.bits = 32};
     __builtin_memcpy(k.octets, &ip->saddr, 4);
-    u8 *v = rules.lookup(&k);
+    u32 *v = rules.lookup(&k);
     if (!v)
         return XDP_PASS;
     return *v ? XDP_DROP : XDP_PASS;
 }
 """
 Q2_RIGHT = [
-    ("u8[4] address, u8 verdict, BPF_TABLE by hand", BYTES_KEY),
+    ("u8[4] address, BPF_TABLE by hand", BYTES_KEY),
     ("switch on the verdict", rules(LPM, RIGHT_KEY, """    if (!verdict)
         return XDP_PASS;
     switch (*verdict) {
@@ -358,6 +416,9 @@ def test_q1_right_answers_written_other_ways_are_correct(ex, answer):
     assert res.status == "correct", res.message
     assert res.score == 1.0 and all(p.passed for p in res.parts)
     assert res.details["target_in_echos"] == 0 and res.details["host_in_csum_errors"] == 0
+    assert res.details["carry_replies_bad"] == [] and res.details["carry_host_csum_errors"] == 0
+    assert res.details["options_target_in_echos"] == {"IHL 6": 0, "IHL 15": 0}
+    assert res.details["options_unanswered"] == {"IHL 6": 0, "IHL 15": 0}
 
 
 @pytest.mark.parametrize("case,answer,expected", [pytest.param(*w, id=w[0]) for w in Q2_WRONG])

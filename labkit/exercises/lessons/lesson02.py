@@ -12,7 +12,15 @@ the task names as one part:
   (the ARP request enters the target) and UDP arrives;
 * IPv6 (ULA addresses added inside the sandbox, no DAD): neighbour discovery
   resolves the target and a UDP datagram arrives. IPv6's own ping (ICMPv6
-  echo) is not judged: the task leaves it to the student.
+  echo) is not judged: the task leaves it to the student;
+* IP options exist: ICMP whose IP header is longer than 20 bytes (IHL 6 and
+  15), sent from a raw socket in the host namespace with IP_OPTIONS, is judged
+  as ICMP without options is (echo requests and replies dropped, a port
+  unreachable passed), counted by a raw socket in the target namespace (it sees
+  what XDP passed). At offset 34, where a parser that assumes a 20-byte IP
+  header reads the ICMP type, these packets hold their options: 0 (an echo
+  reply's type) in one set, 1 (no echo) in the other, so such a parser gets
+  one verdict or the other wrong.
 
 The IPv4 parts run with permanent neighbour entries, so they do not depend on
 ARP (a program that drops ARP fails the ARP part, not the UDP part); the
@@ -24,6 +32,8 @@ from __future__ import annotations
 import os
 import re
 import select
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -39,6 +49,7 @@ from labkit.exercises.framework import (
     snippet_text,
 )
 from labkit.lab import Lab
+from labkit.net.netns import run_in_netns
 from labkit.net.sandbox import Sandbox
 
 __all__ = ["build"]
@@ -46,6 +57,17 @@ __all__ = ["build"]
 _MUST_PASS_S = 3.0      # how long traffic that must pass may take (right answers finish at once)
 _PING_WAIT_S = 1.0      # ping's -W: how long a ping that must be dropped is waited for
 _CLOSED_PORT = 33434    # nothing listens there in a fresh namespace: UDP to it gets ICMP port unreachable
+_DROP_WAIT_S = 0.5      # how long ICMP with IP options that must be dropped is waited for
+_PER_KIND = 2           # ICMP messages with IP options sent per kind and option set
+
+#: the IP options of the checker's ICMP: (IHL, what they are, the bytes after the 20-byte header, what the
+#: first of them holds: frame offset 34, where the ICMP type is only when the IP header has no options)
+_IP_OPTIONS = (
+    (6, "four end-of-options bytes", bytes(4), "0, an echo reply's type"),
+    (15, "a no-op and a record-route option", bytes([1, 7, 39, 4]) + bytes(36), "1, no echo"),
+)
+#: (ICMP type, what they are) of the ICMP with IP options: echo is to be dropped, the port unreachable to pass
+_KINDS = ((8, "echo requests"), (0, "echo replies"), (3, "port unreachables"))
 
 # a peer for one exchange: TCP (accept, read, answer) or UDP (receive, answer)
 _LISTEN = r"""
@@ -249,6 +271,117 @@ def _attach(lab: Lab, prog, sb: Sandbox):
         raise
 
 
+def _checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071): the complement of the one's complement sum of 16-bit words."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _icmp_message(icmp_type: int, code: int, rest: bytes, payload: bytes) -> bytes:
+    """An ICMP message: type, code, its checksum, the header's last 4 bytes (``rest``), then ``payload``."""
+    msg = struct.pack("!BBH", icmp_type, code, 0) + rest + payload
+    return msg[:2] + struct.pack("!H", _checksum(msg)) + msg[4:]
+
+
+def _messages(sb: Sandbox) -> dict[bytes, tuple[int, int]]:
+    """The ICMP messages the options phase sends, each with (option set, ICMP type): echo requests and replies
+    (id "lk", a sequence number each) and port unreachables quoting a UDP datagram from the target to the host
+    (its source port tells them apart)."""
+    out = {}
+    for o in range(len(_IP_OPTIONS)):
+        for t, _what in _KINDS:
+            for i in range(_PER_KIND):
+                seq = 100 * o + 10 * t + i
+                if t == 3:
+                    quoted = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 36, seq, 0, 64, socket.IPPROTO_UDP, 0,
+                                         socket.inet_aton(sb.target_ip), socket.inet_aton(sb.host_ip))
+                    quoted = quoted[:10] + struct.pack("!H", _checksum(quoted)) + quoted[12:]
+                    msg = _icmp_message(3, 3, bytes(4), quoted + struct.pack("!HHHH", 40000 + seq, _CLOSED_PORT,
+                                                                             16, 0))
+                else:
+                    msg = _icmp_message(t, 0, struct.pack("!HH", 0x6C6B, seq), b"labkit lesson 02 options")
+                out[msg] = (o, t)
+    return out
+
+
+def _icmp_with_options(sb: Sandbox) -> dict[tuple[int, int], int]:
+    """Send, from a raw socket in the host namespace, each of :func:`_messages` with its IP options; how many of
+    each (option set, ICMP type) reached the target's stack (a raw ICMP socket there sees what XDP passed).
+    Waits for every port unreachable (at most _MUST_PASS_S), and at least _DROP_WAIT_S."""
+    msgs = _messages(sb)
+    got = {(o, t): 0 for o in range(len(_IP_OPTIONS)) for t, _ in _KINDS}
+    must_pass = _PER_KIND * len(_IP_OPTIONS)
+    rx = run_in_netns(sb.target_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+    with rx:
+        tx = run_in_netns(sb.host_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+        with tx:
+            for o, (_ihl, _what, options, _at34) in enumerate(_IP_OPTIONS):
+                tx.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, options)
+                for msg, (mo, _t) in msgs.items():
+                    if mo == o:
+                        tx.sendto(msg, (sb.target_ip, 0))
+        start = time.monotonic()
+        while True:
+            elapsed = time.monotonic() - start
+            passed = sum(n for (_o, t), n in got.items() if t == 3)
+            if elapsed >= _MUST_PASS_S or (passed >= must_pass and elapsed >= _DROP_WAIT_S):
+                break
+            ready, _, _ = select.select([rx], [], [], min(0.05, _MUST_PASS_S - elapsed))
+            if ready:
+                packet = rx.recv(2048)
+                key = msgs.get(packet[(packet[0] & 0x0F) * 4:])
+                if key is not None:
+                    got[key] += 1
+    return got
+
+
+def _options_parts(c: Checklist, got: dict[tuple[int, int], int], plain_echo_dropped: bool,
+                   plain_other_passed: bool) -> None:
+    """The two parts the ICMP with IP options decides: echo dropped, the port unreachable passed."""
+    def said(types) -> str:
+        """How many of ``types`` arrived, per option set, where the verdict was wrong."""
+        per_set = []
+        for o, (ihl, opts, _b, _at34) in enumerate(_IP_OPTIONS):
+            wrong = [f"{got[o, t]} of {_PER_KIND} {what}" for t, what in _KINDS
+                     if t in types and (got[o, t] if t != 3 else got[o, t] < _PER_KIND)]
+            if wrong:
+                per_set.append(f"with IHL {ihl} ({opts}): {' and '.join(wrong)}")
+        return "; ".join(per_set)
+
+    where = ("The ICMP header starts ip->ihl * 4 bytes into the IP header (IHL 6: offset 38 in the frame; IHL 15: "
+             "offset 74): use (void *)ip + ip->ihl * 4")
+
+    def at34(sets) -> str:
+        return "; ".join(f"with IHL {_IP_OPTIONS[o][0]} the byte there is {_IP_OPTIONS[o][3]}"
+                         for o in sorted(set(sets)))
+
+    leaked = [(o, t) for o, t in got if t != 3 and got[o, t]]
+    if not leaked:
+        why = ""
+    elif plain_echo_dropped:
+        why = (f"ICMP echo whose IP header carries options reached the target ({said((8, 0))}) though echo without "
+               "options was dropped: a ping with IP options is a ping too, and its ICMP header is not at offset 34 "
+               f"(where the options are: {at34(o for o, _ in leaked)}). {where}")
+    else:
+        why = f"ICMP echo whose IP header carries options reached the target too ({said((8, 0))})"
+    c.part("ICMP echo with IP options is dropped (IHL 6 and 15)", not leaked, why)
+
+    stopped = [o for o, t in got if t == 3 and got[o, t] < _PER_KIND]
+    if not stopped:
+        why = ""
+    elif plain_other_passed:
+        why = (f"ICMP port unreachables whose IP header carries options were dropped ({said((3,))} arrived) though "
+               "one without options passed: at offset 34, where the ICMP type is only after a 20-byte IP header, are "
+               f"the options ({at34(stopped)}). {where}")
+    else:
+        why = f"ICMP port unreachables whose IP header carries options were dropped too ({said((3,))} arrived)"
+    c.part("other ICMP with IP options passes (port unreachable, IHL 6 and 15)", not stopped, why)
+
+
 def _check_arp_safe(answer) -> tuple[str, dict]:
     with Lab() as lab:
         prog = load_answer(lab, answer, name="your answer", need="xdp", defines={"LK_SAMPLE_EVERY": 1})
@@ -302,6 +435,12 @@ def _check_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
     c.part("TCP passes", tcp == "ok",
            f"a TCP connection from the host to the target failed ({tcp}): TCP must pass")
 
+    # -- IPv4 with options: the ICMP header is ip->ihl * 4 bytes in
+    with_options = _icmp_with_options(sb)
+    details["icmp_with_options_arrived"] = {f"IHL {_IP_OPTIONS[o][0]} type {t}": n
+                                            for (o, t), n in with_options.items()}
+    _options_parts(c, with_options, in_got == 0 and out_got == 0, unreachable == "refused")
+
     # -- forget the neighbours: ARP and IPv6 neighbour discovery must pass
     _ip(sb, "host", "neigh", "del", sb.target_ip, "dev", sb.host_iface)
     _ip(sb, "target", "neigh", "del", sb.host_ip, "dev", sb.target_iface)
@@ -330,8 +469,9 @@ def _check_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
         why6 = f"UDP over IPv6 did not reach the target ({udp6}): IPv6 must pass"
     c.part("IPv6 passes (neighbour discovery and UDP)", ndp and udp6 == "ok", why6)
 
-    return c.done("yes: in a fresh sandbox pings were dropped both ways; ICMP port unreachable, UDP and TCP "
-                  "passed; after the neighbour caches were flushed ARP and IPv6 neighbour discovery went through "
+    return c.done("yes: in a fresh sandbox pings were dropped both ways, with IP options too; ICMP port "
+                  "unreachable (with and without IP options), UDP and TCP passed; after the neighbour caches were "
+                  "flushed ARP and IPv6 neighbour discovery went through "
                   f"and UDP arrived over IPv4 ({after.received}/{after.sent}) and IPv6", **details)
 
 
@@ -347,7 +487,8 @@ def build() -> Lesson:
             _check_arp_safe,
             "The bug is `if (ethertype != ETH_P_IP) return XDP_DROP`: a frame that is not IPv4 is not "
             "yours to judge. And not every ICMP message is a ping: look at the ICMP type (8 is an echo "
-            "request, 0 an echo reply), after checking that the ICMP header is inside the packet.",
+            "request, 0 an echo reply), after checking that the ICMP header is inside the packet. It starts "
+            "ip->ihl * 4 bytes into the IP header: IP options make that header longer than 20 bytes.",
             lambda: snippet_text("solution_02_arp_safe"),
             lambda: "solution_02_arp_safe",
             "c",

@@ -10,7 +10,13 @@ itself reads replies on a raw socket before the kernel checks them, so its
 own count is not enough); the target's stack saw no echo request (Icmp
 InEchos of the target namespace unchanged) and sent no reply; the target's
 own pings still get their replies (echo replies entering it pass); UDP
-passes; ARP passes (the neighbour caches start empty).
+passes; ARP passes (the neighbour caches start empty). Two parts send echo
+requests of their own from a raw socket in the host namespace: ones whose
+checksum makes the update carry out of 16 bits (0xf800 and up: adding 0x0800
+overflows, in network byte order and in a little-endian CPU's), whose replies
+the host's kernel must accept; and ones whose IP header carries options
+(IHL 6 and 15, set with IP_OPTIONS), which must be answered from XDP too:
+their ICMP header is not at offset 34.
 
 q2 fills the answer's ``rules`` trie itself (keys: prefix length in bits,
 IPv4 address in network byte order; values: 1 drop, 0 pass) in a /24
@@ -22,9 +28,12 @@ from __future__ import annotations
 import ctypes
 import ipaddress
 import re
+import select
 import socket
 import struct
+import sys
 import time
+from dataclasses import dataclass, field
 
 from labkit._errors import SandboxError, VerifierError
 from labkit.exercises.framework import (
@@ -41,10 +50,20 @@ from labkit.lab import Lab
 from labkit.net.netns import run_in_netns
 from labkit.net.sandbox import Sandbox
 
-__all__ = ["Q2_RULES", "Q2_SOURCES", "build"]
+__all__ = ["CARRY_CHECKSUMS", "Q2_RULES", "Q2_SOURCES", "build"]
 
 _PINGS = 5
 _WAIT_S = 2.0          # how long traffic that must pass may take (right answers: milliseconds)
+_ECHO_ID = 0x6C6B      # "lk": the ICMP id of the checker's own echo requests
+#: q1: checksums (network byte order) of echo requests whose update for type 8 -> 0 carries: adding 0x0800
+#: overflows 16 bits from 0xf800 on, and added in a little-endian CPU's byte order (0x0008 to the
+#: byte-swapped word) when the low byte is 0xff too
+CARRY_CHECKSUMS = (0xF800, 0xF8FF, 0xFCFF, 0xFEFF)
+#: q1: the IP options of echo requests (IHL, what they are, the bytes after the 20-byte header)
+_IP_OPTIONS = (
+    (6, "three no-ops and an end-of-options byte", bytes([1, 1, 1, 0])),
+    (15, "a no-op and a record-route option", bytes([1, 7, 39, 4]) + bytes(36)),
+)
 
 #: q2: (host part of the prefix in the sandbox's /24, prefix length, verdict): 1 drop, 0 pass
 Q2_RULES = ((64, 26, 1), (72, 29, 0), (200, 32, 1), (128, 25, 0))
@@ -88,6 +107,149 @@ def _delta(after: dict[str, int], before: dict[str, int], key: str) -> int:
 # ------------------------------------------------------------------ q1
 
 
+def _checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071): the complement of the one's complement sum of 16-bit words
+    (0 over a message whose checksum is right)."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _echo_request(seq: int, payload: bytes) -> bytes:
+    msg = struct.pack("!BBHHH", 8, 0, 0, _ECHO_ID, seq) + payload
+    return msg[:2] + struct.pack("!H", _checksum(msg)) + msg[4:]
+
+
+def _echo_with_checksum(checksum: int) -> bytes:
+    """An echo request whose checksum is ``checksum``: its sequence number chosen to make it so."""
+    want = ~checksum & 0xFFFF                         # the one's complement sum the words must have
+    have = 0xFFFF & ~struct.unpack("!H", _echo_request(0, b"labkit lesson 07: the carry")[2:4])[0]
+    seq = want - have if want >= have else want - have + 0xFFFF
+    msg = _echo_request(seq, b"labkit lesson 07: the carry")
+    if struct.unpack("!H", msg[2:4])[0] != checksum:
+        raise AssertionError(f"the checker could not make an echo request with checksum {checksum:#06x}")
+    return msg
+
+
+@dataclass
+class _Pings:
+    """The checker's own echo requests (from a raw socket in the host namespace) and what became of them."""
+
+    requests: dict[int, bytes]                       # sequence number -> the request (ICMP message)
+    replies: dict[int, bytes] = field(default_factory=dict)   # sequence number -> the reply the host received
+    host_accepted: int = 0                           # the host's Icmp InEchoReps grew by
+    host_bad_csum: int = 0                           # the host's Icmp InCsumErrors grew by
+    target_saw: int = 0                              # the target's Icmp InEchos grew by
+
+    @property
+    def unanswered(self) -> list[int]:
+        return [seq for seq in self.requests if seq not in self.replies]
+
+    def bad_checksums(self) -> list[tuple[int, int, int]]:
+        """(request's checksum, reply's checksum, the reply's right checksum) for each reply with a wrong one."""
+        return sorted((struct.unpack("!H", self.requests[seq][2:4])[0], struct.unpack("!H", r[2:4])[0],
+                       _checksum(r[:2] + b"\0\0" + r[4:])) for seq, r in self.replies.items() if _checksum(r))
+
+    @property
+    def right(self) -> bool:
+        """Every request answered, every reply's checksum right, and the host's kernel accepted them all."""
+        return (not self.unanswered and not self.bad_checksums() and self.host_bad_csum == 0
+                and self.host_accepted >= len(self.requests))
+
+
+def _send_pings(sb: Sandbox, requests: list[bytes], options: bytes = b"") -> _Pings:
+    """Send ``requests`` (echo requests, ICMP messages) from a raw socket in the host namespace, their IP
+    header carrying ``options``; wait (at most _WAIT_S) for the replies there, and read both stacks' counters."""
+    out = _Pings({struct.unpack("!H", m[6:8])[0]: m for m in requests})
+    host0, tgt0 = _icmp(sb, "host"), _icmp(sb, "target")
+    sock = run_in_netns(sb.host_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+    with sock:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, options)
+        for msg in requests:
+            sock.sendto(msg, (sb.target_ip, 0))
+        deadline = time.monotonic() + _WAIT_S
+        while out.unanswered and (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([sock], [], [], left)
+            if not ready:
+                break
+            packet = sock.recv(2048)
+            reply = packet[(packet[0] & 0x0F) * 4:]             # a raw socket reads the IP header too
+            if len(reply) < 8 or reply[0] != 0:
+                continue
+            ident, seq = struct.unpack("!HH", reply[4:8])
+            if ident == _ECHO_ID and seq in out.requests:
+                out.replies[seq] = reply
+    host1, tgt1 = _icmp(sb, "host"), _icmp(sb, "target")
+    out.host_accepted = _delta(host1, host0, "InEchoReps")
+    out.host_bad_csum = _delta(host1, host0, "InCsumErrors")
+    out.target_saw = _delta(tgt1, tgt0, "InEchos")
+    return out
+
+
+def _crafted_pings(sb: Sandbox) -> tuple[_Pings, list[_Pings]]:
+    """The checker's own echo requests: those whose checksum update carries, then those with each of
+    _IP_OPTIONS (each set on its own, so the target's counters tell them apart)."""
+    carry = _send_pings(sb, [_echo_with_checksum(x) for x in CARRY_CHECKSUMS])
+    with_options = [_send_pings(sb, [_echo_request(seq, b"labkit lesson 07: IP options") for seq in (1, 2)], opts)
+                    for _ihl, _what, opts in _IP_OPTIONS]
+    return carry, with_options
+
+
+def _crafted_details(carry: _Pings, with_options: list[_Pings]) -> dict:
+    return {"carry_replies_bad": [f"{a:#06x} -> {b:#06x} (right {r:#06x})" for a, b, r in carry.bad_checksums()],
+            "carry_unanswered": len(carry.unanswered), "carry_host_csum_errors": carry.host_bad_csum,
+            "options_target_in_echos": {f"IHL {o[0]}": p.target_saw for o, p in zip(_IP_OPTIONS, with_options)},
+            "options_unanswered": {f"IHL {o[0]}": len(p.unanswered) for o, p in zip(_IP_OPTIONS, with_options)}}
+
+
+def _carry_part(c: Checklist, carry: _Pings, plain_accepted: bool) -> None:
+    """The replies to echo requests whose checksum update carries: the host's kernel must accept them all."""
+    n = len(carry.requests)
+    bad = carry.bad_checksums()
+    asked = ", ".join(f"{struct.unpack('!H', m[2:4])[0]:#06x}" for m in carry.requests.values())
+    if carry.right:
+        why = ""
+    elif bad:
+        why = ((f"every reply to ping was accepted, but the host's kernel rejected {len(bad)} of {n} replies" if
+                plain_accepted else f"{len(bad)} of {n} replies had a wrong checksum too") +
+               f" to echo requests whose checksum update carries out of 16 bits (Icmp InCsumErrors grew by "
+               f"{carry.host_bad_csum}): " + "; ".join(f"the request's checksum {a:#06x}, the reply's {b:#06x}, "
+                                                        f"right {r:#06x}" for a, b, r in bad[:2]) +
+               ". The checksum is a one's complement sum: a carry out of the top bit comes back in at the bottom "
+               "(RFC 1624): `u32 sum = icmp->checksum + bpf_htons(0x0800); icmp->checksum = sum + (sum >> 16);`")
+    elif carry.unanswered:
+        why = (f"{len(carry.unanswered)} of {n} echo requests whose checksum update carries (checksums {asked}) "
+               "got no reply")
+    else:
+        why = (f"the host's kernel accepted {carry.host_accepted} of {n} replies to echo requests whose checksum "
+               f"update carries (checksums {asked})")
+    c.part(f"replies are right when the checksum update carries (requests with checksums {asked})", carry.right,
+           why)
+
+
+def _options_part(c: Checklist, with_options: list[_Pings], plain_unseen: bool) -> None:
+    """Echo requests whose IP header carries options: answered from XDP as well, the target's stack sees none."""
+    seen = [(ihl, what, p) for (ihl, what, _b), p in zip(_IP_OPTIONS, with_options) if p.target_saw]
+    lost = [(ihl, what, p) for (ihl, what, _b), p in zip(_IP_OPTIONS, with_options)
+            if p.unanswered and not p.target_saw]
+    if seen:
+        said = "; ".join(f"{p.target_saw} of {len(p.requests)} with IHL {ihl} ({what})" for ihl, what, p in seen)
+        why = (f"echo requests whose IP header carries options reached the target's stack (Icmp InEchos: {said})"
+               + (" though those without options were answered from XDP: a request with options is a request too, "
+                  "and its ICMP header is not at offset 34, where its options begin. It starts ip->ihl * 4 bytes "
+                  "into the IP header (IHL 6: offset 38 in the frame; IHL 15: offset 74): use "
+                  "(void *)ip + ip->ihl * 4" if plain_unseen else " too"))
+    elif lost:
+        why = "echo requests whose IP header carries options got no reply: " + "; ".join(
+            f"{len(p.unanswered)} of {len(p.requests)} with IHL {ihl} ({what})" for ihl, what, p in lost)
+    else:
+        why = ""
+    c.part("echo requests with IP options are answered from XDP too (IHL 6 and 15)", not seen and not lost, why)
+
+
 def _check_responder(answer) -> tuple[str, dict]:
     with Lab() as lab:
         prog = load_answer(lab, answer, name="your answer", need="xdp")
@@ -111,13 +273,15 @@ def _responder_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
         raise SandboxError(f"the checker could not read ping's output: {back.strip()[-300:]}")
     back_sent, back_got = int(m.group(1)), int(m.group(2))
     udp = sb.send_udp(count=5, timeout=_WAIT_S)
+    carry, with_options = _crafted_pings(sb)
     accepted = _delta(host1, host0, "InEchoReps")
     bad_csum = _delta(host1, host0, "InCsumErrors")
     saw = _delta(tgt1, tgt0, "InEchos")
     replied = _delta(tgt1, tgt0, "OutEchoReps")
     details.update(pings=ping.transmitted, ping_received=ping.received, host_in_echo_reps=accepted,
                    host_in_csum_errors=bad_csum, target_in_echos=saw, target_out_echo_reps=replied,
-                   arp_resolved=arp, target_ping_received=back_got, udp_sent=udp.sent, udp_received=udp.received)
+                   arp_resolved=arp, target_ping_received=back_got, udp_sent=udp.sent, udp_received=udp.received,
+                   **_crafted_details(carry, with_options))
 
     c.part("ARP passes (the host finds the target's MAC address)", arp,
            "the host could not resolve the target's MAC address: the ARP request was not passed to the target's "
@@ -134,18 +298,22 @@ def _responder_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
            "grow by as much, with the carry folded back (RFC 1624); ping itself reads replies before the kernel "
            "checks them, so its count alone does not show this" if bad_csum else
            f"the host's kernel accepted {accepted} echo replies (Icmp InEchoReps) for {ping.transmitted} pings")
+    _carry_part(c, carry, bad_csum == 0 and accepted >= ping.transmitted)
     c.part("the target's stack never sees the pings (Icmp InEchos unchanged)", saw == 0 and replied == 0,
            f"the target namespace's own stack received {plural(saw, 'echo request')} and sent "
            f"{plural(replied, 'echo reply', 'echo replies')}: the requests should be answered by XDP_TX before "
            "the stack sees them, not passed on")
+    _options_part(c, with_options, saw == 0 and replied == 0)
     c.part("echo replies to the target's own pings pass", back_got == back_sent > 0,
            f"the target's own pings to the host got {back_got} of {back_sent} replies: an echo reply (type 0) "
            "entering the target is not a request: pass it (answer only type 8)")
     c.part("UDP passes", udp.sent > 0 and udp.received == udp.sent,
            f"{udp.received} of {udp.sent} UDP datagrams reached the target: only ping is yours to answer")
     return c.done(f"yes: all {ping.transmitted} pings answered from XDP (the host's kernel accepted {accepted} "
-                  "replies, none with a bad checksum), the target's stack saw none of them (Icmp InEchos "
-                  "unchanged), and ARP, echo replies and UDP reached it", **details)
+                  "replies, none with a bad checksum), and so were echo requests whose checksum update carries "
+                  f"({len(CARRY_CHECKSUMS)}, every reply accepted) and ones with IP options (IHL 6 and 15); the "
+                  "target's stack saw none of them (Icmp InEchos unchanged), and ARP, echo replies and UDP reached it",
+                  **details)
 
 
 # ------------------------------------------------------------------ q2
@@ -160,14 +328,15 @@ def _fill_rules(prog, net: ipaddress.IPv4Network) -> None:
     if ksize != _KEY.size:
         raise Incorrect(f"the rules' key is {ksize} bytes; it must be 8: u32 prefixlen (bits) then the IPv4 "
                         "address (4 bytes, network byte order)")
-    if vsize not in (1, 2, 4, 8):
-        raise Incorrect(f"the rules' value is {vsize} bytes; it must be a whole number: 1 drop, 0 pass (u32)")
+    if vsize != 4:
+        raise Incorrect(f"the rules' value is {plural(vsize, 'byte')}; the task says a u32 verdict (4 bytes: 1 drop, "
+                        "0 pass), which is what the checker writes: BPF_LPM_TRIE(rules, struct your_key, u32, 64)")
     base = int(net.network_address)
     for host, plen, verdict in Q2_RULES:
         key, leaf = table.Key(), table.Leaf()
         addr = ipaddress.IPv4Address(base + host)
         ctypes.memmove(ctypes.addressof(key), _KEY.pack(plen, addr.packed), _KEY.size)
-        ctypes.memmove(ctypes.addressof(leaf), verdict.to_bytes(vsize, "little"), vsize)
+        ctypes.memmove(ctypes.addressof(leaf), verdict.to_bytes(vsize, sys.byteorder), vsize)
         try:
             table[key] = leaf
         except Exception as e:

@@ -8,6 +8,18 @@ tcx link on 6.6+, the clsact qdisc on 6.1) and sends real traffic from the host
 namespace to sockets in the target namespace, all opened in this process. The
 IPv4 parts run with permanent neighbour entries, so they do not depend on ARP;
 the ARP part flushes them first and pings.
+
+IP options exist: both exercises also send datagrams whose IP header carries
+options (IHL 6 and 15, set with IP_OPTIONS on the sending socket). Where a
+parser that assumes a 20-byte IP header reads the UDP destination port (frame
+offset 36) these hold option bytes: 256 and 9988 for datagrams to port 4444,
+and 4444 itself (a stream-identifier option) for datagrams to another port,
+so q1's fixed-offset parser gets a verdict wrong either way; q2's checksum
+covers the options. q2 also sends datagrams from a raw socket (IP_HDRINCL)
+whose header checksum, chosen through the IP id, makes the TOS change borrow
+in one's complement arithmetic (network and little-endian byte order) or need
+RFC 1624's second fold: only a checksum update with the end-around carry gets
+those to the receiver.
 """
 
 from __future__ import annotations
@@ -15,8 +27,10 @@ from __future__ import annotations
 import re
 import select
 import socket
+import struct
 import threading
 import time
+from typing import NamedTuple
 
 from labkit._errors import SandboxError, VerifierError
 from labkit.exercises.framework import (
@@ -32,7 +46,7 @@ from labkit.lab import Lab
 from labkit.net.netns import run_in_netns
 from labkit.net.sandbox import Sandbox
 
-__all__ = ["DSCP", "PORT", "SENT_TOS", "build"]
+__all__ = ["CARRY_CHECKSUMS", "DSCP", "PORT", "SENT_TOS", "build"]
 
 #: q1: the UDP destination port the answer drops
 PORT = 4444
@@ -47,61 +61,121 @@ _DROP_WAIT = 0.5    # s: how long a datagram that must be dropped is waited for
 _PASS_WAIT = 2.0    # s: how long traffic that must pass may take (right answers finish at once)
 _IP_RECVTOS = getattr(socket, "IP_RECVTOS", 13)
 
+#: IP options the checker's datagrams carry: (IHL, what they are, the bytes after the 20-byte header)
+_NOPS = (6, "three no-ops and an end-of-options byte", bytes([1, 1, 1, 0]))
+_RECORD_ROUTE = (15, "a no-op and a record-route option", bytes([1, 7, 39, 4]) + bytes(36))
+_STREAM_ID = (6, f"a stream-identifier option, stream {PORT}", bytes([0x88, 4]) + PORT.to_bytes(2, "big"))
+#: q1: the IP options of the datagrams to PORT that carry some; q2: those of the datagrams whose DSCP is set
+_TO_PORT_WITH_OPTIONS = (_NOPS, _RECORD_ROUTE)
+_DSCP_OPTIONS = (_NOPS, _RECORD_ROUTE)
+#: q2: IP header checksums (as sent, TOS SENT_TOS, IHL 5) where changing the TOS to DSCP 46 borrows past 16 bits
+#: in network byte order (below 0x78, the change), in a little-endian CPU's (low byte below 0x78), or where
+#: RFC 1624's ~(~HC + ~m + m') needs its second fold (0x0077; 0xff77 in little-endian order)
+CARRY_CHECKSUMS = (0x0001, 0x0077, 0xFF77)
+
+
+class _Flow(NamedTuple):
+    """Datagrams from the host namespace to a port in the target namespace: from ``sport`` (0: any), with
+    TOS ``tos`` (None: the default), IP ``options`` (IHL, what, bytes), or sent from a raw socket with a header
+    whose checksum is ``checksum``."""
+
+    dport: int
+    sport: int = 0
+    tos: int | None = None
+    options: tuple | None = None
+    checksum: int | None = None
+
 
 # ------------------------------------------------------------------ traffic
 def _socket(ns: str, kind: int) -> socket.socket:
     return run_in_netns(ns, lambda: socket.socket(socket.AF_INET, kind))
 
 
-def _udp(sb: Sandbox, flows: list[tuple[int, int, int | None]], *, dropped: int | None = None
-         ) -> list[tuple[int, list[int]]]:
-    """Send _COUNT datagrams per flow (destination port, source port or 0,
-    TOS or None) from the host namespace to the target namespace, all at once:
-    for each flow (how many arrived, the TOS byte each arrived with). Waits
-    until every other flow than ``dropped`` (an index: the flow that must not
-    arrive, waited for _DROP_WAIT) is complete, at most _PASS_WAIT."""
-    rxs, txs = [], []
-    try:
-        for dport, sport, tos in flows:
-            rx = _socket(sb.target_ns, socket.SOCK_DGRAM)
-            rxs.append(rx)
-            rx.setsockopt(socket.IPPROTO_IP, _IP_RECVTOS, 1)
-            rx.bind((sb.target_ip, dport))
-            rx.setblocking(False)
-            tx = _socket(sb.host_ns, socket.SOCK_DGRAM)
+def _checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071): the complement of the one's complement sum of 16-bit words."""
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _crafted(sb: Sandbox, flow: _Flow, sport: int, payload: bytes) -> bytes:
+    """An IPv4 UDP datagram for a raw IP_HDRINCL socket whose header checksum (the kernel computes it) is
+    ``flow.checksum``: the IP id is chosen to make it so (an id of 0 the kernel would replace: then another
+    TTL). The UDP checksum is 0, none (allowed over IPv4)."""
+    for ttl in range(64, 32, -1):
+        head = struct.pack("!BBHHHBBH4s4s", 0x45, flow.tos or 0, 28 + len(payload), 0, 0x4000, ttl,
+                           socket.IPPROTO_UDP, 0, socket.inet_aton(sb.host_ip), socket.inet_aton(sb.target_ip))
+        want, have = ~flow.checksum & 0xFFFF, ~_checksum(head) & 0xFFFF   # one's complement sums
+        ident = want - have if want >= have else want - have + 0xFFFF
+        if ident:
+            head = head[:4] + struct.pack("!H", ident) + head[6:]
+            return head + struct.pack("!HHHH", sport, flow.dport, 8 + len(payload), 0) + payload
+    raise SandboxError(f"the checker could not make an IP header with checksum {flow.checksum:#06x}")
+
+
+def _send(sb: Sandbox, flows: list[_Flow], tokens: list[bytes]) -> list[socket.socket]:
+    """Send _COUNT datagrams per flow, all at once; the sending sockets (for the caller to close)."""
+    txs = []
+    for i, (flow, token) in enumerate(zip(flows, tokens)):
+        if flow.checksum is not None:
+            tx = run_in_netns(sb.host_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW))
             txs.append(tx)
-            tx.bind((sb.host_ip, sport))
-            if tos is not None:
-                tx.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
-        tokens = [b"labkit-lesson08 %d" % dport for dport, _, _ in flows]
-        for tx, token, (dport, _, _) in zip(txs, tokens, flows):
+            packet = _crafted(sb, flow, 40000 + i, token)
             for _ in range(_COUNT):
-                tx.sendto(token, (sb.target_ip, dport))
+                tx.sendto(packet, (sb.target_ip, 0))
+            continue
+        tx = _socket(sb.host_ns, socket.SOCK_DGRAM)
+        txs.append(tx)
+        tx.bind((sb.host_ip, flow.sport))
+        if flow.tos is not None:
+            tx.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, flow.tos)
+        if flow.options is not None:
+            tx.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, flow.options[2])
+        for _ in range(_COUNT):
+            tx.sendto(token, (sb.target_ip, flow.dport))
+    return txs
+
+
+def _udp(sb: Sandbox, flows: list[_Flow], *, dropped: tuple[int, ...] = ()) -> list[tuple[int, list[int]]]:
+    """Send _COUNT datagrams per flow from the host namespace to the target namespace, all at once: for each
+    flow (how many arrived, the TOS byte each arrived with). Waits until every flow but those in ``dropped``
+    (indexes: the flows that must not arrive, waited for _DROP_WAIT) is complete, at most _PASS_WAIT."""
+    rxs: dict[int, socket.socket] = {}
+    txs: list[socket.socket] = []
+    tokens = [b"labkit-lesson08 flow %d" % i for i in range(len(flows))]
+    try:
+        for flow in flows:
+            if flow.dport not in rxs:
+                rx = rxs[flow.dport] = _socket(sb.target_ns, socket.SOCK_DGRAM)
+                rx.setsockopt(socket.IPPROTO_IP, _IP_RECVTOS, 1)
+                rx.bind((sb.target_ip, flow.dport))
+                rx.setblocking(False)
+        txs = _send(sb, flows, tokens)
         got = [0] * len(flows)
         toses: list[list[int]] = [[] for _ in flows]
         start = time.monotonic()
         while True:
             elapsed = time.monotonic() - start
-            complete = all(g == _COUNT for i, g in enumerate(got) if i != dropped)
-            if elapsed >= _PASS_WAIT or (complete and (dropped is None or elapsed >= _DROP_WAIT)):
+            complete = all(g >= _COUNT for i, g in enumerate(got) if i not in dropped)
+            if elapsed >= _PASS_WAIT or (complete and (not dropped or elapsed >= _DROP_WAIT)):
                 break
-            ready, _, _ = select.select([r for r, g in zip(rxs, got) if g < _COUNT] or [], [], [],
-                                        min(0.05, _PASS_WAIT - elapsed))
+            ready, _, _ = select.select(list(rxs.values()), [], [], min(0.05, _PASS_WAIT - elapsed))
             for rx in ready:
-                i = rxs.index(rx)
                 try:
                     data, anc, _flags, _addr = rx.recvmsg(256, socket.CMSG_SPACE(4))
                 except BlockingIOError:
                     continue
-                if data != tokens[i]:
+                if data not in tokens:
                     continue
+                i = tokens.index(data)
                 got[i] += 1
                 for level, kind, value in anc:
                     if level == socket.IPPROTO_IP and kind == socket.IP_TOS and value:
                         toses[i].append(value[0])
         return list(zip(got, toses))
     finally:
-        for sock in rxs + txs:
+        for sock in list(rxs.values()) + txs:
             sock.close()
 
 
@@ -186,15 +260,60 @@ _CONSTANTS = ("TC's verdicts are not XDP's: TC_ACT_OK (0) lets a packet go, TC_A
               "is 2, which TC reads as TC_ACT_SHOT")
 
 
+#: where a parser that assumes a 20-byte IP header finds the UDP header: Ethernet (14) + 20
+_FIXED = "offset 34 (14 + 20)"
+_IHL_HINT = ("The UDP header starts ip->ihl * 4 bytes into the IP header (IHL 6: offset 38 in the frame; IHL 15: "
+             "offset 74): `struct udphdr *udp = (void *)ip + ip->ihl * 4;`")
+
+
+def _read_as_dest(options: tuple) -> int:
+    """What a parser that assumes a 20-byte IP header reads as udp->dest: the options' bytes 2 and 3."""
+    return int.from_bytes(options[2][2:4], "big")
+
+
+def _options_parts(c: Checklist, with_options: list[int], to_other: int, plain_dropped: bool,
+                   plain_other_left: bool) -> None:
+    """q1's parts on datagrams whose IP header carries options: to PORT (one count per option set in
+    _TO_PORT_WITH_OPTIONS) dropped; to _OTHER with a stream-identifier option naming PORT leaves."""
+    left = [(opts, n) for opts, n in zip(_TO_PORT_WITH_OPTIONS, with_options) if n]
+    said = "; ".join(f"{n} of {_COUNT} with IHL {o[0]} ({o[1]})" for o, n in left)
+    if not left:
+        why = ""
+    elif plain_dropped:
+        reads = ", ".join(f"{_read_as_dest(o)} with IHL {o[0]}" for o, _n in left)
+        why = (f"datagrams to UDP port {PORT} whose IP header carries options left the host ({said}) though those "
+               f"without options were dropped: with options the UDP header is not at {_FIXED}, where the options "
+               f"are (what is read there as the destination port: {reads}). {_IHL_HINT}")
+    else:
+        why = f"datagrams to UDP port {PORT} whose IP header carries options left the host too ({said})"
+    c.part(f"UDP to port {PORT} with IP options is dropped (IHL 6 and 15)", not left, why)
+
+    if to_other == _COUNT:
+        why = ""
+    elif plain_other_left:
+        why = (f"{to_other} of {_COUNT} datagrams to UDP port {_OTHER} whose IP header carries {_STREAM_ID[1]} "
+               f"(IHL 6) arrived though those without options did: at {_FIXED}, where a parser that assumes a "
+               f"20-byte IP header reads the UDP header, is that option, so it reads {_read_as_dest(_STREAM_ID)} "
+               f"as the destination port. {_IHL_HINT}")
+    else:
+        why = (f"{to_other} of {_COUNT} datagrams to UDP port {_OTHER} whose IP header carries {_STREAM_ID[1]} "
+               "arrived, too few")
+    c.part(f"UDP to port {_OTHER} with IP options leaves ({_STREAM_ID[1]})", to_other == _COUNT, why)
+
+
 def _judge_port_drop(sb: Sandbox, details: dict) -> tuple[str, dict]:
     tcp_run = _tcp_meanwhile(sb, PORT)
-    (dropped, _), (other, _), (swapped, _), (from_port, _) = _udp(
-        sb, [(PORT, 0, None), (_OTHER, 0, None), (_SWAPPED, 0, None), (_OTHER + 1, PORT, None)], dropped=0)
+    flows = [_Flow(PORT), _Flow(_OTHER), _Flow(_SWAPPED), _Flow(_OTHER + 1, PORT),
+             *(_Flow(PORT, options=o) for o in _TO_PORT_WITH_OPTIONS), _Flow(_OTHER, options=_STREAM_ID)]
+    counts = [n for n, _toses in _udp(sb, flows, dropped=(0, 4, 5))]
+    dropped, other, swapped, from_port, *with_options, other_with_option = counts
     tcp_run.join()
     tcp = tcp_run.result
     sent, answered = _arp_and_ping(sb)
     details.update(udp_to_port=dropped, udp_to_other=other, udp_to_swapped=swapped, udp_from_port=from_port,
-                   tcp_to_port=tcp, ping_sent=sent, ping_answered=answered)
+                   udp_to_port_with_options={f"IHL {o[0]}": n for o, n in zip(_TO_PORT_WITH_OPTIONS, with_options)},
+                   udp_to_other_with_option=other_with_option, tcp_to_port=tcp, ping_sent=sent,
+                   ping_answered=answered)
     everything_else_gone = other == 0 and swapped == 0 and from_port == 0 and tcp != "ok"
     c = Checklist()
     c.part(f"UDP to port {PORT} is dropped", dropped == 0,
@@ -211,15 +330,16 @@ def _judge_port_drop(sb: Sandbox, details: dict) -> tuple[str, dict]:
     c.part(f"UDP from source port {PORT} leaves", from_port == _COUNT,
            f"{from_port} of {_COUNT} datagrams from source port {PORT} (to port {_OTHER + 1}) arrived: on egress "
            f"the port this host sends *to* is the destination (udp->dest), not the source")
+    _options_parts(c, with_options, other_with_option, dropped == 0, other == _COUNT)
     c.part(f"TCP to port {PORT} leaves", tcp == "ok",
            f"a TCP connection to port {PORT} failed ({tcp}): only UDP is to be dropped; look at ip->protocol "
            "before reading a UDP header")
     c.part("ARP and ping leave", answered > 0,
            f"after the neighbour caches were flushed, {answered} of {sent} pings were answered: ARP (not IPv4) "
            "and ICMP must leave; return TC_ACT_OK for what is not UDP to the port")
-    return c.done(f"yes: on the egress (via {details['via']}) UDP to port {PORT} was dropped, UDP to ports "
-                  f"{_OTHER} and {_SWAPPED}, UDP from port {PORT}, TCP to port {PORT}, ARP and ping left",
-                  **details)
+    return c.done(f"yes: on the egress (via {details['via']}) UDP to port {PORT} was dropped, with IP options too; "
+                  f"UDP to ports {_OTHER} (with and without IP options) and {_SWAPPED}, UDP from port {PORT}, TCP to "
+                  f"port {PORT}, ARP and ping left", **details)
 
 
 def _check_port_drop(answer) -> tuple[str, dict]:
@@ -227,17 +347,62 @@ def _check_port_drop(answer) -> tuple[str, dict]:
 
 
 # ------------------------------------------------------------------ q2
+def _arrived(counts: list[int], what: list[str]) -> str:
+    return "; ".join(f"{w}: {n} of {_COUNT}" for w, n in zip(what, counts) if n < _COUNT)
+
+
+def _checksum_parts(c: Checklist, with_options: list[int], carry: list[int], plain_arrived: bool,
+                    hdr_errors: int) -> None:
+    """q2's parts on the header checksum beyond the plain datagrams: with IP options (the checksum covers them),
+    and with the header checksums where the update borrows (CARRY_CHECKSUMS)."""
+    bad = f" (the receiver's IP stack counted {hdr_errors} bad headers, Ip InHdrErrors)" if hdr_errors else ""
+    lost = _arrived(with_options, [f"IHL {o[0]} ({o[1]})" for o in _DSCP_OPTIONS])
+    if not lost:
+        why = ""
+    elif plain_arrived:
+        why = (f"datagrams whose IP header carries options did not all arrive ({lost}){bad} though those without "
+               "did: the header checksum covers the whole header, options included, ip->ihl * 4 bytes and not "
+               "always 20. Recompute it over ip->ihl * 2 16-bit words, or update it incrementally "
+               "(bpf_l3_csum_replace), which does not need the header's length")
+    else:
+        why = f"datagrams whose IP header carries options did not arrive either ({lost})"
+    c.part("datagrams with IP options arrive (IHL 6 and 15)", not lost, why)
+
+    lost = _arrived(carry, [f"checksum {x:#06x}" for x in CARRY_CHECKSUMS])
+    if not lost:
+        why = ""
+    elif plain_arrived:
+        why = (f"datagrams whose IP header checksum makes the update borrow past 16 bits did not all arrive ({lost})"
+               f"{bad} though the others did: the checksum is a one's complement sum, so a carry (or borrow) out "
+               "of the top bit comes back in at the bottom. RFC 1624: HC' = ~(~HC + ~m + m') with the sum folded back "
+               "into 16 bits, sum = (sum & 0xffff) + (sum >> 16), twice (the first fold can carry again); or let "
+               "bpf_l3_csum_replace() do it")
+    else:
+        why = f"datagrams whose IP header checksum makes the update borrow did not arrive either ({lost})"
+    c.part("the checksum stays right when the update borrows (headers with checksums "
+           f"{', '.join(f'{x:#06x}' for x in CARRY_CHECKSUMS)})", not lost, why)
+
+
 def _judge_dscp(sb: Sandbox, details: dict) -> tuple[str, dict]:
     tcp_run = _tcp_meanwhile(sb, _OTHER + 1)
-    [(got, toses)] = _udp(sb, [(_OTHER, 0, SENT_TOS)])
+    flows = [_Flow(_OTHER, tos=SENT_TOS), *(_Flow(_OTHER, tos=SENT_TOS, options=o) for o in _DSCP_OPTIONS),
+             *(_Flow(_OTHER, tos=SENT_TOS, checksum=x) for x in CARRY_CHECKSUMS)]
+    ip0 = sb.snmp("target")["Ip"]
+    results = _udp(sb, flows)
+    hdr_errors = sb.snmp("target")["Ip"].get("InHdrErrors", 0) - ip0.get("InHdrErrors", 0)
     tcp_run.join()
     tcp = tcp_run.result
     sent, answered = _arp_and_ping(sb)
+    (got, plain_toses), counts = results[0], [n for n, _t in results]
+    with_options, carry = counts[1:1 + len(_DSCP_OPTIONS)], counts[1 + len(_DSCP_OPTIONS):]
+    toses = [t for _n, ts in results for t in ts]          # every datagram that arrived, each judged
     dscps = sorted({t >> 2 for t in toses})
     ecns = sorted({t & 3 for t in toses})
-    details.update(udp_sent=_COUNT, udp_received=got, tos_received=[hex(t) for t in toses], tcp=tcp,
-                   ping_sent=sent, ping_answered=answered)
-    nothing = (f"no datagram arrived, so there was nothing to look at" if not got else "")
+    details.update(udp_sent=_COUNT, udp_received=got, tos_received=[hex(t) for t in plain_toses], tcp=tcp,
+                   udp_with_options_received={f"IHL {o[0]}": n for o, n in zip(_DSCP_OPTIONS, with_options)},
+                   udp_carry_received={f"{x:#06x}": n for x, n in zip(CARRY_CHECKSUMS, carry)},
+                   target_ip_in_hdr_errors=hdr_errors, ping_sent=sent, ping_answered=answered)
+    nothing = (f"no datagram arrived, so there was nothing to look at" if not toses else "")
     c = Checklist()
     c.part("the datagrams arrive (the IPv4 checksum is right)", got == _COUNT,
            f"{got} of {_COUNT} datagrams arrived: the receiver's IP stack drops a packet whose header checksum "
@@ -245,18 +410,22 @@ def _judge_dscp(sb: Sandbox, details: dict) -> tuple[str, dict]:
            "bpf_l3_csum_replace() (old and new 16-bit word, size 2: the TOS is the second byte of the header's "
            "first word) or recompute it")
     c.part(f"the receiver sees DSCP {DSCP}", bool(toses) and dscps == [DSCP],
-           nothing or f"the receiver saw DSCP {', '.join(map(str, dscps))} (TOS {', '.join(details['tos_received'])})"
-           f": DSCP is the TOS byte's upper six bits, so DSCP {DSCP} is (tos & 0x03) | ({DSCP} << 2)")
+           nothing or f"the receiver saw DSCP {', '.join(map(str, dscps))} (TOS "
+           f"{', '.join(sorted({hex(t) for t in toses}))}): DSCP is the TOS byte's upper six bits, so DSCP {DSCP} is "
+           f"(tos & 0x03) | ({DSCP} << 2)")
     c.part("the ECN bits are kept", bool(toses) and ecns == [SENT_TOS & 3],
            nothing or f"the sender's ECN bits were {SENT_TOS & 3:#04b}, the receiver saw "
            f"{', '.join(f'{e:#04b}' for e in ecns)}: keep the TOS byte's two low bits (ECN) as they are")
+    _checksum_parts(c, with_options, carry, got == _COUNT, hdr_errors)
     c.part("TCP still connects", tcp == "ok", f"a TCP connection failed ({tcp})")
     c.part("ARP and ping still work", answered > 0,
            f"after the neighbour caches were flushed, {answered} of {sent} pings were answered: rewrite only "
            "IPv4 packets (check the ethertype); ARP has no TOS byte")
     tos = (SENT_TOS & 3) | (DSCP << 2)
     return c.done(f"yes: on the egress (via {details['via']}) every datagram arrived with TOS {tos:#04x} (DSCP "
-                  f"{DSCP}, ECN kept) and a right checksum; TCP, ARP and ping still work", **details)
+                  f"{DSCP}, ECN kept) and a right checksum, with IP options (IHL 6 and 15) too and where the update "
+                  f"borrows (header checksums {', '.join(f'{x:#06x}' for x in CARRY_CHECKSUMS)}); TCP, ARP and ping "
+                  "still work", **details)
 
 
 def _check_dscp(answer) -> tuple[str, dict]:
