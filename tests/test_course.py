@@ -1,9 +1,13 @@
 """`labkit course` end to end on the real kernel: lessons 01 and 03 become an
-nbgrader course, the release carries no solution, three students submit
-lesson 01 (all right; the catalogue's wrong answers; one whose kernel kills
-itself holding a sandbox and a netlink XDP program), the autograder grades
-them one at a time and gives everything back, and the gradebook, the feedback
-HTML and the instructor's overview say so."""
+nbgrader course, the release carries no solution, four students submit
+lesson 01 (all right, q2 a verbatim copy of the reference; the catalogue's
+wrong answers, late; one whose kernel kills itself holding a sandbox and a
+netlink XDP program; one whose q2 fails the exercise's gate) and one lesson 03
+(right, then an endless loop), the autograder grades them one at a time with
+the course's labkit.toml (its own weights for lesson 01 q1, a copy of the
+reference graded like any answer, a due date) and gives everything back, and
+the report lines, the gradebook, the feedback HTML and the instructor's
+overview say so."""
 
 from __future__ import annotations
 
@@ -17,7 +21,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit.commands.course import autograde, create, grades, release, submit
+from nbgrader.api import Gradebook
+
+from labkit.commands.course import autograde, create, grades, load_settings, release, submit
+from labkit.commands.course.cell import GRADE_MIME
+from labkit.exercises import SUMMARY_MIME
+from labkit.exercises.framework import snippet_text
 from labkit.commands.report.offline import external_references
 from labkit.net.leftovers import reap_journal
 from labkit.net.records import list_sandboxes
@@ -32,8 +41,20 @@ REPO = Path(__file__).resolve().parents[1]
 NB, NB3 = "01-hello-clone.ipynb", "03-maps-vs-events.ipynb"
 CELL_TIMEOUT = 20   # seconds per cell while grading dave: his endless loop is cut there
 RIGHT_Q1, RIGHT_Q2 = "\"pid == @me and kind == 'thread'\"", student(_CONDITION)
-WRONG_Q1 = "\"pid == @me or kind == 'thread'\""          # catalogue "or": parts [T, T, F, F] -> 0.5
+WRONG_Q1 = "\"pid == @me or kind == 'thread'\""          # catalogue "or": parts [T, T, F, F] -> 2 of 6 here
 WRONG_Q2 = Q2_WRONG[1][1]                                 # catalogue CLONE_VM: 0.6
+INVERTED_Q2 = dict((w[0], w[1]) for w in Q2_WRONG)["inverted"]   # counts all but the threads: the gate, 0
+# the course's settings: its own weights for lesson 01 q1 (the two "drops" parts weigh 2: "or" earns 2 of 6,
+# 0.67 of 2 points once rounded), a verbatim copy of the reference graded like any answer, lesson 01 due
+SETTINGS = """[grading]
+reference = "full"
+[due]
+lesson01 = 2026-03-09T23:59:00+01:00
+[weights.lesson01.q1]
+"drops the processes this process created (fork, vfork)" = 2
+"drops what other processes created" = 2
+"""
+ON_TIME, LATE = "2026-03-09T20:00:00+01:00", "2026-03-10T09:30:00+01:00"   # bob: 9 h 31 min late
 KILL = """import signal, subprocess
 sb = labkit.Sandbox()
 x = lab.attach_xdp("xdp_icmp_drop", iface=sb.target_iface, netns=sb.target_ns, via="netlink")
@@ -63,12 +84,17 @@ def course(tmp_path_factory):
     t0 = time.time()
     root = tmp_path_factory.mktemp("course")
     sources = create(root, ["01", "03"], points=2)
+    template = load_settings(root)          # create wrote labkit.toml with the defaults
+    (root / "labkit.toml").write_text(SETTINGS)
     released = release(root)
     rel = json.loads((root / "release" / "lesson01" / NB).read_text())
     subs = tmp_path_factory.mktemp("submissions")
     notebooks = {}
-    for who, q1, q2, extra in [("alice", RIGHT_Q1, RIGHT_Q2, None), ("bob", WRONG_Q1, WRONG_Q2, None),
-                               ("carol", "\"kind == 'thread' & pid == @me\"", RIGHT_Q2, KILL)]:
+    reference = snippet_text("solution_01_threads_by_comm")
+    for who, q1, q2, extra, at in [("alice", RIGHT_Q1, reference, None, ON_TIME),
+                                   ("bob", WRONG_Q1, WRONG_Q2, None, LATE),
+                                   ("carol", "\"kind == 'thread' & pid == @me\"", RIGHT_Q2, KILL, None),
+                                   ("erin", RIGHT_Q1, INVERTED_Q2, None, ON_TIME)]:
         nb = json.loads(json.dumps(rel))
         _answer(nb, "lesson01-q1-answer", f"my_filter = {q1}")
         _answer(nb, "lesson01-q2-answer", "%%bpf my_program\n" + q2)
@@ -81,7 +107,7 @@ def course(tmp_path_factory):
         path = subs / who / NB
         path.parent.mkdir()
         path.write_text(json.dumps(nb))
-        notebooks[who] = submit(root, who, path)
+        notebooks[who] = submit(root, who, path, at=at)        # carol: now
     # dave (lesson 03): a right answer, then a cell that never ends: cut at the cell timeout, graded on what ran
     # (he deleted the lesson's live cells, so only his own cells meet the short cell timeout)
     nb = json.loads((root / "release" / "lesson03" / NB3).read_text())
@@ -92,9 +118,10 @@ def course(tmp_path_factory):
     path.parent.mkdir()
     path.write_text(json.dumps(nb))
     submit(root, "dave", path)
-    graded = autograde(root, students=["alice", "bob", "carol"], timeout=180)
+    graded = autograde(root, students=["alice", "bob", "carol", "erin"], timeout=180)
     graded += autograde(root, students=["dave"], timeout=CELL_TIMEOUT)
-    return {"t0": t0, "root": root, "left": subs / "left.json", "sources": sources, "released": released, "graded": {g.student: g for g in graded}}
+    return {"t0": t0, "root": root, "left": subs / "left.json", "sources": sources, "released": released,
+            "graded": {g.student: g for g in graded}, "template": template}
 
 
 def test_source_has_solution_regions_and_a_test_cell_per_exercise(course):
@@ -131,36 +158,117 @@ def test_release_has_the_starters_and_no_solution(course):
 
 def test_exact_scores(course):
     assert {s: g.ok for s, g in course["graded"].items()} == {"alice": True, "bob": True, "carol": True,
-                                                               "dave": True}
+                                                               "dave": True, "erin": True}
     df = grades(course["root"])
     got = {(r.student, r.exercise): (r.points, r.status) for r in df.itertuples()}
-    assert got == {("alice", "q1"): (2.0, "correct"), ("alice", "q2"): (2.0, "correct"),
-                   ("bob", "q1"): (1.0, "incorrect"), ("bob", "q2"): (1.2, "incorrect"),
+    assert got == {("alice", "q1"): (2.0, "correct"), ("alice", "q2"): (2.0, "correct"),   # q2: the reference, "full"
+                   ("bob", "q1"): (0.67, "incorrect"), ("bob", "q2"): (1.2, "incorrect"),  # q1: the course's weights
                    ("carol", "q1"): (2.0, "correct"), ("carol", "q2"): (0.0, "error"),
-                   ("dave", "q1"): (2.0, "correct")}
+                   ("dave", "q1"): (2.0, "correct"),
+                   ("erin", "q1"): (2.0, "correct"), ("erin", "q2"): (0.0, "incorrect")}     # q2: the gate
+    scores = {(r.student, r.exercise): r.score for r in df.itertuples()}
+    assert scores["bob", "q1"] == 0.333 and scores["erin", "q2"] == 0.0
     minutes = df.groupby("student").minutes_spent.first()
-    assert minutes["alice"] == 12.0 and minutes[["bob", "carol", "dave"]].isna().all()
+    assert minutes["alice"] == 12.0 and minutes[["bob", "carol", "dave", "erin"]].isna().all()
+    late = df.groupby("student")[["submitted", "late", "minutes_late"]].first()
+    assert late.loc["alice"].tolist() == ["2026-03-09T19:00:00+00:00", False, 0.0]
+    assert late.loc["bob"].tolist() == ["2026-03-10T08:30:00+00:00", True, 571.0]
+    assert late.loc["carol", "late"] and late.loc["carol", "submitted"] >= "2026-"     # submitted now: late
+    assert late.loc["dave", "late"] is None and late.loc["dave", "submitted"]          # lesson 03: no due date
+    with Gradebook(f"sqlite:///{course['root'] / 'gradebook.db'}") as gb:            # nbgrader agrees
+        assert gb.find_submission("lesson01", "bob").total_seconds_late == 571 * 60
+        assert gb.find_submission("lesson01", "alice").total_seconds_late == 0
     csv = subprocess.run([sys.executable, "-m", "labkit", "course", "gradebook", str(course["root"])],
                          capture_output=True, text=True, timeout=120)
     assert csv.returncode == 0, csv.stderr
     lines = (course["root"] / "grades.csv").read_text().splitlines()
-    assert lines[0] == "assignment,student,exercise,points,max_points,status,score,message,check_seconds,minutes_spent"
-    assert len(lines) == 8
+    assert lines[0] == ("assignment,student,exercise,points,max_points,status,score,message,check_seconds,"
+                        "minutes_spent,submitted,late,minutes_late")
+    assert len(lines) == 10
+    assert [ln for ln in lines if ln.startswith("lesson01,bob,q1,")][0].startswith("lesson01,bob,q1,0.67,2.0,")
+    weights = subprocess.run([sys.executable, "-m", "labkit", "course", "weights", str(course["root"]), "lesson01"],
+                             capture_output=True, text=True, timeout=120)
+    assert weights.returncode == 0 and not weights.stderr, weights.stderr
+    assert re.search(r"lesson01 +q1 +drops what other processes created +2\.0 +course", weights.stdout)
+    assert re.search(r"lesson01 +q2 +counts the threads +1\.0 +at most 0% +labkit", weights.stdout)
     dave = json.loads((course["root"] / "autograded/dave/lesson03" / NB3).read_text())
     loop = next(c for c in dave["cells"] if "".join(c["source"]).endswith("while True:\n    pass"))
     assert [o.get("ename") for o in loop["outputs"] if o["output_type"] == "error"] in (
         ["CellTimeoutError"], ["KeyboardInterrupt"], ["KeyboardInterrupt", "CellTimeoutError"])
+    assert course["graded"]["dave"].timeouts == [loop["execution_count"]] and loop["execution_count"]
+
+
+def _grades_in(path: Path) -> dict:
+    out = {}
+    for c in json.loads(path.read_text())["cells"]:
+        for o in c.get("outputs", []):
+            d = (o.get("data") or {}).get(GRADE_MIME)
+            if d:
+                out[d["exercise"]] = d
+    return out
+
+
+def test_each_check_runs_once_and_the_settings_reach_the_grader(course):
+    root = course["root"]
+    assert course["template"].reference == "zero" and course["template"].decimals == 2   # create's defaults
+    for who, expected in [("alice", {"q1", "q2"}), ("bob", {"q1", "q2"}), ("carol", {"q1"}), ("erin", {"q1", "q2"})]:
+        got = _grades_in(root / "autograded" / who / "lesson01" / NB)
+        assert set(got) == expected, (who, got)
+        # the test cell took the verdict of the student's own check cell: the checker ran once per exercise
+        assert {e: g["verdict_from"] for e, g in got.items()} == {e: "check cell" for e in expected}, who
+    assert _grades_in(root / "autograded/dave/lesson03" / NB3)["q1"]["verdict_from"] == "check cell"
+    alice = json.loads((root / "autograded/alice/lesson01" / NB).read_text())
+    summary = [o["data"][SUMMARY_MIME] for c in alice["cells"] for o in c.get("outputs", [])
+               if SUMMARY_MIME in (o.get("data") or {})]
+    assert summary and summary[-1]["checks"] == {"q1": ["correct"], "q2": ["correct"]}      # one check each
+    a = _grades_in(root / "autograded/alice/lesson01" / NB)["q2"]
+    assert a["reference_copy"] and a["integrity"] == "full" and a["earned"] == 2.0
+    b = _grades_in(root / "autograded/bob/lesson01" / NB)["q1"]
+    assert b["earned"] == 0.67 and b["scoring"]["weights"]["drops what other processes created"] == 2.0
+    e = _grades_in(root / "autograded/erin/lesson01" / NB)["q2"]
+    assert e["gated_by"] == ["counts the threads"] and e["earned"] == 0.0 and e["status"] == "incorrect"
+
+
+def test_one_report_line_per_submission(course):
+    g = course["graded"]
+    lines = {s: x.line() for s, x in g.items()}
+    assert re.fullmatch(r"lesson01 alice: 4 of 4 points, [\d.]+ s, timeouts: 0, kernel deaths: 0, gave back: "
+                        r"nothing, submitted 2026-03-09 19:00 UTC, on time", lines["alice"]), lines["alice"]
+    assert re.fullmatch(r"lesson01 bob: 1\.87 of 4 points, [\d.]+ s, timeouts: 0, kernel deaths: 0, gave back: "
+                        r"nothing, submitted 2026-03-10 08:30 UTC, LATE by 9 h 31 min \(due 2026-03-09 22:59 UTC\)",
+                        lines["bob"]), lines["bob"]
+    assert re.fullmatch(rf"lesson01 carol: 2 of 4 points, [\d.]+ s, timeouts: 0, kernel deaths: 1 "
+                        rf"\(In \[{g['carol'].kernel_died}\]\), gave back: .*, submitted .* UTC, LATE by .*",
+                        lines["carol"]), lines["carol"]
+    dave = rf"lesson03 dave: 2 of 2 points, [\d.]+ s, timeouts: 1 \(In \[{g['dave'].timeouts[0]}\]\), "
+    assert re.fullmatch(dave + r"kernel deaths: 0, gave back: nothing, submitted .* UTC, no due date",
+                        lines["dave"]), lines["dave"]
+    assert lines["erin"].startswith("lesson01 erin: 2 of 4 points, ") and lines["erin"].endswith(", on time")
+    assert all(x.seconds > 1 for x in g.values())
+    for who in g:
+        assert (course["root"] / "submitted" / who / ("lesson03" if who == "dave" else "lesson01") /
+                "timestamp.txt").is_file()
 
 
 def test_feedback_says_what_was_wrong_offline(course):
     fb = {s: g.feedback for s, g in course["graded"].items()}
-    assert all(len(v) == 1 for v in fb.values()) and len(fb) == 4, fb
+    assert all(len(v) == 1 for v in fb.values()) and len(fb) == 5, fb
     bob = fb["bob"][0].read_text()
-    assert "1 of 2 points (incorrect)" in bob and "1.2 of 2 points (incorrect)" in bob
+    assert "0.67 of 2 points (incorrect)" in bob and "1.2 of 2 points (incorrect)" in bob
+    assert "drops what other processes created (weight 2)" in bob and "parts passed: 2 of 6 by weight (33%)" in bob
     assert re.search(r"every creation with CLONE_VM \(0x100\): test CLONE_THREAD", bob)
     assert re.search(r"processes this process created.*by other processes", bob)
+    alice = fb["alice"][0].read_text()
+    assert "a verbatim copy of the reference solution: this course grades it like any other answer" in alice
+    erin = fb["erin"][0].read_text()
+    assert "0 of 2 points (incorrect)" in erin
+    assert "an essential part failed (counts the threads): the exercise earns nothing" in erin
     carol = fb["carol"][0].read_text()
-    assert "2 of 2 points (correct)" in carol and "the kernel died" in carol
+    n = course["graded"]["carol"].kernel_died
+    assert "2 of 2 points (correct)" in carol and f"the kernel died in this cell (In [{n}])" in carol
+    assert f"the kernel died in In [{n}], before this cell ran" in carol
+    died = json.loads((course["root"] / "autograded/carol/lesson01" / NB).read_text())
+    assert [c["execution_count"] for c in died["cells"] if "os.kill(os.getpid()" in "".join(c["source"])] == [n]
     for paths in fb.values():
         assert external_references(paths[0].read_text()) == []
 
@@ -180,6 +288,7 @@ def test_nothing_left_in_the_kernel(course):
     assert (any(sb_id in line for line in course["graded"]["carol"].gave_back)
             or any(sb_id in e["line"] for e in reap_journal(course["t0"]))), (log, reap_journal(course["t0"]))
     assert course["graded"]["alice"].gave_back == [] and course["graded"]["bob"].gave_back == []
+    assert course["graded"]["carol"].kernel_died and not course["graded"]["alice"].kernel_died
 
 
 def test_class_overview_notebook(course, monkeypatch):
@@ -191,7 +300,7 @@ def test_class_overview_notebook(course, monkeypatch):
     outs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outs if o.output_type == "error"]
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outs)
-    assert "4 students, 7 graded exercises" in text and "points on offer: 6" in text
+    assert "5 students, 9 graded exercises" in text and "points on offer: 6" in text
     assert not [o for o in outs if o.get("name") == "stderr"], [o.text for o in outs if o.get("name") == "stderr"]
     assert sum("image/png" in o.get("data", {}) for o in outs) == 2          # pass rates, time spent
     html = "".join(o.get("data", {}).get("text/html", "") for o in outs)

@@ -10,31 +10,39 @@ Verdicts belong to the student. ``check(answer)`` records the student's
 verdict; ``check_solution()`` runs the same checker on the reference answer
 and records that apart (``reference``), never as the student's. An answer that
 *is* a reference solution (its snippet name, or its text) is judged incorrect:
-"the reference solution, not your answer". A checker reports the parts of the
-task it tested (``Result.parts``, ``Result.score``), so grading can give
-partial credit.
+"the reference solution, not your answer" — unless the course's integrity
+setting says a copy earns what the checker gives (:func:`reference_policy`,
+``LABKIT_REFERENCE_ANSWERS=full``, set by the autograder). A checker reports
+the parts of the task it tested (``Result.parts``, ``Result.score``), so
+grading can give partial credit; a :class:`Scoring` weighs the parts (a teacher's
+weights, and gates: an essential part that fails caps the whole score).
+The grader reuses the student's own check of the same answer
+(:meth:`Exercise.verdict_for`) instead of running the checker twice.
 
 A student release (``labkit course``) ships without the reference solutions
 (:func:`student_release`): ``solution()`` and ``check_solution()`` then say to
 ask the instructor, and ``check()`` works as before.
 
-Why this file is long: the verdict model (Exercise, Result, Lesson, Summary)
-and the few helpers every lesson's checker calls (loading and attaching an
-answer, picking its function, reading its maps) are one vocabulary; split,
-each lesson would import from several places for one check.
+Why this file is long: the verdict model (Exercise, Result, Lesson, Summary,
+and Scoring: how a verdict's parts add up) and the few helpers every lesson's
+checker calls (loading and attaching an answer, picking its function, reading
+its maps) are one vocabulary; split, each lesson would import from several
+places for one check.
 """
 
 from __future__ import annotations
 
+import copy
 import html
 import json
+import math
 import os
 import re
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
@@ -52,15 +60,19 @@ from labkit.views.display import ShownOnce
 from labkit.views.panel import live_panels
 
 __all__ = ["ASK_INSTRUCTOR", "CORRECT", "Checklist", "answer_function", "attach_answer", "Exercise", "INCORRECT", "Incorrect", "Lesson", "NOT_ATTEMPTED", "Note",
-           "Part", "Result", "STUDENT_RELEASE_ENV", "SUMMARY_MIME", "Summary", "int_key_column", "is_reference",
-           "load_answer", "need_map", "plural", "reference_files", "run_python", "snippet_text", "student_release",
-           "value_column"]
+           "Part", "REFERENCE_POLICIES", "REFERENCE_POLICY_ENV", "Result", "STUDENT_RELEASE_ENV", "SUMMARY_MIME",
+           "Scoring", "Summary", "int_key_column", "is_reference", "load_answer", "need_map", "plural",
+           "reference_files", "reference_policy", "run_python", "snippet_text", "student_release", "value_column"]
 
 CORRECT, INCORRECT, NOT_ATTEMPTED = "correct", "incorrect", "not attempted"
 #: the mime type of a lesson summary's JSON (``ex.summary()``), for tools and tests
 SUMMARY_MIME = "application/vnd.labkit.summary+json"
 #: set to 1 to behave as a student release even where the reference snippets are present
 STUDENT_RELEASE_ENV = "LABKIT_STUDENT_RELEASE"
+#: what a verbatim copy of a reference solution earns in ``check()``: "zero" (judged incorrect, "the
+#: reference solution, not your answer") or "full" (judged like any answer); a course's autograder sets it
+REFERENCE_POLICY_ENV = "LABKIT_REFERENCE_ANSWERS"
+REFERENCE_POLICIES = ("zero", "full")
 ASK_INSTRUCTOR = ("this is a student release: the reference solutions are not shipped with it. "
                   "Ask your instructor (ex.{id}.hint() gives a hint, ex.{id}.check(...) checks your own answer).")
 _COLORS = {CORRECT: "#2a7d2a", INCORRECT: "#b03030", NOT_ATTEMPTED: "#8a6d00"}
@@ -111,11 +123,124 @@ class Checklist:
         return message, {**details, "parts": self.parts}
 
 
+def _matches(pattern: str, name: str) -> bool:
+    """A part's name against a key of a weights or gates table: the name itself, or a pattern whose
+    ``*`` stands for any text ("holds at most *")."""
+    if pattern == name:
+        return True
+    return "*" in pattern and re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), name, re.S) is not None
+
+
+def _lookup(table: Mapping[str, float], name: str, default):
+    if name in table:
+        return table[name]
+    return next((v for k, v in table.items() if _matches(k, name)), default)
+
+
+def _percent(x: float) -> str:
+    return f"{x * 100:.0f}%"
+
+
+def _at_most(cap: float) -> str:
+    return "nothing" if cap <= 0 else f"at most {_percent(cap)}"
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How the parts of one check add up to its score, as a teacher weighs them.
+
+    ``weights``: a part's name (or a pattern, ``*`` for any text) -> its weight
+    (parts not named weigh 1). ``gates``: a part's name (or pattern) -> a cap:
+    when that part fails, the exercise earns at most that fraction (0: nothing)
+    whatever the other parts did — the essential behaviour gates the rest.
+
+    The score: 1.0 when the answer is correct; 0.0 when it is not and no part
+    could be tested (it did not compile, the checker stopped early); else the
+    passed parts' weight over all the parts' weight, capped by every gate that
+    failed. ``Scoring()`` weighs every part the same, with no gate."""
+
+    weights: Mapping[str, float] = field(default_factory=dict)
+    gates: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for what, table, top in (("weight", self.weights, math.inf), ("gate", self.gates, 1.0)):
+            for k, v in table.items():
+                if not isinstance(k, str) or not k:
+                    raise ValueError(f"a {what}'s part is named by a non-empty string, not {k!r}")
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= top or math.isnan(v):
+                    raise ValueError(f"the {what} of {k!r} must be a number "
+                                     + ("from 0 to 1 (the fraction the exercise earns at most when it fails)"
+                                        if what == "gate" else "of 0 or more") + f", not {v!r}")
+
+    def weight(self, name: str) -> float:
+        """The weight of the part called ``name`` (1 unless the table says otherwise)."""
+        return float(_lookup(self.weights, name, 1.0))
+
+    def cap(self, name: str) -> float | None:
+        """The most the exercise earns when the part called ``name`` fails (None: not a gate)."""
+        c = _lookup(self.gates, name, None)
+        return None if c is None else float(c)
+
+    def merged(self, weights: Mapping[str, float] | None = None, gates: Mapping[str, float] | None = None) -> "Scoring":
+        """This scoring with some parts' weights and gates replaced (a course's own settings)."""
+        return Scoring({**self.weights, **(weights or {})}, {**self.gates, **(gates or {})})
+
+    def weighed(self, parts: list[Part]) -> float:
+        """The passed parts' weight over all the parts' weight, before any gate (unrounded)."""
+        total = sum(self.weight(p.name) for p in parts)
+        if total <= 0:
+            return float(all(p.passed for p in parts))
+        return sum(self.weight(p.name) for p in parts if p.passed) / total
+
+    def gates_failed(self, parts: list[Part]) -> list[tuple[Part, float]]:
+        """The failed parts that are gates, with their caps."""
+        return [(p, c) for p in parts if not p.passed and (c := self.cap(p.name)) is not None]
+
+    def fraction(self, status: str, parts: list[Part]) -> float:
+        """The score, unrounded (see the class)."""
+        if status == CORRECT:
+            return 1.0
+        if status != INCORRECT or not parts:
+            return 0.0
+        return min([self.weighed(parts)] + [c for _p, c in self.gates_failed(parts)])
+
+    def score(self, result: "Result") -> float:
+        """``result``'s score under these weights, to 3 decimals."""
+        return round(self.fraction(result.status, result.parts), 3)
+
+    def explain(self, parts: list[Part]) -> list[str]:
+        """How the parts added up, one line each, then the gates that capped it (for feedback)."""
+        if not parts:
+            return []
+        lines = [f"{'✓' if p.passed else '✗'} {p.name} (weight {self.weight(p.name):g}"
+                 + (f"; essential: without it the exercise earns {_at_most(c)}" if (c := self.cap(p.name)) is not None
+                    else "") + ")" for p in parts]
+        w = self.weighed(parts)
+        total = sum(self.weight(p.name) for p in parts)
+        lines.append(f"parts passed: {sum(self.weight(p.name) for p in parts if p.passed):g} of {total:g} "
+                     f"by weight ({_percent(w)})")
+        for p, c in self.gates_failed(parts):
+            if c < w:
+                lines.append(f"an essential part failed ({p.name}): the exercise earns {_at_most(c)}")
+        return lines
+
+    def to_dict(self, parts: list[Part] | None = None) -> dict:
+        """The weights and gates, of ``parts`` only when given (JSON)."""
+        if parts is None:
+            return {"weights": dict(self.weights), "gates": dict(self.gates)}
+        return {"weights": {p.name: self.weight(p.name) for p in parts},
+                "gates": {p.name: c for p in parts if (c := self.cap(p.name)) is not None}}
+
+
+_EQUAL = Scoring()
+
+
 class Result(ShownOnce):
     """The verdict of one check: ``status``, ``message``, the task's ``parts``
     (which passed) and ``score`` (1.0 correct, else the fraction of parts that
-    passed; 0.0 when nothing could be tested). ``of`` is "your answer" or
-    "reference solution"."""
+    passed, every part weighing the same — a course weighs them with a
+    :class:`Scoring`; 0.0 when nothing could be tested). ``of`` is "your
+    answer" or "reference solution"."""
 
     def __init__(self, exercise: str, status: str, message: str, details: dict | None = None,
                  seconds: float = 0.0, parts: list[Part] | None = None, of: str = "your answer"):
@@ -126,14 +251,11 @@ class Result(ShownOnce):
         self.seconds = seconds
         self.parts = list(parts or [])
         self.of = of
+        self.answer_seen = None   # the answer check() judged (an _AnswerSeen), for Exercise.verdict_for
 
     @property
     def score(self) -> float:
-        if self.status == CORRECT:
-            return 1.0
-        if self.status != INCORRECT or not self.parts:
-            return 0.0
-        return round(sum(p.passed for p in self.parts) / len(self.parts), 3)
+        return _EQUAL.score(self)
 
     @property
     def correct(self) -> bool:
@@ -214,7 +336,8 @@ class Exercise:
     """One exercise: ``task`` (what to do), a checker that runs the answer on
     the kernel, a ``hint`` and a reference solution. ``results`` are the
     student's checks; ``reference`` is the last check of the reference
-    solution (kept apart: it never counts as the student's)."""
+    solution (kept apart: it never counts as the student's). ``lesson``: the
+    number of the lesson it belongs to (set by :class:`Lesson`)."""
 
     id: str
     task: str
@@ -225,11 +348,15 @@ class Exercise:
     solution_language: str = "python"
     results: list = field(default_factory=list)
     reference: Result | None = None
+    lesson: str = ""
 
     def check(self, answer: Any = None) -> Result:
         """Run ``answer`` against the real kernel; show and return the verdict.
         The name of a ``%%bpf`` cell that failed (a FailedCell) is incorrect
-        as it is: the cell did not compile, fix it and run it again."""
+        as it is: the cell did not compile, fix it and run it again. A copy of
+        the reference solution is incorrect ("not your answer"), or, where
+        :func:`reference_policy` is "full", judged like any answer (its
+        details then say ``reference_copy``)."""
         if answer is None or answer is Ellipsis or (isinstance(answer, str) and not answer.strip()):
             res = Result(self.id, NOT_ATTEMPTED, "put your answer in the variable above and run this cell again "
                                                  f"(task: {self.task})")
@@ -237,14 +364,30 @@ class Exercise:
             res = Result(self.id, INCORRECT, answer.verdict(),
                          {"error": "the %%bpf cell " + answer.failure, "cause": type(answer.error).__name__})
         elif is_reference(answer) or self._is_own_reference(answer):
-            res = Result(self.id, INCORRECT, "that is the reference solution, not your answer: write your own "
-                                             "(ex.{0}.hint() helps)".format(self.id), {"error": "reference"})
+            if reference_policy() == "full":
+                res = self._run(answer, "your answer")
+                res.details = {**res.details, "reference_copy": True}
+            else:
+                res = Result(self.id, INCORRECT, "that is the reference solution, not your answer: write your own "
+                                                 "(ex.{0}.hint() helps)".format(self.id), {"error": "reference"})
         else:
             res = self._run(answer, "your answer")
+        res.answer_seen = _AnswerSeen(answer)
         self.results.append(res)
         del self.results[:-10]
         res.show()
         return res
+
+    def verdict_for(self, answer: Any) -> Result | None:
+        """The student's last verdict, if it was on this very answer: the same
+        text, or the same object unchanged since (a list or dict is compared
+        with a copy taken at the check). None otherwise. The autograder's
+        test cell reuses it rather than run the checker a second time."""
+        last = self.last
+        seen = getattr(last, "answer_seen", None)
+        if last is None or last.of != "your answer" or not isinstance(seen, _AnswerSeen):
+            return None
+        return last if seen.same(answer) else None
 
     def judge(self, answer: Any) -> Result:
         """The checker's verdict on ``answer``, neither shown nor recorded as
@@ -344,6 +487,7 @@ class Lesson:
         self.title = title
         self.exercises = {e.id: e for e in exercises}
         for e in exercises:
+            e.lesson = number
             setattr(self, e.id, e)
 
     def summary_dict(self) -> dict:
@@ -398,6 +542,46 @@ class Summary(ShownOnce):
 
 
 # ------------------------------------------------------------------ helpers
+_PLAIN = (str, bytes, int, float, bool, type(None))
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def _plain(x: Any, depth: int = 0) -> bool:
+    """Whether ``x`` is made of plain values only (compared by value with ``==``, copied with deepcopy)."""
+    if isinstance(x, _PLAIN):
+        return True
+    if depth > 6 or not isinstance(x, _CONTAINERS):
+        return False
+    items = list(x.items()) if isinstance(x, dict) else [(v, None) for v in x]
+    return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in items)
+
+
+class _AnswerSeen:
+    """The answer a check judged: the object itself, and a copy of its value when it is plain data
+    (so a list changed after the check is not taken for the one that was judged)."""
+
+    def __init__(self, answer: Any):
+        self.obj = answer
+        self.copy = copy.deepcopy(answer) if isinstance(answer, _CONTAINERS) and _plain(answer) else None
+
+    def same(self, answer: Any) -> bool:
+        if isinstance(answer, str):
+            return isinstance(self.obj, str) and answer == self.obj
+        if answer is not self.obj:
+            return False
+        if isinstance(answer, _CONTAINERS):
+            return self.copy is not None and _plain(answer) and type(answer) is type(self.copy) and answer == self.copy
+        return True
+
+
+def reference_policy() -> str:
+    """What a verbatim copy of a reference solution earns in ``check()``: "zero" (the default: incorrect,
+    "the reference solution, not your answer") or "full" (judged like any answer), from
+    ``LABKIT_REFERENCE_ANSWERS`` (a course's autograder sets it from the course's integrity setting)."""
+    value = os.environ.get(REFERENCE_POLICY_ENV, "").strip().lower()
+    return value if value in REFERENCE_POLICIES else "zero"
+
+
 _C_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 
 

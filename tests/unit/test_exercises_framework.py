@@ -248,3 +248,100 @@ def test_messages_and_hints_render_code_spans_as_code_in_html_and_keep_them_as_t
     n = Note("q1: hint", "use `lookup_or_try_init()`")
     assert "<code>lookup_or_try_init()</code>" in n.mimebundle()["text/html"]
     assert "`lookup_or_try_init()`" in n.mimebundle()["text/plain"]
+
+
+# ------------------------------------------------------------- weights, gates, the check reused
+def _parts(**passed) -> list:
+    from labkit.exercises.framework import Part
+
+    return [Part(name.replace("_", " "), ok) for name, ok in passed.items()]
+
+
+def test_scoring_weighs_the_parts_and_a_failed_gate_caps_the_score():
+    from labkit.exercises.framework import Scoring
+
+    parts = _parts(counts=True, only=True, exact=False)
+    assert Scoring().fraction(INCORRECT, parts) == pytest.approx(2 / 3)           # every part the same
+    weighed = Scoring({"exact": 2})
+    assert weighed.fraction(INCORRECT, parts) == 0.5 and weighed.weight("counts") == 1.0
+    gated = Scoring({"exact": 2}, {"exact": 0.25})
+    assert gated.fraction(INCORRECT, parts) == 0.25 and gated.cap("exact") == 0.25 and gated.cap("only") is None
+    assert gated.fraction(INCORRECT, _parts(counts=False, only=True, exact=True)) == 0.75   # a passed gate: no cap
+    assert gated.fraction(CORRECT, []) == 1.0                                     # correct is whole
+    assert gated.fraction(INCORRECT, []) == 0.0 and gated.fraction(NOT_ATTEMPTED, parts) == 0.0
+    assert Scoring({"counts": 0, "only": 0, "exact": 0}).fraction(INCORRECT, parts) == 0.0
+    r = Result("q1", INCORRECT, "not yet", parts=parts)
+    assert r.score == 0.667 and gated.score(r) == 0.25                          # Result.score: equal weights
+
+
+def test_scoring_names_parts_by_pattern_and_refuses_nonsense():
+    from labkit.exercises.framework import Scoring
+
+    s = Scoring({"holds at most *": 3, "UDP to port * is dropped": 2}, {"source .70: *": 0})
+    assert s.weight("holds at most 8") == 3 and s.weight("holds at most") == 1
+    assert s.weight("UDP to port 4444 is dropped") == 2 and s.weight("UDP to port 23569 (4444 swapped) leaves") == 1
+    assert s.cap("source .70: drop (inside the blocked /26 (.64 - .127))") == 0 and s.cap("source .7: pass") is None
+    merged = s.merged({"holds at most *": 1}, {"new": 0.5})
+    assert merged.weight("holds at most 8") == 1 and merged.cap("new") == 0.5 and s.weight("holds at most 8") == 3
+    for bad in ({"w": -1}, {"w": "2"}, {"w": True}, {"": 1}, {"w": float("nan")}):
+        with pytest.raises(ValueError):
+            Scoring(bad)
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        Scoring(gates={"g": 1.5})
+
+
+def test_scoring_explains_itself():
+    from labkit.exercises.framework import Scoring
+
+    s = Scoring({"exact": 2}, {"exact": 0.25})
+    lines = s.explain(_parts(counts=True, only=True, exact=False))
+    assert lines == ["✓ counts (weight 1)", "✓ only (weight 1)",
+                     "✗ exact (weight 2; essential: without it the exercise earns at most 25%)",
+                     "parts passed: 2 of 4 by weight (50%)",
+                     "an essential part failed (exact): the exercise earns at most 25%"]
+    assert s.to_dict(_parts(counts=True, exact=False)) == {"weights": {"counts": 1.0, "exact": 2.0},
+                                                          "gates": {"exact": 0.25}}
+    assert s.explain([]) == []
+    zero = Scoring(gates={"exact": 0}).explain(_parts(counts=True, exact=False))
+    assert zero[1:] == ["✗ exact (weight 1; essential: without it the exercise earns nothing)",
+                        "parts passed: 1 of 2 by weight (50%)",
+                        "an essential part failed (exact): the exercise earns nothing"]
+
+
+def test_the_graders_check_reuses_the_students_verdict_on_the_same_answer(capsys):
+    runs = []
+    ex = exercise(lambda a: runs.append(a) or ("ok", {}))
+    ls = Lesson("07", "t", [ex])
+    assert ex.lesson == "07" and ls.q9 is ex
+    answer = "int f(void) { return 0; }"
+    res = ex.check(answer)
+    assert ex.verdict_for(answer) is res and ex.verdict_for("int f(void) { return 0; }") is res   # same text
+    assert ex.verdict_for("int g(void) { return 0; }") is None and runs == [answer]
+    program = object()
+    res = ex.check(program)
+    assert ex.verdict_for(program) is res and ex.verdict_for(object()) is None          # the same object only
+    mine = {"not ok": ["hook: kprobe"], "hook": "tracepoint"}
+    res = ex.check(mine)
+    assert ex.verdict_for(mine) is res
+    mine["not ok"].append("btf")                                                      # changed after its check
+    assert ex.verdict_for(mine) is None
+    ex.check_solution()                                                               # the reference's run
+    assert ex.verdict_for("the answer") is None                                      # never the student's
+    assert exercise(lambda a: ("ok", {})).verdict_for("x") is None                  # nothing checked yet
+
+
+def test_the_integrity_setting_decides_what_a_copy_of_the_reference_earns(monkeypatch, capsys):
+    from labkit.exercises.framework import REFERENCE_POLICY_ENV, reference_policy
+
+    text = snippet_text("solution_03_count_by_tid")
+    runs = []
+    ex = exercise(lambda a: runs.append(a) or ("yes: counted", {}))
+    monkeypatch.delenv(REFERENCE_POLICY_ENV, raising=False)
+    assert reference_policy() == "zero"
+    res = ex.check(text)
+    assert res.status == INCORRECT and res.details == {"error": "reference"} and not runs
+    monkeypatch.setenv(REFERENCE_POLICY_ENV, "full")
+    res = ex.check(text)
+    assert res.correct and res.details == {"reference_copy": True} and runs == [text]
+    monkeypatch.setenv(REFERENCE_POLICY_ENV, "anything else")
+    assert reference_policy() == "zero"

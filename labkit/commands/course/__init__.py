@@ -2,22 +2,26 @@
 
     labkit course create DIR [--lessons 01 03 ...] [--points 2] [--timeout 120]
     labkit course release DIR [lesson01 ...]
-    labkit course submit DIR STUDENT NOTEBOOK [--assignment lesson01]
+    labkit course submit DIR STUDENT NOTEBOOK [--assignment lesson01] [--at "2026-03-09 23:10"]
     labkit course autograde DIR [--assignment lesson01 ...] [--student ID ...] [--timeout 120]
     labkit course gradebook DIR [--out grades.csv]
+    labkit course weights DIR                     (each part's weight and gate, as DIR grades them)
     labkit course check-catalogue FILE.toml ...   (a teacher's own right and wrong answers, judged)
 
-``create`` writes DIR/nbgrader_config.py and DIR/source/lessonNN/ (answer
-cells as solution cells with the reference inside solution regions, an
-autograder test cell per exercise); ``release`` runs nbgrader
-generate_assignment (DIR/release/: the lessons' starters, no reference);
+``create`` writes DIR/nbgrader_config.py, DIR/labkit.toml (the grading
+settings, once: weights, gates, rounding, the integrity rule, due dates) and
+DIR/source/lessonNN/ (answer cells as solution cells with the reference
+inside solution regions, an autograder test cell per exercise); ``release``
+runs nbgrader generate_assignment (DIR/release/: the lessons' starters, no
+reference); ``submit`` copies a notebook in with its time (timestamp.txt);
 ``autograde`` grades DIR/submitted/STUDENT/lessonNN/ one submission at a time
-as root, each in a fresh kernel, gives back what each left, and writes offline
-feedback HTML (DIR/feedback/); ``gradebook`` exports one CSV row per
-(assignment, student, exercise); ``check-catalogue`` judges a teacher's own
-answers with the exercises' checkers and says which verdicts are not the
-expected ones (labkit/commands/course/catalogue.py: the file format).
-nbgrader's own commands work in DIR too.
+as root, each in a fresh kernel, gives back what each left, writes offline
+feedback HTML (DIR/feedback/) and prints one line per submission;
+``gradebook`` exports one CSV row per (assignment, student, exercise);
+``weights`` prints the table the course grades with; ``check-catalogue``
+judges a teacher's own answers with the exercises' checkers and says which
+verdicts are not the expected ones (labkit/commands/course/catalogue.py: the
+file format). nbgrader's own commands work in DIR too.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from labkit.commands.course.catalogue import check_cases, load_catalogue
 from labkit.commands.course.config import DEFAULT_CELL_TIMEOUT
 from labkit.commands.course.gradebook import export_csv, grades
 from labkit.commands.course.manage import autograde, create, release, submit
+from labkit.commands.course.settings import load_settings
+from labkit.commands.course.weights import weights_table
 
-__all__ = ["autograde", "check_cases", "create", "export_csv", "grades", "load_catalogue", "main", "release",
-           "submit"]
+__all__ = ["autograde", "check_cases", "create", "export_csv", "grades", "load_catalogue", "load_settings", "main",
+           "release", "submit", "weights_table"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("student")
     s.add_argument("notebook", type=Path)
     s.add_argument("--assignment")
+    s.add_argument("--at", metavar="TIME", help="when the student handed it in (default: now; e.g. "
+                                                "\"2026-03-09 23:10\", local time, or with an offset)")
     a = sub.add_parser("autograde", help="grade the submissions on the real kernel (root), then feedback HTML")
     a.add_argument("dir", type=Path)
     a.add_argument("--assignment", action="append", dest="assignments", metavar="lessonNN")
@@ -60,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gradebook", help="one CSV row per (assignment, student, exercise)")
     g.add_argument("dir", type=Path)
     g.add_argument("--out", type=Path)
+    w = sub.add_parser("weights", help="each part's weight and gate, as the course grades them")
+    w.add_argument("dir", type=Path)
+    w.add_argument("assignments", nargs="*", metavar="lessonNN")
     k = sub.add_parser("check-catalogue", help="judge a teacher's own right and wrong answers (TOML [[case]]s)")
     k.add_argument("files", nargs="+", type=Path, metavar="FILE.toml")
     return p
@@ -71,19 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "create":
             for path in create(args.dir, args.lessons, points=args.points, timeout=args.timeout):
                 print(f"source: {path}")
+            print(f"grading settings: {args.dir / 'labkit.toml'}")
         elif args.action == "release":
             for path in release(args.dir, args.assignments or None):
                 print(f"released: {path}")
         elif args.action == "submit":
-            print(f"submitted: {submit(args.dir, args.student, args.notebook, args.assignment)}")
+            print(f"submitted: {submit(args.dir, args.student, args.notebook, args.assignment, at=args.at)}")
         elif args.action == "autograde":
             failed = 0
             for g in autograde(args.dir, args.assignments, args.students, timeout=args.timeout):
                 failed += not g.ok
-                print(f"{g.assignment} {g.student}: {'graded' if g.ok else 'FAILED'}"
-                      + (f"; feedback {', '.join(map(str, g.feedback))}" if g.feedback else ""))
-                for line in g.gave_back:
-                    print(f"  gave back what its kernel left: {line}")
+                print(g.line(), flush=True)
                 if not g.ok:
                     print(g.log, file=sys.stderr)
             return 1 if failed else 0
@@ -93,6 +102,18 @@ def main(argv: list[str] | None = None) -> int:
             print(df.to_string(index=False, columns=["assignment", "student", "exercise", "points", "max_points",
                                                      "status"]) if len(df) else "no grades yet")
             print(f"written: {out}")
+        elif args.action == "weights":
+            settings = load_settings(args.dir)
+            for warning in settings.warnings:
+                print(f"labkit course: {settings.path}: {warning}", file=sys.stderr)
+            source = args.dir / "source"
+            ids = args.assignments or (sorted(p.name for p in source.iterdir() if p.is_dir()) if source.is_dir()
+                                       else [])
+            if not ids:
+                raise LabkitError(f"{args.dir} has no assignments (source/lessonNN): name them, e.g. lesson06")
+            table = weights_table(ids, settings.overrides)
+            table["gate"] = table.gate.map(lambda c: "" if c != c or c is None else f"at most {c * 100:.0f}%")
+            print(table.to_string(index=False) if len(table) else "no exercises")
         elif args.action == "check-catalogue":
             cases = [c for f in args.files for c in load_catalogue(f)]   # every file checked before any case runs
             misses = 0

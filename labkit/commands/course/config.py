@@ -21,6 +21,7 @@ CONFIG_FILE = '''\
 # labkit's preprocessors: solution regions cleared to the lesson's starter, and a
 # real-kernel Execute that grades a dead kernel on what ran and gives back what
 # each submission left. Run `nbgrader ...` here as root, or `labkit course ...`.
+# Grading settings (weights, gates, rounding, the integrity rule, due dates): labkit.toml, beside this file.
 from labkit.commands.course.config import apply
 
 c = get_config()  # noqa: F821 (traitlets defines it)
@@ -36,6 +37,7 @@ def apply(c: Config, *, timeout: int = DEFAULT_CELL_TIMEOUT, root: Path | None =
     """Set labkit's course configuration on ``c`` (and return it)."""
     if root is not None:
         c.CourseDirectory.root = str(Path(root).resolve())
+        c.GradeExecute.course_root = str(Path(root).resolve())   # its labkit.toml (else: the gradebook's directory)
     c.GenerateAssignment.preprocessors = [ClearToStarter if p is ClearSolutions else p
                                           for p in _default(GenerateAssignment, "preprocessors")]
     c.Autograde.autograde_preprocessors = [GradeExecute if p is Execute else p

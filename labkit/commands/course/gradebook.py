@@ -1,7 +1,10 @@
 """The class at a glance: one row per (assignment, student, exercise) from
-nbgrader's gradebook (points) and the autograded notebooks (the checker's
-verdict and message, under GRADE_MIME), plus the time a student spent where
-the submitted notebook recorded it (JupyterLab's cell execution timing)."""
+nbgrader's gradebook (points, rounded once when graded) and the autograded
+notebooks (the checker's verdict and message, the weighed score, under
+GRADE_MIME), plus the time a student spent where the submitted notebook
+recorded it (JupyterLab's cell execution timing), when the submission was
+handed in (its timestamp.txt) and whether that was late (labkit.toml's
+``[due]``)."""
 
 from __future__ import annotations
 
@@ -14,11 +17,12 @@ import pandas as pd
 from nbgrader.api import Gradebook, MissingEntry
 
 from labkit.commands.course.cell import GRADE_MIME
+from labkit.commands.course.settings import late_by, load_settings, read_timestamp
 
 __all__ = ["COLUMNS", "common_mistakes", "export_csv", "grades", "pass_rates", "time_spent", "time_table"]
 
 COLUMNS = ["assignment", "student", "exercise", "points", "max_points", "status", "score", "message",
-           "check_seconds", "minutes_spent"]
+           "check_seconds", "minutes_spent", "submitted", "late", "minutes_late"]
 
 
 def _cells(path: Path) -> list[dict]:
@@ -60,6 +64,7 @@ def _verdicts(notebook: Path) -> dict[str, dict]:
 def grades(root: Path) -> pd.DataFrame:
     """Every autograded exercise of the course at ``root``, one row each (COLUMNS)."""
     root = Path(root)
+    settings = load_settings(root)
     rows = []
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
         for a in gb.assignments:
@@ -73,6 +78,8 @@ def grades(root: Path) -> pd.DataFrame:
                     graded = root / "autograded" / student.id / a.name / f"{nb.name}.ipynb"
                     verdicts = _verdicts(graded)
                     minutes = time_spent(root / "submitted" / student.id / a.name / f"{nb.name}.ipynb")
+                    when = read_timestamp(root / "submitted" / student.id / a.name)
+                    late = late_by(when, settings.due_for(a.name))
                     for cell in cells:
                         g = gb.find_grade(cell.name, nb.name, a.name, student.id)
                         v = verdicts.get(cell.name, {})
@@ -82,7 +89,10 @@ def grades(root: Path) -> pd.DataFrame:
                             "points": g.score, "max_points": g.max_score,
                             "status": v.get("status", "not run"), "score": v.get("score", 0.0),
                             "message": v.get("message", "the test cell did not run"),
-                            "check_seconds": v.get("seconds"), "minutes_spent": minutes})
+                            "check_seconds": v.get("seconds"), "minutes_spent": minutes,
+                            "submitted": when.isoformat() if when else None,
+                            "late": None if late is None else bool(late),
+                            "minutes_late": None if late is None else round(late.total_seconds() / 60, 1)})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -1,24 +1,31 @@
 """The course's life, driven through nbgrader's Python API: create (lessons ->
-source notebooks), release (nbgrader generate_assignment), submit (a
-student's notebook into submitted/), autograde (one submission at a time, as
-root, on the real kernel, then offline feedback HTML)."""
+source notebooks, nbgrader_config.py, labkit.toml), release (nbgrader
+generate_assignment), submit (a student's notebook into submitted/, with its
+time in timestamp.txt), autograde (one submission at a time, as root, on the
+real kernel, then offline feedback HTML; one report line per submission)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import sys
+import time
 import warnings
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import nbformat
+from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 
 from labkit._errors import ArgumentError, LabkitError
 from labkit.commands.course.config import CONFIG_FILE, DEFAULT_CELL_TIMEOUT, course_config
+from labkit.commands.course.settings import (late_by, load_settings, parse_time, read_timestamp, say_late,
+                                             write_settings_template, write_timestamp)
 from labkit.commands.course.source import source_notebook
 from labkit.commands.report.offline import external_references
 from labkit.exercises import lesson as lesson_exercises
@@ -84,6 +91,7 @@ def create(root: Path, lessons: list[str] | None = None, *, points: float = 2.0,
         made.append((root / "source" / assignment_id(n) / nb_path.name, src))
     root.mkdir(parents=True, exist_ok=True)
     (root / "nbgrader_config.py").write_text(CONFIG_FILE.format(timeout=int(timeout)))
+    write_settings_template(root)        # the course's grading settings: written once, never overwritten
     for out, src in made:
         out.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(src, out)
@@ -111,10 +119,13 @@ def release(root: Path, assignments: list[str] | None = None) -> list[Path]:
     return out
 
 
-def submit(root: Path, student: str, notebook: Path, assignment: str | None = None) -> Path:
+def submit(root: Path, student: str, notebook: Path, assignment: str | None = None, *,
+           at: datetime | str | None = None) -> Path:
     """Put a student's notebook where nbgrader collects it:
     ``submitted/STUDENT/ASSIGNMENT/NAME.ipynb`` (assignment from the name's
-    lesson number when not given)."""
+    lesson number when not given), and record when in nbgrader's
+    ``timestamp.txt`` beside it: ``at`` (when the student handed it in, e.g.
+    a mail's date; naive: local time), else now."""
     if not re.fullmatch(r"[A-Za-z0-9._-]+", student or ""):
         raise ArgumentError(f"a student id is letters, digits, '.', '_' or '-', got {student!r}")
     notebook = Path(notebook)
@@ -123,15 +134,22 @@ def submit(root: Path, student: str, notebook: Path, assignment: str | None = No
     a = assignment or (assignment_id(notebook.name[:2]) if notebook.name[:2].isdigit() else None)
     if not a:
         raise ArgumentError(f"which assignment is {notebook.name}? name it NN-*.ipynb or pass --assignment")
+    when = parse_time(at, what="--at") if at is not None else None     # a time that cannot be read: nothing copied
     dest = Path(root) / "submitted" / student / a / notebook.name
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(notebook, dest)
+    write_timestamp(dest.parent, when)
     return dest
+
+
+def _cells(counts: list) -> str:
+    """Cells as the student sees them: "In [3], In [7]"."""
+    return ", ".join(f"In [{n}]" if n else "a cell" for n in counts)
 
 
 @dataclass
 class Graded:
-    """One submission, autograded."""
+    """One submission, autograded: how it went (``line()``: the report's line)."""
 
     assignment: str
     student: str
@@ -140,6 +158,30 @@ class Graded:
     feedback: list[Path] = field(default_factory=list)
     reaped: str = ""
     gave_back: list[str] = field(default_factory=list)   # what the submission's kernel left, removed
+    seconds: float = 0.0                                 # the autograde of this submission, wall time
+    score: float | None = None                           # points, from nbgrader's gradebook
+    max_score: float | None = None
+    timeouts: list[int] = field(default_factory=list)    # the cells the timeout stopped (execution counts)
+    kernel_died: int | None = None                       # the cell the kernel died in (its execution count)
+    submitted: datetime | None = None                    # timestamp.txt
+    due: datetime | None = None                          # labkit.toml's [due]
+    decimals: int = 2
+
+    @property
+    def late(self) -> timedelta | None:
+        """How late (0 when on time); None without a due date or a submission time."""
+        return late_by(self.submitted, self.due)
+
+    def line(self) -> str:
+        """One line: assignment, student, points, seconds, timeouts, kernel deaths, what was given back, when."""
+        points = (f"{round(self.score, self.decimals):g} of {self.max_score:g} points" if self.score is not None
+                  else "not graded")
+        return (f"{self.assignment} {self.student}: {'' if self.ok else 'FAILED, '}{points}, {self.seconds:.1f} s, "
+                f"timeouts: {len(self.timeouts)}{' (' + _cells(self.timeouts) + ')' if self.timeouts else ''}, "
+                f"kernel deaths: {1 if self.kernel_died is not None else 0}"
+                f"{' (' + _cells([self.kernel_died]) + ')' if self.kernel_died is not None else ''}, "
+                f"gave back: {'; '.join(self.gave_back) if self.gave_back else 'nothing'}, "
+                f"{say_late(self.submitted, self.due)}")
 
 
 def offline_feedback(html: str) -> str:
@@ -152,16 +194,55 @@ def offline_feedback(html: str) -> str:
     return _FONT_FACE.sub(lambda m: "" if external_references(f"<style>{m.group(0)}</style>") else m.group(0), html)
 
 
+def _due_dates_to_gradebook(root: Path, due: dict[str, datetime]) -> None:
+    """Give nbgrader's gradebook the course's due dates (so nbgrader's own late accounting and formgrader agree)."""
+    if not due or not (root / "gradebook.db").exists():
+        return
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        for a, when in due.items():
+            try:
+                gb.find_assignment(a)
+            except MissingEntry:
+                continue
+            gb.update_or_create_assignment(a, duedate=when.astimezone(timezone.utc).replace(tzinfo=None))
+
+
+def _what_happened(g: Graded, root: Path) -> None:
+    """Fill in the report's facts from the autograded notebooks (GradeExecute's metadata) and the gradebook."""
+    for nb in sorted((root / "autograded" / g.student / g.assignment).glob("*.ipynb")):
+        try:
+            meta = (json.loads(nb.read_text(encoding="utf-8")).get("metadata") or {}).get("labkit") or {}
+        except (OSError, ValueError):
+            continue
+        run = meta.get("grading") or {}
+        g.timeouts += [n for n in run.get("timeouts") or []]
+        if run.get("kernel_died") is not None:
+            g.kernel_died = run["kernel_died"]
+        g.gave_back += [x for x in run.get("gave_back") or [] if x not in g.gave_back]
+    try:
+        with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+            s = gb.find_submission(g.assignment, g.student)
+            g.score, g.max_score = float(s.score), float(s.max_score)
+    except MissingEntry:
+        pass
+
+
 def autograde(root: Path, assignments: list[str] | None = None, students: list[str] | None = None, *,
               timeout: int = DEFAULT_CELL_TIMEOUT, feedback: bool = True) -> list[Graded]:
     """Autograde every submission (or the ones named), one at a time, each in
     a fresh kernel; what a submission left in the kernel is given back before
-    the next (GradeExecute, then a reap of dead owners). Writes offline
-    feedback HTML under ``feedback/``. Needs root."""
+    the next (GradeExecute, then a reap of dead owners). Grades with the
+    course's labkit.toml (read first: a file labkit cannot use stops here,
+    before any kernel). Writes offline feedback HTML under ``feedback/``.
+    Each :class:`Graded` says how it went (``line()``). Needs root."""
     if os.geteuid() != 0:
         raise LabkitError("autograding loads the students' BPF programs: run it as root (sudo labkit course ...)")
     root = Path(root)
+    settings = load_settings(root)
+    for w in settings.warnings:
+        print(f"labkit course: {settings.path}: {w}", file=sys.stderr)
     api = _api(root, timeout)
+    _due_dates_to_gradebook(root, settings.due)
     sub = root / "submitted"
     done = []
     for student_dir in sorted(p for p in sub.iterdir() if p.is_dir()) if sub.is_dir() else []:
@@ -170,12 +251,16 @@ def autograde(root: Path, assignments: list[str] | None = None, students: list[s
         for a_dir in sorted(p for p in student_dir.iterdir() if p.is_dir()):
             if assignments and a_dir.name not in assignments:
                 continue
+            t0 = time.monotonic()
             res = api.autograde(a_dir.name, student_dir.name, force=True)
             g = Graded(a_dir.name, student_dir.name, bool(res.get("success")),
-                       (res.get("log") or "") + (res.get("error") or ""))
+                       (res.get("log") or "") + (res.get("error") or ""), seconds=time.monotonic() - t0,
+                       submitted=read_timestamp(a_dir), due=settings.due_for(a_dir.name), decimals=settings.decimals)
             g.gave_back = [ln.split("labkit: gave back what the submission's kernel left: ", 1)[1]
                            for ln in g.log.splitlines() if "labkit: gave back what the submission's kernel left: " in ln]
             g.reaped = reap_dead_owners()
+            if g.ok:
+                _what_happened(g, root)
             if g.ok and feedback:
                 fb = api.generate_feedback(a_dir.name, student_dir.name, force=True)
                 if not fb.get("success"):

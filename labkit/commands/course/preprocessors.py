@@ -5,32 +5,56 @@
   metadata), so a ``%%bpf`` cell gets the lesson's unanswered C, not
   nbgrader's Python stub.
 * :class:`GradeExecute` (autograde): nbgrader's Execute, with what the real
-  kernel needs: what dead owners left is reaped before the kernel starts; a
+  kernel needs: what dead owners left is reaped before the kernel starts; the
+  kernel gets the course's grading settings (labkit.toml: weights, gates,
+  rounding, what a copy of the reference earns) in its environment; a
   kernel that dies (killed, crashed) leaves the notebook graded on what ran —
   every test cell that did not run gets an error, so it scores zero instead of
-  nbgrader's "no output = full marks"; after the kernel is gone everything it
+  nbgrader's "no output = full marks", and the messages name the cell as the
+  student sees it ("In [5]"); after the kernel is gone everything it
   still owned (its sandboxes, its netlink XDP and TC) is given back.
   Per-cell timeouts are nbgrader's own (``Execute.timeout``, interrupt, then
-  an error in that cell).
+  an error in that cell); the cells they stopped are recorded. What happened
+  (seconds, cells stopped by the timeout, the cell the kernel died in, what
+  was given back) is kept in the autograded notebook's metadata
+  (``metadata.labkit.grading``) for ``labkit course autograde``'s report.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 from nbclient.exceptions import DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils as nbgrader_utils
 from nbgrader.preprocessors import ClearSolutions, Execute
+from traitlets import Unicode
 
+from labkit.commands.course.cell import GRADING_ENV
+from labkit.commands.course.settings import grading_payload, load_settings
 from labkit.commands.report.runner import give_back
+from labkit.exercises.framework import REFERENCE_POLICY_ENV
 from labkit.net.leftovers import reap_dead_owners
 
-__all__ = ["ClearToStarter", "GradeExecute", "KERNEL_DIED"]
+__all__ = ["ClearToStarter", "GradeExecute", "KERNEL_DIED", "course_root_of"]
 
 KERNEL_DIED = "KernelDied"
+
+
+def course_root_of(configured: str, resources: dict | None) -> Path:
+    """The course directory: the one configured, else where the gradebook is (``sqlite:///ROOT/gradebook.db``),
+    else the working directory (where nbgrader is run by hand)."""
+    if configured:
+        return Path(configured)
+    url = str(((resources or {}).get("nbgrader") or {}).get("db_url") or "")
+    if url.startswith("sqlite:///") and url.endswith(".db"):
+        return Path(url[len("sqlite:///"):]).parent
+    return Path.cwd()
 
 
 class ClearToStarter(ClearSolutions):
@@ -50,7 +74,10 @@ class ClearToStarter(ClearSolutions):
 
 
 class GradeExecute(Execute):
-    """nbgrader's Execute, with reaping, a dead kernel graded on what ran, and give-back."""
+    """nbgrader's Execute, with reaping, the course's grading settings in the kernel's environment,
+    a dead kernel graded on what ran, timeouts recorded, and give-back."""
+
+    course_root = Unicode("", help="the course directory (its labkit.toml); default: the gradebook's").tag(config=True)
 
     def create_kernel_manager(self):
         # the kernel (root) talks to us over Unix sockets in a private directory, not TCP on loopback
@@ -65,6 +92,13 @@ class GradeExecute(Execute):
         self.kernel_pid = None
         self.gave_back = []
         self.started = -1
+        self.timed_out = []          # the cells the timeout stopped
+        self.died_in = None          # the execution count of the cell the kernel died in
+        t0 = time.monotonic()
+        settings = load_settings(course_root_of(self.course_root, resources))
+        assignment = str(((resources or {}).get("nbgrader") or {}).get("assignment") or "")
+        env = {GRADING_ENV: json.dumps(grading_payload(settings, assignment)), REFERENCE_POLICY_ENV: settings.reference}
+        saved = {k: os.environ.get(k) for k in env}
 
         def on_start(**_: Any) -> None:
             prov = getattr(self.km, "provisioner", None)
@@ -73,28 +107,54 @@ class GradeExecute(Execute):
 
         self.on_notebook_start = on_start
         reap_dead_owners()
+        os.environ.update(env)       # the kernel starts inside super().preprocess and inherits these
         try:
             return super().preprocess(nb, resources, km)
         except DeadKernelError as e:
             self._kernel_died(nb, str(e))
             return nb, resources
         finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
             self.gave_back = give_back(self.kernel_pid)
             for line in self.gave_back:
                 self.log.warning("labkit: gave back what the submission's kernel left: %s", line)
             if self._sockets is not None:
                 self._sockets.cleanup()
+            timeouts = [c.get("execution_count") for c in self.timed_out]
+            for n in timeouts:
+                self.log.warning("labkit: the timeout (%ss) stopped In [%s]", self.timeout, n)
+            nb.metadata.setdefault("labkit", {})["grading"] = {
+                "seconds": round(time.monotonic() - t0, 1), "timeouts": timeouts, "kernel_died": self.died_in,
+                "gave_back": list(self.gave_back), "reference": settings.reference, "decimals": settings.decimals}
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        # nbclient's: interrupt the kernel (interrupt_on_timeout); here also remember which cell it stopped
+        if cell is not None and all(c is not cell for c in self.timed_out):
+            self.timed_out.append(cell)
+        return await super()._async_handle_timeout(timeout, cell)
 
     def preprocess_cell(self, cell, resources, index):
         self.started = index
         return super().preprocess_cell(cell, resources, index)
 
     def _kernel_died(self, nb, why: str) -> None:
+        # the cell as the student sees it: its execution count ("In [5]"), not its index among all cells
+        dying = nb.cells[self.started] if 0 <= self.started < len(nb.cells) else None
+        n = ((dying.get("execution_count") if dying is not None else None)
+             or getattr(self, "code_cells_executed", 0) or None)
+        if dying is not None and n and not dying.get("execution_count"):
+            dying["execution_count"] = n
+        self.died_in = n
+        said = f"In [{n}]" if n else f"cell {self.started + 1}"
         for i, cell in enumerate(nb.cells):
             if cell.cell_type != "code" or i < self.started:
                 continue
             if i == self.started or nbgrader_utils.is_grade(cell):
-                where = "in this cell" if i == self.started else f"in cell {self.started + 1}, before this cell ran"
+                where = f"in this cell ({said})" if i == self.started else f"in {said}, before this cell ran"
                 cell.outputs.append(NotebookNode(
                     output_type="error", ename=KERNEL_DIED,
                     evalue=f"the kernel died {where} ({why.splitlines()[0] if why else 'no reason given'}); "

@@ -10,8 +10,8 @@ anywhere on the line). The lesson's starter is kept in the cell's metadata
 (``labkit.starter``): :class:`~labkit.commands.course.preprocessors.ClearToStarter`
 puts it back in the student release, so students get the lesson's own
 unanswered cell. After the student's check cell comes a read-only autograder
-*test* cell worth ``points`` that runs the same real-kernel check
-(:func:`labkit.commands.course.cell.grade`). Cells that run the reference
+*test* cell worth ``points`` that grades that check's verdict (or runs the
+check when the student's cell did not: :func:`labkit.commands.course.cell.grade`). Cells that run the reference
 (tag ``solution-check``) are left out of the course.
 """
 
@@ -105,7 +105,8 @@ def _answer_cell(lesson: str, a: Answer, starter: str, solution: str) -> dict:
 
 
 def _grade_cell(lesson: str, a: Answer, points: float) -> dict:
-    src = (f"# autograder: {a.exercise} ({points:g} points), the same real-kernel check as ex.{a.exercise}.check\n"
+    src = (f"# autograder: {a.exercise} ({points:g} points): the verdict of ex.{a.exercise}.check on the same answer "
+           f"(else that check, run here), weighed as the course says\n"
            f"from labkit.commands.course.cell import grade\n"
            f"grade(ex.{a.exercise}, {a.variable}, points={points:g})")
     return _code(src, {"nbgrader": _nbgrader(f"lesson{lesson}-{a.exercise}-grade", solution=False, grade=True,
