@@ -12,6 +12,7 @@ overview say so."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -291,14 +292,31 @@ def test_nothing_left_in_the_kernel(course):
     assert course["graded"]["carol"].kernel_died and not course["graded"]["alice"].kernel_died
 
 
-def test_class_overview_notebook(course, monkeypatch):
+def test_class_overview_notebook(course, monkeypatch, tmp_path):
     from nbclient import NotebookClient
 
-    monkeypatch.setenv("LABKIT_COURSE", str(course["root"]))
+    # COURSE, as the README says (LABKIT_COURSE works too); run from instructor/, as JupyterLab runs it
+    monkeypatch.delenv("LABKIT_COURSE", raising=False)
+    monkeypatch.setenv("COURSE", str(course["root"]))
+    csv = course["root"] / "grades.csv"
+    csv.unlink(missing_ok=True)
     nb = nbformat.read(REPO / "instructor/class-overview.ipynb", as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="labkit", resources={"metadata": {"path": str(REPO)}}).execute()
+    NotebookClient(nb, timeout=120, kernel_name="labkit",
+                   resources={"metadata": {"path": str(REPO / "instructor")}}).execute()
     outs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outs if o.output_type == "error"]
+    assert not csv.exists(), "the overview says it writes nothing unless asked"
+    late_text = "\n".join(str(o.get("text", "")) for c in nb.cells if c.get("id") == "late-code" for o in c.outputs)
+    assert "late submission(s)" in late_text and "bob" in "".join(
+        o.get("data", {}).get("text/html", "") for c in nb.cells if c.get("id") == "late-code" for o in c.outputs)
+    # its offline page, as the notebook says: labkit report, nothing fetched from the internet
+    r = subprocess.run([sys.executable, "-m", "labkit", "report", "--out", str(tmp_path),
+                        str(REPO / "instructor/class-overview.ipynb")], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "COURSE": str(course["root"]), "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    page = (tmp_path / "class-overview.html").read_text()
+    assert external_references(page) == [] and "5 students" in page
+    assert not csv.exists()
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outs)
     assert "5 students, 9 graded exercises" in text and "points on offer: 6" in text
     assert not [o for o in outs if o.get("name") == "stderr"], [o.text for o in outs if o.get("name") == "stderr"]
