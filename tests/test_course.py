@@ -270,8 +270,25 @@ def test_feedback_says_what_was_wrong_offline(course):
     assert f"the kernel died in In [{n}], before this cell ran" in carol
     died = json.loads((course["root"] / "autograded/carol/lesson01" / NB).read_text())
     assert [c["execution_count"] for c in died["cells"] if "os.kill(os.getpid()" in "".join(c["source"])] == [n]
-    for paths in fb.values():
-        assert external_references(paths[0].read_text()) == []
+    # labkit's own export, not nbgrader's template: the same paths, a score header on top, nothing to fetch,
+    # no script at all, the panels as their snapshot or their text, no navigation to notebooks the student lacks
+    assert fb["bob"][0] == course["root"] / "feedback/bob/lesson01/01-hello-clone.html"
+    header = re.search(r'<div [^>]*id="labkit-feedback".*?</ul>', bob, re.S).group(0)
+    assert "01-hello-clone: 1.87 of 4 points</h2>" in header and "lesson01, bob" in header
+    assert re.search(r'q1</a>: 0\.67 of 2 points \(incorrect\)</li>.*q2</a>: 1\.2 of 2 points \(incorrect\)', header,
+                     re.S), header
+    assert "01-hello-clone: 4 of 4 points</h2>" in alice and "01-hello-clone: 2 of 4 points</h2>" in erin
+    assert re.search(r"q2</a>: 0 of 2 points \(error\)", carol)
+    assert "03-maps-vs-events: 2 of 2 points</h2>" in fb["dave"][0].read_text()
+    assert re.search(r'class="lk-widget-snapshot"[^>]*>.{0,400}?trace_clone', alice, re.S), "the live panel is blank"
+    for who, paths in fb.items():
+        page = paths[0].read_text()
+        assert external_references(page) == [], who
+        assert "<script" not in page.lower(), who
+        assert not re.search(r"jquery|require(?:js|\.js|\s*\()", page, re.I), who
+        assert not re.search(r'href\s*=\s*["\'][^"\']*\.ipynb', page, re.I), who
+        assert "<!--NAVIGATION-->" not in page and "application/vnd.jupyter.widget-view+json" not in page, who
+        assert (paths[0].stat().st_mode & 0o777) == 0o644, who
 
 
 def test_nothing_left_in_the_kernel(course):

@@ -2,7 +2,8 @@
 source notebooks, nbgrader_config.py, labkit.toml), release (nbgrader
 generate_assignment), submit (a student's notebook into submitted/, with its
 time in timestamp.txt), autograde (one submission at a time, as root, on the
-real kernel, then offline feedback HTML; one report line per submission)."""
+real kernel, then offline feedback HTML: labkit's own export, see feedback.py;
+one report line per submission)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from nbgrader.coursedir import CourseDirectory
 
 from labkit._errors import ArgumentError, LabkitError
 from labkit.commands.course.config import CONFIG_FILE, DEFAULT_CELL_TIMEOUT, course_config
+from labkit.commands.course.feedback import write_feedback
 from labkit.commands.course.settings import (late_by, load_settings, parse_time, read_timestamp, say_late,
                                              write_settings_template, write_timestamp)
 from labkit.commands.course.source import source_notebook
@@ -185,7 +187,8 @@ class Graded:
 
 
 def offline_feedback(html: str) -> str:
-    """nbgrader's feedback HTML without what a browser would fetch from the
+    """nbgrader's own feedback HTML (``nbgrader generate_feedback`` run by hand; ``autograde`` writes
+    labkit's, :mod:`~labkit.commands.course.feedback`) without what a browser would fetch from the
     internet (require.js, MathJax, the widget manager, CDN stylesheets)."""
     html = _SCRIPT_SRC.sub("", html)
     html = _LINK_EXT.sub("", html)
@@ -233,7 +236,8 @@ def autograde(root: Path, assignments: list[str] | None = None, students: list[s
     a fresh kernel; what a submission left in the kernel is given back before
     the next (GradeExecute, then a reap of dead owners). Grades with the
     course's labkit.toml (read first: a file labkit cannot use stops here,
-    before any kernel). Writes offline feedback HTML under ``feedback/``.
+    before any kernel). Writes offline feedback HTML under ``feedback/`` (labkit's
+    exporter: the notebook's and each exercise's points on top, no navigation, no script).
     Each :class:`Graded` says how it went (``line()``). Needs root."""
     if os.geteuid() != 0:
         raise LabkitError("autograding loads the students' BPF programs: run it as root (sudo labkit course ...)")
@@ -262,15 +266,11 @@ def autograde(root: Path, assignments: list[str] | None = None, students: list[s
             if g.ok:
                 _what_happened(g, root)
             if g.ok and feedback:
-                fb = api.generate_feedback(a_dir.name, student_dir.name, force=True)
-                if not fb.get("success"):
-                    g.ok, g.log = False, g.log + (fb.get("log") or "") + (fb.get("error") or "")
-                for html in sorted((root / "feedback" / student_dir.name / a_dir.name).glob("*.html")):
-                    text = offline_feedback(html.read_text(encoding="utf-8"))
-                    refs = external_references(text)
-                    if refs:
-                        raise LabkitError(f"{html} would load from outside the file: {'; '.join(refs[:5])}")
-                    html.write_text(text, encoding="utf-8")
-                    g.feedback.append(html)
+                # labkit's own offline export of the autograded notebook, scores from the gradebook (autograde
+                # wrote them): nbgrader's generate_feedback records nothing, so it is not run
+                try:
+                    g.feedback = write_feedback(root, a_dir.name, student_dir.name, decimals=settings.decimals)
+                except Exception as e:   # the grades stand (the gradebook has them): this line says FAILED
+                    g.ok, g.log = False, g.log + f"\nlabkit: no feedback written: {type(e).__name__}: {e}"
             done.append(g)
     return done
