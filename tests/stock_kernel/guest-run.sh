@@ -21,6 +21,8 @@ TESTS="tests/test_core.py tests/test_perfbuf.py tests/test_uprobes.py tests/test
 PYTEST_ARGS=()
 [ -f "$R/config.sh" ] && . "$R/config.sh"
 export LABKIT_EXPECT_HOOK
+# ten lessons twice under TCG: 18 min on a quiet host, past test_notebooks' own 30-min guard on a busy one
+export LABKIT_NB_TIMEOUT="${LABKIT_NB_TIMEOUT:-5400}"
 
 SUMMARY=$R/summary.txt
 : > "$SUMMARY"

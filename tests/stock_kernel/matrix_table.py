@@ -1,8 +1,9 @@
 """The kernel matrix's table: lesson x kernel, read from each run's junit.xml.
 
-    python matrix_table.py OUT.md KERNEL=RUN_DIR ... [--readme README.md]
+    python matrix_table.py OUT.md KERNEL=RUN_DIR[,RUN_DIR...] ... [--readme README.md]
 
 Each RUN_DIR is one `tests/stock_kernel/run --kernel=KERNEL` result directory
+(several, comma-separated, are merged: a test's last outcome counts)
 (junit.xml, summary.txt, manifest of the image it booted). A lesson's cell
 says "passed" when every test that belongs to it passed (its notebook run
 twice, its own assertions, its exercise catalogue), names the tests that
@@ -97,6 +98,23 @@ def _read_run(kernel: str, run_dir: Path) -> Run:
     return run
 
 
+def _merge(kernel: str, parts: list[Run]) -> Run:
+    """Several runs of one kernel (e.g. the kernel tests in one, the lessons in another): a test's
+    outcome is its last run's; the guest's checks are ok only where every run was ok."""
+    run = Run(kernel)
+    by_name: dict[str, Case] = {}
+    for p in parts:
+        run.release = run.release or p.release
+        run.reported = run.reported or p.reported
+        for c in p.cases:
+            by_name[c.name] = c
+        for step, status in p.steps.items():
+            if run.steps.get(step) not in ("FAIL",):
+                run.steps[step] = status if run.steps.get(step) in (None, "ok", "skip") else run.steps[step]
+    run.cases = list(by_name.values())
+    return run
+
+
 def _short(reason: str, limit: int = 90) -> str:
     reason = re.sub(r"^(Skipped|Failed|AssertionError):\s*", "", reason).replace("|", "/")
     return reason if len(reason) <= limit else reason[: limit - 1] + "…"
@@ -155,8 +173,9 @@ def main(argv: list[str]) -> int:
     out, pairs = Path(argv[0]), argv[1:]
     runs = []
     for pair in pairs:
-        kernel, _, run_dir = pair.partition("=")
-        runs.append(_read_run(kernel, Path(run_dir)))
+        kernel, _, dirs = pair.partition("=")
+        parts = [_read_run(kernel, Path(d)) for d in dirs.split(",") if d]
+        runs.append(_merge(kernel, parts))
     text = table(runs)
     out.write_text(text)
     print(text)

@@ -79,3 +79,17 @@ def test_readme_without_markers_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="no <!-- matrix:start -->"):
         mt.main([str(tmp_path / "m.md"), _run(tmp_path, "6.1"), "--readme", str(readme)])
     assert readme.read_text() == "no markers\n"
+
+
+def test_runs_of_one_kernel_are_merged_the_last_outcome_counts(tmp_path):
+    first = _run(tmp_path, "a")                 # 04 failed here ...
+    fixed = JUNIT.replace('<failure message="AssertionError: \'The sequence of 8193 jumps\' not in log">trace</failure>',
+                          "")
+    d = tmp_path / "b"
+    d.mkdir()
+    (d / "junit.xml").write_text(fixed.replace('<testcase classname="tests.test_trace" name="test_clone_kinds"/>', ""))
+    out = tmp_path / "m.md"
+    rc = mt.main([str(out), f"6.12={first.split('=')[1]},{d}"])
+    rows = {ln.split("|")[1].strip(): ln for ln in out.read_text().splitlines() if ln.startswith("| ")}
+    assert rc == 0 and "passed (3 tests)" in rows["04"]          # ... and passed in the later run
+    assert "passed (1 tests)" in rows["kernel tests"]            # a test only the first run had still counts
