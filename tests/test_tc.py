@@ -44,7 +44,22 @@ int lk_drop_4444(struct __sk_buff *skb) {
 }
 """
 
-VIAS = ["tcx", "netlink"]  # netlink: the path of kernels without tcx (6.1), forced here
+_REL = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+TCX = _REL >= (6, 6)
+# netlink: the path of kernels without tcx (5.10, 6.1), forced here; tcx only where the kernel has it
+VIAS = [pytest.param("tcx", marks=pytest.mark.skipif(not TCX, reason=f"tcx needs kernel 6.6 (this is "
+                                                                     f"{_REL[0]}.{_REL[1]}): netlink instead")),
+        "netlink"]
+
+
+@pytest.mark.skipif(TCX, reason="this kernel has tcx")
+def test_tcx_asked_for_on_a_kernel_without_it_is_refused_and_says_why(lab, sb):
+    with pytest.raises(labkit.AttachError, match="tcx needs kernel 6.6 or later; via='netlink' uses the clsact"):
+        lab.attach_tc("tc_count", sb.host_iface, "egress", netns=sb.host_ns, via="tcx")
+    assert not lab.attachments
+    auto = lab.attach_tc("tc_count", sb.host_iface, "egress", netns=sb.host_ns)   # the default falls back
+    assert auto.via == "netlink"
+    auto.detach()
 
 
 @pytest.fixture(scope="module")

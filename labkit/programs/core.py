@@ -226,7 +226,9 @@ class CoreProgram:
 
     @property
     def link_id(self) -> int:
-        """The kernel id of this program's bpf_link (``bpftool link show``), 0 when not attached."""
+        """The kernel id of this program's bpf_link (``bpftool link show``), 0 when not attached, or when
+        the kernel has no link for its kind (a tracepoint before 5.15: libbpf then holds the perf event
+        the program is set on, and closing it detaches the program the same way)."""
         return object_id(libbpf().bpf_link__fd(self._link)) if self._link else 0
 
     def attach(self) -> None:
