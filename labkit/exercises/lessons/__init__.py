@@ -8,4 +8,5 @@ They live in this subpackage, not next to the framework, because
 ``labkit/exercises/`` would take its place.
 """
 
-__all__ = ["lesson00", "lesson01", "lesson02", "lesson03", "lesson04", "lesson05"]
+__all__ = ["lesson00", "lesson01", "lesson02", "lesson03", "lesson04", "lesson05", "lesson06", "lesson07", "lesson08",
+           "lesson09"]
