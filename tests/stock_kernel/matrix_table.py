@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Case", "lesson_of", "read_cases", "table", "main"]
+__all__ = ["Case", "lesson_of", "read_cases", "read_console", "table", "main"]
 
 LESSONS = [f"{n:02d}" for n in range(10)]
 START, END = "<!-- matrix:start -->", "<!-- matrix:end -->"
@@ -68,6 +68,22 @@ def read_cases(junit: Path) -> list[Case]:
     return cases
 
 
+# xdist: "[gw0] [ 67%] FAILED tests/x.py::name"; one process: "tests/x.py::name PASSED [ 72%]"
+_CONSOLE = re.compile(r"(?:(PASSED|FAILED|ERROR|SKIPPED)\s+(tests/\S+::\S+))|(?:^(tests/\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED)\b)",
+                      re.M)
+
+
+def read_console(console: Path) -> list[Case]:
+    """The outcomes pytest printed on a guest's console (``-v``, with or without xdist), for a run
+    that never wrote its junit.xml (stopped before the end); a test's last outcome counts."""
+    seen: dict[str, Case] = {}
+    for m in _CONSOLE.finditer(console.read_text(errors="replace")):
+        word, name = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
+        outcome = {"PASSED": "passed", "SKIPPED": "skipped"}.get(word, "failed")
+        seen[name] = Case(name, outcome, "" if outcome == "passed" else f"{word.lower()} (from the console)")
+    return list(seen.values())
+
+
 @dataclass
 class Run:
     kernel: str
@@ -86,6 +102,9 @@ def _read_run(kernel: str, run_dir: Path) -> Run:
             run.reported = True
         except ET.ParseError:
             pass
+    elif (run_dir / "console.log").is_file():      # a run cut short: what pytest said of each test so far
+        run.cases = read_console(run_dir / "console.log")
+        run.reported = bool(run.cases)
     summary = run_dir / "summary.txt"
     if summary.is_file():
         for line in summary.read_text().splitlines():

@@ -93,3 +93,19 @@ def test_runs_of_one_kernel_are_merged_the_last_outcome_counts(tmp_path):
     rows = {ln.split("|")[1].strip(): ln for ln in out.read_text().splitlines() if ln.startswith("| ")}
     assert rc == 0 and "passed (3 tests)" in rows["04"]          # ... and passed in the later run
     assert "passed (1 tests)" in rows["kernel tests"]            # a test only the first run had still counts
+
+
+def test_a_run_cut_short_is_read_from_its_console(tmp_path):
+    d = tmp_path / "cut"
+    d.mkdir()
+    (d / "console.log").write_text(
+        "tests/test_notebooks.py::test_04_verifier_errors_and_their_logs \n"
+        "[gw0] [ 67%] FAILED tests/test_notebooks.py::test_04_verifier_errors_and_their_logs \n"
+        "tests/test_tc.py::test_rerun_replaces[netlink] PASSED         [ 72%]\n"
+        "[gw1] [ 20%] SKIPPED tests/test_tc.py::test_rerun_replaces[tcx] \n")
+    out = tmp_path / "m.md"
+    assert mt.main([str(out), f"5.10={d}"]) == 1
+    rows = {ln.split("|")[1].strip(): ln for ln in out.read_text().splitlines() if ln.startswith("| ")}
+    assert "**FAILED** 1 of 1: test_04_verifier_errors_and_their_logs" in rows["04"]
+    assert rows["kernel tests"].split("|")[2].strip().startswith("passed (1 tests); skipped:")   # both formats read
+    assert "no tests" in rows["00"]
