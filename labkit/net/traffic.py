@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import socket
+import struct
 import time
 from dataclasses import dataclass, field
 
 from labkit._errors import SandboxError
 from labkit.net.netns import run_in_netns
 
-__all__ = ["PingResult", "UdpResult", "exchange_udp", "parse_ping"]
+__all__ = ["PingResult", "UdpResult", "exchange_udp", "inet_checksum", "parse_ping"]
 
 
 @dataclass(frozen=True)
@@ -135,3 +136,14 @@ def exchange_udp(
                 if data == payload and src == src_ip:
                     received += 1
     return UdpResult(sent=sent, received=received, port=port, errors=errors)
+
+
+def inet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071): the complement of the one's complement sum of
+    16-bit words (0 over a message whose checksum is right)."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF

@@ -59,3 +59,13 @@ def test_results_say_what_was_lost() -> None:
     assert (udp.lost, udp.loss) == (2, 0.25)
     assert str(udp) == "8 UDP datagrams sent to port 4242, 6 received"
     assert UdpResult(sent=0, received=0, port=1).loss == 0.0
+
+
+def test_inet_checksum_is_rfc1071_and_zero_over_a_right_message():
+    from labkit.net.traffic import inet_checksum
+
+    # RFC 1071's example words 0001 f203 f4f5 f6f7: sum 0x2ddf0 -> folded 0xddf2 -> complement 0x220d
+    assert inet_checksum(bytes.fromhex("0001f203f4f5f6f7")) == 0x220D
+    msg = bytes.fromhex("0800") + b"\0\0" + b"\x12\x34\x00\x01" + b"abc"          # odd length: padded
+    c = inet_checksum(msg)
+    assert inet_checksum(msg[:2] + c.to_bytes(2, "big") + msg[4:]) == 0

@@ -51,6 +51,7 @@ from labkit.exercises.framework import (
 from labkit.lab import Lab
 from labkit.net.netns import run_in_netns
 from labkit.net.sandbox import Sandbox
+from labkit.net.traffic import inet_checksum
 
 __all__ = ["build"]
 
@@ -271,20 +272,12 @@ def _attach(lab: Lab, prog, sb: Sandbox):
         raise
 
 
-def _checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071): the complement of the one's complement sum of 16-bit words."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def _icmp_message(icmp_type: int, code: int, rest: bytes, payload: bytes) -> bytes:
     """An ICMP message: type, code, its checksum, the header's last 4 bytes (``rest``), then ``payload``."""
     msg = struct.pack("!BBH", icmp_type, code, 0) + rest + payload
-    return msg[:2] + struct.pack("!H", _checksum(msg)) + msg[4:]
+    return msg[:2] + struct.pack("!H", inet_checksum(msg)) + msg[4:]
 
 
 def _messages(sb: Sandbox) -> dict[bytes, tuple[int, int]]:
@@ -299,7 +292,7 @@ def _messages(sb: Sandbox) -> dict[bytes, tuple[int, int]]:
                 if t == 3:
                     quoted = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 36, seq, 0, 64, socket.IPPROTO_UDP, 0,
                                          socket.inet_aton(sb.target_ip), socket.inet_aton(sb.host_ip))
-                    quoted = quoted[:10] + struct.pack("!H", _checksum(quoted)) + quoted[12:]
+                    quoted = quoted[:10] + struct.pack("!H", inet_checksum(quoted)) + quoted[12:]
                     msg = _icmp_message(3, 3, bytes(4), quoted + struct.pack("!HHHH", 40000 + seq, _CLOSED_PORT,
                                                                              16, 0))
                 else:

@@ -49,6 +49,7 @@ from labkit.exercises.framework import (
 from labkit.lab import Lab
 from labkit.net.netns import run_in_netns
 from labkit.net.sandbox import Sandbox
+from labkit.net.traffic import inet_checksum
 
 __all__ = ["CARRY_CHECKSUMS", "Q2_RULES", "Q2_SOURCES", "build"]
 
@@ -107,20 +108,11 @@ def _delta(after: dict[str, int], before: dict[str, int], key: str) -> int:
 # ------------------------------------------------------------------ q1
 
 
-def _checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071): the complement of the one's complement sum of 16-bit words
-    (0 over a message whose checksum is right)."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def _echo_request(seq: int, payload: bytes) -> bytes:
     msg = struct.pack("!BBHHH", 8, 0, 0, _ECHO_ID, seq) + payload
-    return msg[:2] + struct.pack("!H", _checksum(msg)) + msg[4:]
+    return msg[:2] + struct.pack("!H", inet_checksum(msg)) + msg[4:]
 
 
 def _echo_with_checksum(checksum: int) -> bytes:
@@ -151,7 +143,7 @@ class _Pings:
     def bad_checksums(self) -> list[tuple[int, int, int]]:
         """(request's checksum, reply's checksum, the reply's right checksum) for each reply with a wrong one."""
         return sorted((struct.unpack("!H", self.requests[seq][2:4])[0], struct.unpack("!H", r[2:4])[0],
-                       _checksum(r[:2] + b"\0\0" + r[4:])) for seq, r in self.replies.items() if _checksum(r))
+                       inet_checksum(r[:2] + b"\0\0" + r[4:])) for seq, r in self.replies.items() if inet_checksum(r))
 
     @property
     def right(self) -> bool:

@@ -45,6 +45,7 @@ from labkit.exercises.framework import (
 from labkit.lab import Lab
 from labkit.net.netns import run_in_netns
 from labkit.net.sandbox import Sandbox
+from labkit.net.traffic import inet_checksum
 
 __all__ = ["CARRY_CHECKSUMS", "DSCP", "PORT", "SENT_TOS", "build"]
 
@@ -91,14 +92,6 @@ def _socket(ns: str, kind: int) -> socket.socket:
     return run_in_netns(ns, lambda: socket.socket(socket.AF_INET, kind))
 
 
-def _checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071): the complement of the one's complement sum of 16-bit words."""
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def _crafted(sb: Sandbox, flow: _Flow, sport: int, payload: bytes) -> bytes:
     """An IPv4 UDP datagram for a raw IP_HDRINCL socket whose header checksum (the kernel computes it) is
     ``flow.checksum``: the IP id is chosen to make it so (an id of 0 the kernel would replace: then another
@@ -106,7 +99,7 @@ def _crafted(sb: Sandbox, flow: _Flow, sport: int, payload: bytes) -> bytes:
     for ttl in range(64, 32, -1):
         head = struct.pack("!BBHHHBBH4s4s", 0x45, flow.tos or 0, 28 + len(payload), 0, 0x4000, ttl,
                            socket.IPPROTO_UDP, 0, socket.inet_aton(sb.host_ip), socket.inet_aton(sb.target_ip))
-        want, have = ~flow.checksum & 0xFFFF, ~_checksum(head) & 0xFFFF   # one's complement sums
+        want, have = ~flow.checksum & 0xFFFF, ~inet_checksum(head) & 0xFFFF   # one's complement sums
         ident = want - have if want >= have else want - have + 0xFFFF
         if ident:
             head = head[:4] + struct.pack("!H", ident) + head[6:]
