@@ -6,15 +6,19 @@
 #
 #   scripts/setup.sh            runtime: BCC, headers, mounts, venv, kernel spec
 #   scripts/setup.sh --test     the above plus test tools (chromium, pytest, ...)
+#   scripts/setup.sh --hub      the above plus the class server's host tools (qemu,
+#                               socat, debootstrap, Node.js and configurable-http-proxy)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 WANT_TEST=0
+WANT_HUB=0
 for arg in "$@"; do
   case "$arg" in
     --test) WANT_TEST=1 ;;
-    *) echo "setup.sh: unknown option '$arg' (known: --test)" >&2; exit 2 ;;
+    --hub) WANT_HUB=1 ;;
+    *) echo "setup.sh: unknown option '$arg' (known: --test, --hub)" >&2; exit 2 ;;
   esac
 done
 
@@ -120,6 +124,16 @@ if [ "$WANT_TEST" -eq 1 ]; then
   apt_install chromium fonts-dejavu-core
 fi
 
+# -------------------------------------------------------- class server tools
+# ./lab hub: qemu boots the students' VMs, socat joins each VM to the hub's API,
+# debootstrap builds the VM image, and JupyterHub's proxy runs on Node.js
+PROXY_VERSION=5.3.0
+PROXY_DIR="$VENV/hub-proxy"
+if [ "$WANT_HUB" -eq 1 ]; then
+  apt_install qemu-system-x86 qemu-utils socat debootstrap e2fsprogs
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+fi
+
 # -------------------------------------------------------------------- venv
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating $VENV (system site-packages, so the distro's BCC imports)"
@@ -129,8 +143,14 @@ STAMP="$VENV/.labkit-installed"
 WANT_STAMP="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT_STAMP" ]; then
   say "installing Python dependencies (pinned in pyproject.toml) into .venv"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test,hub]"
   echo "$WANT_STAMP" > "$STAMP"
+fi
+
+if [ "$WANT_HUB" -eq 1 ] && [ "$(cat "$PROXY_DIR/.version" 2>/dev/null)" != "$PROXY_VERSION" ]; then
+  say "installing configurable-http-proxy $PROXY_VERSION (npm) into $PROXY_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$PROXY_DIR" "configurable-http-proxy@$PROXY_VERSION" >/dev/null
+  echo "$PROXY_VERSION" > "$PROXY_DIR/.version"
 fi
 
 # ------------------------------------------------------------- kernel spec

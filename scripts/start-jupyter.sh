@@ -21,6 +21,11 @@
 #                       USER with only CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH and
 #                       CAP_NET_ADMIN instead of as root (see README)
 #   --kernelspec-only   install the kernel spec(s), print where, and exit
+#   --notebooks DIR     the directory JupyterLab serves (default: notebooks/)
+#   --hub               run as a JupyterHub single-user server (jupyterhub-singleuser):
+#                       inside a class server's VM (labkit/hub/guest.sh), with the
+#                       JUPYTERHUB_* environment the hub's spawner gave; the hub's
+#                       login replaces the token, and the Host check is the hub's
 #   --instructor        keep nbgrader's instructor tools in JupyterLab (Create
 #                       Assignment, Formgrader, Course List and the Nbgrader menu);
 #                       by default a server is a student's, and they are off
@@ -44,6 +49,8 @@ PREFIX="$ROOT/.venv"
 CAPS_USER=""
 SPEC_ONLY=0
 INSTRUCTOR=0
+HUB=0
+NOTEBOOKS="$ROOT/notebooks"
 die() { echo "start: $*" >&2; exit 2; }
 need() { [ $# -ge 2 ] || die "option $1 needs a value"; }
 while [ $# -gt 0 ]; do
@@ -57,7 +64,9 @@ while [ $# -gt 0 ]; do
     --caps-user) need "$@"; CAPS_USER="$2"; shift 2 ;;
     --kernelspec-only) SPEC_ONLY=1; shift ;;
     --instructor) INSTRUCTOR=1; shift ;;
-    *) die "unknown option '$1' (known: --port N, --ip ADDR, --public-url URL, --token-file PATH, --url-file PATH, --env PREFIX, --caps-user USER, --kernelspec-only, --instructor)" ;;
+    --hub) HUB=1; shift ;;
+    --notebooks) need "$@"; NOTEBOOKS="${2%/}"; shift 2 ;;
+    *) die "unknown option '$1' (known: --port N, --ip ADDR, --public-url URL, --token-file PATH, --url-file PATH, --env PREFIX, --caps-user USER, --kernelspec-only, --instructor, --hub, --notebooks DIR)" ;;
   esac
 done
 PY="$PREFIX/bin/python"
@@ -143,7 +152,10 @@ case "$IP" in
 esac
 
 # ------------------------------------------------------------------- token
-if [ -n "${LABKIT_TOKEN:-}" ]; then
+if [ "$HUB" -eq 1 ]; then
+  [ -n "${JUPYTERHUB_API_TOKEN:-}" ] || die "--hub needs the environment of a JupyterHub spawner (JUPYTERHUB_API_TOKEN is not set)"
+  echo "labkit: single-user server for ${JUPYTERHUB_USER:-?} on $IP:$PORT under ${JUPYTERHUB_SERVICE_PREFIX:-/}"
+elif [ -n "${LABKIT_TOKEN:-}" ]; then
   TOKEN="$LABKIT_TOKEN"
 elif [ -n "$TOKEN_FILE" ] && [ -s "$TOKEN_FILE" ]; then
   TOKEN="$(tr -d '[:space:]' < "$TOKEN_FILE")"
@@ -154,19 +166,21 @@ else
     ( umask 077; printf '%s\n' "$TOKEN" > "$TOKEN_FILE" )
   fi
 fi
-case "$TOKEN" in *[!A-Za-z0-9_-]*) die "the token may only contain A-Z a-z 0-9 _ -" ;; esac
-[ "${#TOKEN}" -ge 16 ] || die "the token is too short (at least 16 characters)"
-unset LABKIT_TOKEN JUPYTER_TOKEN_FILE
-export JUPYTER_TOKEN="$TOKEN"
+if [ "$HUB" -eq 0 ]; then
+  case "$TOKEN" in *[!A-Za-z0-9_-]*) die "the token may only contain A-Z a-z 0-9 _ -" ;; esac
+  [ "${#TOKEN}" -ge 16 ] || die "the token is too short (at least 16 characters)"
+  unset LABKIT_TOKEN JUPYTER_TOKEN_FILE
+  export JUPYTER_TOKEN="$TOKEN"
 
-case "$IP" in *:*) HOSTPART="[$IP]" ;; *) HOSTPART="$IP" ;; esac
-BASE="${PUBLIC_URL:-http://$HOSTPART:$PORT}"
-if [ -n "$URL_FILE" ]; then
-  mkdir -p "$(dirname "$URL_FILE")"
-  ( umask 077; printf '%s/lab?token=%s\n' "$BASE" "$TOKEN" > "$URL_FILE" )
-  echo "labkit: JupyterLab at $BASE/lab (listening on $HOSTPART:$PORT); the URL with its token is in $URL_FILE (root only)"
-else
-  echo "labkit: JupyterLab at $BASE/lab?token=$TOKEN"
+  case "$IP" in *:*) HOSTPART="[$IP]" ;; *) HOSTPART="$IP" ;; esac
+  BASE="${PUBLIC_URL:-http://$HOSTPART:$PORT}"
+  if [ -n "$URL_FILE" ]; then
+    mkdir -p "$(dirname "$URL_FILE")"
+    ( umask 077; printf '%s/lab?token=%s\n' "$BASE" "$TOKEN" > "$URL_FILE" )
+    echo "labkit: JupyterLab at $BASE/lab (listening on $HOSTPART:$PORT); the URL with its token is in $URL_FILE (root only)"
+  else
+    echo "labkit: JupyterLab at $BASE/lab?token=$TOKEN"
+  fi
 fi
 
 # What crashed kernels of an earlier run left (their sandboxes, netlink XDP) goes
@@ -200,9 +214,15 @@ fi
 if [ "$INSTRUCTOR" -eq 0 ]; then
   export JUPYTER_CONFIG_PATH="$ROOT/scripts/jupyter-student${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}"
 fi
-exec "$PREFIX/bin/jupyter" lab --no-browser --allow-root \
+# under a hub: the hub's login guards every request (OAuth), and requests come
+# through its proxy with the class server's own Host name
+if [ "$HUB" -eq 1 ]; then
+  SERVER=("$PREFIX/bin/jupyterhub-singleuser" --ServerApp.allow_remote_access=True)
+else
+  SERVER=("$PREFIX/bin/jupyter" lab --ServerApp.allow_remote_access=False)
+fi
+exec "${SERVER[@]}" --no-browser --allow-root \
   --ServerApp.ip="$IP" --ServerApp.port="$PORT" --ServerApp.port_retries=0 \
-  --ServerApp.allow_remote_access=False \
   --ServerApp.allow_origin='' --ServerApp.allow_origin_pat='' \
   --ServerApp.allow_unauthenticated_access=False \
   --ServerApp.disable_check_xsrf=False \
@@ -214,5 +234,5 @@ exec "$PREFIX/bin/jupyter" lab --no-browser --allow-root \
   --LabApp.extension_manager=readonly \
   --LabApp.app_settings_dir="$ROOT/scripts/jupyterlab-settings" \
   --LabApp.extra_labextensions_path="$ROOT/labkit/views/labextensions" \
-  --ServerApp.root_dir="$ROOT/notebooks" \
+  --ServerApp.root_dir="$NOTEBOOKS" \
   --MultiKernelManager.default_kernel_name=labkit

@@ -147,7 +147,7 @@ in_root /usr/bin/python3 -m venv --system-site-packages /opt/labkit/.venv
 # proxy has its CA only in its own bundle); the copy is removed afterwards
 cp -L /etc/ssl/certs/ca-certificates.crt "$ROOTFS/tmp/host-ca-bundle.crt"
 in_root PIP_CERT=/tmp/host-ca-bundle.crt /opt/labkit/.venv/bin/python -m pip install -q \
-  --disable-pip-version-check --no-cache-dir -e "/opt/labkit[test]" > "$WORK/pip.log" 2>&1 || {
+  --disable-pip-version-check --no-cache-dir -e "/opt/labkit[test,hub]" > "$WORK/pip.log" 2>&1 || {
   tail -n 40 "$WORK/pip.log" >&2; exit 1; }
 rm -f "$ROOTFS/tmp/host-ca-bundle.crt"
 sha256sum "$PROJECT/pyproject.toml" | cut -d' ' -f1 > "$ROOTFS/opt/labkit/.venv/.labkit-installed"

@@ -1,0 +1,376 @@
+"""The class server end to end: a real hub, real VMs under qemu, real students.
+
+Run by tests/hub/run (not by ./lab test: each VM boots a kernel and JupyterLab,
+minutes under TCG). One hub with two students, alice and bob, each in their
+own VM; the steps are ordered tests sharing that hub (-p no:randomly, -n 0).
+Measurements go to test-artifacts/hub/measurements.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from tornado.httpclient import HTTPRequest
+from tornado.ioloop import IOLoop
+from tornado.websocket import websocket_connect
+
+from labkit.hub import limits, vm
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "hub"
+IMAGES = Path(os.environ.get("LABKIT_HUB_IMAGES", "/var/cache/labkit-hub-images"))
+BOOT_TIMEOUT = int(os.environ.get("LABKIT_HUB_BOOT_TIMEOUT", "900"))
+MEASURED: dict[str, object] = {}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Hub:
+    def __init__(self):
+        self.state = Path(f"/var/tmp/labkit-hub-test-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+        self.port, self.api_port, self.proxy_port = _free_port(), _free_port(), _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token = secrets.token_hex(24)
+        self.proc: subprocess.Popen | None = None
+        self.state.mkdir(mode=0o700)
+        # the teacher's override file: a service token for the test's API calls
+        (self.state / "jupyterhub_config_local.py").write_text(
+            "c.JupyterHub.services.append({'name': 'labkit-test', 'api_token': %r})\n"
+            "c.JupyterHub.load_roles = list(c.JupyterHub.load_roles) + [{'name': 'labkit-test', "
+            "'scopes': ['admin:users', 'admin:servers', 'access:servers', 'read:services'], "
+            "'services': ['labkit-test']}]\n" % self.token)
+
+    def start(self) -> float:
+        t = time.monotonic()
+        self.proc = subprocess.Popen(
+            [str(ROOT / "scripts" / "hub.sh"), "--state", str(self.state), "--images", str(IMAGES),
+             "--port", str(self.port), "--api-port", str(self.api_port),
+             "--proxy-api-port", str(self.proxy_port), "--admin", "teacher", "--open-signup",
+             "--home-mb", "256", "--mem", "1536", "--idle-timeout", "3600", "--accel", "tcg"],
+            stdout=open(self.state / "hub.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        while time.monotonic() - t < 120:
+            assert self.proc.poll() is None, "the hub ended: " + (self.state / "hub.log").read_text()[-3000:]
+            try:
+                if requests.get(f"{self.url}/hub/api", timeout=2).status_code == 200:
+                    return time.monotonic() - t
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("the hub did not answer in 120 s")
+
+    def stop_hub(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+    def api(self, method: str, path: str, **kw):
+        r = requests.request(method, f"{self.url}/hub/api{path}",
+                             headers={"Authorization": f"token {self.token}"}, timeout=30, **kw)
+        return r
+
+    def user(self, name: str) -> dict:
+        r = self.api("GET", f"/users/{name}")
+        r.raise_for_status()
+        return r.json()
+
+    def wait_ready(self, name: str) -> float:
+        t = time.monotonic()
+        while time.monotonic() - t < BOOT_TIMEOUT:
+            server = self.user(name)["servers"].get("")
+            if server and server.get("ready"):
+                return time.monotonic() - t
+            if not server and time.monotonic() - t > 30:
+                raise AssertionError(f"{name}'s server is gone: {self.console(name)}")
+            time.sleep(2)
+        raise AssertionError(f"{name}'s server was not ready in {BOOT_TIMEOUT} s: {self.console(name)}")
+
+    def wait_stopped(self, name: str, within: float) -> float:
+        t = time.monotonic()
+        while time.monotonic() - t < within:
+            if not self.user(name)["servers"]:
+                return time.monotonic() - t
+            time.sleep(1)
+        raise AssertionError(f"{name}'s server still listed after {within} s")
+
+    def console(self, name: str) -> str:
+        p = self.state / "users" / name / "console.log"
+        return p.read_text(errors="replace")[-3000:] if p.exists() else "(no console)"
+
+    def qemu_pid(self, name: str) -> int | None:
+        marker = vm.vm_marker(name)
+        for p in Path("/proc").iterdir():
+            if p.name.isdigit():
+                try:
+                    if marker in p.joinpath("cmdline").read_bytes().decode(errors="replace").split("\0"):
+                        return int(p.name)
+                except OSError:
+                    pass
+        return None
+
+    def run(self, name: str, code: str, timeout: float = 300) -> str:
+        """Run ``code`` in a fresh kernel of ``name``'s server (through the proxy); its stdout."""
+        base = f"{self.url}/user/{name}/api"
+        h = {"Authorization": f"token {self.token}"}
+        r = requests.post(f"{base}/kernels", json={"name": "labkit"}, headers=h, timeout=60)
+        r.raise_for_status()
+        kid = r.json()["id"]
+        try:
+            return IOLoop.current().run_sync(lambda: _execute(
+                f"ws://127.0.0.1:{self.port}/user/{name}/api/kernels/{kid}/channels", h, code), timeout=timeout)
+        finally:
+            requests.delete(f"{base}/kernels/{kid}", headers=h, timeout=60)
+
+    def give_back(self):
+        for name in ("alice", "bob"):
+            if self.proc and self.proc.poll() is None:
+                self.api("DELETE", f"/users/{name}/server")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(self.qemu_pid(n) for n in ("alice", "bob")):
+            time.sleep(1)
+        self.stop_hub()
+        for name in ("alice", "bob"):
+            pid = self.qemu_pid(name)
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+            limits.release(name)
+        pidfile = self.state / "proxy.pid"     # the proxy outlives the hub on purpose: not the test's
+        if pidfile.exists():
+            try:
+                os.kill(int(pidfile.read_text()), signal.SIGTERM)
+            except (ValueError, ProcessLookupError):
+                pass
+        subprocess.run(["rm", "-rf", "--one-file-system", str(self.state)], check=False)
+
+
+async def _execute(url: str, headers: dict, code: str) -> str:
+    ws = await websocket_connect(HTTPRequest(url, headers=headers))
+    msg_id = uuid.uuid4().hex
+    ws.write_message(json.dumps({
+        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request",
+                   "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell",
+        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                    "allow_stdin": False, "stop_on_error": True}}))
+    out, error = [], None
+    while True:
+        raw = await ws.read_message()
+        if raw is None:
+            raise ConnectionError("the kernel's channel closed")
+        m = json.loads(raw)
+        if m.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind = m["header"]["msg_type"]
+        if kind == "stream":
+            out.append(m["content"]["text"])
+        elif kind == "error":
+            error = "\n".join(m["content"]["traceback"])
+        elif kind == "status" and m["content"]["execution_state"] == "idle":
+            break
+    ws.close()
+    if error:
+        raise AssertionError("the code failed in the VM:\n" + re.sub(r"\x1b\[[0-9;]*m", "", error))
+    return "".join(out)
+
+
+@pytest.fixture(scope="module")
+def hub():
+    h = Hub()
+    try:
+        MEASURED["hub_start_s"] = round(h.start(), 1)
+        yield h
+    finally:
+        h.give_back()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "measurements.json").write_text(json.dumps(MEASURED, indent=1) + "\n")
+
+
+def _form(session: requests.Session, url: str, data: dict) -> requests.Response:
+    session.get(url, timeout=30)
+    data = dict(data, _xsrf=session.cookies.get("_xsrf", ""))
+    return session.post(url, data=data, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def alice(hub):
+    s = requests.Session()
+    r = _form(s, f"{hub.url}/hub/signup", {"username": "alice", "signup_password": "Ebpf-lab-2026!",
+                                          "signup_password_confirmation": "Ebpf-lab-2026!"})
+    assert r.status_code == 200 and "alice" in {u["name"] for u in hub.api("GET", "/users").json()}
+    r = _form(s, f"{hub.url}/hub/login", {"username": "alice", "password": "wrong-password-1"})
+    assert "Invalid username or password" in r.text or r.url.endswith("/hub/login")
+    r = _form(s, f"{hub.url}/hub/login", {"username": "alice", "password": "Ebpf-lab-2026!"})
+    assert r.status_code == 200, r.text[-500:]
+    return s
+
+
+def test_two_students_each_get_their_own_vm(hub, alice):
+    t = time.monotonic()
+    alice.get(f"{hub.url}/hub/spawn", timeout=60)           # alice presses "Start My Server"
+    r = hub.api("POST", "/users", json={"usernames": ["bob"]})  # bob: made by the teacher's token
+    assert r.status_code in (201, 409)
+    assert hub.api("POST", "/users/bob/server").status_code in (201, 202)
+    hub.wait_ready("alice")
+    MEASURED["boot_to_jupyterlab_s_two_at_once"] = round(time.monotonic() - t, 1)
+    hub.wait_ready("bob")
+    MEASURED["boot_both_s"] = round(time.monotonic() - t, 1)
+    pa, pb = hub.qemu_pid("alice"), hub.qemu_pid("bob")
+    assert pa and pb and pa != pb
+    # alice's browser: JupyterLab through the proxy and the hub's OAuth (the VM asks
+    # the hub's API through its guestfwd)
+    r = alice.get(f"{hub.url}/user/alice/lab", timeout=120)
+    assert r.status_code == 200 and "JupyterLab" in r.text, r.text[-500:]
+    # and not bob's
+    r = alice.get(f"{hub.url}/user/bob/api/status", timeout=60, allow_redirects=False)
+    assert r.status_code in (302, 403, 404)
+    contents = requests.get(f"{hub.url}/user/alice/api/contents", timeout=60,
+                            headers={"Authorization": f"token {hub.token}"}).json()
+    names = {c["name"] for c in contents["content"]}
+    assert "01-hello-clone.ipynb" in names, names     # the lessons, brought in by `labkit lessons update`
+
+
+def test_each_vm_has_its_own_kernel_and_sees_nothing_of_the_other(hub, alice):
+    probe = ("import os, subprocess, platform\n"
+             "print(platform.release()); print(open('/proc/sys/kernel/random/boot_id').read().strip())\n")
+    a = hub.run("alice", probe).split()
+    b_code = ("from bcc import BPF\nimport subprocess, platform, time\n"
+              "b = BPF(text='int lk_bob_secret(void *ctx) { return 0; }')\n"
+              "b.load_func('lk_bob_secret', BPF.SOCKET_FILTER)\n"
+              "subprocess.Popen(['sh', '-c', 'exec -a lk-bob-marker sleep 120'])\n"
+              "time.sleep(1)\n"
+              "print(subprocess.run(['bpftool', 'prog', 'show'], capture_output=True, text=True).stdout.count('lk_bob_secret'))\n"
+              "print(subprocess.run(['ps', '-eo', 'args'], capture_output=True, text=True).stdout.count('lk-bob-marker'))\n"
+              "print(open('/proc/sys/kernel/random/boot_id').read().strip())\n")
+    b = hub.run("bob", b_code).split()
+    assert a[0] == platform_release(hub) and re.match(r"^6\.1\.\d+", a[0]), a   # Debian's stock kernel
+    assert b[0] == "1" and b[1] == "1"                       # bob's program and process exist in bob's VM
+    assert a[1] != b[2]                                      # two kernels
+    seen = hub.run("alice", "import subprocess\n"
+                   "print(subprocess.run(['bpftool', 'prog', 'show'], capture_output=True, text=True).stdout.count('lk_bob_secret'))\n"
+                   "print(subprocess.run(['ps', '-eo', 'args'], capture_output=True, text=True).stdout.count('lk-bob-marker'))\n"
+                   "print(len(open('/proc/net/dev').read().splitlines()))\n").split()
+    assert seen[:2] == ["0", "0"], seen                      # nothing of bob's: no program, no process
+
+
+def platform_release(hub) -> str:
+    image = Path(os.readlink(IMAGES / "current"))
+    return re.search(r"^kernel: (\S+)", (IMAGES / image / "manifest.txt").read_text(), re.M).group(1)
+
+
+def test_a_vm_reaches_the_hubs_api_and_nothing_else(hub, alice):
+    # a listener on the host's loopback, as any host service: no VM may reach it
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(8)
+    lst.settimeout(0.1)
+    # bob's VM's port on the host, from its qemu's hostfwd
+    argv = Path(f"/proc/{hub.qemu_pid('bob')}/cmdline").read_bytes().decode().split("\0")
+    bob_vm = int(re.search(r"hostfwd=tcp:127\.0\.0\.1:(\d+)-", " ".join(argv)).group(1))
+    targets = {"hub API (guestfwd)": ("198.18.200.100", 8081),
+               "slirp host: the hub's public port": ("198.18.200.2", hub.port),
+               "slirp host: the hub's API": ("198.18.200.2", hub.api_port),
+               "slirp host: a host service": ("198.18.200.2", lst.getsockname()[1]),
+               "slirp host: ssh": ("198.18.200.2", 22),
+               "the lab range beside the guest": ("198.18.200.3", 80)}
+    targets["slirp host: bob's VM"] = ("198.18.200.2", bob_vm)
+    code = ("import socket, json\nres = {}\n"
+            f"for name, (host, port) in {targets!r}.items():\n"
+            "    try:\n"
+            "        s = socket.create_connection((host, port), timeout=5)\n"
+            "        s.sendall(b'GET /hub/api HTTP/1.0\\r\\n\\r\\n'); s.settimeout(5)\n"
+            "        res[name] = s.recv(200).decode(errors='replace')[:40] or 'open, no answer'\n"
+            "        s.close()\n"
+            "    except OSError as e:\n"
+            "        res[name] = 'refused: ' + type(e).__name__\n"
+            "print(json.dumps(res))\n")
+    res = json.loads(hub.run("alice", code))
+    try:
+        lst.accept()
+        reached_host = True
+    except (socket.timeout, BlockingIOError):
+        reached_host = False
+    finally:
+        lst.close()
+    MEASURED["network_from_alice"] = res
+    assert res["hub API (guestfwd)"].startswith("HTTP/1."), res
+    others = {k: v for k, v in res.items() if k != "hub API (guestfwd)"}
+    # slirp with restrict=on accepts nothing but the forwards: a connect fails or
+    # gets no bytes from anything (the forwarded port is the only open one)
+    assert all(v.startswith("refused") or v == "open, no answer" for v in others.values()), res
+    assert not reached_host
+
+
+def test_a_full_disk_is_the_students_own(hub, alice):
+    code = ("import subprocess\n"
+            "r = subprocess.run(['dd', 'if=/dev/zero', 'of=/home/student/fill', 'bs=1M', 'count=400'],"
+            " capture_output=True, text=True)\n"
+            "print(r.returncode, 'No space left' in r.stderr)\n"
+            "subprocess.run(['rm', '-f', '/home/student/fill']); subprocess.run(['sync'])\n")
+    rc, nospace = hub.run("alice", code).split()
+    assert rc != "0" and nospace == "True"
+    assert (hub.state / "users" / "alice" / "home.img").stat().st_size == 256 * 1024 * 1024
+    assert hub.user("bob")["servers"][""]["ready"]
+    assert requests.get(f"{hub.url}/user/bob/api/status", headers={"Authorization": f"token {hub.token}"},
+                        timeout=60).status_code == 200
+
+
+def test_memory_per_vm(hub, alice):
+    idle = limits.usage_bytes("alice")
+    code = ("from bcc import BPF\nimport resource\n"
+            "b = BPF(text='int lk_m(void *ctx) { return 0; }'); b.load_func('lk_m', BPF.SOCKET_FILTER)\n"
+            "print('ok')\n")
+    assert hub.run("alice", code).strip() == "ok"
+    busy = limits.usage_bytes("alice")
+    rss = int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{hub.qemu_pid('alice')}/status").read_text()).group(1))
+    MEASURED.update(vm_mem_mb=1536, cgroup_idle_mb=round(idle / 2**20), cgroup_after_bcc_compile_mb=round(busy / 2**20),
+                    qemu_rss_mb=round(rss / 1024))
+    assert 0 < idle <= busy <= (1536 + limits.QEMU_OVERHEAD_MB) * 2**20
+
+
+def test_work_survives_stop_start_and_a_hub_restart(hub, alice):
+    h = {"Authorization": f"token {hub.token}"}
+    r = requests.put(f"{hub.url}/user/alice/api/contents/mine.txt", headers=h, timeout=60,
+                     json={"type": "file", "format": "text", "content": "alice's answer"})
+    assert r.status_code in (200, 201), r.text
+    hub.run("alice", "import os; os.sync(); print('synced')")
+    assert hub.api("DELETE", "/users/alice/server").status_code in (202, 204)
+    hub.wait_stopped("alice", 120)
+    assert hub.qemu_pid("alice") is None
+    t = time.monotonic()
+    assert hub.api("POST", "/users/alice/server").status_code in (201, 202)
+    hub.wait_ready("alice")
+    MEASURED["boot_to_jupyterlab_s_one"] = round(time.monotonic() - t, 1)
+    r = requests.get(f"{hub.url}/user/alice/api/contents/mine.txt", headers=h, timeout=60)
+    assert r.status_code == 200 and r.json()["content"] == "alice's answer"
+    # the hub restarts; the VMs and the proxy go on
+    pid = hub.qemu_pid("alice")
+    hub.stop_hub()
+    assert hub.qemu_pid("alice") == pid
+    MEASURED["hub_restart_s"] = round(hub.start(), 1)
+    assert hub.user("alice")["servers"][""]["ready"]
+    r = requests.get(f"{hub.url}/user/alice/api/contents/mine.txt", headers=h, timeout=60)
+    assert r.status_code == 200 and r.json()["content"] == "alice's answer"
+
+
+def test_a_panic_ends_only_that_students_server(hub, alice):
+    with pytest.raises(Exception):
+        hub.run("bob", "open('/proc/sysrq-trigger', 'w').write('c')", timeout=60)
+    # the hub polls its spawners (Spawner.poll_interval, 30 s)
+    MEASURED["panic_to_stopped_s"] = round(hub.wait_stopped("bob", 120), 1)
+    assert hub.qemu_pid("bob") is None
+    assert "Kernel panic" in hub.console("bob")
+    assert hub.run("alice", "print(1 + 1)").strip() == "2"
