@@ -133,4 +133,4 @@ export LABKIT_HUB_STATE="$STATE" LABKIT_HUB_IMAGE="$IMAGE" LABKIT_HUB_IP="$IP" L
   LABKIT_HUB_IDLE_TIMEOUT="$IDLE" LABKIT_HUB_PYTHON="$VENV/bin/python"
 say "JupyterHub at http://$IP:$PORT/ (state in $STATE; VMs: $MEM MiB, $CPUS CPU, $ACCEL)"
 cd "$STATE"
-exec "$VENV/bin/jupyterhub" -f "$ROOT/labkit/hub/jupyterhub_config.py"
+exec "$VENV/bin/jupyterhub" -f "$ROOT/scripts/jupyterhub_config.py"

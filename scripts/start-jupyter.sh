@@ -23,7 +23,7 @@
 #   --kernelspec-only   install the kernel spec(s), print where, and exit
 #   --notebooks DIR     the directory JupyterLab serves (default: notebooks/)
 #   --hub               run as a JupyterHub single-user server (jupyterhub-singleuser):
-#                       inside a class server's VM (labkit/hub/guest.sh), with the
+#                       inside a class server's VM (scripts/hub-guest.sh), with the
 #                       JUPYTERHUB_* environment the hub's spawner gave; the hub's
 #                       login replaces the token, and the Host check is the hub's
 #   --instructor        keep nbgrader's instructor tools in JupyterLab (Create

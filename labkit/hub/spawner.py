@@ -5,7 +5,7 @@ new image reaches each student at their next start). A shared kernel is no optio
 kernel memory and sees every process), so each student gets a kernel of
 their own: a qemu VM booted from the lab's image (the stock-kernel image:
 Debian 12, its stock kernel and headers, BCC, labkit), root inside it, with
-JupyterLab run by ``jupyterhub-singleuser`` (labkit/hub/guest.sh).
+JupyterLab run by ``jupyterhub-singleuser`` (scripts/hub-guest.sh).
 
 State on the host, under ``state_dir`` (``./lab hub --state``)::
 
