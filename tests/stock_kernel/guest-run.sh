@@ -23,6 +23,7 @@ PYTEST_ARGS=()
 export LABKIT_EXPECT_HOOK
 # ten lessons twice under TCG: 18 min on a quiet host, past test_notebooks' own 30-min guard on a busy one
 export LABKIT_NB_TIMEOUT="${LABKIT_NB_TIMEOUT:-5400}"
+export LABKIT_NB_CELL_TIMEOUT="${LABKIT_NB_CELL_TIMEOUT:-900}"
 
 SUMMARY=$R/summary.txt
 : > "$SUMMARY"
