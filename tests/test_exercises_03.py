@@ -1,6 +1,8 @@
 """Lesson 03's exercise checker, tried with the half-fixes students write (each
-judged incorrect, with a message that names the mistake) and with right answers
-written in other ways (BCC macros, per-CPU maps, a %%bpf Program): real kernel."""
+judged incorrect, with a message that names the mistake; a map of another kind
+than the task's BPF_HASH among them) and with right answers written in other
+ways (BCC macros, BPF_TABLE("hash", ...) spelled out, a %%bpf Program): real
+kernel."""
 
 from __future__ import annotations
 
@@ -132,7 +134,47 @@ int count_calls(void *ctx)
 }
 """
 
+# the task's words: "a BPF_HASH called counts" (a per-CPU hash or an LRU hash count the same here, and
+# passed before the checker held the map's kind)
+PERCPU = HEAD + """
+BPF_PERCPU_HASH(counts, u32, u64);           // one value per CPU: read as their sum
+TRACEPOINT_PROBE(syscalls, sys_enter_getppid)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    if (LK_FILTER_PID && (id >> 32) != LK_FILTER_PID)
+        return 0;
+    u32 tid = id;
+    u64 *n = counts.lookup(&tid);
+    if (n) {
+        (*n)++;
+    } else {
+        u64 one = 1;
+        counts.update(&tid, &one);
+    }
+    return 0;
+}
+"""
+
+LRU = HEAD + """
+BPF_TABLE("lru_hash", u32, u64, counts, 1024);   // a hash that never refuses a thread
+int count_calls(void *ctx)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    if (!lk_wanted(id >> 32))
+        return 0;
+    u32 tid = id;
+    u64 zero = 0, *n = counts.lookup_or_try_init(&tid, &zero);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    return 0;
+}
+"""
+
 WRONG = [
+    ("a BPF_PERCPU_HASH", PERCPU, r"^not yet: counts is a per-CPU hash \(BPF_PERCPU_HASH\), and the task asks for a "
+     r"BPF_HASH called counts \(a per-CPU hash keeps one value per CPU.*\): declare BPF_HASH\(counts, u32, u64\)$"),
+    ("an LRU hash", LRU, r"^not yet: counts is an LRU hash \(BPF_TABLE\(\"lru_hash\", \.\.\.\)\), and the task "
+     r"asks for a BPF_HASH called counts \(an LRU hash evicts .*\): declare BPF_HASH\(counts, u32, u64\)$"),
     ("no pid filter", NO_FILTER, r"another process .* were counted: only this process matters"),
     ("keyed by the process id", KEYED_BY_PID, r"under the process id .* counts per process"),
     ("keyed by the whole pid_tgid", KEYED_BY_PID_TGID, r"whole bpf_get_current_pid_tgid\(\).*thread id alone, a u32"),
@@ -174,21 +216,15 @@ int on_getppid(void *ctx)
 }
 """
 
-PERCPU = HEAD + """
-BPF_PERCPU_HASH(counts, u32, u64);           // one value per CPU: the checker sums them
+NO_PREALLOC = HEAD + """
+BPF_F_TABLE("hash", u32, u64, counts, 4096, BPF_F_NO_PREALLOC);   // a BPF_HASH, its entries made on demand
 TRACEPOINT_PROBE(syscalls, sys_enter_getppid)
 {
     u64 id = bpf_get_current_pid_tgid();
-    if (LK_FILTER_PID && (id >> 32) != LK_FILTER_PID)
+    if (!lk_wanted(id >> 32))
         return 0;
     u32 tid = id;
-    u64 *n = counts.lookup(&tid);
-    if (n) {
-        (*n)++;
-    } else {
-        u64 one = 1;
-        counts.update(&tid, &one);
-    }
+    counts.atomic_increment(tid);
     return 0;
 }
 """
@@ -211,17 +247,23 @@ int count_calls(void *ctx)
 RIGHT = [
     ("TRACEPOINT_PROBE + atomic_increment", TRACEPOINT_PROBE_ATOMIC),
     ("lookup_or_try_init + __sync_fetch_and_add", LOOKUP_OR_INIT_FETCH_ADD),
-    ("BPF_PERCPU_HASH, lookup/update", PERCPU),
+    ("BPF_F_TABLE hash without preallocation", NO_PREALLOC),
     ("BPF_TABLE hash, int key, u32 value", INT_KEY_UPDATE),
 ]
 
 
 # partial credit: the parts some wrong answers pass (checked with the wrong answers, no extra runs)
 PARTS = {
-    "no pid filter": ({"keyed by the thread id": True, "exact count per thread": True, "only this process": False,
-                       "the key is a u32": True}, 0.75),
-    "keyed by the whole pid_tgid": ({"keyed by the thread id": False, "exact count per thread": True,
-                                     "only this process": True, "the key is a u32": False}, 0.5),
+    "no pid filter": ({"counts is a BPF_HASH": True, "keyed by the thread id": True, "exact count per thread": True,
+                       "only this process": False, "the key is a u32": True}, 0.8),
+    "keyed by the whole pid_tgid": ({"counts is a BPF_HASH": True, "keyed by the thread id": False,
+                                     "exact count per thread": True, "only this process": True,
+                                     "the key is a u32": False}, 0.6),
+    # right in every other way: only the kind the task names fails
+    "a BPF_PERCPU_HASH": ({"counts is a BPF_HASH": False, "keyed by the thread id": True,
+                           "exact count per thread": True, "only this process": True, "the key is a u32": True}, 0.8),
+    "an LRU hash": ({"counts is a BPF_HASH": False, "keyed by the thread id": True, "exact count per thread": True,
+                     "only this process": True, "the key is a u32": True}, 0.8),
 }
 
 
@@ -260,7 +302,7 @@ def test_the_reference_is_correct_as_the_checker_runs_it(q1):
     assert q1.status == "not attempted"
 
 
-def test_a_percpu_bpf_cell_program_is_correct(q1):
+def test_a_bpf_cell_program_is_correct(q1):
     with labkit.Lab() as lab:     # the student's %%bpf program: the checker loads its own copy
         prog = lab.load(LOOKUP_OR_INIT_FETCH_ADD.replace("on_getppid", "mine"), name="my_count_by_tid",
                         defines={"LK_FILTER_PID": 1})

@@ -1,17 +1,23 @@
 """Lesson 05's exercise checkers, tried with the half-fixes students write (each
-judged incorrect, with a message that names the mistake) and with right answers
-written in other ways (BCC macros, per-CPU maps, a %%bpf Program): real kernel,
+judged incorrect, with a message that names the mistake; maps of another kind
+than the tasks' BPF_HISTOGRAM and BPF_HASH among them) and with right answers
+written in other ways (BCC macros, BPF_ARRAY and BPF_TABLE spelled out, a %%bpf
+Program): real kernel,
 real uprobes on libc's usleep() and CPython's USDT probe gc__start, in child
 processes the checkers start (q1's makes some of its calls from a second thread)."""
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+import time
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import labkit
+from labkit.exercises import helpers
 from labkit.exercises.lessons import lesson05
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root", "tracefs")]
@@ -135,8 +141,10 @@ Q1_WRONG = [
     ("filter on the masked id", Q1_FILTER_ON_MASKED_ID, r"only the calls of the process's main thread.*pid_tgid & 0xffffffff"),
 ]
 
+# the task's words: BPF_HISTOGRAM(dist), an array of 64 u64 counters. These count right, and passed before the
+# checker held the map's kind
 Q1_PERCPU_ARRAY = HEAD + """
-BPF_PERCPU_ARRAY(dist, u64, 64);        // per-CPU buckets: the checker sums them
+BPF_PERCPU_ARRAY(dist, u64, 64);        // per-CPU buckets: read as their sum
 int lk_sleep(struct pt_regs *ctx)
 {
     u64 id = bpf_get_current_pid_tgid();
@@ -160,8 +168,68 @@ int count_sleep(struct pt_regs *ctx, unsigned int usec)   // BCC maps the argume
     return 0;
 }
 """
+Q1_HISTOGRAM_U64_KEY = HEAD + """
+BPF_HISTOGRAM(dist, u64, 64);            // BCC makes this a hash: its key is not an int
+int on_usleep(struct pt_regs *ctx)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    if (!lk_wanted(pid_tgid >> 32))
+        return 0;
+    u64 slot = bpf_log2l(PT_REGS_PARM1(ctx));
+    dist.atomic_increment(slot);
+    return 0;
+}
+"""
+Q1_U32_COUNTERS = HEAD + """
+BPF_ARRAY(dist, u32, 64);                // 32-bit counters
+int on_usleep(struct pt_regs *ctx)
+{
+    if (!lk_wanted(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    dist.atomic_increment(bpf_log2l(PT_REGS_PARM1(ctx)));
+    return 0;
+}
+"""
+Q1_WRONG += [
+    ("a BPF_HASH for the histogram", Q1_HASH_LOG2,
+     r"^not yet: dist is a hash \(BPF_HASH\), and the task asks for BPF_HISTOGRAM\(dist\), an array of 64 u64 "
+     r"counters whose buckets exist from the start \(a hash makes each bucket on its first count; .*\): declare "
+     r"BPF_HISTOGRAM\(dist\), and give dist.increment\(\) the bucket$"),
+    ("a per-CPU array", Q1_PERCPU_ARRAY, r"^not yet: dist is a per-CPU array \(BPF_PERCPU_ARRAY\), and the task asks "
+                                         r"for BPF_HISTOGRAM\(dist\).*whoever reads it must add them up"),
+    ("BPF_HISTOGRAM with a u64 key", Q1_HISTOGRAM_U64_KEY,
+     r"dist is a hash \(BPF_HASH\).*BCC makes a BPF_HISTOGRAM an array only when its key is an int: "
+     r"BPF_HISTOGRAM\(dist, u64\) or BPF_HISTOGRAM\(dist, u32\) is a hash too"),
+    ("u32 counters", Q1_U32_COUNTERS, r"^not yet: dist's values are 4 bytes, and those of the task's map are 8 \(it "
+                                      r"asks for BPF_HISTOGRAM\(dist\)"),
+]
+
+Q1_ARRAY_FETCH_ADD = HEAD + """
+BPF_ARRAY(dist, u64, 64);               // what BPF_HISTOGRAM(dist) makes, spelled out
+int lk_sleep(struct pt_regs *ctx)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    if (LK_FILTER_PID && (id >> 32) != LK_FILTER_PID)
+        return 0;
+    int bucket = bpf_log2l(PT_REGS_PARM1(ctx));
+    u64 *n = dist.lookup(&bucket);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    return 0;
+}
+"""
+Q1_TABLE_ARGUMENT = HEAD + """
+BPF_TABLE("histogram", int, u64, dist, 64);
+int count_sleep(struct pt_regs *ctx, unsigned int usec)   // BCC maps the arguments for us
+{
+    if (!lk_wanted(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    dist.increment(bpf_log2l(usec));
+    return 0;
+}
+"""
 Q1_TGID_AND_TID = HEAD + """
-BPF_HISTOGRAM(dist, u64, 64);
+BPF_HISTOGRAM(dist);
 int on_usleep(struct pt_regs *ctx)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -174,18 +242,23 @@ int on_usleep(struct pt_regs *ctx)
 }
 """
 Q1_RIGHT = [
-    ("BPF_PERCPU_ARRAY + -D filter", Q1_PERCPU_ARRAY),
-    ("BCC argument + lookup_or_try_init", Q1_HASH_LOG2),
+    ("BPF_ARRAY of u64 + -D filter", Q1_ARRAY_FETCH_ADD),
+    ("BPF_TABLE histogram + BCC argument", Q1_TABLE_ARGUMENT),
     ("the tgid half, a u64 slot", Q1_TGID_AND_TID),
 ]
+_KIND = "dist is a BPF_HISTOGRAM (an array of u64 counters)"
 Q1_PARTS = {
-    "no pid filter": ({"the argument, in log2 buckets": True, "exact counts per bucket": True,
-                       "every thread of this process": True, "only this process": False}, 3 / 4),
-    "one per bucket": ({"the argument, in log2 buckets": True, "exact counts per bucket": False,
-                        "every thread of this process": True, "only this process": True}, 3 / 4),
+    "no pid filter": ({_KIND: True, "the argument, in log2 buckets": True, "exact counts per bucket": True,
+                       "every thread of this process": True, "only this process": False}, 4 / 5),
+    "one per bucket": ({_KIND: True, "the argument, in log2 buckets": True, "exact counts per bucket": False,
+                        "every thread of this process": True, "only this process": True}, 4 / 5),
     # judged on the main thread's calls, which it counts right: only the threads part fails
-    "filter on the thread id": ({"the argument, in log2 buckets": True, "exact counts per bucket": True,
-                                 "every thread of this process": False, "only this process": True}, 3 / 4),
+    "filter on the thread id": ({_KIND: True, "the argument, in log2 buckets": True, "exact counts per bucket": True,
+                                 "every thread of this process": False, "only this process": True}, 4 / 5),
+    # right in every other way: only the kind the task names fails
+    **{case: ({_KIND: False, "the argument, in log2 buckets": True, "exact counts per bucket": True,
+               "every thread of this process": True, "only this process": True}, 4 / 5)
+       for case in ("a BPF_HASH for the histogram", "a per-CPU array", "BPF_HISTOGRAM with a u64 key", "u32 counters")},
 }
 
 # ============================================================ q2: gc__start per generation
@@ -316,6 +389,8 @@ Q2_WRONG = [
     ("two functions", Q2_TWO_FUNCTIONS, r"2 functions \(on_gc, on_gc_done\)"),
 ]
 
+# the task's words: a BPF_HASH called collections. These count right, and passed before the checker held the
+# map's kind
 Q2_ARRAY_INT = HEAD + """
 BPF_ARRAY(collections, u64, 3);        // generations 0, 1, 2
 int lk_gc(struct pt_regs *ctx)
@@ -340,6 +415,24 @@ int count_gc(struct pt_regs *ctx)
     return 0;
 }
 """
+Q2_WRONG += [
+    ("a BPF_ARRAY", Q2_ARRAY_INT,
+     r"^not yet: collections is an array \(BPF_ARRAY\), and the task asks for a BPF_HASH called collections \(an "
+     r"array has every key from 0 to its size from the start.*\): declare BPF_HASH\(collections, u32, u64\)$"),
+    ("a BPF_PERCPU_HASH", Q2_PERCPU_INIT, r"^not yet: collections is a per-CPU hash \(BPF_PERCPU_HASH\), and the task "
+                                          r"asks for a BPF_HASH called collections"),
+]
+
+Q2_TABLE_INT = HEAD + """
+BPF_TABLE("hash", int, u64, collections, 8);   // BPF_HASH spelled out
+int lk_gc(struct pt_regs *ctx)
+{
+    int generation = 0;
+    bpf_usdt_readarg(1, ctx, &generation);
+    collections.atomic_increment(generation);
+    return 0;
+}
+"""
 Q2_U32_WIDENED = HEAD + """
 BPF_HASH(collections, u64, u64);
 int on_gc(struct pt_regs *ctx)
@@ -353,12 +446,14 @@ int on_gc(struct pt_regs *ctx)
 }
 """
 Q2_RIGHT = [
-    ("BPF_ARRAY, int argument, atomic_increment", Q2_ARRAY_INT),
-    ("per-CPU hash, int key, lookup_or_try_init", Q2_PERCPU_INIT),
+    ("BPF_TABLE hash, int argument, atomic_increment", Q2_TABLE_INT),
     ("a u32 read, widened to a u64 key", Q2_U32_WIDENED),
 ]
 Q2_PARTS = {
-    "set to one": ({"keyed by the generation": True, "exact count per generation": False}, 0.5),
+    "set to one": ({"collections is a BPF_HASH": True, "keyed by the generation": True,
+                    "exact count per generation": False}, 2 / 3),
+    **{case: ({"collections is a BPF_HASH": False, "keyed by the generation": True,
+               "exact count per generation": True}, 2 / 3) for case in ("a BPF_ARRAY", "a BPF_PERCPU_HASH")},
 }
 
 
@@ -419,8 +514,8 @@ def test_bpf_cell_programs_are_correct(ex):
     labkit.load_ipython_extension(sh)
     sh.user_ns["lab"] = lab = labkit.Lab()
     try:
-        sh.run_cell_magic("bpf", "my_sleeps", Q1_HASH_LOG2.replace("count_sleep", "lk_mine"))
-        sh.run_cell_magic("bpf", "my_gcs", Q2_ARRAY_INT)
+        sh.run_cell_magic("bpf", "my_sleeps", Q1_TABLE_ARGUMENT.replace("count_sleep", "lk_mine"))
+        sh.run_cell_magic("bpf", "my_gcs", Q2_TABLE_INT)
         assert run(ex.q1, sh.user_ns["my_sleeps"]).status == "correct"
         assert run(ex.q2, sh.user_ns["my_gcs"]).status == "correct"
     finally:
@@ -433,3 +528,69 @@ def test_the_q2_reference_kept_as_text_is_not_an_answer():
     q2 = lesson("05").q2
     res = q2.check(q2.solution_answer())
     assert res.status == "incorrect" and "reference solution, not your answer" in res.message
+
+
+# ------------------------------------------------------------ the checker's own processes failing
+def within(seconds: float, fn):
+    """``fn()``'s result, or a failure if it has not returned after ``seconds`` (a hang, not a wait)."""
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    t0 = time.monotonic()
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"still running after {seconds} s: the checker hangs"
+    assert out, "the check raised instead of giving a verdict"
+    return out[0], time.monotonic() - t0
+
+
+def helpers_gone(message: str) -> None:
+    for pid in map(int, re.findall(r"helper process (\d+)", message)):
+        assert not os.path.exists(f"/proc/{pid}"), f"helper {pid} was left behind"
+
+
+# after "go": the helper says something else and waits on its stdin, or says nothing at all. The old checker
+# read the helper's stderr to its end in the first case (the helper, waiting on stdin, never closed it) and
+# read its stdout forever in the second
+_SAYS_OTHER = """
+import sys
+calls, on_a_thread = %r, %r
+print("ready", flush=True)
+sys.stdin.readline()
+sys.stderr.write("usleep: this helper was told to fail\\n"); sys.stderr.flush()
+print("usleep failed", flush=True)
+sys.stdin.read()
+"""
+_SILENT = """
+import sys, time
+calls, on_a_thread = %r, %r
+print("ready", flush=True)
+sys.stdin.readline()
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("code,said", [
+    (_SAYS_OTHER, r"printed 'usleep failed' where the checker waited for 'done', and it exited with status 0.*"
+                  r"Its last words on stderr:\nusleep: this helper was told to fail"),
+    (_SILENT, r"printed no line for 3 s, and the checker killed it"),
+], ids=["says something else", "says nothing"])
+def test_q1_a_helper_that_fails_gives_a_verdict_promptly_that_says_so(ex, monkeypatch, code, said):
+    monkeypatch.setattr(lesson05, "_SLEEPER", code)
+    monkeypatch.setattr(helpers, "HELPER_TIMEOUT_S", 3.0)
+    res, took = within(60, lambda: run(ex.q1, Q1_TGID_AND_TID))
+    assert took < 30, f"{took:.0f} s"
+    assert res.status == "incorrect"
+    assert re.search(r"^HelperFailed: the checker's helper process \d+ \(another process that calls usleep\(\)\) "
+                     + said, res.message, re.S), res.message
+    assert "run the check again" in res.message
+    helpers_gone(res.message)
+
+
+def test_q2_a_helper_that_never_gets_ready_gives_a_verdict_promptly(ex, monkeypatch):
+    monkeypatch.setattr(lesson05, "_COLLECTOR", "import sys; print('no gc here', flush=True); sys.stdin.read()  # %r")
+    res, took = within(60, lambda: run(ex.q2, Q2_TABLE_INT))
+    assert took < 30, f"{took:.0f} s"
+    assert res.status == "incorrect" and re.search(
+        r"helper process \d+ \(the Python process whose collections are counted\) printed 'no gc here' where the "
+        r"checker waited for 'ready'", res.message), res.message
+    helpers_gone(res.message)

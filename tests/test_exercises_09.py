@@ -1,19 +1,25 @@
 """Lesson 09's exercise checkers, tried with the half-fixes students write (each
-judged incorrect, with a message that names the mistake) and with right answers
-written in other ways (BPF_CORE_READ_INTO, bpf_core_read, per-CPU maps, tp_btf,
-a %%bpf --core object): real kernel, CO-RE objects compiled by clang and loaded
-by libbpf, judged on processes the checkers start (q1: a parent forks from a
-second thread, another has a child traced by a third process; q2: a process's
-main thread ends alone before the process, a thread ends before sys.exit(3))."""
+judged incorrect, with a message that names the mistake; maps of another kind
+than the tasks' hash map among them) and with right answers written in other
+ways (BPF_CORE_READ_INTO, bpf_core_read, a hash map without preallocation,
+tp_btf, a %%bpf --core object): real kernel, CO-RE objects compiled by clang and
+loaded by libbpf, judged on processes the checkers start (q1: a parent forks
+from a second thread, another has a child traced by a third process; q2: a
+process's main thread ends alone before the process, a thread ends before
+sys.exit(3)). When those processes fail, the verdict comes promptly and says so."""
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+import time
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import labkit
+from labkit.exercises import helpers
 from labkit.exercises.lessons import lesson09
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root", "tracefs")]
@@ -72,21 +78,9 @@ int lk_count(void *ctx)
      r"traced with ptrace was counted under that tracer: task->parent is whoever traces a process.*real_parent, tgid"),
 ]
 Q1_WRONG = [(c, a.replace("&execs,", "&execs_by_parent,") if c == "wrong map name" else a, e) for c, a, e in Q1_WRONG]
-Q1_PARTS = {
-    "parent's thread id": ({"counts one exec per program each parent started, under the parent's process id": False,
-                            "a parent that forks from a second thread is still counted under its process id": False,
-                            "a child being traced (ptrace) is still counted under the parent that forked it": True},
-                           1 / 3),
-    "the tracer, not the real parent": (
-        {"counts one exec per program each parent started, under the parent's process id": False,
-         "a parent that forks from a second thread is still counted under its process id": True,
-         "a child being traced (ptrace) is still counted under the parent that forked it": False}, 1 / 3),
-}
 
-Q1_READ_INTO = q1("0").replace("    u32 key = 0;\n", """    u32 key = 0;
-    BPF_CORE_READ_INTO(&key, task, real_parent, tgid);
-""")
-Q1_CORE_READ_STEPS = HEAD + hash_map("execs", value="u32", kind="BPF_MAP_TYPE_PERCPU_HASH") + """
+# the task's words: "a hash map execs". These count right, and passed before the checker held the map's kind
+Q1_PERCPU_STEPS = HEAD + hash_map("execs", value="u32", kind="BPF_MAP_TYPE_PERCPU_HASH") + """
 SEC("tracepoint/sched/sched_process_exec")
 int lk_count(void *ctx)
 {
@@ -97,6 +91,57 @@ int lk_count(void *ctx)
     u32 *n = bpf_map_lookup_elem(&execs, &key);
     if (n)
         *n += 1;                          /* per-CPU: one writer per slot */
+    else
+        bpf_map_update_elem(&execs, &key, &one, BPF_NOEXIST);
+    return 0;
+}
+""" + TAIL
+Q1_WRONG += [
+    ("a per-CPU hash", Q1_PERCPU_STEPS,
+     r"^not yet: execs is a per-CPU hash \(BPF_MAP_TYPE_PERCPU_HASH\), and the task asks for a hash map execs \(a "
+     r"per-CPU hash keeps one value per CPU.*\): declare __uint\(type, BPF_MAP_TYPE_HASH\) in execs$"),
+    ("an LRU hash", q1("BPF_CORE_READ(task, real_parent, tgid)", maps=hash_map("execs", kind="BPF_MAP_TYPE_LRU_HASH")),
+     r"^not yet: execs is an LRU hash \(BPF_MAP_TYPE_LRU_HASH\), and the task asks for a hash map execs"),
+]
+Q1_PARTS = {
+    "parent's thread id": ({"execs is a hash map": True,
+                            "counts one exec per program each parent started, under the parent's process id": False,
+                            "a parent that forks from a second thread is still counted under its process id": False,
+                            "a child being traced (ptrace) is still counted under the parent that forked it": True},
+                           2 / 4),
+    "the tracer, not the real parent": (
+        {"execs is a hash map": True,
+         "counts one exec per program each parent started, under the parent's process id": False,
+         "a parent that forks from a second thread is still counted under its process id": True,
+         "a child being traced (ptrace) is still counted under the parent that forked it": False}, 2 / 4),
+    **{case: ({"execs is a hash map": False,
+               "counts one exec per program each parent started, under the parent's process id": True,
+               "a parent that forks from a second thread is still counted under its process id": True,
+               "a child being traced (ptrace) is still counted under the parent that forked it": True}, 3 / 4)
+       for case in ("a per-CPU hash", "an LRU hash")},
+}
+
+Q1_READ_INTO = q1("0").replace("    u32 key = 0;\n", """    u32 key = 0;
+    BPF_CORE_READ_INTO(&key, task, real_parent, tgid);
+""")
+Q1_CORE_READ_STEPS = HEAD + """
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(map_flags, BPF_F_NO_PREALLOC);     /* entries made on demand: still a hash map */
+    __uint(max_entries, 4096);
+    __uint(key_size, sizeof(u32));
+    __uint(value_size, sizeof(u32));
+} execs SEC(".maps");
+SEC("tracepoint/sched/sched_process_exec")
+int lk_count(void *ctx)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task(), *parent = 0;
+    u32 key = 0, one = 1;
+    bpf_core_read(&parent, sizeof(parent), &task->real_parent);
+    bpf_core_read(&key, sizeof(key), &parent->tgid);
+    u32 *n = bpf_map_lookup_elem(&execs, &key);
+    if (n)
+        __sync_fetch_and_add(n, 1);
     else
         bpf_map_update_elem(&execs, &key, &one, BPF_NOEXIST);
     return 0;
@@ -118,14 +163,14 @@ int lk_count(void *ctx)
 Q1_RIGHT = [
     ("BPF_CORE_READ_INTO", Q1_READ_INTO),
     ("bpf_get_current_task_btf, direct read", Q1_TASK_BTF),
-    ("bpf_core_read step by step, per-CPU u32", Q1_CORE_READ_STEPS),
+    ("bpf_core_read step by step, key_size and value_size, no prealloc", Q1_CORE_READ_STEPS),
     ("tp_btf with direct pointer reads", Q1_TP_BTF),
 ]
 
 # ============================================================ q2: exit codes
 def q2(body: str, hook: str = "tracepoint/sched/sched_process_exit", key: str = "bpf_get_current_pid_tgid() >> 32",
-       value: str = "u32", first: str = "", flags: str = "BPF_ANY") -> str:
-    return (HEAD + hash_map("exit_codes", value=value) + f'SEC("{hook}")\nint lk_exit(void *ctx)\n{{\n'
+       value: str = "u32", first: str = "", flags: str = "BPF_ANY", kind: str = "BPF_MAP_TYPE_HASH") -> str:
+    return (HEAD + hash_map("exit_codes", value=value, kind=kind) + f'SEC("{hook}")\nint lk_exit(void *ctx)\n{{\n'
             "    struct task_struct *task = (struct task_struct *)bpf_get_current_task();\n"
             + (f"    {first}\n" if first else "") +
             f"    u32 pid = {key};\n    {value} code = {body};\n"
@@ -165,14 +210,23 @@ Q2_WRONG = [
     # the task's own words: the value is a u32
     ("a u64 value", q2("BPF_CORE_READ(task, exit_code)", key="BPF_CORE_READ(task, tgid)", value="u64"),
      r"exit_codes's value is 8 bytes: the task asks for a u32"),
+    # the task's words: "a hash map exit_codes" (these record right, and passed before the checker held the kind)
+    ("an LRU hash", q2("BPF_CORE_READ(task, exit_code)", key="BPF_CORE_READ(task, tgid)", kind="BPF_MAP_TYPE_LRU_HASH"),
+     r"^not yet: exit_codes is an LRU hash \(BPF_MAP_TYPE_LRU_HASH\), and the task asks for a hash map exit_codes \(an "
+     r"LRU hash evicts .*\): declare __uint\(type, BPF_MAP_TYPE_HASH\) in exit_codes$"),
 ]
 _ENDS = ["sys.exit(3)", "sys.exit(0)", "os._exit(42) with a second thread alive", "killed by SIGTERM",
          "os._exit(11) from a second thread, after its main thread ended alone with exit(7)"]
 Q2_PARTS = {
-    "status only (shifted)": ({f"records task->exit_code of a process that ends with {e}": e == "sys.exit(0)"
-                               for e in _ENDS}, 0.2),
-    "keyed by the thread id": ({f"records task->exit_code of a process that ends with {e}": not e.startswith("os._exit(11)")
-                                for e in _ENDS}, 0.8),
+    "status only (shifted)": ({"exit_codes is a hash map": True,
+                               **{f"records task->exit_code of a process that ends with {e}": e == "sys.exit(0)"
+                                  for e in _ENDS}}, 2 / 6),
+    "keyed by the thread id": ({"exit_codes is a hash map": True,
+                                **{f"records task->exit_code of a process that ends with {e}":
+                                   not e.startswith("os._exit(11)") for e in _ENDS}}, 5 / 6),
+    **{case: ({"exit_codes is a hash map": False,
+               **{f"records task->exit_code of a process that ends with {e}": True for e in _ENDS}}, 5 / 6)
+       for case in ("an LRU hash",)},
 }
 Q2_RIGHT = [
     ("tgid from the task, u32 value", q2("BPF_CORE_READ(task, exit_code)", key="BPF_CORE_READ(task, tgid)")),
@@ -282,3 +336,55 @@ def test_a_bcc_program_is_not_a_core_answer(ex):
         prog = lab.load("BPF_HASH(execs, u32, u64);\nint lk_x(void *ctx) { return 0; }\n", name="bcc_answer")
         res = run(ex.q1, prog)
     assert res.status == "incorrect" and "%%bpf --core" in res.message, res.message
+
+
+# ------------------------------------------------------------ the checker's own processes failing
+def within(seconds: float, fn):
+    """``fn()``'s result, or a failure if it has not returned after ``seconds`` (a hang, not a wait)."""
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    t0 = time.monotonic()
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"still running after {seconds} s: the checker hangs"
+    assert out, "the check raised instead of giving a verdict"
+    return out[0], time.monotonic() - t0
+
+
+# a parent that, told to go, says something else and waits on its stdin: the old checker read its stderr to
+# the end, which a process waiting on its stdin never closes
+_SAYS_OTHER = """
+import sys
+ok, bad, threaded, traced = %r
+print("ready", flush=True)
+sys.stdin.readline()
+sys.stderr.write("fork: this parent was told to fail\\n"); sys.stderr.flush()
+print("no programs today", flush=True)
+sys.stdin.read()
+"""
+# processes that never end when told to
+_NEVER_ENDS = "import sys, time; print('ready', flush=True); sys.stdin.readline(); time.sleep(600)  # %r"
+
+
+def test_q1_a_parent_that_fails_gives_a_verdict_promptly_that_says_so(ex, monkeypatch):
+    monkeypatch.setattr(lesson09, "_PARENT", _SAYS_OTHER)
+    res, took = within(60, lambda: run(ex.q1, Q1_READ_INTO))
+    assert took < 30, f"{took:.0f} s"
+    m = re.search(
+        r"^HelperFailed: the checker's helper process (\d+) \(parent 1, which runs programs\) printed 'no programs "
+        r"today' where the checker waited for what it ran \(JSON\), and it exited with status 0.*run the check again.*"
+        r"Its last words on stderr:\nfork: this parent was told to fail$", res.message, re.S)
+    assert res.status == "incorrect" and m, res.message
+    assert not os.path.exists(f"/proc/{m.group(1)}"), "the failed parent was left behind"
+
+
+def test_q2_processes_that_never_end_give_a_verdict_promptly_that_says_so(ex, monkeypatch):
+    monkeypatch.setattr(lesson09, "_ENDER", _NEVER_ENDS)
+    monkeypatch.setattr(helpers, "HELPER_TIMEOUT_S", 3.0)
+    res, took = within(60, lambda: run(ex.q2, Q2_RIGHT[0][1]))
+    assert took < 30, f"{took:.0f} s"
+    m = re.search(
+        r"^HelperFailed: the checker's helper process (\d+) \(a process that ends with sys\.exit\(3\)\) did not end "
+        r"within 3 s, and the checker killed it", res.message)
+    assert res.status == "incorrect" and m, res.message
+    assert not os.path.exists(f"/proc/{m.group(1)}"), "the process was left behind"

@@ -48,6 +48,7 @@ import pandas as pd
 
 from labkit._errors import CompileError, LabkitError, VerifierError
 from labkit.attach import live_attachments
+from labkit.exercises.helpers import HelperFailed
 from labkit.lab import Lab
 from labkit.programs.compile import (
     REFERENCE_PREFIX,
@@ -718,7 +719,16 @@ def need_map(prog, name: str) -> None:
                         f"(BPF_HASH({name}, ...))")
 
 
-def run_python(code: str, timeout: float = 20) -> subprocess.CompletedProcess:
-    """Run ``code`` in a new Python process (its own pid and comm), capturing its output."""
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+def run_python(code: str, timeout: float = 20, what: str = "a Python process the checker runs") \
+        -> subprocess.CompletedProcess:
+    """Run ``code`` in a new Python process (its own pid and comm), capturing its output. One that is
+    not done within ``timeout`` seconds is killed: :class:`HelperFailed` says so (``what`` names it)."""
+    try:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        raise HelperFailed(f"the checker's helper process ({what}) did not end within {timeout:g} s, and the "
+                           "checker killed it. Run the check again, and if it fails the same way, show this message "
+                           "to your instructor" + (f". Its last words on stderr:\n{err.strip()[-1000:]}"
+                                                   if err.strip() else "")) from None
 

@@ -72,10 +72,11 @@ DEFAULT_WEIGHTS: dict[tuple[str, str], Weighed] = {
         "echo only: dropping every ICMP message is half the task (at most 50%); ARP-safe is the lesson: the "
         "classic program that drops ARP earns at most 25%"),
     ("03", "q1"): Weighed(
-        {"keyed by the thread id": 3, "exact count per thread": 2, "only this process": 2, "the key is a u32": 1},
+        {"keyed by the thread id": 3, "exact count per thread": 2, "only this process": 2, "the key is a u32": 1,
+         "counts is a BPF_HASH": 1},
         {},
-        "per thread is the point of the exercise (a per-process count earns 3 of 8), then exact counts and the "
-        "filter; the key's size is a detail"),
+        "per thread is the point of the exercise (a per-process count earns 3 of 9), then exact counts and the "
+        "filter; the key's size and the map's kind (the task's BPF_HASH) are details"),
     ("04", "q1"): Weighed(
         {"passes every frame": 2, "counts IPv4 frames in counts[0]": 1, "counts ARP frames in counts[1]": 1,
          "counts other frames in counts[2]": 1, "counts a frame of exactly 14 bytes (a whole Ethernet header)": 2},
@@ -89,14 +90,15 @@ DEFAULT_WEIGHTS: dict[tuple[str, str], Weighed] = {
         "the two bounds are the lesson: never past the bytes written, never past 64 bytes"),
     ("05", "q1"): Weighed(
         {"the argument, in log2 buckets": 2, "exact counts per bucket": 2, "every thread of this process": 2,
-         "only this process": 1},
+         "only this process": 1, "dist is a BPF_HISTOGRAM (an array of u64 counters)": 1},
         {"the argument, in log2 buckets": 0.25},
         "the histogram of the argument is the task: counts that are not filed by usleep()'s argument earn at "
-        "most 25%; the process-versus-thread filter is the lesson's other point"),
+        "most 25%; the process-versus-thread filter is the lesson's other point; the map's kind (the task's "
+        "BPF_HISTOGRAM) is a detail"),
     ("05", "q2"): Weighed(
-        {"keyed by the generation": 1, "exact count per generation": 1},
+        {"keyed by the generation": 2, "exact count per generation": 2, "collections is a BPF_HASH": 1},
         {},
-        "reading the USDT argument and counting: half each"),
+        "reading the USDT argument and counting weigh the same; the map's kind (the task's BPF_HASH) is a detail"),
     ("06", "q1"): Weighed(
         {"counts the children's calls": 1, "only the children's calls": 1, "exact while two CPUs count at once": 2},
         {"exact while two CPUs count at once": 0.25},
@@ -141,15 +143,17 @@ DEFAULT_WEIGHTS: dict[tuple[str, str], Weighed] = {
         {"the receiver sees DSCP *": 0},
         "the receiver must see the new DSCP: a program that changes nothing passes every other part for free"),
     ("09", "q1"): Weighed(
-        {"counts one exec per program each parent started, under the parent's process id": 1,
-         "a parent that forks from a second thread is still counted under its process id": 1,
-         "a child being traced (ptrace) is still counted under the parent that forked it": 1},
+        {"counts one exec per program each parent started, under the parent's process id": 2,
+         "a parent that forks from a second thread is still counted under its process id": 2,
+         "a child being traced (ptrace) is still counted under the parent that forked it": 2,
+         "execs is a hash map": 1},
         {},
-        "the count under the parent's process id, the thread case and the traced child: a third each"),
+        "the count under the parent's process id, the thread case and the traced child weigh the same; the map's "
+        "kind (the task's hash map) is a detail"),
     ("09", "q2"): Weighed(
-        {"records task->exit_code of a process that ends with *": 1},
+        {"records task->exit_code of a process that ends with *": 1, "exit_codes is a hash map": 1},
         {},
-        "each way of ending counts the same"),
+        "each way of ending counts the same, and so does the map's kind (the task's hash map)"),
 }
 
 

@@ -26,10 +26,11 @@ from labkit.exercises.framework import (
     snippet_text,
     value_column,
 )
+from labkit.exercises.helpers import HelperFailed
 from labkit.lab import Lab
 from labkit.views.tables import map_dataframe
 
-__all__ = ["build"]
+__all__ = ["OTHER_TIMEOUT_S", "build"]
 
 _TRUE = "/bin/true" if os.path.exists("/bin/true") else (shutil.which("true") or "true")
 
@@ -46,6 +47,8 @@ if p == 0:
     os._exit(0)
 os.waitpid(p, 0)
 """
+#: how long that process may take (seconds): then it is killed, and the check says so
+OTHER_TIMEOUT_S = 30.0
 
 
 def _apply_filter(answer, df, me: int):
@@ -96,8 +99,17 @@ def _make_creations(me: int) -> dict:
     vfork.wait()
     spawn = os.posix_spawn(_TRUE, [_TRUE], os.environ)
     os.waitpid(spawn, 0)
-    other = subprocess.Popen([sys.executable, "-c", _OTHER, _thread_comm()])
-    if other.wait(timeout=30) != 0:
+    other = subprocess.Popen([sys.executable, "-c", _OTHER, _thread_comm()], stdin=subprocess.DEVNULL)
+    try:
+        status = other.wait(timeout=OTHER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        other.kill()                         # never left running
+        other.wait()
+        raise HelperFailed(f"the checker's helper process {other.pid} (another process with this one's comm, "
+                           f"which makes a thread and a fork) did not end within {OTHER_TIMEOUT_S:g} s, and the "
+                           "checker killed it. Run the check again, and if it fails the same way, show this message "
+                           "to your instructor") from None
+    if status != 0:
         raise LabkitError("the checker's other process failed; run the check again")
     return {"threads": {t.native_id, *nested}, "by_thread": set(nested), "processes": {fork, vfork.pid, spawn},
             "other": other.pid, "me": me}
@@ -227,7 +239,8 @@ def _check_threads_by_comm(answer) -> tuple[str, dict]:
         prog = load_answer(lab, answer, name="your answer")
         need_map(prog, "counts")
         hooks = attach_answer(lab, prog, "task:task_newtask", "exercise 01 q2")
-        r = run_python(_child_code(comm), timeout=60)
+        r = run_python(_child_code(comm), timeout=60,
+                       what=f"the test process {comm}, which makes threads and processes")
         if r.returncode != 0:
             raise LabkitError(f"the checker's test process failed: {r.stderr.strip()[-300:]}")
         child = int(r.stdout.split()[-1])

@@ -21,10 +21,12 @@ from labkit.exercises.framework import (
     snippet_text,
     value_column,
 )
+from labkit.exercises.helpers import HelperFailed
+from labkit.exercises.maps import HASH, MapKind, map_kind_problem, map_shape
 from labkit.lab import Lab
 from labkit.views.tables import map_dataframe
 
-__all__ = ["build"]
+__all__ = ["COUNTS", "build"]
 
 TRACEPOINT = "syscalls:sys_enter_getppid"
 #: getppid() calls each of this process's test threads makes (distinct, so a count names its thread)
@@ -58,6 +60,10 @@ print(json.dumps({"pid": os.getpid(), "tids": tids}))
 """ % (OTHER_CALLS,)
 
 
+#: the map as the task names it
+COUNTS = MapKind("counts", HASH, "a BPF_HASH called counts", "BPF_HASH(counts, u32, u64)")
+
+
 def _check_count_by_tid(answer) -> tuple[str, dict]:
     me = os.getpid()
     tids: list[int] = [0] * len(THREAD_CALLS)
@@ -75,6 +81,7 @@ def _check_count_by_tid(answer) -> tuple[str, dict]:
     with Lab() as lab:
         prog = load_answer(lab, answer, name="your answer", defines={"LK_FILTER_PID": me})
         need_map(prog, "counts")
+        shape = map_shape(prog, "counts")
         hooks = attach_answer(lab, prog, TRACEPOINT, "exercise 03 q1")
         ts = [threading.Thread(target=work, args=(i, n), name=f"lk-03q1-{i}") for i, n in enumerate(THREAD_CALLS)]
         try:
@@ -82,22 +89,27 @@ def _check_count_by_tid(answer) -> tuple[str, dict]:
                 t.start()
             done.wait(60)
             done.wait(60)
-            other = run_python(_OTHER_PROCESS, timeout=60)
+            other = run_python(_OTHER_PROCESS, timeout=60, what="another process whose threads call getppid()")
         finally:
             release.set()
             for t in ts:
                 t.join()
         if other.returncode != 0:
-            raise RuntimeError(f"the checker's other process failed: {other.stderr.strip()[-500:]}")
+            raise HelperFailed(f"the checker's helper process (another process whose threads call getppid()) "
+                               f"exited with status {other.returncode}. Run the check again, and if it fails the "
+                               f"same way, show this message to your instructor. Its last words on stderr:\n"
+                               f"{other.stderr.strip()[-500:]}")
         df = map_dataframe(prog, "counts")
         key_size = ctypes.sizeof(prog["counts"].Key)
     theirs = json.loads(other.stdout.strip().splitlines()[-1])
     other_pid, other_tids = int(theirs["pid"]), [int(t) for t in theirs["tids"]]
+    kind = map_kind_problem(shape, COUNTS)
     if df.empty:
         where = f" (it attached itself to {', '.join(hooks)})" if hooks and not any(TRACEPOINT in h for h in hooks) \
             else ""
-        raise Incorrect(f"the map 'counts' stayed empty though this process's threads called getppid() "
-                        f"{sum(THREAD_CALLS)} times: is the program counting getppid() calls{where}? It must run on "
+        raise Incorrect((f"{kind}; and " if kind else "") + "the map 'counts' stayed empty though this process's "
+                        f"threads called getppid() {sum(THREAD_CALLS)} times: is the program counting getppid() "
+                        f"calls{where}? It must run on "
                         f"{TRACEPOINT}, and its filter must keep this process: lk_wanted(id >> 32), the process id "
                         "(the thread id is the process id only in the main thread)")
     value = value_column(df)
@@ -118,6 +130,7 @@ def _check_count_by_tid(answer) -> tuple[str, dict]:
     none_of_mine = "none of this process's threads was counted (see the filter)"
 
     c = Checklist()
+    c.part("counts is a BPF_HASH", not kind, kind)
     if inverted:
         why = none_of_mine
     elif keyed_by_pid_tgid:

@@ -2,15 +2,17 @@
 asks libc's usleep() for (q1, a uprobe), and CPython's garbage collections
 counted per generation from its USDT probe gc__start (q2). Both run in child
 processes the checker starts and tells when to begin, so every call is known
-(q1's process makes some of its calls from a second thread, which ends first).
-Each checker measures on the kernel, then a pure function (``_judge_...``)
-decides from what was measured."""
+(q1's process makes some of its calls from a second thread, which ends first;
+every wait on them is bounded: :class:`~labkit.exercises.helpers.Helper`).
+The maps are held to the kinds the tasks name, as the kernel reports them
+(``dist`` an array of u64 counters, what BPF_HISTOGRAM(dist) makes;
+``collections`` a BPF_HASH). Each checker measures on the kernel, then a pure
+function (``_judge_...``) decides from what was measured."""
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
+from contextlib import ExitStack
 
 from labkit._errors import VerifierError
 from labkit.exercises.framework import (
@@ -25,10 +27,12 @@ from labkit.exercises.framework import (
     snippet_text,
     value_column,
 )
+from labkit.exercises.helpers import Helper
+from labkit.exercises.maps import ARRAY, HASH, MapKind, MapShape, map_kind_problem, map_shape
 from labkit.lab import Lab
 from labkit.views.tables import map_dataframe
 
-__all__ = ["PYTHON", "build"]
+__all__ = ["COLLECTIONS", "DIST", "PYTHON", "build"]
 
 #: Debian's interpreter, built with USDT probes (``readelf -n /usr/bin/python3.11``)
 PYTHON = "/usr/bin/python3.11"
@@ -97,41 +101,6 @@ def _bucket(us: int) -> int:
     return us.bit_length()
 
 
-class _Child:
-    """A Python process of the checker's that runs ``code`` when told to; made
-    once it says it is ready (a USDT context reads the maps of the process as it
-    is: before exec they are its parent's)."""
-
-    def __init__(self, code: str, python: str = sys.executable):
-        self.p = subprocess.Popen([python, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-        self.pid = self.p.pid
-        if self.p.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the checker's process {self.pid} failed: {self.p.stderr.read()[-500:]}")
-
-    def go(self) -> None:
-        self.p.stdin.write("go\n")
-        self.p.stdin.flush()
-
-    def wait_done(self) -> None:
-        line = self.p.stdout.readline().strip()
-        if line != "done":
-            raise RuntimeError(f"the checker's process {self.pid} failed: {self.p.stderr.read()[-500:]}")
-
-    def close(self) -> None:
-        try:
-            self.p.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-        self.p.stdout.close()
-        self.p.stderr.close()
-
-
 def _counts(prog, table: str) -> dict[int, int]:
     df = map_dataframe(prog, table)
     if df.empty:
@@ -150,23 +119,32 @@ def _single_function(prog, what: str) -> str:
 
 
 # ---------------------------------------------------------------------- q1
+#: q1's map as the task names it: BPF_HISTOGRAM(dist) is an array of 64 u64 counters (BCC makes a
+#: BPF_HISTOGRAM an array when its key is an int, and a hash otherwise)
+DIST = MapKind("dist", ARRAY, "BPF_HISTOGRAM(dist), an array of 64 u64 counters whose buckets exist from the start",
+               "BPF_HISTOGRAM(dist), and give dist.increment() the bucket", value_size=8, notes={
+                   HASH: "a hash makes each bucket on its first count; BCC makes a BPF_HISTOGRAM an array only when "
+                         "its key is an int: BPF_HISTOGRAM(dist, u64) or BPF_HISTOGRAM(dist, u32) is a hash too"})
+
+
 def _check_usleep_histogram(answer) -> tuple[str, dict]:
-    mine, other = _Child(_SLEEPER % (MINE, MINE_ON_A_THREAD)), _Child(_SLEEPER % (OTHERS, ()))
-    try:
+    with ExitStack() as helpers:
+        # each says "ready" once its program and libraries are mapped (the uprobe is placed in them)
+        mine = helpers.enter_context(Helper(_SLEEPER % (MINE, MINE_ON_A_THREAD),
+                                            "the process whose usleep() calls are counted"))
+        other = helpers.enter_context(Helper(_SLEEPER % (OTHERS, ()), "another process that calls usleep()"))
         with Lab() as lab:
             prog = load_answer(lab, answer, name="your answer", defines={"LK_FILTER_PID": mine.pid})
             need_map(prog, "dist")
+            shape = map_shape(prog, "dist")
             fn = _single_function(prog, "the uprobe on usleep()")
             lab.attach_uprobe(prog, "c", "usleep", fn, name="exercise 05 q1")
             other.go()
             mine.go()
-            other.wait_done()
-            mine.wait_done()
+            other.expect("done")
+            mine.expect("done")
             got = _counts(prog, "dist")
-    finally:
-        mine.close()
-        other.close()
-    return _judge_usleep_histogram(got, mine.pid)
+    return _judge_usleep_histogram(got, mine.pid, shape)
 
 
 def _calls(calls) -> str:
@@ -174,20 +152,23 @@ def _calls(calls) -> str:
     return " and ".join([", ".join(said[:-1]), said[-1]] if len(said) > 1 else said)
 
 
-def _judge_usleep_histogram(got: dict[int, int], pid: int) -> tuple[str, dict]:
-    """The verdict on the map 'dist' (bucket -> count) after the process ``pid`` made MINE's usleep()
-    calls (MINE_ON_A_THREAD from a second thread, the rest from its main thread) and another process
-    made OTHERS'."""
+def _judge_usleep_histogram(got: dict[int, int], pid: int, shape: MapShape) -> tuple[str, dict]:
+    """The verdict on the map 'dist' (bucket -> count; ``shape``: what the kernel says the map is) after
+    the process ``pid`` made MINE's usleep() calls (MINE_ON_A_THREAD from a second thread, the rest from
+    its main thread) and another process made OTHERS'."""
     want = {_bucket(us): n for us, n in MINE}
     theirs = {_bucket(us): n for us, n in OTHERS}
     on_thread = {_bucket(us): n for us, n in MINE_ON_A_THREAD}
     on_main = {b: n for b, n in want.items() if b not in on_thread}
     raw_mine = {us: n for us, n in MINE}
+    kind = map_kind_problem(shape, DIST)
     c = Checklist()
     if not got:
-        raise Incorrect(f"the map 'dist' stayed empty though the process {pid} called usleep() "
-                        f"{sum(n for _, n in MINE)} times: does your filter keep it, lk_wanted(id >> 32) (the "
-                        "process id is the upper half of bpf_get_current_pid_tgid())?", parts=[])
+        raise Incorrect((f"{kind}; and " if kind else "") + f"the map 'dist' stayed empty though the process {pid} "
+                        f"called usleep() {sum(n for _, n in MINE)} times: does your filter keep it, "
+                        "lk_wanted(id >> 32) (the process id is the upper half of bpf_get_current_pid_tgid())?",
+                        parts=[])
+    c.part("dist is a BPF_HISTOGRAM (an array of u64 counters)", not kind, kind)
     counted_other = any(got.get(b, 0) >= n for b, n in theirs.items())
     # another process's calls all counted, and some of this process's missing: the filter keeps the others
     # (with it inverted, the whole machine's usleep() calls land in the map too: mine's buckets hold noise)
@@ -287,9 +268,15 @@ def _arg_ctype(att) -> str:
         return "int32_t"
 
 
+#: q2's map as the task names it
+COLLECTIONS = MapKind("collections", HASH, "a BPF_HASH called collections", "BPF_HASH(collections, u32, u64)")
+
+
 def _check_gc_generations(answer) -> tuple[str, dict]:
-    child = _Child(_COLLECTOR % (COLLECTS,), python=PYTHON)
-    try:
+    # made once it says "ready": a USDT context reads the maps of the process as it is (before exec, they
+    # are its parent's)
+    with Helper(_COLLECTOR % (COLLECTS,), "the Python process whose collections are counted",
+                python=PYTHON) as child:
         with Lab() as lab:
             plain = load_answer(lab, answer, name="your answer")
             need_map(plain, "collections")
@@ -304,19 +291,19 @@ def _check_gc_generations(answer) -> tuple[str, dict]:
                                     parts=[]) from None
                 raise
             ctype = _arg_ctype(att)
+            shape = map_shape(att.program, "collections")
             child.go()
-            child.wait_done()
+            child.expect("done")
             got = _counts(att.program, "collections")
-    finally:
-        child.close()
-    return _judge_gc_generations(got, child.pid, _readarg_destination(plain.source), ctype)
+    return _judge_gc_generations(got, child.pid, _readarg_destination(plain.source), ctype, shape=shape)
 
 
 def _judge_gc_generations(got: dict[int, int], pid: int, destination: tuple[str, str, int] | None,
-                          ctype: str = "int32_t") -> tuple[str, dict]:
-    """The verdict on the map 'collections' (key -> count) after the process ``pid`` made COLLECTS'
-    collections. ``destination``: the variable the answer reads gc__start's argument into, as
-    :func:`_readarg_destination` reads it; ``ctype``: that argument's type in the probe's note."""
+                          ctype: str = "int32_t", *, shape: MapShape) -> tuple[str, dict]:
+    """The verdict on the map 'collections' (key -> count; ``shape``: what the kernel says the map is)
+    after the process ``pid`` made COLLECTS' collections. ``destination``: the variable the answer reads
+    gc__start's argument into, as :func:`_readarg_destination` reads it; ``ctype``: that argument's type
+    in the probe's note."""
     want = dict(COLLECTS)
     total = sum(want.values())
     arg_size = max(1, int(re.sub(r"\D", "", ctype) or 32) // 8)
@@ -330,6 +317,8 @@ def _judge_gc_generations(got: dict[int, int], pid: int, destination: tuple[str,
             f"and leaves the variable as it was unless sizeof({var}) is the argument's size. Read it into a "
             f"{arg_size}-byte variable (int or u32), then widen it if you like")
     c = Checklist()
+    kind = map_kind_problem(shape, COLLECTIONS)
+    c.part("collections is a BPF_HASH", not kind, kind)
     if not got:
         why = (f"the map 'collections' stayed empty though the process collected {total} times: "
                + (nothing_written or "does every gc__start count? A lookup() alone never creates an entry: "

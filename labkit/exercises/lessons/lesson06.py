@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ def burst(calls: int, cpus: list[int] | None = None, *, stray: int = 0) -> int:
     cpus = sorted(os.sched_getaffinity(0))[:2] if cpus is None else cpus
     go_read, go_write = os.pipe()
     kids = []
+    told = False
     try:
         for cpu in cpus:
             pid = os.fork()
@@ -90,8 +92,11 @@ def burst(calls: int, cpus: list[int] | None = None, *, stray: int = 0) -> int:
                     os._exit(0)
             os.waitpid(pid, 0)
         os.write(go_write, b"g" * len(kids))
+        told = True
     finally:
         for pid in kids:
+            if not told:                # never told to go (a fork failed): they would wait for it forever
+                os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         os.close(go_read)
         os.close(go_write)
@@ -328,7 +333,7 @@ def _check_recent(answer) -> tuple[str, dict]:
         # second thread of this process, which then ends: one at a time, on one CPU
         _ask_pinned(cpus[0], range(ASKED_HERE))
         _, asker = _on_a_thread(_ask_pinned, cpus[0], list(range(ASKED_HERE, ASKED)) + [ASKED - 1] * 2)
-        other = run_python(_OTHER)
+        other = run_python(_OTHER, what="another process that asks about pids")
         if other.returncode != 0:
             raise RuntimeError(f"the checker's other process failed: {other.stderr.strip()[-500:]}")
         df = map_dataframe(prog, "recent")

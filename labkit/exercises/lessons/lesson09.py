@@ -5,23 +5,28 @@ real_parent, tgid)``); q2 records each process's exit code from
 kernel's BTF: ``vmlinux.h``). Both are judged on processes the checker starts,
 whose parents, threads and ends it knows: a parent that forks from a second
 thread, a child that another process traces (ptrace: its ->parent is the
-tracer), a process whose main thread ends before the process does."""
+tracer), a process whose main thread ends before the process does; every wait
+on them is bounded (:class:`~labkit.exercises.helpers.Helper`). Both maps are
+held to the kind the tasks name, a hash map (BPF_MAP_TYPE_HASH), as the kernel
+reports it."""
 
 from __future__ import annotations
 
 import json
 import re
 import signal
-import subprocess
-import sys
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from labkit._errors import CompileError
 from labkit.exercises.framework import Checklist, Exercise, Incorrect, Lesson, is_reference, plural, snippet_text
+from labkit.exercises.helpers import Helper
+from labkit.exercises.maps import HASH, MapKind, MapShape, map_kind_problem, map_shape
 from labkit.lab import Lab
 from labkit.programs.core import CoreObject, resolve_core_source
 
-__all__ = ["ENDINGS", "EXECS", "MAIN_FIRST_CODE", "ParentRun", "TRACED_EXECS", "build"]
+__all__ = ["ENDINGS", "EXECS", "EXECS_MAP", "EXIT_CODES_MAP", "MAIN_FIRST_CODE", "ParentRun", "TRACED_EXECS",
+           "build"]
 
 #: q1: (successful execs, failed execs, spawned from a second thread) of each parent the checker starts
 EXECS = ((3, 1, False), (5, 2, True))
@@ -130,30 +135,10 @@ _ENDS = {"exit3": "sys.exit(3)", "exit0": "sys.exit(0)", "threads42": "os._exit(
          "main_first": "os._exit(11) from a second thread, after its main thread ended alone with exit(7)"}
 
 
-class _Child:
-    def __init__(self, code: str):
-        self.p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-        self.pid = self.p.pid
-        if self.p.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the checker's process {self.pid} failed: {self.p.stderr.read()[-500:]}")
-
-    def go(self) -> None:
-        self.p.stdin.write("go\n")
-        self.p.stdin.flush()
-
-    def close(self) -> None:
-        try:
-            self.p.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-        self.p.stdout.close()
-        self.p.stderr.close()
+#: the maps as the tasks name them: "a hash map"
+EXECS_MAP = MapKind("execs", HASH, "a hash map execs", "__uint(type, BPF_MAP_TYPE_HASH) in execs", core=True)
+EXIT_CODES_MAP = MapKind("exit_codes", HASH, "a hash map exit_codes",
+                         "__uint(type, BPF_MAP_TYPE_HASH) in exit_codes", core=True)
 
 
 def _core_text(answer) -> str:
@@ -226,28 +211,31 @@ class ParentRun:
 def _check_execs_by_parent(answer) -> tuple[str, dict]:
     with Lab() as lab:
         obj = _load(lab, answer, "ex09_q1", "execs")
-        parents = [_Child(_PARENT % ((*spec, n),)) for spec, n in zip(EXECS, TRACED_EXECS)]
+        shape = map_shape(obj, "execs")
         runs: list[ParentRun] = []
-        try:
+        with ExitStack() as helpers:
+            parents = [helpers.enter_context(Helper(_PARENT % ((*spec, n),), f"parent {i + 1}, which runs programs"))
+                       for i, (spec, n) in enumerate(zip(EXECS, TRACED_EXECS))]
             for p in parents:
                 p.go()
             for p, (ok, bad, threaded) in zip(parents, EXECS):
-                line = p.p.stdout.readline()
-                if not line.startswith("{") or p.p.stdout.readline().strip() != "done":
-                    raise RuntimeError(f"the checker's process {p.pid} failed: {p.p.stderr.read()[-500:]}")
+                line = p.readline()
+                if not line.startswith("{"):
+                    raise p.failed(f"printed {line[:200]!r} where the checker waited for what it ran (JSON)")
+                p.expect("done")
                 made = json.loads(line)
                 runs.append(ParentRun(p.pid, ok, bad, threaded, tuple(made["kids"]),
                                       tuple(tuple(t) for t in made["traced"])))
             counts = _table(obj, "execs")
-        finally:
-            for p in parents:
-                p.close()
-    return _judge_execs_by_parent(runs, counts)
+    return _judge_execs_by_parent(runs, counts, shape)
 
 
-def _judge_execs_by_parent(runs: list[ParentRun], counts: dict[int, int]) -> tuple[str, dict]:
-    """The verdict on q1 from the parents as they ran and the map ``execs`` (key -> count)."""
+def _judge_execs_by_parent(runs: list[ParentRun], counts: dict[int, int], shape: MapShape) -> tuple[str, dict]:
+    """The verdict on q1 from the parents as they ran and the map ``execs`` (key -> count; ``shape``: what
+    the kernel says the map is)."""
     ck = Checklist()
+    kind = map_kind_problem(shape, EXECS_MAP)
+    ck.part("execs is a hash map", not kind, kind)
     want = {r.pid: r.execs for r in runs}
     got = {pid: counts.get(pid, 0) for pid in want}
     own = sum(1 for r in runs for k in r.kids if k in counts)
@@ -296,29 +284,33 @@ def _judge_execs_by_parent(runs: list[ParentRun], counts: dict[int, int]) -> tup
 def _check_exit_codes(answer) -> tuple[str, dict]:
     with Lab() as lab:
         obj = _load(lab, answer, "ex09_q2", "exit_codes", value=(4,))
-        kids = {how: _Child(_ENDER % (how,)) for how in ENDINGS}
+        shape = map_shape(obj, "exit_codes")
         told: dict[str, str] = {}
-        try:
+        with ExitStack() as helpers:
+            kids = {how: helpers.enter_context(Helper(_ENDER % (how,), f"a process that ends with {_ENDS[how]}"))
+                    for how in ENDINGS}
             for how, c in kids.items():
                 if how == "term":
-                    c.p.send_signal(signal.SIGTERM)
+                    c.send_signal(signal.SIGTERM)
                 else:
                     c.go()
             for how, c in kids.items():
-                c.p.wait(timeout=20)
-                told[how] = c.p.stdout.read()
+                c.wait()
+                told[how] = c.rest()
             codes = _table(obj, "exit_codes")
-        finally:
-            for c in kids.values():
-                c.close()
     last = told.get("main_first", "").split()
-    return _judge_exit_codes(codes, {how: c.pid for how, c in kids.items()}, int(last[-1]) if last else 0)
+    return _judge_exit_codes(codes, {how: c.pid for how, c in kids.items()}, int(last[-1]) if last else 0,
+                             shape=shape)
 
 
-def _judge_exit_codes(codes: dict[int, int], pids: dict[str, int], last_thread: int = 0) -> tuple[str, dict]:
-    """The verdict on q2 from the map ``exit_codes`` (key -> code), the pid of the process that ended each
-    way of ENDINGS, and the thread id of the last thread of the "main_first" one."""
+def _judge_exit_codes(codes: dict[int, int], pids: dict[str, int], last_thread: int = 0, *,
+                      shape: MapShape) -> tuple[str, dict]:
+    """The verdict on q2 from the map ``exit_codes`` (key -> code; ``shape``: what the kernel says the map
+    is), the pid of the process that ended each way of ENDINGS, and the thread id of the last thread of the
+    "main_first" one."""
     ck = Checklist()
+    kind = map_kind_problem(shape, EXIT_CODES_MAP)
+    ck.part("exit_codes is a hash map", not kind, kind)
     # the code read right where each thread ends with the process's code: a 0 elsewhere is a thread's own
     reads_exit_code = any(codes.get(pids[h]) == ENDINGS[h] for h in ("threads42", "term"))
     for how, want in ENDINGS.items():
