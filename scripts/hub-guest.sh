@@ -48,8 +48,10 @@ rm -rf /home/student/.lessons-shipped
 cp -a /opt/labkit/notebooks /home/student/.lessons-shipped
 rm -rf /home/student/.lessons-shipped/.ipynb_checkpoints
 mkdir -p /home/student/notebooks
-cp -an /opt/labkit/notebooks/bpf_snippets /opt/labkit/notebooks/index.ipynb /home/student/notebooks/ 2>/dev/null
-python -m labkit lessons update --root /home/student > /dev/console 2>&1
+# the snippets (read-only, from the image) and the lessons' index (navigation, always the image's)
+ln -sfn /opt/labkit/bpf_snippets /home/student/notebooks/bpf_snippets
+cp -f /opt/labkit/notebooks/index.ipynb /home/student/notebooks/ 2>/dev/null
+python -m labkit lessons --root /home/student update > /dev/console 2>&1
 
 set -a
 . /run/labkit-spawn/env

@@ -23,6 +23,8 @@
 #   --api-port N        the hub's API on 127.0.0.1 (default 8081)
 #   --proxy-api-port N  the proxy's API on 127.0.0.1 (default 8001)
 #   --build-only        build (or find) the VM image, then exit
+#   --reuse-image       boot the newest image already built for this kernel even if
+#                       the checkout changed since (no rebuild; says so)
 #
 # The image is the stock-kernel run's (tests/stock_kernel/build-image.sh) with
 # this checkout in it: a new version of labkit or of its lessons makes a new
@@ -46,6 +48,7 @@ OPEN=0
 API_PORT=8081
 PROXY_API_PORT=8001
 BUILD_ONLY=0
+REUSE=0
 die() { echo "hub: $*" >&2; exit 2; }
 need() { [ $# -ge 2 ] || die "option $1 needs a value"; }
 num() { case "$2" in ''|*[!0-9]*) die "$1 wants a number, got '$2'" ;; esac; }
@@ -66,6 +69,7 @@ while [ $# -gt 0 ]; do
     --api-port) need "$@"; num "$1" "$2"; API_PORT="$2"; shift 2 ;;
     --proxy-api-port) need "$@"; num "$1" "$2"; PROXY_API_PORT="$2"; shift 2 ;;
     --build-only) BUILD_ONLY=1; shift ;;
+    --reuse-image) REUSE=1; shift ;;
     -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see ./lab hub --help)" ;;
   esac
@@ -83,15 +87,24 @@ mkdir -p "$STATE" "$IMAGES" "$STATE/users"
 chmod 700 "$STATE"
 
 # ------------------------------------------------------------------- image
-# keyed by the builder, the guest's init and this checkout (what goes in /opt/labkit)
+# keyed by the builder, the guest's init and what of this checkout the students'
+# VMs run (labkit, the lessons, the snippets, the in-guest scripts, the pins)
 BUILDER="$ROOT/tests/stock_kernel/build-image.sh"
 KEY="$( { cat "$BUILDER" "$ROOT/tests/stock_kernel/guest-init"
           tar -C "$ROOT" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
-            --exclude=./.venv --exclude=./.git --exclude=./test-artifacts --exclude='*/__pycache__' \
-            --exclude='*/.ipynb_checkpoints' --exclude=./labkit.egg-info -cf - . ; } | sha256sum | cut -c1-16)"
+            --exclude='*/__pycache__' --exclude='*/.ipynb_checkpoints' -cf - \
+            pyproject.toml labkit notebooks bpf_snippets scripts/hub-guest.sh scripts/start-jupyter.sh \
+            scripts/jupyter-student scripts/jupyterlab-settings ; } | sha256sum | cut -c1-16)"
 IMAGE="$IMAGES/bookworm-amd64-k$KERNEL-$KEY"
 exec 9>"$IMAGES/.lock"
 flock 9
+if [ "$REUSE" -eq 1 ] && [ ! -s "$IMAGE/rootfs.ext4" ]; then
+  newest="$(ls -1dt "$IMAGES"/bookworm-amd64-k"$KERNEL"-*/ 2>/dev/null | grep -v '\.build/$' | head -n 1)"
+  if [ -n "$newest" ] && [ -s "$newest/rootfs.ext4" ]; then
+    IMAGE="${newest%/}"
+    say "--reuse-image: $(basename "$IMAGE") (built from an earlier checkout)"
+  fi
+fi
 if [ ! -s "$IMAGE/rootfs.ext4" ]; then
   say "building the VM image $IMAGE (Debian 12, stock kernel $KERNEL, labkit; takes minutes)"
   t=$(date +%s)

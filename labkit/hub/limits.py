@@ -99,3 +99,7 @@ def release(name: str, root: Path = CGROUP_ROOT) -> None:
             pass
         except OSError:
             pass   # still has a process (the VM is still ending): the next release takes it
+        try:
+            os.rmdir(d.parent)     # labkit-hub itself, once no VM is left in it
+        except OSError:
+            pass

@@ -114,7 +114,8 @@ def qemu_argv(vm: VM, qemu: str = "qemu-system-x86_64") -> list[str]:
     for path in (vm.image, vm.home, vm.spawn, vm.console):
         if "," in str(path):
             raise ArgumentError(f"{path}: a path with a comma cannot be given to qemu; use another state directory")
-    append = ("console=ttyS0 root=/dev/vda rw rootfstype=ext4 init=/sbin/labkit-init labkit.mode=hub "
+    # net.ifnames=0: the initramfs's udev would name the NIC ens5; the guest script wants eth0
+    append = ("console=ttyS0 root=/dev/vda rw rootfstype=ext4 init=/sbin/labkit-init labkit.mode=hub net.ifnames=0 "
               "panic=1 loglevel=4 quiet")
     return [
         qemu, "-name", vm_marker(vm.name),

@@ -61,7 +61,8 @@ class Hub:
             [str(ROOT / "scripts" / "hub.sh"), "--state", str(self.state), "--images", str(IMAGES),
              "--port", str(self.port), "--api-port", str(self.api_port),
              "--proxy-api-port", str(self.proxy_port), "--admin", "teacher", "--open-signup",
-             "--home-mb", "256", "--mem", "1536", "--idle-timeout", "3600", "--accel", "tcg"],
+             "--home-mb", "256", "--mem", "1536", "--idle-timeout", "3600", "--accel", "tcg"]
+            + (["--reuse-image"] if os.environ.get("LABKIT_HUB_REUSE_IMAGE") == "1" else []),
             stdout=open(self.state / "hub.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         while time.monotonic() - t < 120:
             assert self.proc.poll() is None, "the hub ended: " + (self.state / "hub.log").read_text()[-3000:]
@@ -154,6 +155,11 @@ class Hub:
                 os.kill(int(pidfile.read_text()), signal.SIGTERM)
             except (ValueError, ProcessLookupError):
                 pass
+        # the logs stay in test-artifacts/hub/ (the disks and the tokens go)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for log in [self.state / "hub.log", *self.state.glob("users/*/console.log"), *self.state.glob("users/*/qemu.log")]:
+            rel = log.relative_to(self.state)
+            (ARTIFACTS / str(rel).replace("/", "-")).write_bytes(log.read_bytes())
         subprocess.run(["rm", "-rf", "--one-file-system", str(self.state)], check=False)
 
 
@@ -210,11 +216,12 @@ def alice(hub):
     s = requests.Session()
     r = _form(s, f"{hub.url}/hub/signup", {"username": "alice", "signup_password": "Ebpf-lab-2026!",
                                           "signup_password_confirmation": "Ebpf-lab-2026!"})
-    assert r.status_code == 200 and "alice" in {u["name"] for u in hub.api("GET", "/users").json()}
+    assert r.status_code == 200, r.text[-500:]
     r = _form(s, f"{hub.url}/hub/login", {"username": "alice", "password": "wrong-password-1"})
-    assert "Invalid username or password" in r.text or r.url.endswith("/hub/login")
+    assert "alice" not in {u["name"] for u in hub.api("GET", "/users").json()}   # not logged in
     r = _form(s, f"{hub.url}/hub/login", {"username": "alice", "password": "Ebpf-lab-2026!"})
     assert r.status_code == 200, r.text[-500:]
+    assert "alice" in {u["name"] for u in hub.api("GET", "/users").json()}
     return s
 
 
