@@ -18,7 +18,7 @@ __all__ = ["Limits", "apply", "release", "usage_bytes"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 GROUP = "labkit-hub"
-QEMU_OVERHEAD_MB = 512     # qemu's own memory beside the guest's RAM (under TCG its translation cache is most of it)
+QEMU_OVERHEAD_MB = 512     # qemu's own memory beside the guest's RAM (under TCG: its 256 MiB translation cache and more)
 PERIOD_US = 100_000
 
 

@@ -257,7 +257,7 @@ def test_each_vm_has_its_own_kernel_and_sees_nothing_of_the_other(hub, alice):
     b_code = ("from bcc import BPF\nimport subprocess, platform, time\n"
               "b = BPF(text='int lk_bob_secret(void *ctx) { return 0; }')\n"
               "b.load_func('lk_bob_secret', BPF.SOCKET_FILTER)\n"
-              "subprocess.Popen(['sh', '-c', 'exec -a lk-bob-marker sleep 120'])\n"
+              "subprocess.Popen(['bash', '-c', 'exec -a lk-bob-marker sleep 120'])\n"
               "time.sleep(1)\n"
               "print(subprocess.run(['bpftool', 'prog', 'show'], capture_output=True, text=True).stdout.count('lk_bob_secret'))\n"
               "print(subprocess.run(['ps', '-eo', 'args'], capture_output=True, text=True).stdout.count('lk-bob-marker'))\n"
