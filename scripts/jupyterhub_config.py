@@ -50,7 +50,9 @@ c.NativeAuthenticator.allowed_failed_logins = 5
 c.NativeAuthenticator.seconds_before_next_try = 60
 
 # -------------------------------------------------------------- the VMs
-c.JupyterHub.spawner_class = "labkit.hub.spawner.LabVMSpawner"
+from labkit.hub.spawner import LabVMSpawner  # noqa: E402 (imported here: an import error shows its traceback)
+
+c.JupyterHub.spawner_class = LabVMSpawner
 c.LabVMSpawner.state_dir = str(state)
 c.LabVMSpawner.image = env["LABKIT_HUB_IMAGE"]
 c.LabVMSpawner.hub_api_port = c.JupyterHub.hub_port
