@@ -3,6 +3,7 @@
     labkit course create DIR [--lessons 01 03 ...] [--points 2] [--timeout 120]
     labkit course release DIR [lesson01 ...]
     labkit course submit DIR STUDENT NOTEBOOK [--assignment lesson01] [--at "2026-03-09 23:10"]
+    labkit course collect DIR --hub STATE --assignment lesson01 [...] [--student NAME ...]
     labkit course autograde DIR [--assignment lesson01 ...] [--student ID ...] [--timeout 120]
     labkit course gradebook DIR [--out grades.csv]
     labkit course weights DIR                     (each part's weight and gate, as DIR grades them)
@@ -13,7 +14,9 @@ settings, once: weights, gates, rounding, the integrity rule, due dates) and
 DIR/source/lessonNN/ (answer cells as solution cells with the reference
 inside solution regions, an autograder test cell per exercise); ``release``
 runs nbgrader generate_assignment (DIR/release/: the lessons' starters, no
-reference); ``submit`` copies a notebook in with its time (timestamp.txt);
+reference); ``submit`` copies a notebook in with its time (timestamp.txt); ``collect``
+submits every class-server student's lesson from their own disk
+(labkit/hub/collect.py);
 ``autograde`` grades DIR/submitted/STUDENT/lessonNN/ one submission at a time
 as root, each in a fresh kernel, gives back what each left, writes offline
 feedback HTML (DIR/feedback/) and prints one line per submission;
@@ -37,6 +40,7 @@ from labkit.commands.course.gradebook import export_csv, grades
 from labkit.commands.course.manage import autograde, create, release, submit
 from labkit.commands.course.settings import load_settings
 from labkit.commands.course.weights import weights_table
+from labkit.hub.collect import collect
 
 __all__ = ["autograde", "check_cases", "create", "export_csv", "grades", "load_catalogue", "load_settings", "main",
            "release", "submit", "weights_table"]
@@ -60,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--assignment")
     s.add_argument("--at", metavar="TIME", help="when the student handed it in (default: now; e.g. "
                                                 "\"2026-03-09 23:10\", local time, or with an offset)")
+    h = sub.add_parser("collect", help="submit the class server's students' lessons, read from their disks")
+    h.add_argument("dir", type=Path)
+    h.add_argument("--hub", type=Path, required=True, metavar="STATE", help="the class server's state (./lab hub --state)")
+    h.add_argument("--assignment", action="append", dest="assignments", required=True, metavar="lessonNN")
+    h.add_argument("--student", action="append", dest="students", metavar="NAME")
     a = sub.add_parser("autograde", help="grade the submissions on the real kernel (root), then feedback HTML")
     a.add_argument("dir", type=Path)
     a.add_argument("--assignment", action="append", dest="assignments", metavar="lessonNN")
@@ -88,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"released: {path}")
         elif args.action == "submit":
             print(f"submitted: {submit(args.dir, args.student, args.notebook, args.assignment, at=args.at)}")
+        elif args.action == "collect":
+            got = collect(args.hub, args.dir, args.assignments, args.students)
+            for c in got:
+                print(c.line())
+            print(f"{sum(c.what == 'submitted' for c in got)} submitted, "
+                  f"{sum(c.what != 'submitted' for c in got)} not")
         elif args.action == "autograde":
             failed = 0
             for g in autograde(args.dir, args.assignments, args.students, timeout=args.timeout):

@@ -1,0 +1,115 @@
+"""``labkit course collect DIR --hub STATE``: the students' lessons, from their disks into a course.
+
+Each student's work is on their own disk (``STATE/users/NAME/home.img``,
+ext4). This reads it with e2fsprogs' ``debugfs`` (read-only: nothing is
+mounted, nothing written to the disk, whether the VM runs or not) and hands
+each lesson to :func:`labkit.commands.course.manage.submit`, with the file's
+own modification time as the time it was handed in.
+
+A lesson the student never changed (the same bytes ``labkit lessons`` installed,
+``.lessons-installed.json`` on their disk) is not collected: it is reported as
+"not started". Nothing a student wrote can name another student: the student
+is the disk's directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from labkit._errors import ArgumentError, LabkitError
+from labkit.commands.course.manage import submit
+from labkit.commands.lessons import BASE_FILE, LESSON
+from labkit.hub.vm import check_name
+
+__all__ = ["Collected", "collect", "list_dir", "read_file"]
+
+NOTEBOOKS = "/notebooks"    # on the student's disk (mounted at /home/student in the VM)
+
+
+@dataclass(frozen=True)
+class Collected:
+    student: str
+    assignment: str
+    what: str                   # "submitted", "not started", "no such lesson"
+    path: Path | None = None    # where it went in the course
+    at: datetime | None = None
+
+    def line(self) -> str:
+        when = f" (last changed {self.at:%Y-%m-%d %H:%M} UTC)" if self.at else ""
+        return f"{self.student:<16} {self.assignment:<10} {self.what}{when}"
+
+
+def _debugfs(disk: Path, request: str) -> str:
+    exe = shutil.which("debugfs") or "/sbin/debugfs"
+    r = subprocess.run([exe, "-R", request, str(disk)], capture_output=True, text=True, timeout=60)
+    # debugfs exits 0 even when it cannot open the image: its stderr says so
+    if r.returncode != 0 or "while trying to open" in r.stderr or "Filesystem not open" in r.stderr:
+        err = " ".join(line for line in r.stderr.splitlines() if not line.startswith("debugfs 1."))
+        raise LabkitError(f"debugfs cannot read {disk} ({err.strip()}): is it a student's disk (ext4)?")
+    return r.stdout
+
+
+def list_dir(disk: Path, path: str) -> list[str]:
+    """The names in ``path`` of an ext4 image (``ls -p``: one /-separated record per entry)."""
+    names = []
+    for line in _debugfs(disk, f"ls -p {path}").splitlines():
+        parts = line.split("/")
+        if len(parts) >= 7 and parts[5] not in (".", ".."):
+            names.append(parts[5])
+    return names
+
+
+def read_file(disk: Path, path: str, dest: Path) -> bool:
+    """Copy ``path`` of an ext4 image to ``dest``, with its times; False when it is not there."""
+    if dest.exists():
+        dest.unlink()
+    _debugfs(disk, f'dump -p "{path}" "{dest}"')
+    return dest.is_file()
+
+
+def collect(state: Path, course: Path, assignments: list[str], students: list[str] | None = None) -> list[Collected]:
+    """Every student's (or ``students``') lessons of ``assignments`` (lessonNN) into ``course``."""
+    users = Path(state) / "users"
+    if not users.is_dir():
+        raise ArgumentError(f"{state} is not a class server's state directory (no users/): pass ./lab hub's --state")
+    for a in assignments:
+        if not re.fullmatch(r"lesson\d\d", a):
+            raise ArgumentError(f"an assignment is lessonNN, e.g. lesson01, not {a!r}")
+    names = sorted(p.name for p in users.iterdir() if (p / "home.img").is_file())
+    if students:
+        unknown = sorted(set(students) - set(names))
+        if unknown:
+            raise ArgumentError(f"no disk for {', '.join(unknown)} in {users}")
+        names = [n for n in names if n in students]
+    out = []
+    with tempfile.TemporaryDirectory(prefix="labkit-collect-") as tmp:
+        for name in names:
+            check_name(name)
+            disk = users / name / "home.img"
+            base_file = Path(tmp) / f"{name}-base.json"
+            base = json.loads(base_file.read_text()) if read_file(disk, f"/{BASE_FILE}", base_file) else {}
+            present = [n for n in list_dir(disk, NOTEBOOKS) if LESSON.match(n)]
+            for a in assignments:
+                lesson = [n for n in present if n.startswith(a[-2:] + "-")]
+                if not lesson:
+                    out.append(Collected(name, a, "no such lesson"))
+                    continue
+                local = Path(tmp) / name / lesson[0]
+                local.parent.mkdir(exist_ok=True)
+                read_file(disk, f"{NOTEBOOKS}/{lesson[0]}", local)
+                if base.get(lesson[0]) == hashlib.sha256(local.read_bytes()).hexdigest():
+                    out.append(Collected(name, a, "not started"))
+                    continue
+                at = datetime.fromtimestamp(os.stat(local).st_mtime, timezone.utc)
+                dest = submit(course, name, local, a, at=at)
+                out.append(Collected(name, a, "submitted", dest, at))
+    return out
