@@ -374,6 +374,25 @@ def test_work_survives_stop_start_and_a_hub_restart(hub, alice):
     assert r.status_code == 200 and r.json()["content"] == "alice's answer"
 
 
+def test_the_teacher_collects_a_students_lesson_from_their_disk(hub, alice, tmp_path):
+    h = {"Authorization": f"token {hub.token}"}
+    url = f"{hub.url}/user/alice/api/contents/01-hello-clone.ipynb"
+    nb = requests.get(url, headers=h, timeout=60).json()["content"]
+    nb["cells"].append({"cell_type": "markdown", "metadata": {}, "source": "alice was here"})
+    r = requests.put(url, headers=h, timeout=60, json={"type": "notebook", "format": "json", "content": nb})
+    assert r.status_code == 200, r.text
+    hub.run("alice", "import os; os.sync(); print('synced')")
+    course = tmp_path / "course"
+    r = subprocess.run([str(ROOT / ".venv" / "bin" / "labkit"), "course", "collect", str(course), "--hub",
+                        str(hub.state), "--assignment", "lesson01", "--assignment", "lesson03"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = {tuple(line.split()[:3]) for line in r.stdout.splitlines()}
+    assert ("alice", "lesson01", "submitted") in lines and ("alice", "lesson03", "not") in lines, r.stdout
+    got = json.loads((course / "submitted" / "alice" / "lesson01" / "01-hello-clone.ipynb").read_text())
+    assert got["cells"][-1]["source"] == "alice was here"
+
+
 def test_a_panic_ends_only_that_students_server(hub, alice):
     with pytest.raises(Exception):
         hub.run("bob", "open('/proc/sysrq-trigger', 'w').write('c')", timeout=60)
