@@ -363,3 +363,32 @@ def test_student_release_without_the_references(monkeypatch, tmp_path):
     assert ex.q1.check(RIGHT[0][1]).correct
     wrong = ex.q1.check(WRONG[0][1])
     assert not wrong.correct and wrong.score == 0.75 and re.search(WRONG[0][2], wrong.message)
+
+
+def test_grading_outputs_executed_elsewhere_gives_the_same_grades(course, tmp_path):
+    """`autograde --vm` runs each submission in its own VM and grades here from its outputs
+    (GradeExecute.executed_dir): the same points as running it here, and a notebook that is
+    not the submission is refused. (Last in this file: it regrades alice and bob.)"""
+    import shutil
+
+    root = course["root"]
+
+    def points(df):
+        df = df[df.student.isin(["alice", "bob"]) & (df.assignment == "lesson01")]
+        return sorted(zip(df.student, df.exercise, df.points))
+
+    before = points(grades(root))
+    assert len(before) >= 4
+    executed = tmp_path / "executed"
+    for who in ("alice", "bob"):
+        shutil.copytree(root / "autograded" / who / "lesson01", executed / who / "lesson01")
+    t0 = time.monotonic()
+    again = autograde(root, ["lesson01"], ["alice", "bob"], executed=executed, feedback=False)
+    assert [g.ok for g in again] == [True, True], [g.log[-500:] for g in again]
+    assert time.monotonic() - t0 < 60                  # nothing ran: no kernel, no BPF
+    assert points(grades(root)) == before
+    nb = json.loads((executed / "alice" / "lesson01" / NB).read_text())
+    nb["cells"][-1]["source"] = "print('not what alice handed in')"
+    (executed / "alice" / "lesson01" / NB).write_text(json.dumps(nb))
+    bad = autograde(root, ["lesson01"], ["alice"], executed=executed, feedback=False)
+    assert not bad[0].ok and "not the same notebook" in bad[0].log

@@ -57,7 +57,7 @@ def _lesson_notebook(number: str, lessons_dir: Path) -> Path:
     return found[0]
 
 
-def _api(root: Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> NbGraderAPI:
+def _api(root: Path, timeout: int = DEFAULT_CELL_TIMEOUT, executed: Path | None = None) -> NbGraderAPI:
     # nbgrader runs `alembic` (its database migrations) by name: the venv's bin/ must be on PATH
     bindir = str(Path(sys.executable).parent)
     if bindir not in os.environ.get("PATH", "").split(os.pathsep):
@@ -65,6 +65,8 @@ def _api(root: Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> NbGraderAPI:
     # nbgrader's own SQLAlchemy use warns (SAWarning "not in session") on every autograde: not ours to fix
     warnings.filterwarnings("ignore", message=".*not in session.*")
     config = course_config(root, timeout=timeout)
+    if executed is not None:
+        config.GradeExecute.executed_dir = str(Path(executed).resolve())
     return NbGraderAPI(CourseDirectory(config=config), config=config)
 
 
@@ -231,21 +233,24 @@ def _what_happened(g: Graded, root: Path) -> None:
 
 
 def autograde(root: Path, assignments: list[str] | None = None, students: list[str] | None = None, *,
-              timeout: int = DEFAULT_CELL_TIMEOUT, feedback: bool = True) -> list[Graded]:
+              timeout: int = DEFAULT_CELL_TIMEOUT, feedback: bool = True,
+              executed: Path | None = None) -> list[Graded]:
     """Autograde every submission (or the ones named), one at a time, each in
     a fresh kernel; what a submission left in the kernel is given back before
     the next (GradeExecute, then a reap of dead owners). Grades with the
     course's labkit.toml (read first: a file labkit cannot use stops here,
     before any kernel). Writes offline feedback HTML under ``feedback/`` (labkit's
     exporter: the notebook's and each exercise's points on top, no navigation, no script).
-    Each :class:`Graded` says how it went (``line()``). Needs root."""
+    Each :class:`Graded` says how it went (``line()``). Needs root. With ``executed``, each
+    submission's outputs come from ``executed/STUDENT/ASSIGNMENT/`` (run in a VM:
+    labkit/hub/grade.py) and nothing runs here."""
     if os.geteuid() != 0:
         raise LabkitError("autograding loads the students' BPF programs: run it as root (sudo labkit course ...)")
     root = Path(root)
     settings = load_settings(root)
     for w in settings.warnings:
         print(f"labkit course: {settings.path}: {w}", file=sys.stderr)
-    api = _api(root, timeout)
+    api = _api(root, timeout, executed)
     _due_dates_to_gradebook(root, settings.due)
     sub = root / "submitted"
     done = []

@@ -18,10 +18,17 @@
   (seconds, cells stopped by the timeout, the cell the kernel died in, what
   was given back) is kept in the autograded notebook's metadata
   (``metadata.labkit.grading``) for ``labkit course autograde``'s report.
+
+  With ``executed_dir`` set, a submission already executed elsewhere (in its
+  own VM: ``labkit course autograde --vm``, labkit/hub/grade.py) is not run
+  again: its outputs are taken from
+  ``executed_dir/STUDENT/ASSIGNMENT/NOTEBOOK``, cell by cell, after checking
+  that every cell's source is the one being graded.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -30,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from nbclient.exceptions import DeadKernelError
+import nbformat
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils as nbgrader_utils
 from nbgrader.preprocessors import ClearSolutions, Execute
@@ -41,7 +49,7 @@ from labkit.commands.report.runner import give_back
 from labkit.exercises.framework import REFERENCE_POLICY_ENV
 from labkit.net.leftovers import reap_dead_owners
 
-__all__ = ["ClearToStarter", "GradeExecute", "KERNEL_DIED", "course_root_of"]
+__all__ = ["ClearToStarter", "GradeExecute", "KERNEL_DIED", "course_root_of", "replay_outputs"]
 
 KERNEL_DIED = "KernelDied"
 
@@ -78,6 +86,8 @@ class GradeExecute(Execute):
     a dead kernel graded on what ran, timeouts recorded, and give-back."""
 
     course_root = Unicode("", help="the course directory (its labkit.toml); default: the gradebook's").tag(config=True)
+    executed_dir = Unicode("", help="take each submission's outputs from here (executed elsewhere: "
+                                    "STUDENT/ASSIGNMENT/NOTEBOOK) instead of running it").tag(config=True)
 
     def create_kernel_manager(self):
         # the kernel (root) talks to us over Unix sockets in a private directory, not TCP on loopback
@@ -88,6 +98,14 @@ class GradeExecute(Execute):
         return km
 
     def preprocess(self, nb, resources=None, km=None):
+        if self.executed_dir:
+            info = (resources or {}).get("nbgrader") or {}
+            name = str(info.get("notebook") or "")
+            path = Path(self.executed_dir) / str(info.get("student")) / str(info.get("assignment")) / f"{name}.ipynb"
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: this submission was not executed (labkit course autograde --vm)")
+            replay_outputs(nb, nbformat.read(path, as_version=4), path)
+            return nb, resources
         self._sockets = None
         self.kernel_pid = None
         self.gave_back = []
@@ -160,3 +178,21 @@ class GradeExecute(Execute):
                     evalue=f"the kernel died {where} ({why.splitlines()[0] if why else 'no reason given'}); "
                            "the notebook is graded on what ran",
                     traceback=[f"{KERNEL_DIED}: the kernel died {where}; the notebook is graded on what ran"]))
+
+
+def replay_outputs(nb: NotebookNode, executed: NotebookNode, where: object = "the executed notebook") -> None:
+    """Put ``executed``'s outputs (and execution counts, and labkit's grading record) into ``nb``,
+    cell by cell; every cell's source must be the same (the same submission after nbgrader's
+    overwrite of locked cells), else ValueError."""
+    cells = executed.cells
+    if len(cells) != len(nb.cells):
+        raise ValueError(f"{where} has {len(cells)} cells, the submission {len(nb.cells)}: not the same notebook")
+    for i, (mine, done) in enumerate(zip(nb.cells, cells)):
+        if mine.source != done.source:
+            raise ValueError(f"{where}: cell {i + 1} differs from the submission's: not the same notebook")
+        if mine.cell_type == "code":
+            mine.outputs = copy.deepcopy(done.get("outputs", []))
+            mine.execution_count = done.get("execution_count")
+    grading = executed.metadata.get("labkit", {}).get("grading")
+    if grading is not None:
+        nb.metadata.setdefault("labkit", {})["grading"] = copy.deepcopy(grading)
