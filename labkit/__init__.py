@@ -20,10 +20,11 @@ from labkit._errors import (
     VerifierError,
 )
 from labkit.commands.doctor import doctor
-from labkit.attach import Attachment, TraceAttachment, close_all, live_attachments
+from labkit.attach import Attachment, close_all, live_attachments
+from labkit.hooks.probe import TraceAttachment
+from labkit.hooks.tc import TcAttachment
+from labkit.hooks.xdp import XdpAttachment
 from labkit.lab import Lab, syscalls
-from labkit.net.xdp.attach import XdpAttachment
-from labkit.net.tc.attach import TcAttachment
 from labkit.net.sandbox import Sandbox
 from labkit.net.traffic import PingResult, UdpResult
 from labkit.events.stream import EventStream

@@ -26,7 +26,7 @@ def prog_type(header: str):
     if "xdp" in hook:
         return bcc.BPF.XDP, "xdp"
     if hook.startswith("tc"):
-        return bcc.BPF.SCHED_CLS, "xdp"
+        return bcc.BPF.SCHED_CLS, "tc"
     if "kprobe" in hook:
         return bcc.BPF.KPROBE, "tracing"
     if "raw tracepoint" in hook or "raw_tracepoint" in hook:

@@ -15,7 +15,7 @@ from labkit._errors import ArgumentError, LabkitError
 from labkit.lab import Lab, syscalls
 from labkit.net.interfaces import xdp_interfaces
 from labkit.programs.compile import Program
-from labkit.programs.kinds import check_fits
+from labkit.hooks import check_fits
 from labkit.views.display import widget_bundle
 from labkit.views.panel import LivePanel
 

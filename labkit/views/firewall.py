@@ -22,7 +22,7 @@ import struct
 import pandas as pd
 
 from labkit._errors import ArgumentError, LabkitError
-from labkit.net.xdp.attach import XdpAttachment
+from labkit.hooks.xdp import XdpAttachment
 from labkit.views.display import table_html, widget_bundle
 from labkit.views.panel import LivePanel
 

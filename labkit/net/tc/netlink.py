@@ -30,7 +30,7 @@ from typing import Any
 from labkit import owners
 from labkit._errors import AttachError
 from labkit.net.netns import run_in_netns
-from labkit.net.xdp.link import libbpf
+from labkit.programs.libbpf import libbpf
 
 __all__ = [
     "PARENTS",

@@ -1,5 +1,6 @@
 """XDP through netlink (pyroute2): which program sits in which slot of which
-interface, attaching and removing by netlink, and the records of netlink attaches.
+interface, attaching and removing by netlink, the records of netlink attaches,
+and the names of loaded programs (labkit's start with ``lk_``).
 
 A netlink attach stays on the interface after its process dies, so labkit
 makes one only as a fallback (or when asked with ``via="netlink"``) and then
@@ -18,6 +19,7 @@ of every namespace.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import time
@@ -27,9 +29,11 @@ from typing import Any
 from labkit import owners
 from labkit._errors import AttachError
 from labkit.net.netns import list_netns, run_in_netns
-from labkit.net.xdp.link import MODE_FLAGS, PREFIX, prog_name
+from labkit.programs.libbpf import libbpf
 
 __all__ = [
+    "MODE_FLAGS",
+    "PREFIX",
     "XDP_STATE_DIR",
     "find_labkit_xdp",
     "forget_netlink_attach",
@@ -37,11 +41,18 @@ __all__ = [
     "interfaces",
     "netlink_records",
     "netlink_set",
+    "prog_name",
     "record_netlink_attach",
 ]
 
 #: Where netlink attaches are recorded (one JSON file per interface).
 XDP_STATE_DIR = Path("/run/labkit/xdp")
+XDP_FLAGS_SKB_MODE = 2
+XDP_FLAGS_DRV_MODE = 4
+#: The attach flag of each XDP slot: native (driver) and generic (skb) are separate slots.
+MODE_FLAGS = {"native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}
+#: Every labkit program name starts with this, so leftovers are recognisable.
+PREFIX = "lk_"
 
 
 def _ipr() -> Any:
@@ -153,3 +164,22 @@ def find_labkit_xdp() -> list[dict]:
                         found.append({"netns": ns, "iface": link["ifname"], "ifindex": link["index"],
                                       "mode": mode, "prog_id": pid, "name": name})
     return found
+
+
+def prog_name(prog_id: int) -> str:
+    """The name (kernel keeps 15 characters) of a loaded BPF program, by id."""
+    lib = libbpf()
+    if lib is None or not prog_id:
+        return ""
+    fd = lib.bpf_prog_get_fd_by_id(prog_id)
+    if fd < 0:
+        return ""
+    try:
+        info = (ctypes.c_uint8 * 256)()
+        size = ctypes.c_uint32(256)
+        if lib.bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)) != 0:
+            return ""
+        raw = bytes(info[64:80])  # struct bpf_prog_info.name
+        return raw.split(b"\0", 1)[0].decode("ascii", "replace")
+    finally:
+        os.close(fd)

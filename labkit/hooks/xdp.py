@@ -1,0 +1,291 @@
+"""XDP: a program on an interface, run on each frame as it arrives (``Lab.attach_xdp``).
+
+BCC's ``attach_xdp`` uses netlink, and a netlink attach stays on the interface
+after its process dies. labkit attaches through a **bpf_link**
+(labkit.hooks.link): the kernel takes the program off when this process dies.
+Netlink is the fallback (or asked for with ``via="netlink"``), and then it is
+recorded, so the next labkit process reaps it when its owner is gone (the
+records below, labkit.net.leftovers). Generic (skb) and native (driver) mode
+are separate slots; a program is always removed from the slot it went into.
+
+The rules of an attach, in order:
+
+1. refuse bad arguments before touching the kernel (mode, via, iface,
+   sample_every, window), and a program of another kind;
+2. find the interface (AttachError names the namespace's interfaces) and refuse
+   one the lab stands on unless ``force=True``: the default route, JupyterLab's
+   address (the root namespace's lo), an SSH session (labkit.net.guards says
+   what it would cut off);
+3. clear the slot: the attachment this process holds under the same key is
+   given back ("replaced"), a labkit leftover in either slot is removed, a
+   foreign program stays unless ``replace_foreign=True``;
+4. load the program (through the Lab, which owns it) and attach it through a
+   bpf_link, native slot first in "auto" mode; netlink is the fallback, recorded;
+5. register the XdpAttachment process-wide and, when the program has an
+   ``events`` ring buffer, give it its event stream.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from labkit._errors import AttachError, LabkitError, NotSupportedError
+from labkit.attach import Attachment, claim, held
+from labkit.events.schemas import XDP_EVENT_DTYPE, xdp_frame
+from labkit.events.stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window
+from labkit.hooks.link import link_create, means_unsupported
+from labkit.hooks.protocol import Hook, register
+from labkit.net.counters import PacketCounters
+from labkit.net.guards import refuse_cutting
+from labkit.net.xdp.netlink import (
+    MODE_FLAGS,
+    PREFIX,
+    XDP_STATE_DIR,
+    find_labkit_xdp,
+    forget_netlink_attach,
+    interface,
+    netlink_records,
+    netlink_set,
+    prog_name,
+    record_netlink_attach,
+)
+from labkit.programs.compile import Program
+
+if TYPE_CHECKING:  # the Lab sits on the floor above: a type here, never an import
+    from labkit.lab import Lab
+
+__all__ = ["BPF_XDP", "HOOK", "MODES", "VIAS", "XdpAttachment", "XdpHook", "XdpRecords", "check_mode", "check_via"]
+
+BPF_XDP = 37                      # enum bpf_attach_type
+MODES = ("auto", "native", "generic")
+VIAS = ("auto", "link", "netlink")
+
+
+def check_mode(mode: object) -> str:
+    """``mode`` if it is one of MODES, else LabkitError."""
+    if mode not in MODES:
+        raise LabkitError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+def check_via(via: object) -> str:
+    """``via`` if it is one of VIAS, else LabkitError."""
+    if via not in VIAS:
+        raise LabkitError(f"via must be one of {', '.join(VIAS)}, got {via!r}")
+    return via  # type: ignore[return-value]
+
+
+class XdpAttachment(PacketCounters, Attachment):
+    """An XDP program on one interface. ``mode`` is the slot it got ("native"
+    or "generic"), ``via`` how ("bpf_link": the kernel detaches it when this
+    process dies; "netlink": it stays until detached or `labkit cleanup`)."""
+
+    kind = "xdp"
+
+    def __init__(self, *, iface: str, netns: str | None, ifindex: int, mode: str, via: str, link_fd: int | None,
+                 **kw):
+        super().__init__(**kw)
+        self.iface = iface
+        self.netns = netns
+        self.ifindex = ifindex
+        self.mode = mode
+        self.via = via
+        self._link_fd = link_fd
+
+    @property
+    def events(self) -> EventStream | None:
+        """Sampled packet events (src, dst, protocol, action, length), if the program emits them."""
+        return self.stream
+
+    def unhook(self) -> None:
+        self.keep_final_counters()
+        if self.via == "bpf_link":
+            if self._link_fd is not None:
+                os.close(self._link_fd)
+                self._link_fd = None
+        else:
+            try:
+                netlink_set(self.ifindex, self.netns, -1, self.mode)
+            except Exception as e:
+                if "No such device" not in str(e) and not isinstance(e, AttachError):
+                    raise
+            forget_netlink_attach(self.netns, self.iface)
+
+    def __repr__(self) -> str:
+        where = f"{self.netns}:{self.iface}" if self.netns else self.iface
+        return f"<labkit.XdpAttachment {self.program.name} on {where} ({self.mode}, via {self.via}): {self.state}>"
+
+
+def _where(x: dict) -> str:
+    return f"{x['netns'] + ':' if x['netns'] else ''}{x['iface']}"
+
+
+class XdpRecords:
+    """Netlink XDP attaches: recorded under /run/labkit/xdp (labkit.net.xdp.netlink),
+    found in their slot, removed by netlink."""
+
+    name = "xdp"
+
+    def __init__(self) -> None:
+        self.state_dir = XDP_STATE_DIR
+
+    def records(self) -> list[dict]:
+        return netlink_records()
+
+    def still_there(self, records: list[dict]) -> list[dict]:
+        """The programs of netlink attach records that are still in their slot."""
+        found = []
+        for rec in records:
+            netns, iface, mode = rec.get("netns"), rec.get("iface"), rec.get("mode") or "generic"
+            try:
+                link = interface(iface, netns)
+            except (AttachError, OSError):  # interface or namespace gone: nothing attached any more
+                continue
+            prog_id = link.get(mode)
+            if prog_id and prog_id == rec.get("prog_id"):
+                found.append({"netns": netns, "iface": iface, "ifindex": link["index"], "mode": mode,
+                              "prog_id": prog_id, "name": prog_name(prog_id)})
+        return found
+
+    def everywhere(self) -> list[dict]:
+        """Every program named lk_* in either slot of every interface of every namespace."""
+        return find_labkit_xdp()
+
+    def slot(self, x: dict) -> tuple:
+        return (x.get("netns"), x.get("iface"))
+
+    def describe(self, x: dict) -> tuple[str, str]:
+        return (f"XDP {x['name']} (id {x['prog_id']}) on {_where(x)} [{x['mode']}]", f"XDP {x['name']} on {_where(x)}")
+
+    def remove(self, x: dict) -> None:
+        netlink_set(x["ifindex"], x["netns"], -1, x["mode"])
+
+    def not_removed(self, description: str, error: Exception) -> str:
+        return (f"kept {description}: held by a bpf_link of a running process ({error}); it goes when that "
+                "process ends")
+
+
+class XdpHook(Hook):
+    name = "xdp"
+    call = "attach_xdp"
+    fits = ("xdp",)
+    wants = "an XDP program (a function taking struct xdp_md *)"
+    home = {"xdp": "Attach it with lab.attach_xdp(program, iface=...) instead."}
+    needs = "xdp"
+
+    def __init__(self) -> None:
+        self.records = XdpRecords()
+
+    def validate(self, program: Program | str, *, iface: Any = None, netns: str | None = None, mode: Any = "auto",
+                 force: bool = False, via: Any = "auto", fn: str | None = None, sample_every: Any = 1,
+                 window: int = DEFAULT_WINDOW, poll_interval: float = DEFAULT_POLL_INTERVAL,
+                 replace_foreign: bool = False) -> dict:
+        check_mode(mode)
+        check_via(via)
+        if iface is None:
+            raise AttachError("attach_xdp needs iface= (for a sandbox: iface=sb.target_iface, netns=sb.target_ns)",
+                              target="")
+        if not (isinstance(sample_every, int) and sample_every >= 1):
+            raise LabkitError(f"sample_every must be a positive integer, got {sample_every!r}")
+        check_window(window, poll_interval)
+        return {"iface": iface, "netns": netns, "mode": mode, "force": force, "via": via, "fn": fn,
+                "sample_every": sample_every, "window": window, "poll_interval": poll_interval,
+                "replace_foreign": replace_foreign}
+
+    def make(self, lab: "Lab", program: Program | str, *, iface: str, netns: str | None, mode: str, force: bool,
+             via: str, fn: str | None, sample_every: int, window: int, poll_interval: float,
+             replace_foreign: bool) -> XdpAttachment:
+        """Attach ``program`` (a Program, or a snippet name or C text that ``lab``
+        loads and the attachment then owns) to ``iface`` in namespace ``netns``,
+        following the rules in this module's docstring."""
+        where = f"{netns}:{iface}" if netns else iface
+        ifindex = interface(iface, netns)["index"]          # raises for a missing netns or interface
+        refuse_cutting(where, ifindex, netns, what="an XDP program", force=force)
+        key = ("xdp", netns or "", iface)
+        old = held(key)
+        if old is not None:
+            old.give_back("replaced")
+        _clear_slots(iface, netns, ifindex, where, replace_foreign)
+        owns_program = isinstance(program, str)
+        prog = lab.load(program, need="xdp", defines={"LK_SAMPLE_EVERY": sample_every}) if owns_program else program
+        try:
+            link_fd, got, how, errors = _attach(prog, fn, iface, netns, ifindex, where, mode, via)
+        except BaseException:
+            if owns_program:
+                prog.close()
+            raise
+        att = XdpAttachment(iface=iface, netns=netns, ifindex=ifindex, mode=got, via=how, link_fd=link_fd,
+                            key=key, target=where, program=prog, lab=lab, hook=f"xdp:{where}:{got}",
+                            owns_program=owns_program)
+        att.mode_note = f"{got} mode via {how}" + (f" (after: {'; '.join(errors)})" if errors else "")
+        claim(att)
+        if prog.has_table("events"):
+            try:
+                att.stream = EventStream(name=f"xdp({where})", program=prog, payload=XDP_EVENT_DTYPE,
+                                         frame=xdp_frame, source=att.hook, hook_note=att.mode_note,
+                                         window=window, poll_interval=poll_interval, owner=None)
+            except BaseException:
+                att.detach()
+                raise
+        return att
+
+
+def _clear_slots(iface: str, netns: str | None, ifindex: int, where: str, replace_foreign: bool) -> None:
+    """Whatever is left in either slot: a labkit leftover goes, a foreign program
+    stays (AttachError) unless ``replace_foreign``."""
+    link = interface(iface, netns)
+    for slot in ("native", "generic"):
+        pid = link[slot]
+        if not pid:
+            continue
+        name = prog_name(pid)
+        if name.startswith(PREFIX) or replace_foreign:
+            try:
+                netlink_set(ifindex, netns, -1, slot)
+            except Exception as e:
+                raise AttachError(
+                    f"{where} already has XDP program {name or pid} ({slot}), held by a bpf_link of "
+                    f"another process ({e}); detach it there or end that process", target=where) from None
+            forget_netlink_attach(netns, iface)
+        else:
+            raise AttachError(
+                f"{where} already has a non-labkit XDP program {name or pid} in {slot} mode; remove it "
+                f"(ip link set dev {iface} xdp{'generic' if slot == 'generic' else ''} off) or pass "
+                "replace_foreign=True", target=where)
+
+
+def _attach(prog: Program, fn: str | None, iface: str, netns: str | None, ifindex: int, where: str, mode: str,
+            via: str) -> tuple[int | None, str, str, list[str]]:
+    """Load ``fn`` as XDP and attach it: bpf_link first, netlink as the fallback.
+    Returns (link fd or None, the mode it got, "bpf_link" or "netlink", what failed on the way)."""
+    # lazy: bcc is heavy; only its program-type constant is needed here
+    import bcc
+
+    fname = prog.function_name(fn)
+    f = prog.load(fname, bcc.BPF.XDP)
+    modes = ["native", "generic"] if mode == "auto" else [mode]
+    errors: list[str] = []
+    if via in ("auto", "link"):
+        for m in modes:
+            try:
+                return link_create(f.fd, ifindex, BPF_XDP, flags=MODE_FLAGS[m], netns=netns), m, "bpf_link", errors
+            except OSError as e:
+                errors.append(f"{m}: {e.strerror}")
+                if via == "link" and not means_unsupported(e.errno) and m == modes[-1]:
+                    break
+            except NotSupportedError as e:
+                errors.append(str(e))
+                break
+    if via in ("auto", "netlink"):
+        for m in modes:
+            try:
+                netlink_set(ifindex, netns, f.fd, m)
+                record_netlink_attach(netns, iface, m, interface(iface, netns)[m])
+                return None, m, "netlink", errors
+            except Exception as e:
+                errors.append(f"netlink {m}: {e}")
+    raise AttachError(f"attaching {fname} to {where} failed: {'; '.join(errors)}", target=where)
+
+
+HOOK = register(XdpHook())
