@@ -184,6 +184,17 @@ class Lab:
         return self._attach("attach_usdt", program, provider_probe=provider_probe, fn=fn, pid=pid, path=path,
                             name=name)
 
+    def attach_perf_event(self, program: Program | str, fn: str | None = None, *, frequency: int = 99,
+                          cpu: int | None = None, name: str | None = None) -> TraceAttachment:
+        """Run ``fn`` of ``program`` (a function taking ``struct
+        bpf_perf_event_data *``) ``frequency`` times a second on every CPU (or
+        on ``cpu`` only), sampled by the kernel's CPU clock: in whatever process
+        was running there, so counting samples per pid or per stack shows where
+        CPU time goes. Attaching the same program again (a re-run cell)
+        replaces the old one; a bad frequency or CPU is an ArgumentError
+        (labkit.hooks.perf_event)."""
+        return self._attach("attach_perf_event", program, fn=fn, frequency=frequency, cpu=cpu, name=name)
+
     # -------------------------------------------------------------- tracing
     def trace_clone(self, *, pid: int | None = None, hook: str = "auto", window: int = DEFAULT_WINDOW,
                     poll_interval: float = DEFAULT_POLL_INTERVAL, name: str = "trace_clone",

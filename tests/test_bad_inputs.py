@@ -147,6 +147,23 @@ ROWS = [
     Row("trace_syscall: a number", lambda e: e.lab.trace_syscall(123), "LabkitError", ("123", "'openat'")),
     Row("trace_syscall: window a float", lambda e: e.lab.trace_syscall("getppid", window=2.5), "ArgumentError",
         ("window", "2.5")),
+    # Lab.attach_perf_event
+    Row("attach_perf_event: frequency 0", lambda e: e.lab.attach_perf_event("perf_cpu_samples", frequency=0),
+        "ArgumentError", ("frequency", "0", "99 is usual")),
+    Row("attach_perf_event: frequency a float", lambda e: e.lab.attach_perf_event("perf_cpu_samples", frequency=9.5),
+        "ArgumentError", ("frequency", "9.5")),
+    Row("attach_perf_event: frequency above the kernel's most",
+        lambda e: e.lab.attach_perf_event("perf_cpu_samples", frequency=10**9), "ArgumentError",
+        ("1000000000", "perf_event_max_sample_rate")),
+    Row("attach_perf_event: no such cpu", lambda e: e.lab.attach_perf_event("perf_cpu_samples", cpu=4096),
+        "ArgumentError", ("cpu", "4096", "online CPU")),
+    Row("attach_perf_event: no such function", lambda e: e.lab.attach_perf_event("perf_cpu_samples", fn="lk_nope"),
+        "ArgumentError", ("'lk_nope'", "lk_sample", "fn=")),
+    Row("attach_perf_event: a tracepoint program", lambda e: e.lab.attach_perf_event("count_getppid"),
+        "ProgramKindError", ("count_getppid.c is a tracepoint program", "attach_perf_event needs a perf-event program",
+                             "lab.attach_tracepoint")),
+    Row("attach_tracepoint: a perf-event program", lambda e: e.lab.attach_tracepoint("perf_cpu_samples", TP),
+        "ProgramKindError", ("perf_cpu_samples.c is a perf-event program", "lab.attach_perf_event")),
     # Lab.attach_xdp
     Row("attach_xdp: a tracepoint program", lambda e: e.xdp("count_getppid"), "ProgramKindError",
         ("count_getppid.c is a tracepoint program (its header says: hook: tracepoint syscalls:sys_enter_getppid); "

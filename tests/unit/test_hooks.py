@@ -18,7 +18,7 @@ MODULES = hooks.kind_modules()
 
 
 def test_the_kinds_there_are():
-    assert MODULES == ["fentry", "kprobe", "lsm", "raw_tracepoint", "tc", "tracepoint", "uprobe",
+    assert MODULES == ["fentry", "kprobe", "lsm", "perf_event", "raw_tracepoint", "tc", "tracepoint", "uprobe",
                        "usdt", "xdp"]
 
 
@@ -45,7 +45,7 @@ def test_every_program_kind_has_one_home():
                      | {k for _, k in kinds._CONTEXTS})
     homes = [k for h in hooks.hooks() for k in h.home]
     assert sorted(homes) == sorted(set(homes)), "one home per program kind"
-    assert set(homes) == program_kinds - {"perf_event"}   # perf_event: no kind attaches it yet
+    assert set(homes) == program_kinds
     for h in hooks.hooks():
         assert set(h.home) <= set(h.fits), f"{h.name} is home to what it does not take"
 
@@ -74,6 +74,10 @@ def test_one_bpf_link_helper():
 
 
 @pytest.mark.parametrize("call, options, says", [
+    ("attach_perf_event", {"frequency": 0}, ("frequency", "0", "99")),
+    ("attach_perf_event", {"frequency": 99.5}, ("frequency", "99.5")),
+    ("attach_perf_event", {"frequency": 10**9}, ("perf_event_max_sample_rate",)),
+    ("attach_perf_event", {"cpu": -1}, ("cpu", "-1", "online CPU")),
     ("attach_tc", {"iface": "x", "direction": "both"}, ("direction", "'both'")),
     ("attach_tc", {"iface": "x", "via": "bpf_link"}, ("via", "'bpf_link'")),
     ("attach_kprobe", {}, ("event=", "syscall=")),
@@ -87,5 +91,10 @@ def test_validate_refuses_bad_arguments_without_the_kernel(call, options, says):
 
 
 def test_a_mismatch_says_where_the_program_goes():
+    msg = hooks.mismatch("perf_cpu_samples.c", kinds.Kind("perf_event", "its header says: hook: perf_event"),
+                         "attach_tracepoint")
+    assert msg.startswith("perf_cpu_samples.c is a perf-event program (its header says: hook: perf_event); "
+                          "attach_tracepoint needs a tracepoint program")
+    assert msg.endswith("Attach it with lab.attach_perf_event(program, frequency=...) instead.")
     assert re.search(r"lab\.load\(program\) attaches a KFUNC_PROBE", hooks.mismatch(
         "x.c", kinds.Kind("kfunc", "its name says so"), "attach_kprobe"))
