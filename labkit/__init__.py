@@ -11,6 +11,7 @@ from labkit.programs.compile import Program
 from labkit._errors import (
     ArgumentError,
     AttachError,
+    ClosedError,
     CompileError,
     LabkitError,
     NotSupportedError,
@@ -60,6 +61,7 @@ __all__ = sorted([
     "ArgumentError",
     "AttachError",
     "Attachment",
+    "ClosedError",
     "CompileError",
     "EventStream",
     "FirewallControl",

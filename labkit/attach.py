@@ -18,7 +18,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Protocol
 
-from labkit._errors import LabkitError
+from labkit._errors import ClosedError
 
 if TYPE_CHECKING:  # import cycles only at type-check time
     from labkit.events.stream import EventStream
@@ -138,7 +138,7 @@ class Attachment:
 
     def check_attached(self) -> None:
         if self.state != "attached":
-            raise LabkitError(f"{self.kind} attachment {self.target} is {self.state}; attach it again")
+            raise ClosedError(f"{self.kind} attachment {self.target} is {self.state}; attach it again")
 
     def __enter__(self):
         return self

@@ -25,7 +25,7 @@ import html
 import weakref
 from typing import Iterable, Mapping, Sequence
 
-from labkit._errors import ArgumentError, AttachError, LabkitError, NotSupportedError, VerifierError
+from labkit._errors import ArgumentError, AttachError, ClosedError, NotSupportedError, VerifierError
 from labkit.attach import Attachment, claim, release
 from labkit.events.buffers import PerfBufferReader, RingMapReader
 from labkit.events.schemas import CLONE_DTYPE, SYSCALL_DTYPE, clone_frame, syscall_frame
@@ -409,7 +409,7 @@ class Lab:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise LabkitError("this Lab is closed; make a new one with labkit.Lab()")
+            raise ClosedError("this Lab is closed; make a new one with labkit.Lab()")
 
     def __enter__(self) -> "Lab":
         return self

@@ -138,7 +138,7 @@ def test_rerun_replaces_and_close_gives_back(lab):
     after = bpf_fds()
     for kind in ("prog", "link", "map"):
         assert set(after[kind]) <= set(before[kind]), kind
-    with pytest.raises(labkit.ArgumentError, match="closed"):
+    with pytest.raises(labkit.ClosedError, match="closed"):
         second.map_dataframe("parents")
 
 

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from labkit._errors import ArgumentError, ProgramKindError
+from labkit._errors import ArgumentError, ClosedError, ProgramKindError
 from labkit.programs import privileges
 from labkit.programs.compile import Program, resolve_source
 from labkit.programs.kinds import Kind, article, defined_functions, kind_of
@@ -102,10 +102,10 @@ def recorders() -> list[Recorder]:
 
 
 def check_program(program: object) -> None:
-    """A Program that is still loaded, or a snippet name or C text: else ArgumentError."""
+    """A Program that is still loaded (else ClosedError), or a snippet name or C text (else ArgumentError)."""
     if isinstance(program, Program):
         if program.closed:
-            raise ArgumentError(f"program {program.name} is closed (its attachment was detached or its Lab "
+            raise ClosedError(f"program {program.name} is closed (its attachment was detached or its Lab "
                                 "closed); load it again with lab.load()")
     elif not isinstance(program, str):
         raise ArgumentError(f"the program must be a snippet name, C text or a Program from lab.load(), "

@@ -31,6 +31,7 @@ from labkit._errors import ArgumentError, AttachError, NotSupportedError
 from labkit.attach import Attachment, claim, held
 from labkit.hooks.link import link_create, means_unsupported
 from labkit.hooks.protocol import Hook, register
+from labkit.hooks.xdp import check_iface
 from labkit.net.counters import TC_ACTIONS, PacketCounters
 from labkit.net.guards import refuse_cutting
 from labkit.net.tc.netlink import (
@@ -175,9 +176,7 @@ class TcHook(Hook):
                  netns: str | None = None, fn: str | None = None, via: Any = "auto", force: bool = False) -> dict:
         check_direction(direction)
         check_tc_via(via)
-        if iface is None:
-            raise AttachError("attach_tc needs iface= (for a sandbox: iface=sb.host_iface, netns=sb.host_ns)",
-                              target="")
+        check_iface("attach_tc", iface, netns, "sb.host_iface, netns=sb.host_ns")
         return {"iface": iface, "direction": direction, "netns": netns, "fn": fn, "via": via, "force": force}
 
     def make(self, lab: "Lab", program: Program | str, *, iface: str, direction: str, netns: str | None,

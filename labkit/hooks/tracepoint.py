@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from labkit._errors import AttachError
+from labkit._errors import ArgumentError, AttachError
 from labkit.hooks.probe import ProbeHook, TraceAttachment, attach_probes, load_for
 from labkit.hooks.protocol import register
 from labkit.programs import hooks as kernel_hooks
@@ -35,8 +35,8 @@ class TracepointHook(ProbeHook):
     def validate(self, program: Program | str, *, tracepoint: Any, fn: str | None = None,
                  name: str | None = None) -> dict:
         if not isinstance(tracepoint, str) or ":" not in tracepoint:
-            raise AttachError(f"tracepoint must be 'category:event' (like 'sched:sched_process_exec'), "
-                              f"got {tracepoint!r}", target=str(tracepoint))
+            raise ArgumentError(f"tracepoint must be 'category:event' (like 'sched:sched_process_exec'), "
+                                f"got {tracepoint!r}")
         return {"tracepoint": tracepoint, "fn": fn, "name": name}
 
     def supported(self, options: dict) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from labkit._errors import AttachError, LabkitError, NotSupportedError
+from labkit._errors import ArgumentError, AttachError, NotSupportedError
 from labkit.attach import Attachment, claim, held
 from labkit.events.schemas import XDP_EVENT_DTYPE, xdp_frame
 from labkit.events.stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window
@@ -55,7 +55,8 @@ from labkit.programs.compile import Program
 if TYPE_CHECKING:  # the Lab sits on the floor above: a type here, never an import
     from labkit.lab import Lab
 
-__all__ = ["BPF_XDP", "HOOK", "MODES", "VIAS", "XdpAttachment", "XdpHook", "XdpRecords", "check_mode", "check_via"]
+__all__ = ["BPF_XDP", "HOOK", "MODES", "VIAS", "XdpAttachment", "XdpHook", "XdpRecords", "check_iface", "check_mode",
+           "check_via"]
 
 BPF_XDP = 37                      # enum bpf_attach_type
 MODES = ("auto", "native", "generic")
@@ -63,16 +64,27 @@ VIAS = ("auto", "link", "netlink")
 
 
 def check_mode(mode: object) -> str:
-    """``mode`` if it is one of MODES, else LabkitError."""
+    """``mode`` if it is one of MODES, else ArgumentError."""
     if mode not in MODES:
-        raise LabkitError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise ArgumentError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     return mode  # type: ignore[return-value]
 
 
+def check_iface(call: str, iface: object, netns: object, sandbox_hint: str) -> str:
+    """``iface`` if it is an interface name and ``netns`` a namespace name or None, else ArgumentError."""
+    if iface is None:
+        raise ArgumentError(f"{call} needs iface= (for a sandbox: iface={sandbox_hint})")
+    if not isinstance(iface, str) or not iface:
+        raise ArgumentError(f"iface must be an interface name (like 'eth0'), got {iface!r}")
+    if netns is not None and not (isinstance(netns, str) and netns):
+        raise ArgumentError(f"netns must be a network namespace name, or None for the root one, got {netns!r}")
+    return iface
+
+
 def check_via(via: object) -> str:
-    """``via`` if it is one of VIAS, else LabkitError."""
+    """``via`` if it is one of VIAS, else ArgumentError."""
     if via not in VIAS:
-        raise LabkitError(f"via must be one of {', '.join(VIAS)}, got {via!r}")
+        raise ArgumentError(f"via must be one of {', '.join(VIAS)}, got {via!r}")
     return via  # type: ignore[return-value]
 
 
@@ -183,11 +195,9 @@ class XdpHook(Hook):
                  replace_foreign: bool = False) -> dict:
         check_mode(mode)
         check_via(via)
-        if iface is None:
-            raise AttachError("attach_xdp needs iface= (for a sandbox: iface=sb.target_iface, netns=sb.target_ns)",
-                              target="")
-        if not (isinstance(sample_every, int) and sample_every >= 1):
-            raise LabkitError(f"sample_every must be a positive integer, got {sample_every!r}")
+        check_iface("attach_xdp", iface, netns, "sb.target_iface, netns=sb.target_ns")
+        if not (isinstance(sample_every, int) and not isinstance(sample_every, bool) and sample_every >= 1):
+            raise ArgumentError(f"sample_every must be a positive integer, got {sample_every!r}")
         check_window(window, poll_interval)
         return {"iface": iface, "netns": netns, "mode": mode, "force": force, "via": via, "fn": fn,
                 "sample_every": sample_every, "window": window, "poll_interval": poll_interval,

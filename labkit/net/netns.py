@@ -14,7 +14,7 @@ import os
 import threading
 from typing import Callable, TypeVar
 
-from labkit._errors import AttachError
+from labkit._errors import ArgumentError, AttachError
 
 __all__ = [
     "NETNS_DIR",
@@ -55,7 +55,7 @@ def create_netns(name: str) -> None:
 
 def netns_path(name: str) -> str:
     if not name or "/" in name or name in (".", ".."):
-        raise AttachError(f"{name!r} is not a network namespace name", target=str(name))
+        raise ArgumentError(f"{name!r} is not a network namespace name")
     return os.path.join(NETNS_DIR, name)
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit import owners
-from labkit._errors import AttachError
+from labkit._errors import AttachError, NotSupportedError
 from labkit.net.netns import run_in_netns
 from labkit.programs.libbpf import libbpf
 
@@ -79,7 +79,7 @@ def filters(iface: str, netns: str | None, direction: str) -> list[dict]:
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=20, env={**os.environ, "LC_ALL": "C"})
     except FileNotFoundError:
-        raise AttachError("tc is not installed (apt-get install iproute2)", target=iface) from None
+        raise NotSupportedError("tc is not installed (apt-get install iproute2)", feature="tc") from None
     if out.returncode != 0 or not out.stdout.strip():
         return []
     try:
@@ -204,7 +204,7 @@ def recorded_filter(rec: dict) -> dict | None:
                 links = ipr.link_lookup(ifname=iface)
                 return links[0] if links else 0
         ifindex = run_in_netns(netns, index)
-    except (OSError, AttachError):
+    except (OSError, AttachError, NotSupportedError):
         return None
     for f in found:
         if f["prio"] == rec.get("prio") and f["prog_id"] == rec.get("prog_id") and ifindex:
