@@ -23,7 +23,7 @@ __all__ = ["Hook", "Recorder", "by_call", "check_fits", "fits", "hooks", "kind_m
 
 def kind_modules() -> list[str]:
     """The modules of this package that register a kind (every one but the shared ones)."""
-    shared = {"protocol", "probe", "link"}
+    shared = {"protocol", "probe", "link", "interface"}
     return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in shared)
 
 

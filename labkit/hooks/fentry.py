@@ -9,7 +9,6 @@ them, and a refusal is a NotSupportedError that says what to use instead.
 
 from __future__ import annotations
 
-from labkit._errors import LabkitError, NotSupportedError
 from labkit.hooks.probe import ProbeHook
 from labkit.hooks.protocol import register
 from labkit.programs.compile import Program
@@ -23,6 +22,7 @@ class FentryHook(ProbeHook):
     home = {"kfunc": "lab.load(program) attaches a KFUNC_PROBE function by itself.",
             "kretfunc": "lab.load(program) attaches a KRETFUNC_PROBE function by itself."}
     probe_kinds = ("kfunc", "kretfunc")
+    refused_means_unsupported = True
 
     def bcc_attach(self, prog: Program, kind: str, target: str, fn: str) -> None:
         if kind == "kfunc":
@@ -35,12 +35,6 @@ class FentryHook(ProbeHook):
             prog.bpf.detach_kfunc(fn_name=fn.encode())
         else:
             prog.bpf.detach_kretfunc(fn_name=fn.encode())
-
-    def refused(self, prog: Program, kind: str, target: str, fn: str, said: str) -> LabkitError:
-        return NotSupportedError(
-            f"{fn} is a {kind} program ({target}) and this kernel would not attach it: {said}. "
-            "Use a tracepoint or a kprobe instead (lesson 00's doctor lists the hooks that work here).",
-            feature=kind)
 
 
 HOOK = register(FentryHook())

@@ -7,7 +7,6 @@ Needs ``bpf`` in the kernel's active LSM list (Debian's stock kernel needs
 
 from __future__ import annotations
 
-from labkit._errors import LabkitError, NotSupportedError
 from labkit.hooks.probe import ProbeHook
 from labkit.hooks.protocol import register
 from labkit.programs.compile import Program
@@ -20,18 +19,13 @@ class LsmHook(ProbeHook):
     fits = ("lsm",)
     home = {"lsm": "lab.load(program) attaches an LSM_PROBE function by itself."}
     probe_kinds = ("lsm",)
+    refused_means_unsupported = True
 
     def bcc_attach(self, prog: Program, kind: str, target: str, fn: str) -> None:
         prog.bpf.attach_lsm(fn_name=fn.encode())
 
     def bcc_detach(self, prog: Program, kind: str, target: str, fn: str) -> None:
         prog.bpf.detach_lsm(fn_name=fn.encode())
-
-    def refused(self, prog: Program, kind: str, target: str, fn: str, said: str) -> LabkitError:
-        return NotSupportedError(
-            f"{fn} is a {kind} program ({target}) and this kernel would not attach it: {said}. "
-            "Use a tracepoint or a kprobe instead (lesson 00's doctor lists the hooks that work here).",
-            feature=kind)
 
 
 HOOK = register(LsmHook())

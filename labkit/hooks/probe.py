@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from labkit._errors import AttachError, LabkitError
+from labkit._errors import AttachError, LabkitError, NotSupportedError
 from labkit.attach import Attachment, claim, held
 from labkit.hooks.protocol import Hook, hooks
 from labkit.programs.compile import Program, capture_fd2
@@ -30,10 +30,13 @@ class ProbeHook(Hook):
     """A kind BCC attaches (see the module docstring). ``probe_kinds``: the kinds
     of Probe it attaches (a kprobe module attaches "kprobe" and "kretprobe");
     ``prog_type``: BCC's program type it loads the function as first
-    (``bcc.BPF.<prog_type>``), "" when BCC's own attach call loads it."""
+    (``bcc.BPF.<prog_type>``), "" when BCC's own attach call loads it;
+    ``refused_means_unsupported``: a kind some kernels refuse outright (fentry,
+    LSM), so a refusal is a NotSupportedError that says what to use instead."""
 
     probe_kinds: ClassVar[tuple[str, ...]] = ()
     prog_type: ClassVar[str] = ""
+    refused_means_unsupported: ClassVar[bool] = False
 
     def attach_probe(self, prog: Program, kind: str, target: str, fn: str) -> None:
         """Load ``fn`` (VerifierError if refused) and attach it to ``kind`` ``target``.
@@ -71,6 +74,11 @@ class ProbeHook(Hook):
 
     def refused(self, prog: Program, kind: str, target: str, fn: str, said: str) -> LabkitError:
         """The error for an attach the kernel refused; ``said`` is what BCC or the kernel printed."""
+        if self.refused_means_unsupported:
+            return NotSupportedError(
+                f"{fn} is a {kind} program ({target}) and this kernel would not attach it: {said}. "
+                "Use a tracepoint or a kprobe instead (lesson 00's doctor lists the hooks that work here).",
+                feature=kind)
         return AttachError(f"attaching {fn} ({prog.name}) to {kind} {target} failed: {said}", target=f"{kind}:{target}")
 
     def bcc_attach(self, prog: Program, kind: str, target: str, fn: str) -> None:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # the Lab sits on the floor above, the Attachment below: type
     from labkit.attach import Attachment
     from labkit.lab import Lab
 
-__all__ = ["Hook", "Recorder", "by_call", "check_program", "hooks", "mismatch_message", "recorders", "register"]
+__all__ = ["Hook", "Recorder", "by_call", "check_choice", "check_program", "hooks", "mismatch_message", "recorders", "register"]
 
 
 class Recorder(Protocol):
@@ -99,6 +99,13 @@ def by_call(call: str) -> "Hook":
 def recorders() -> list[Recorder]:
     """The records of every kind the kernel does not give back by itself."""
     return [h.records for h in hooks() if h.records is not None]
+
+
+def check_choice(what: str, value: object, choices: tuple[str, ...], means: str = "") -> str:
+    """``value`` if it is one of ``choices``, else ArgumentError (``means``: what the choices are, in words)."""
+    if value not in choices:
+        raise ArgumentError(f"{what} must be one of {', '.join(map(repr, choices))}{means}, got {value!r}")
+    return value  # type: ignore[return-value]
 
 
 def check_program(program: object) -> None:

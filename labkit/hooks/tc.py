@@ -24,18 +24,16 @@ The rules of an attach, in order:
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
-from labkit._errors import ArgumentError, AttachError, NotSupportedError
-from labkit.attach import Attachment, claim, held
+from labkit._errors import AttachError, NotSupportedError
+from labkit.attach import claim
+from labkit.hooks.interface import InterfaceAttachment, InterfaceRecords, check_iface, owned_program, take_slot
 from labkit.hooks.link import link_create, means_unsupported
-from labkit.hooks.protocol import Hook, register
-from labkit.hooks.xdp import check_iface
-from labkit.net.counters import TC_ACTIONS, PacketCounters
-from labkit.net.guards import refuse_cutting
+from labkit.hooks.protocol import Hook, check_choice, register
+from labkit.net.counters import TC_ACTIONS
 from labkit.net.tc.netlink import (
-    TC_STATE_DIR,
+    TC_RECORDS,
     forget_tc_attach,
     netlink_add_filter,
     netlink_remove_filter,
@@ -44,14 +42,12 @@ from labkit.net.tc.netlink import (
     recorded_filter,
     tc_records,
 )
-from labkit.net.xdp.netlink import interface
 from labkit.programs.compile import Program
 
 if TYPE_CHECKING:  # the Lab sits on the floor above: a type here, never an import
     from labkit.lab import Lab
 
-__all__ = ["DIRECTIONS", "HOOK", "TCX_ATTACH_TYPES", "TC_VIAS", "TcAttachment", "TcHook", "TcRecords",
-           "check_direction", "check_tc_via"]
+__all__ = ["DIRECTIONS", "HOOK", "TCX_ATTACH_TYPES", "TC_VIAS", "TcAttachment", "TcHook", "TcRecords"]
 
 #: Where a TC program sits on an interface.
 DIRECTIONS = ("ingress", "egress")
@@ -60,51 +56,25 @@ TCX_ATTACH_TYPES = {"ingress": 46, "egress": 47}
 TC_VIAS = ("auto", "tcx", "netlink")
 
 
-def check_direction(direction: object) -> str:
-    """``direction`` if it is "ingress" or "egress", else ArgumentError."""
-    if direction not in DIRECTIONS:
-        raise ArgumentError(f"direction must be 'ingress' (what arrives) or 'egress' (what leaves), got {direction!r}")
-    return direction  # type: ignore[return-value]
-
-
-def check_tc_via(via: object) -> str:
-    """``via`` if it is one of TC_VIAS, else ArgumentError."""
-    if via not in TC_VIAS:
-        raise ArgumentError(f"via must be one of {', '.join(TC_VIAS)} ('auto': a tcx link where the kernel has "
-                            f"tcx, else the clsact qdisc through netlink), got {via!r}")
-    return via  # type: ignore[return-value]
-
-
-class TcAttachment(PacketCounters, Attachment):
+class TcAttachment(InterfaceAttachment):
     """A TC program on one side ("ingress" or "egress") of one interface.
     ``via`` says how: "tcx" (a bpf_link: the kernel takes it off when this
     process dies) or "netlink" (a cls_bpf filter under the clsact qdisc,
     recorded; removed on detach, and by the next labkit process if this one dies)."""
 
     kind = "tc"
+    link_via = "tcx"
     actions = TC_ACTIONS
     hook_name = "TC"
     snippets = "labkit's tc_* snippets"
 
-    def __init__(self, *, iface: str, netns: str | None, ifindex: int, direction: str, via: str,
-                 link_fd: int | None, prio: int | None, made_qdisc: bool, **kw):
+    def __init__(self, *, direction: str, prio: int | None, made_qdisc: bool, **kw):
         super().__init__(**kw)
-        self.iface = iface
-        self.netns = netns
-        self.ifindex = ifindex
         self.direction = direction
-        self.via = via
         self.prio = prio
-        self._link_fd = link_fd
         self._made_qdisc = made_qdisc
 
-    def unhook(self) -> None:
-        self.keep_final_counters()
-        if self.via == "tcx":
-            if self._link_fd is not None:
-                os.close(self._link_fd)
-                self._link_fd = None
-            return
+    def remove_netlink(self) -> None:
         try:
             netlink_remove_filter(self.ifindex, self.iface, self.netns, self.direction, self.prio or 0,
                                   self._made_qdisc)
@@ -118,21 +88,11 @@ class TcAttachment(PacketCounters, Attachment):
                 f"{self.state}>")
 
 
-def _where(x: dict) -> str:
-    return f"{x['netns'] + ':' if x['netns'] else ''}{x['iface']}"
-
-
-class TcRecords:
+class TcRecords(InterfaceRecords):
     """cls_bpf filters under clsact: recorded under /run/labkit/tc (labkit.net.tc.netlink),
     found by their priority and program, removed with the qdisc labkit made."""
 
-    name = "tc"
-
-    def __init__(self) -> None:
-        self.state_dir = TC_STATE_DIR
-
-    def records(self) -> list[dict]:
-        return tc_records()
+    label = "TC"
 
     def still_there(self, records: list[dict]) -> list[dict]:
         """The filters of these records that are still there, running the recorded program."""
@@ -147,18 +107,15 @@ class TcRecords:
         """Every recorded filter still there (labkit makes no unrecorded filter; tcx links die with their process)."""
         return self.still_there(self.records())
 
-    def slot(self, x: dict) -> tuple:
-        return (x.get("netns"), x.get("iface"), x.get("direction"))
+    def after_place(self, found: dict) -> str:
+        return f" {found['direction']}"
 
-    def describe(self, t: dict) -> tuple[str, str]:
-        return (f"TC {t['name']} (id {t['prog_id']}) on {_where(t)} {t['direction']} [cls_bpf prio {t['prio']}]",
-                f"TC {t['name']} on {_where(t)} {t['direction']}")
+    def bracket(self, found: dict) -> str:
+        return f"cls_bpf prio {found['prio']}"
 
-    def remove(self, t: dict) -> None:
-        netlink_remove_filter(t["ifindex"], t["iface"], t["netns"], t["direction"], t["prio"], t["made_qdisc"])
-
-    def not_removed(self, description: str, error: Exception) -> str:
-        return f"could not remove {description}: {error}"
+    def remove(self, found: dict) -> None:
+        netlink_remove_filter(found["ifindex"], found["iface"], found["netns"], found["direction"], found["prio"],
+                              found["made_qdisc"])
 
 
 class TcHook(Hook):
@@ -170,12 +127,13 @@ class TcHook(Hook):
     needs = "tc"
 
     def __init__(self) -> None:
-        self.records = TcRecords()
+        self.records = TcRecords("tc", TC_RECORDS)
 
     def validate(self, program: Program | str, *, iface: Any = None, direction: Any = "ingress",
                  netns: str | None = None, fn: str | None = None, via: Any = "auto", force: bool = False) -> dict:
-        check_direction(direction)
-        check_tc_via(via)
+        check_choice("direction", direction, DIRECTIONS, " (ingress: what arrives, egress: what leaves)")
+        check_choice("via", via, TC_VIAS, " (auto: a tcx link where the kernel has tcx, else the clsact qdisc "
+                                          "through netlink)")
         check_iface("attach_tc", iface, netns, "sb.host_iface, netns=sb.host_ns")
         return {"iface": iface, "direction": direction, "netns": netns, "fn": fn, "via": via, "force": force}
 
@@ -184,21 +142,10 @@ class TcHook(Hook):
         """Attach ``program`` (a Program, or a snippet name or C text that ``lab``
         loads and the attachment then owns) to ``direction`` of ``iface`` in
         namespace ``netns``, following the rules in this module's docstring."""
-        where = f"{netns}:{iface}" if netns else iface
-        ifindex = interface(iface, netns)["index"]          # raises for a missing netns or interface
-        refuse_cutting(where, ifindex, netns, what="a TC program", force=force)
         key = ("tc", netns or "", iface, direction)
-        old = held(key)
-        if old is not None:
-            old.give_back("replaced")
-        owns_program = isinstance(program, str)
-        prog = lab.load(program, need="tc") if owns_program else program
-        try:
+        where, ifindex = take_slot("a TC program", iface, netns, force, key)
+        with owned_program(lab, program, "tc") as (prog, owns_program):
             att = _attach(lab, prog, fn, iface, netns, ifindex, where, direction, via, key, owns_program)
-        except BaseException:
-            if owns_program:
-                prog.close()
-            raise
         claim(att)
         return att
 

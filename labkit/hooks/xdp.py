@@ -27,25 +27,23 @@ The rules of an attach, in order:
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from labkit._errors import ArgumentError, AttachError, NotSupportedError
-from labkit.attach import Attachment, claim, held
+from labkit.attach import claim
 from labkit.events.schemas import XDP_EVENT_DTYPE, xdp_frame
 from labkit.events.stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window
+from labkit.hooks.interface import InterfaceAttachment, InterfaceRecords, check_iface, owned_program, take_slot
 from labkit.hooks.link import link_create, means_unsupported
-from labkit.hooks.protocol import Hook, register
-from labkit.net.counters import PacketCounters
-from labkit.net.guards import refuse_cutting
+from labkit.hooks.protocol import Hook, check_choice, register
+from labkit.net.netns import place
 from labkit.net.xdp.netlink import (
     MODE_FLAGS,
     PREFIX,
-    XDP_STATE_DIR,
+    XDP_RECORDS,
     find_labkit_xdp,
     forget_netlink_attach,
     interface,
-    netlink_records,
     netlink_set,
     prog_name,
     record_netlink_attach,
@@ -55,95 +53,47 @@ from labkit.programs.compile import Program
 if TYPE_CHECKING:  # the Lab sits on the floor above: a type here, never an import
     from labkit.lab import Lab
 
-__all__ = ["BPF_XDP", "HOOK", "MODES", "VIAS", "XdpAttachment", "XdpHook", "XdpRecords", "check_iface", "check_mode",
-           "check_via"]
+__all__ = ["BPF_XDP", "HOOK", "MODES", "VIAS", "XdpAttachment", "XdpHook", "XdpRecords"]
 
 BPF_XDP = 37                      # enum bpf_attach_type
 MODES = ("auto", "native", "generic")
 VIAS = ("auto", "link", "netlink")
 
 
-def check_mode(mode: object) -> str:
-    """``mode`` if it is one of MODES, else ArgumentError."""
-    if mode not in MODES:
-        raise ArgumentError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    return mode  # type: ignore[return-value]
-
-
-def check_iface(call: str, iface: object, netns: object, sandbox_hint: str) -> str:
-    """``iface`` if it is an interface name and ``netns`` a namespace name or None, else ArgumentError."""
-    if iface is None:
-        raise ArgumentError(f"{call} needs iface= (for a sandbox: iface={sandbox_hint})")
-    if not isinstance(iface, str) or not iface:
-        raise ArgumentError(f"iface must be an interface name (like 'eth0'), got {iface!r}")
-    if netns is not None and not (isinstance(netns, str) and netns):
-        raise ArgumentError(f"netns must be a network namespace name, or None for the root one, got {netns!r}")
-    return iface
-
-
-def check_via(via: object) -> str:
-    """``via`` if it is one of VIAS, else ArgumentError."""
-    if via not in VIAS:
-        raise ArgumentError(f"via must be one of {', '.join(VIAS)}, got {via!r}")
-    return via  # type: ignore[return-value]
-
-
-class XdpAttachment(PacketCounters, Attachment):
+class XdpAttachment(InterfaceAttachment):
     """An XDP program on one interface. ``mode`` is the slot it got ("native"
     or "generic"), ``via`` how ("bpf_link": the kernel detaches it when this
     process dies; "netlink": it stays until detached or `labkit cleanup`)."""
 
     kind = "xdp"
 
-    def __init__(self, *, iface: str, netns: str | None, ifindex: int, mode: str, via: str, link_fd: int | None,
-                 **kw):
+    def __init__(self, *, mode: str, **kw):
         super().__init__(**kw)
-        self.iface = iface
-        self.netns = netns
-        self.ifindex = ifindex
         self.mode = mode
-        self.via = via
-        self._link_fd = link_fd
 
     @property
     def events(self) -> EventStream | None:
         """Sampled packet events (src, dst, protocol, action, length), if the program emits them."""
         return self.stream
 
-    def unhook(self) -> None:
-        self.keep_final_counters()
-        if self.via == "bpf_link":
-            if self._link_fd is not None:
-                os.close(self._link_fd)
-                self._link_fd = None
-        else:
-            try:
-                netlink_set(self.ifindex, self.netns, -1, self.mode)
-            except Exception as e:
-                if "No such device" not in str(e) and not isinstance(e, AttachError):
-                    raise
-            forget_netlink_attach(self.netns, self.iface)
+    def remove_netlink(self) -> None:
+        try:
+            netlink_set(self.ifindex, self.netns, -1, self.mode)
+        except Exception as e:
+            if "No such device" not in str(e) and not isinstance(e, AttachError):
+                raise
+        forget_netlink_attach(self.netns, self.iface)
 
     def __repr__(self) -> str:
-        where = f"{self.netns}:{self.iface}" if self.netns else self.iface
-        return f"<labkit.XdpAttachment {self.program.name} on {where} ({self.mode}, via {self.via}): {self.state}>"
+        return (f"<labkit.XdpAttachment {self.program.name} on {place(self.iface, self.netns)} ({self.mode}, "
+                f"via {self.via}): {self.state}>")
 
 
-def _where(x: dict) -> str:
-    return f"{x['netns'] + ':' if x['netns'] else ''}{x['iface']}"
-
-
-class XdpRecords:
+class XdpRecords(InterfaceRecords):
     """Netlink XDP attaches: recorded under /run/labkit/xdp (labkit.net.xdp.netlink),
     found in their slot, removed by netlink."""
 
-    name = "xdp"
-
-    def __init__(self) -> None:
-        self.state_dir = XDP_STATE_DIR
-
-    def records(self) -> list[dict]:
-        return netlink_records()
+    label = "XDP"
 
     def still_there(self, records: list[dict]) -> list[dict]:
         """The programs of netlink attach records that are still in their slot."""
@@ -164,14 +114,11 @@ class XdpRecords:
         """Every program named lk_* in either slot of every interface of every namespace."""
         return find_labkit_xdp()
 
-    def slot(self, x: dict) -> tuple:
-        return (x.get("netns"), x.get("iface"))
+    def bracket(self, found: dict) -> str:
+        return found["mode"]
 
-    def describe(self, x: dict) -> tuple[str, str]:
-        return (f"XDP {x['name']} (id {x['prog_id']}) on {_where(x)} [{x['mode']}]", f"XDP {x['name']} on {_where(x)}")
-
-    def remove(self, x: dict) -> None:
-        netlink_set(x["ifindex"], x["netns"], -1, x["mode"])
+    def remove(self, found: dict) -> None:
+        netlink_set(found["ifindex"], found["netns"], -1, found["mode"])
 
     def not_removed(self, description: str, error: Exception) -> str:
         return (f"kept {description}: held by a bpf_link of a running process ({error}); it goes when that "
@@ -187,14 +134,15 @@ class XdpHook(Hook):
     needs = "xdp"
 
     def __init__(self) -> None:
-        self.records = XdpRecords()
+        self.records = XdpRecords("xdp", XDP_RECORDS)
 
     def validate(self, program: Program | str, *, iface: Any = None, netns: str | None = None, mode: Any = "auto",
                  force: bool = False, via: Any = "auto", fn: str | None = None, sample_every: Any = 1,
                  window: int = DEFAULT_WINDOW, poll_interval: float = DEFAULT_POLL_INTERVAL,
                  replace_foreign: bool = False) -> dict:
-        check_mode(mode)
-        check_via(via)
+        check_choice("mode", mode, MODES, " (native: the driver's slot, generic: the kernel's; auto: native, else "
+                                          "generic)")
+        check_choice("via", via, VIAS, " (link: a bpf_link, taken off when this process dies; netlink: stays)")
         check_iface("attach_xdp", iface, netns, "sb.target_iface, netns=sb.target_ns")
         if not (isinstance(sample_every, int) and not isinstance(sample_every, bool) and sample_every >= 1):
             raise ArgumentError(f"sample_every must be a positive integer, got {sample_every!r}")
@@ -209,22 +157,11 @@ class XdpHook(Hook):
         """Attach ``program`` (a Program, or a snippet name or C text that ``lab``
         loads and the attachment then owns) to ``iface`` in namespace ``netns``,
         following the rules in this module's docstring."""
-        where = f"{netns}:{iface}" if netns else iface
-        ifindex = interface(iface, netns)["index"]          # raises for a missing netns or interface
-        refuse_cutting(where, ifindex, netns, what="an XDP program", force=force)
         key = ("xdp", netns or "", iface)
-        old = held(key)
-        if old is not None:
-            old.give_back("replaced")
+        where, ifindex = take_slot("an XDP program", iface, netns, force, key)
         _clear_slots(iface, netns, ifindex, where, replace_foreign)
-        owns_program = isinstance(program, str)
-        prog = lab.load(program, need="xdp", defines={"LK_SAMPLE_EVERY": sample_every}) if owns_program else program
-        try:
+        with owned_program(lab, program, "xdp", {"LK_SAMPLE_EVERY": sample_every}) as (prog, owns_program):
             link_fd, got, how, errors = _attach(prog, fn, iface, netns, ifindex, where, mode, via)
-        except BaseException:
-            if owns_program:
-                prog.close()
-            raise
         att = XdpAttachment(iface=iface, netns=netns, ifindex=ifindex, mode=got, via=how, link_fd=link_fd,
                             key=key, target=where, program=prog, lab=lab, hook=f"xdp:{where}:{got}",
                             owns_program=owns_program)

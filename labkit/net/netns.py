@@ -23,6 +23,7 @@ __all__ = [
     "netns_exists",
     "netns_path",
     "off_event_loop",
+    "place",
     "require_netns",
     "run_in_netns",
 ]
@@ -51,6 +52,11 @@ def create_netns(name: str) -> None:
     from pyroute2 import netns
 
     netns.create(name)
+
+
+def place(iface: str, netns: str | None) -> str:
+    """How labkit names an interface of a namespace: ``lksb-3fa9c1-tgt:lk3fa9c1t``, or ``eth0`` in the root one."""
+    return f"{netns}:{iface}" if netns else iface
 
 
 def netns_path(name: str) -> str:

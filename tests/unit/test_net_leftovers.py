@@ -19,7 +19,7 @@ from labkit.net.records import SandboxRecord, sandbox_names
 @pytest.fixture(autouse=True)
 def no_tc_records(monkeypatch) -> None:
     """Pure logic: never the machine's own TC records (tests running beside these make some)."""
-    monkeypatch.setattr(tc_hook, "tc_records", lambda: [])
+    monkeypatch.setattr(tc_hook.HOOK.records, "records", lambda: [])
 
 
 def xdp(netns: str | None, iface: str, prog_id: int, mode: str = "generic") -> dict:
@@ -112,7 +112,7 @@ def test_this_process_records_are_not_kept_for_it(tmp_path: Path, monkeypatch) -
 
 def test_scoped_to_an_owner_only_its_recorded_programs(monkeypatch) -> None:
     slots = {"index": 7, "ifname": "veth9", "native": 0, "generic": 11}
-    monkeypatch.setattr(xdp_hook, "netlink_records", lambda: [
+    monkeypatch.setattr(xdp_hook.HOOK.records, "records", lambda: [
         {"netns": None, "iface": "veth9", "mode": "generic", "prog_id": 11, "pid": 4242, "path": "a"},
         {"netns": None, "iface": "veth8", "mode": "generic", "prog_id": 12, "pid": 4343, "path": "b"},
         {"netns": "gone", "iface": "x", "mode": "generic", "prog_id": 13, "pid": 4242, "path": "c"},
@@ -136,7 +136,7 @@ def test_scoped_to_an_owner_only_its_recorded_programs(monkeypatch) -> None:
 
 @pytest.mark.parametrize("owner", [None, 4242])
 def test_nothing_found(monkeypatch, owner) -> None:
-    monkeypatch.setattr(xdp_hook, "netlink_records", lambda: [])
+    monkeypatch.setattr(xdp_hook.HOOK.records, "records", lambda: [])
     monkeypatch.setattr(xdp_hook, "find_labkit_xdp", lambda: [])
     monkeypatch.setattr(leftovers, "find_leftovers", lambda: [])
     monkeypatch.setattr(leftovers, "list_sandboxes", lambda: [])
@@ -175,7 +175,7 @@ def test_find_dead_keeps_live_owners_and_what_has_no_record(monkeypatch) -> None
     dead = SandboxRecord(id="bbbb", state_file=Path("b.json"), owner_pid=99999999, **sandbox_names("bbbb"))
     orphan = SandboxRecord(id="cccc", host_ns_present=True, **sandbox_names("cccc"))
     monkeypatch.setattr(leftovers, "list_sandboxes", lambda: [live, dead, orphan])
-    monkeypatch.setattr(xdp_hook, "netlink_records", lambda: [
+    monkeypatch.setattr(xdp_hook.HOOK.records, "records", lambda: [
         {"netns": None, "iface": "veth9", "pid": me, "start_time": leftovers.owners.start_time(me), "path": "a"},
         {"netns": None, "iface": "veth8", "pid": me, "start_time": 1, "path": "b"},  # a reused pid: gone
         {"netns": None, "iface": "veth7", "pid": 99999999, "path": "c"},

@@ -23,17 +23,17 @@ import ctypes
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
-from labkit import owners
 from labkit._errors import AttachError, NotSupportedError
+from labkit.net.attach_records import AttachRecords
 from labkit.net.netns import run_in_netns
 from labkit.programs.libbpf import libbpf
 
 __all__ = [
     "PARENTS",
+    "TC_RECORDS",
     "TC_STATE_DIR",
     "filters",
     "forget_tc_attach",
@@ -47,6 +47,7 @@ __all__ = [
 
 #: Where netlink (cls_bpf) attaches are recorded.
 TC_STATE_DIR = Path("/run/labkit/tc")
+TC_RECORDS = AttachRecords(TC_STATE_DIR, ("netns", "iface", "direction"))
 #: The clsact qdisc's parents: TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS / TC_H_MIN_EGRESS).
 PARENTS = {"ingress": 0xFFFFFFF2, "egress": 0xFFFFFFF3}
 _HANDLE = 1
@@ -155,40 +156,20 @@ def netlink_remove_filter(ifindex: int, iface: str, netns: str | None, direction
 
 
 # ---------------------------------------------------------------- records
-def _record_path(netns: str | None, iface: str, direction: str) -> Path:
-    return TC_STATE_DIR / f"{netns or '-root-'}__{iface}__{direction}.json"
-
-
 def record_tc_attach(netns: str | None, iface: str, direction: str, prio: int, prog_id: int,
                      made_qdisc: bool) -> None:
     """Record that this process put ``prog_id`` on ``iface``'s ``direction`` through netlink."""
-    TC_STATE_DIR.mkdir(parents=True, exist_ok=True)
-    pid = os.getpid()
-    _record_path(netns, iface, direction).write_text(json.dumps(
-        {"netns": netns, "iface": iface, "direction": direction, "prio": prio, "prog_id": prog_id,
-         "made_qdisc": made_qdisc, "pid": pid, "start_time": owners.start_time(pid), "created": time.time()}))
+    TC_RECORDS.write(netns=netns, iface=iface, direction=direction, prio=prio, prog_id=prog_id, made_qdisc=made_qdisc)
 
 
 def forget_tc_attach(netns: str | None, iface: str, direction: str) -> None:
     """Remove the record of a netlink TC attach (if there is one)."""
-    try:
-        _record_path(netns, iface, direction).unlink()
-    except FileNotFoundError:
-        pass
+    TC_RECORDS.forget(netns, iface, direction)
 
 
 def tc_records() -> list[dict]:
     """Every record of a netlink TC attach, each with its file as ``path``."""
-    out = []
-    if TC_STATE_DIR.is_dir():
-        for p in sorted(TC_STATE_DIR.glob("*.json")):
-            try:
-                rec = json.loads(p.read_text())
-            except (OSError, ValueError):
-                continue
-            rec["path"] = str(p)
-            out.append(rec)
-    return out
+    return TC_RECORDS.read()
 
 
 def recorded_filter(rec: dict) -> dict | None:
