@@ -21,14 +21,13 @@ from labkit.programs.kinds import Kind
 __all__ = ["Hook", "Recorder", "by_call", "check_fits", "fits", "hooks", "kind_modules", "mismatch", "recorders"]
 
 
+for _module in pkgutil.iter_modules(__path__):  # importing a kind's module registers its HOOK
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+
 def kind_modules() -> list[str]:
-    """The modules of this package that register a kind (every one but the shared ones)."""
-    shared = {"protocol", "probe", "link", "interface"}
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in shared)
-
-
-for _name in kind_modules():  # each registers its HOOK
-    importlib.import_module(f"{__name__}.{_name}")
+    """The modules of this package that are a kind (the others are what kinds share)."""
+    return sorted(type(h).__module__.rsplit(".", 1)[1] for h in hooks())
 
 
 def fits(kind: Kind | None, call: str) -> bool:

@@ -146,13 +146,17 @@ class Hook:
         check_program(program)
         checked = self.validate(program, **options)
         self.check_fits(program, checked.get("fn"))
-        privileges.require(self.needs)
+        self.check_privileges()
         self.supported(checked)
         return self.make(lab, program, **checked)
 
     def validate(self, program: Program | str, **options: Any) -> dict:
         """The options, checked (ArgumentError); nothing here touches the kernel."""
         return options
+
+    def check_privileges(self) -> None:
+        """PrivilegeError, naming what is missing, unless this process may attach this kind."""
+        privileges.require(self.needs)
 
     def supported(self, options: dict) -> None:
         """Raise NotSupportedError when this kernel or machine lacks the kind."""
