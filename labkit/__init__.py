@@ -11,6 +11,7 @@ from labkit.programs.compile import Program
 from labkit._errors import (
     ArgumentError,
     AttachError,
+    ClosedError,
     CompileError,
     LabkitError,
     NotSupportedError,
@@ -20,10 +21,11 @@ from labkit._errors import (
     VerifierError,
 )
 from labkit.commands.doctor import doctor
-from labkit.attach import Attachment, TraceAttachment, close_all, live_attachments
+from labkit.attach import Attachment, close_all, live_attachments
+from labkit.hooks.probe import TraceAttachment
+from labkit.hooks.tc import TcAttachment
+from labkit.hooks.xdp import XdpAttachment
 from labkit.lab import Lab, syscalls
-from labkit.net.xdp.attach import XdpAttachment
-from labkit.net.tc.attach import TcAttachment
 from labkit.net.sandbox import Sandbox
 from labkit.net.traffic import PingResult, UdpResult
 from labkit.events.stream import EventStream
@@ -59,6 +61,7 @@ __all__ = sorted([
     "ArgumentError",
     "AttachError",
     "Attachment",
+    "ClosedError",
     "CompileError",
     "EventStream",
     "FirewallControl",

@@ -7,8 +7,28 @@
     ├── AttachError                  a hook or interface refused (.target, .errno)
     │   └── ProgramKindError         the program's kind does not fit the attach call (.kind, .call)
     ├── ArgumentError                a bad argument (type, range, unknown name); also ValueError
-    ├── NotSupportedError            this kernel lacks a feature (.feature)
+    ├── NotSupportedError            this kernel or machine lacks a feature (.feature)
+    ├── ClosedError                  a handle used after it was closed, detached or replaced
     └── SandboxError                 building or using a network sandbox failed
+
+One class per kind of mistake, whatever part of labkit finds it:
+
+* the call is wrong on any machine (a wrong type, a number out of range, an
+  unknown choice, a missing or contradictory argument, a name labkit looks up
+  and cannot find: a snippet, a program's function or map, a library, a
+  symbol, a sandbox id) — ArgumentError, raised before the kernel is touched;
+* the call is right but this kernel or machine lacks what it asks for (kprobes,
+  tcx, perf events, libbpf, tracefs, a syscall it has no tracepoint for, a tool
+  like tc or ping) — NotSupportedError, naming the feature;
+* the call is right and supported, but the target of an attach is not there (a
+  tracepoint, an interface, a namespace), is taken (a slot, a foreign
+  program), is refused by the guard of an interface the lab stands on, or the
+  kernel refused the attach — AttachError, naming the target;
+* a Lab, a Program, an attachment, a panel, a Sandbox or a CO-RE object used
+  after it was given back — ClosedError, which says how to get a new one;
+* missing root or capabilities — PrivilegeError; what clang and the verifier
+  say — CompileError and VerifierError; a sandbox that cannot be built or used
+  — SandboxError.
 
 Every message names the thing that failed and says what to do. In a notebook the
 exceptions render with their detail (``_repr_html_``), because the useful part
@@ -22,6 +42,7 @@ import html
 __all__ = [
     "ArgumentError",
     "AttachError",
+    "ClosedError",
     "CompileError",
     "LabkitError",
     "NotSupportedError",
@@ -108,6 +129,12 @@ class NotSupportedError(LabkitError):
     def __init__(self, message: str, *, feature: str = ""):
         super().__init__(message)
         self.feature = feature
+
+
+class ClosedError(LabkitError):
+    """A handle used after it was given back: a closed Lab, Program, Sandbox,
+    panel or CO-RE object, a detached or replaced attachment. The message says
+    how to get a new one."""
 
 
 class SandboxError(LabkitError):

@@ -1,4 +1,4 @@
-"""Attachments and the one process-wide registry that owns them.
+"""Attachment, the handle every hook kind returns, and the one process-wide registry that owns them.
 
 Everything labkit hands out that holds kernel or display state — a program on
 a hook, a live panel — is registered here under a key. Claiming a key that is
@@ -18,15 +18,14 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Protocol
 
-from labkit._errors import LabkitError
-from labkit.programs.probes import Probe, detach_probe
+from labkit._errors import ClosedError
 
 if TYPE_CHECKING:  # import cycles only at type-check time
     from labkit.events.stream import EventStream
     from labkit.lab import Lab
     from labkit.programs.compile import Program
 
-__all__ = ["Attachment", "TraceAttachment", "claim", "close_all", "holders", "live_attachments", "release"]
+__all__ = ["Attachment", "claim", "close_all", "holders", "live_attachments", "release"]
 
 
 class Holder(Protocol):
@@ -139,7 +138,7 @@ class Attachment:
 
     def check_attached(self) -> None:
         if self.state != "attached":
-            raise LabkitError(f"{self.kind} attachment {self.target} is {self.state}; attach it again")
+            raise ClosedError(f"{self.kind} attachment {self.target} is {self.state}; attach it again")
 
     def __enter__(self):
         return self
@@ -149,22 +148,3 @@ class Attachment:
 
     def __repr__(self) -> str:
         return f"<labkit.{type(self).__name__} {self.program.name} on {self.hook}: {self.state}>"
-
-
-class TraceAttachment(Attachment):
-    """Functions of one program on perf-event hooks (tracepoints, kprobes, ...).
-    ``probes`` lists them as (kind, target, function). An attachment that owns
-    its program frees it on detach (which takes every probe off); one that does
-    not (BCC-style ``tracepoint__*`` functions attached at load) takes its own
-    probes off and leaves the program to its Lab."""
-
-    kind = "trace"
-
-    def __init__(self, *, probes: "list[Probe] | None" = None, **kw):
-        super().__init__(**kw)
-        self.probes: list[Probe] = list(probes or [])
-
-    def unhook(self) -> None:
-        if not self._owns_program:
-            for kind, target, fn in reversed(self.probes):
-                detach_probe(self.program, kind, target, fn)

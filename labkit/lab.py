@@ -15,8 +15,8 @@ Safety rules (docs/ARCHITECTURE.md):
 Why this file is long: a Lab is the one object a student holds, so every way
 in (load, the tracers, the attach calls for each hook, event buffers, CO-RE
 objects) is a method here with its docstring, each a few lines handing the
-work to its room (programs/, events/, net/xdp/, net/tc/); splitting the class
-would split the API a lesson teaches.
+work to its room (programs/, events/, hooks/: one module per attach kind);
+splitting the class would split the API a lesson teaches.
 """
 
 from __future__ import annotations
@@ -25,22 +25,22 @@ import html
 import weakref
 from typing import Iterable, Mapping, Sequence
 
-from labkit._errors import ArgumentError, AttachError, LabkitError, NotSupportedError, VerifierError
-from labkit.attach import Attachment, TraceAttachment, claim, held, release
+from labkit._errors import ArgumentError, AttachError, ClosedError, NotSupportedError, VerifierError
+from labkit.attach import Attachment, claim, release
 from labkit.events.buffers import PerfBufferReader, RingMapReader
 from labkit.events.schemas import CLONE_DTYPE, SYSCALL_DTYPE, clone_frame, syscall_frame
 from labkit.events.stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window
+from labkit.hooks import by_call
+from labkit.hooks.probe import TraceAttachment, attach_probes
+from labkit.hooks.tc import TcAttachment
+from labkit.hooks.uprobe import check_pid
+from labkit.hooks.xdp import XdpAttachment
 from labkit.net.leftovers import reap_dead_owners
-from labkit.net.tc import attach as _tc
-from labkit.net.tc.attach import TcAttachment
-from labkit.net.xdp import attach as _xdp
-from labkit.net.xdp.attach import XdpAttachment
 from labkit.programs import hooks as _hooks
 from labkit.programs import privileges as _privileges
 from labkit.programs.compile import Program, compile_c, free_module, resolve_source
 from labkit.programs.core import CoreObject, compile_core, resolve_core_source
-from labkit.programs.kinds import check_fits
-from labkit.programs.probes import Probe, attach_probe, autoload_probes, resolve_binary, uprobe_target
+from labkit.programs.probes import autoload_probes
 
 __all__ = ["DEFAULT_RING_PAGES", "Lab", "syscalls"]
 
@@ -60,25 +60,6 @@ def _cflags(defines: dict | None, cflags: Iterable[str]) -> list[str]:
             raise ArgumentError(f"defines: {k!r} is not a C identifier (a macro name like 'LK_FILTER_PID')")
         out.append(f"-D{k}={int(v) if isinstance(v, bool) else v}")
     return out
-
-
-def _check_program(program) -> None:
-    """A Program that is still loaded, or a snippet name or C text: else ArgumentError."""
-    if isinstance(program, Program):
-        if program.closed:
-            raise ArgumentError(f"program {program.name} is closed (its attachment was detached or its Lab "
-                                "closed); load it again with lab.load()")
-    elif not isinstance(program, str):
-        raise ArgumentError(f"the program must be a snippet name, C text or a Program from lab.load(), "
-                            f"got {type(program).__name__} {program!r}")
-
-
-def _check_pid(pid) -> int:
-    if pid is None:
-        return 0
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        raise ArgumentError(f"pid must be a positive process id (or None for all processes), got {pid!r}")
-    return pid
 
 
 # ----------------------------------------------------------------------- Lab
@@ -137,8 +118,8 @@ class Lab:
         weakref.finalize(prog, _unreferenced.append, prog.bpf).atexit = False
         try:
             for kind, target, fn in autoload_probes(prog.functions, prog.syscall_symbol):
-                att = self._attach_bcc(prog, (kind, target, f"{prog.name}:{fn}"), [(kind, target, fn)],
-                                       hook=f"{kind} {target}", owns_program=False)
+                att = self._keep(attach_probes(self, prog, (kind, target, f"{prog.name}:{fn}"), [(kind, target, fn)],
+                                               hook=f"{kind} {target}", owns_program=False))
                 prog.auto_attachments.append(att)
         except BaseException:
             for att in prog.auto_attachments:
@@ -148,28 +129,25 @@ class Lab:
             raise
         return prog
 
-    # ----------------------------------------------------- generic attaching
+    # ----------------------------------------------------- attaching: one kind each (labkit.hooks)
+    def _attach(self, call: str, program: Program | str, **options) -> Attachment:
+        """Hand the call to its hook kind (labkit.hooks), which checks everything
+        before it touches the kernel, and keep what it attached."""
+        self._check_open()
+        return self._keep(by_call(call).attach(self, program, **options))
+
+    def _keep(self, att: Attachment) -> Attachment:
+        if att not in self._attachments:
+            self._attachments.append(att)
+        return att
+
     def attach_tracepoint(self, program: Program | str, tracepoint: str, fn: str | None = None, *,
                           name: str | None = None) -> TraceAttachment:
         """Attach ``fn`` of ``program`` to ``category:event``. Re-attaching the
         same (tracepoint, program) first detaches the previous attachment. A
         program of another kind (an XDP program, a kprobe) is refused with
-        ProgramKindError before anything is loaded (labkit.programs.kinds)."""
-        self._check_open()
-        _check_program(program)
-        if not isinstance(tracepoint, str) or ":" not in tracepoint:
-            raise AttachError(f"tracepoint must be 'category:event' (like 'sched:sched_process_exec'), "
-                              f"got {tracepoint!r}", target=str(tracepoint))
-        check_fits("attach_tracepoint", program, fn)
-        cat, ev = tracepoint.split(":", 1)
-        _privileges.require("tracing")
-        _hooks.require_tracefs()
-        if not _hooks.tracepoint_exists(cat, ev):
-            raise AttachError(f"no tracepoint {tracepoint} on this kernel (see /sys/kernel/tracing/events/{cat}/)",
-                              target=tracepoint)
-        prog, fn = self._load_for(program, fn)
-        key = ("tracepoint", tracepoint, name or f"{prog.name}:{fn}")
-        return self._attach_bcc(prog, key, [("tracepoint", tracepoint, fn)], hook=f"tracepoint {tracepoint}")
+        ProgramKindError before anything is loaded (labkit.hooks.tracepoint)."""
+        return self._attach("attach_tracepoint", program, tracepoint=tracepoint, fn=fn, name=name)
 
     def attach_kprobe(self, program: Program | str, event: str | None = None, fn: str | None = None, *,
                       syscall: str | None = None, ret: bool = False, name: str | None = None) -> TraceAttachment:
@@ -177,42 +155,8 @@ class Lab:
         kernel entry of a syscall (``syscall="clone"``), as a kprobe (or, with
         ``ret=True``, a kretprobe). Raises NotSupportedError, before loading
         anything, on kernels built without kprobes: use a tracepoint there; and
-        ProgramKindError, first, for a program of another kind."""
-        self._check_open()
-        _check_program(program)
-        if (event is None) == (syscall is None):
-            raise ArgumentError("attach_kprobe needs event= (a kernel function) or syscall= (a syscall name)")
-        which, target = ("event", event) if syscall is None else ("syscall", syscall)
-        if not isinstance(target, str) or not target.strip():
-            raise ArgumentError(f"attach_kprobe's {which}= must be a name like 'kernel_clone' or 'clone', "
-                                f"got {target!r}")
-        check_fits("attach_kprobe", program, fn)
-        _privileges.require("tracing")
-        ok, why = _hooks.kprobes_available()
-        if not ok:
-            raise NotSupportedError(
-                f"kprobes are not available on this kernel ({why}); attach to a tracepoint instead "
-                "(lab.attach_tracepoint, lab.trace_clone, lab.trace_syscall)", feature="kprobe")
-        prog, fn = self._load_for(program, fn)
-        if syscall is not None:
-            event = prog.bpf.get_syscall_fnname(syscall.encode()).decode()
-        kind = "kretprobe" if ret else "kprobe"
-        key = (kind, event, name or f"{prog.name}:{fn}")
-        return self._attach_bcc(prog, key, [(kind, event, fn)], hook=f"{kind} {event}")
-
-    def _load_for(self, program: Program | str, fn: str | None) -> tuple[Program, str]:
-        """``program`` (loaded here when it is a snippet name or C text) and the
-        function of it to attach; a program loaded here is freed again when it
-        has no such function."""
-        if isinstance(program, Program):
-            return program, program.function_name(fn)
-        prog = self.load(program)
-        try:
-            return prog, prog.function_name(fn)
-        except BaseException:
-            self._programs.remove(prog)
-            prog.close()
-            raise
+        ProgramKindError, first, for a program of another kind (labkit.hooks.kprobe)."""
+        return self._attach("attach_kprobe", program, event=event, syscall=syscall, fn=fn, ret=ret, name=name)
 
     def attach_uprobe(self, program: Program | str, binary_or_library: str, symbol: str, fn: str | None = None, *,
                       ret: bool = False, pid: int | None = None, name: str | None = None) -> TraceAttachment:
@@ -221,18 +165,10 @@ class Lab:
         uprobe (on entry) or, with ``ret=True``, a uretprobe (on return).
         ``pid``: fire only in that process (else in every process that runs
         that code). Re-attaching the same (hook, program) replaces the old one;
-        a missing library or symbol is a LabkitError naming close matches."""
-        self._check_open()
-        check_fits("attach_uprobe", program, fn)
-        _check_program(program)
-        fpid = _check_pid(pid)
-        _privileges.require("tracing")
-        path = resolve_binary(binary_or_library, symbol)
-        prog, fn = self._load_for(program, fn)
-        kind = "uretprobe" if ret else "uprobe"
-        target = uprobe_target(path, symbol, fpid or None)
-        key = (kind, target, name or f"{prog.name}:{fn}")
-        return self._attach_bcc(prog, key, [(kind, target, fn)], hook=f"{kind} {target}")
+        a missing library or symbol is an ArgumentError naming close matches
+        (labkit.hooks.uprobe)."""
+        return self._attach("attach_uprobe", program, binary_or_library=binary_or_library, symbol=symbol, fn=fn,
+                            ret=ret, pid=pid, name=name)
 
     def attach_usdt(self, program: Program | str, provider_probe: str, fn: str | None = None, *,
                     pid: int | None = None, path: str | None = None, name: str | None = None) -> TraceAttachment:
@@ -244,50 +180,20 @@ class Lab:
         with ``lab.load(..., usdt=(pid, provider_probe, fn))`` is attached as
         it is; any other (a ``%%bpf`` cell) is compiled again from its source
         with that context, and the attachment owns the new Program
-        (``.program``: read its maps there)."""
-        self._check_open()
-        check_fits("attach_usdt", program, fn)
-        _check_program(program)
-        if (pid is None) == (path is None):
-            raise ArgumentError("attach_usdt needs pid= (a running process) or path= (a binary), one of them")
-        where = _check_pid(pid) if pid is not None else path
-        if isinstance(program, str):
-            if not fn:
-                raise ArgumentError("attach_usdt with C text or a snippet needs fn= (the function the probe calls)")
-            prog = self.load(program, usdt=(where, provider_probe, fn))
-        else:
-            fn = program.function_name(fn)
-            ctx = program.usdt
-            if ctx is not None and (ctx.where, ctx.fn) == (where, fn) and \
-                    provider_probe in (ctx.probe, ctx.probe.split(":", 1)[1]):
-                prog = program
-            else:  # made without this probe's context (a %%bpf cell, another pid): compiled again, with it
-                prog = self.load(program.source, cflags=program.cflags, name=program.name,
-                                 usdt=(where, provider_probe, fn))
-        target = provider_probe + (f"[pid {where}]" if pid is not None else f"[{where}]")
-        key = ("usdt", target, name or f"{prog.name}:{fn}")
-        return self._attach_bcc(prog, key, [("usdt", target, fn)], hook=f"usdt {target}")
+        (``.program``: read its maps there). See labkit.hooks.usdt."""
+        return self._attach("attach_usdt", program, provider_probe=provider_probe, fn=fn, pid=pid, path=path,
+                            name=name)
 
-    def _attach_bcc(self, prog: Program, key: tuple, probes: list[Probe], hook: str,
-                    owns_program: bool = True) -> TraceAttachment:
-        existing = held(key)
-        if (isinstance(existing, TraceAttachment) and existing.attached and existing.program is prog
-                and existing.probes == probes):
-            return existing  # already on that hook (attached at load, BCC-style): never twice
-        att = TraceAttachment(key=key, target=hook, program=prog, lab=self, hook=hook, owns_program=owns_program)
-        try:
-            for kind, target, fn in probes:
-                attach_probe(prog, kind, target, fn)
-                att.probes.append((kind, target, fn))
-        except BaseException:
-            if owns_program:
-                prog.close()
-            else:
-                att.unhook()
-            raise
-        claim(att)
-        self._attachments.append(att)
-        return att
+    def attach_perf_event(self, program: Program | str, fn: str | None = None, *, frequency: int = 99,
+                          cpu: int | None = None, name: str | None = None) -> TraceAttachment:
+        """Run ``fn`` of ``program`` (a function taking ``struct
+        bpf_perf_event_data *``) ``frequency`` times a second on every CPU (or
+        on ``cpu`` only), sampled by the kernel's CPU clock: in whatever process
+        was running there, so counting samples per pid or per stack shows where
+        CPU time goes. Attaching the same program again (a re-run cell)
+        replaces the old one; a bad frequency or CPU is an ArgumentError
+        (labkit.hooks.perf_event)."""
+        return self._attach("attach_perf_event", program, fn=fn, frequency=frequency, cpu=cpu, name=name)
 
     # -------------------------------------------------------------- tracing
     def trace_clone(self, *, pid: int | None = None, hook: str = "auto", window: int = DEFAULT_WINDOW,
@@ -305,7 +211,7 @@ class Lab:
         stream that had it (a re-run cell), a new name keeps both.
         """
         self._check_open()
-        fpid = _check_pid(pid)
+        fpid = check_pid(pid)
         check_window(window, poll_interval)
         _privileges.require("tracing")
         tried: list[str] = []
@@ -319,7 +225,7 @@ class Lab:
                     prog = self.load("trace_clone", defines=defines)
                     hooks = [("tracepoint", choice.target, "lk_clone_tp")]
                 source = f"{choice.kind}:{choice.target}"
-                att = self._attach_bcc(prog, ("clone", name), hooks, hook=source)
+                att = self._keep(attach_probes(self, prog, ("clone", name), hooks, hook=source))
             except (AttachError, VerifierError, NotSupportedError) as e:
                 if hook != "auto":
                     raise
@@ -338,7 +244,7 @@ class Lab:
         the kernel has; ``labkit.syscalls()`` lists them), with time, pid, tid,
         uid, comm, syscall, nr, arg0..arg5 and source."""
         self._check_open()
-        fpid = _check_pid(pid)
+        fpid = check_pid(pid)
         check_window(window, poll_interval)
         _privileges.require("tracing")
         sc = _hooks.check_syscall(syscall)
@@ -346,7 +252,7 @@ class Lab:
         prog = self.load("trace_syscall", defines={"LK_FILTER_PID": fpid, "LK_NARGS": _hooks.syscall_arg_count(sc),
                                                     "LK_RINGBUF_PAGES": _check_ring(ring_pages)})
         key = ("syscall", name or "trace_syscall", sc)
-        att = self._attach_bcc(prog, key, [("tracepoint", tp, "lk_sys_enter")], hook=f"tracepoint:{tp}")
+        att = self._keep(attach_probes(self, prog, key, [("tracepoint", tp, "lk_sys_enter")], hook=f"tracepoint:{tp}"))
         return self._stream(att, payload=SYSCALL_DTYPE, frame=syscall_frame(f"tracepoint:{tp}", sc),
                             window=window, poll_interval=poll_interval, note="syscall enter tracepoint",
                             name=f"trace_syscall({sc})")
@@ -361,7 +267,7 @@ class Lab:
         att.stream = s
         return s
 
-    # ------------------------------------------------------------------ XDP
+    # ------------------------------------------------------------ XDP and TC
     def attach_xdp(self, program: Program | str = "xdp_icmp_drop", iface: str | None = None, *,
                    netns: str | None = None, mode: str = "auto", force: bool = False, via: str = "auto",
                    fn: str | None = None, sample_every: int = 1, window: int = DEFAULT_WINDOW,
@@ -377,13 +283,26 @@ class Lab:
         process dies) or "netlink" (stays; recorded for ``labkit cleanup``).
         A sandbox's interface: ``iface=sb.target_iface, netns=sb.target_ns``.
         """
-        self._check_open()
-        _check_program(program)
-        att = _xdp.attach_xdp(self, program, iface, netns=netns, mode=mode, force=force, via=via, fn=fn,
-                              sample_every=sample_every, window=window, poll_interval=poll_interval,
-                              replace_foreign=replace_foreign)
-        self._attachments.append(att)
-        return att
+        return self._attach("attach_xdp", program, iface=iface, netns=netns, mode=mode, force=force, via=via,
+                            fn=fn, sample_every=sample_every, window=window, poll_interval=poll_interval,
+                            replace_foreign=replace_foreign)
+
+    def attach_tc(self, program: Program | str = "tc_count", iface: str | None = None,
+                  direction: str = "ingress", *, netns: str | None = None, fn: str | None = None,
+                  via: str = "auto", force: bool = False) -> TcAttachment:
+        """Attach a TC program (``struct __sk_buff *``, direct action: it returns
+        TC_ACT_OK, TC_ACT_SHOT, ...) to ``direction`` ("ingress": what arrives,
+        "egress": what leaves) of ``iface`` in namespace ``netns``.
+
+        ``via``: "auto" (a tcx link where the kernel has tcx, 6.6+, else the
+        clsact qdisc), "tcx", or "netlink" (a cls_bpf filter under the clsact
+        qdisc, as on Debian 12's 6.1: recorded, removed on detach and reaped
+        when this process dies). Attaching again on the same interface and
+        direction replaces; an interface the lab stands on is refused without
+        ``force=True``, as for attach_xdp. A sandbox: ``iface=sb.host_iface, netns=sb.host_ns``.
+        """
+        return self._attach("attach_tc", program, iface=iface, direction=direction, netns=netns, fn=fn, via=via,
+                            force=force)
 
     # --------------------------------------- a program's own event buffers (lesson 06)
     def open_perf_buffer(self, program: Program, map_name: str = "events", *, pages: int = 8,
@@ -452,25 +371,6 @@ class Lab:
                 obj.give_back("closed")
                 raise
         return obj
-    def attach_tc(self, program: Program | str = "tc_count", iface: str | None = None,
-                  direction: str = "ingress", *, netns: str | None = None, fn: str | None = None,
-                  via: str = "auto", force: bool = False) -> TcAttachment:
-        """Attach a TC program (``struct __sk_buff *``, direct action: it returns
-        TC_ACT_OK, TC_ACT_SHOT, ...) to ``direction`` ("ingress": what arrives,
-        "egress": what leaves) of ``iface`` in namespace ``netns``.
-
-        ``via``: "auto" (a tcx link where the kernel has tcx, 6.6+, else the
-        clsact qdisc), "tcx", or "netlink" (a cls_bpf filter under the clsact
-        qdisc, as on Debian 12's 6.1: recorded, removed on detach and reaped
-        when this process dies). Attaching again on the same interface and
-        direction replaces; an interface the lab stands on is refused without
-        ``force=True``, as for attach_xdp. A sandbox: ``iface=sb.host_iface, netns=sb.host_ns``.
-        """
-        self._check_open()
-        _check_program(program)
-        att = _tc.attach_tc(self, program, iface, direction, netns=netns, fn=fn, via=via, force=force)
-        self._attachments.append(att)
-        return att
 
     # ------------------------------------------------------------ ownership
     @property
@@ -509,7 +409,7 @@ class Lab:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise LabkitError("this Lab is closed; make a new one with labkit.Lab()")
+            raise ClosedError("this Lab is closed; make a new one with labkit.Lab()")
 
     def __enter__(self) -> "Lab":
         return self

@@ -178,7 +178,7 @@ def shown_error(shell, monkeypatch, text: str) -> tuple[BaseException, str]:
 @pytest.mark.parametrize("cell,kind,says", [
     ("%%bpf broken\nint lk_x(void *ctx) {\n    int a = 1\n    return a;\n}\n", "CompileError", "broken:3:"),
     (UNCHECKED, "VerifierError", "the verifier rejected"),
-    ("%%bpf 2fast\nint lk_x(void *ctx) { return 0; }\n", "LabkitError", "identifier"),
+    ("%%bpf 2fast\nint lk_x(void *ctx) { return 0; }\n", "ArgumentError", "identifier"),
 ])
 def test_the_error_shows_without_labkits_traceback(shell, monkeypatch, capsys, cell, kind, says):
     err, text = shown_error(shell, monkeypatch, cell)

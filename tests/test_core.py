@@ -138,7 +138,7 @@ def test_rerun_replaces_and_close_gives_back(lab):
     after = bpf_fds()
     for kind in ("prog", "link", "map"):
         assert set(after[kind]) <= set(before[kind]), kind
-    with pytest.raises(labkit.ArgumentError, match="closed"):
+    with pytest.raises(labkit.ClosedError, match="closed"):
         second.map_dataframe("parents")
 
 
@@ -276,7 +276,7 @@ def test_core_cell_magic_names_the_cell_and_replaces_on_rerun():
 
 
 def test_the_libbpf_loader_is_one_and_still_reachable_from_xdp():
-    from labkit.net.xdp.link import libbpf as xdp_libbpf
+    from labkit.net.xdp import libbpf as xdp_libbpf
 
     assert xdp_libbpf is libbpf and libbpf() is not None
 

@@ -18,7 +18,7 @@ import labkit
 from labkit.net import xdp as _xdp
 from labkit.net.guards import what_would_be_cut
 from labkit.net.netns import run_in_netns
-from labkit.net.xdp import attach as _attach
+from labkit.hooks import xdp as _attach
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root")]
 

@@ -253,6 +253,7 @@ def test_lab_costs_two_directory_reads_when_nothing_is_recorded(monkeypatch, tmp
     from labkit.net import leftovers
 
     monkeypatch.setattr(leftovers, "STATE_DIR", tmp_path / "none")
-    monkeypatch.setattr(leftovers, "XDP_STATE_DIR", tmp_path / "none")
+    for recorder in labkit.hooks.recorders():
+        monkeypatch.setattr(recorder, "state_dir", tmp_path / "none")
     monkeypatch.setattr(leftovers.Leftovers, "find_dead", classmethod(lambda cls: pytest.fail("scanned")))
     labkit.Lab().close()

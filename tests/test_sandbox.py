@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute, netns
 
-from labkit._errors import SandboxError
+from labkit._errors import ClosedError, SandboxError
 from labkit.commands.sandbox import main as sandbox_main
 from labkit.net import records as _records
 from labkit.net import sandbox as _sandbox
@@ -164,7 +164,7 @@ def test_close_removes_everything_and_is_idempotent() -> None:
     with Sandbox() as sb2:
         assert not gone(sb2.id)
     assert gone(sb2.id)
-    with pytest.raises(SandboxError, match="closed"):
+    with pytest.raises(ClosedError, match="closed"):
         sb2.ping(count=1)
 
 

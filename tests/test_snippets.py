@@ -26,9 +26,11 @@ def prog_type(header: str):
     if "xdp" in hook:
         return bcc.BPF.XDP, "xdp"
     if hook.startswith("tc"):
-        return bcc.BPF.SCHED_CLS, "xdp"
+        return bcc.BPF.SCHED_CLS, "tc"
     if "kprobe" in hook:
         return bcc.BPF.KPROBE, "tracing"
+    if hook.startswith(("perf_event", "perf event")):
+        return bcc.BPF.PERF_EVENT, "tracing"
     if "raw tracepoint" in hook or "raw_tracepoint" in hook:
         return bcc.BPF.RAW_TRACEPOINT, "tracing"
     return bcc.BPF.TRACEPOINT, "tracing"

@@ -19,7 +19,7 @@ import pytest
 
 import labkit
 from labkit.net.leftovers import REAP_LOCK, Leftovers, reap_dead_owners
-from labkit.net.tc import attach as _tc_attach
+from labkit.hooks import tc as _tc_attach
 from labkit.net.tc import filters, tc_records
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root")]
@@ -177,7 +177,7 @@ def test_the_root_namespace_loopback_is_refused_before_anything_is_attached(lab,
     def never(*a, **k):
         raise AssertionError("the guard must refuse before anything is loaded or attached")
 
-    monkeypatch.setattr(_tc_attach, "tcx_create", never)
+    monkeypatch.setattr(_tc_attach, "link_create", never)
     monkeypatch.setattr(_tc_attach, "netlink_add_filter", never)
     monkeypatch.setattr(lab, "load", never)
     before = filters("lo", None, "egress")
@@ -216,13 +216,13 @@ def test_a_killed_owner_gives_back(sb, via):
                 assert len(filters(sb.host_iface, sb.host_ns, "egress")) == 1   # a netlink filter outlives its owner
                 assert sb.send_udp(count=2, port=4444, timeout=0.5).received == 0
                 found = Leftovers.find(owner_pid=p.pid)
-                assert [(t["iface"], t["direction"], t["name"]) for t in found.tc] == [
+                assert [(t["iface"], t["direction"], t["name"]) for t in found.attached["tc"]] == [
                     (sb.host_iface, "egress", "lk_drop_4444")]
                 said: list[str] = []
                 assert found.remove(dry_run=True, out=said.append) == 1
-                assert said[0].startswith(f"would remove TC lk_drop_4444 (id {found.tc[0]['prog_id']}) on "
+                assert said[0].startswith(f"would remove TC lk_drop_4444 (id {found.attached['tc'][0]['prog_id']}) on "
                                           f"{sb.host_ns}:{sb.host_iface} egress [cls_bpf prio "), said
-                assert [r for r in Leftovers.find_dead().tc if r["record"]["pid"] == p.pid]
+                assert [r for r in Leftovers.find_dead().attached["tc"] if r["record"]["pid"] == p.pid]
             finally:
                 os.close(lock)
             line = ""

@@ -308,10 +308,10 @@ def test_default_route_interface_needs_force(lab, sb):
 
 
 def test_bad_arguments_are_refused_before_the_kernel(lab, sb):
-    with pytest.raises(labkit.LabkitError, match="mode"):
+    with pytest.raises(labkit.ArgumentError, match="mode"):
         lab.attach_xdp("xdp_icmp_drop", iface=sb.target_iface, netns=sb.target_ns, mode="offload")
-    with pytest.raises(labkit.AttachError, match="iface"):
+    with pytest.raises(labkit.ArgumentError, match="iface"):
         lab.attach_xdp("xdp_icmp_drop")
-    with pytest.raises(labkit.LabkitError, match="sample_every"):
+    with pytest.raises(labkit.ArgumentError, match="sample_every"):
         lab.attach_xdp("xdp_icmp_drop", iface=sb.target_iface, netns=sb.target_ns, sample_every=0)
     assert not lab.attachments

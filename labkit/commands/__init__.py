@@ -1,10 +1,9 @@
-"""The ``labkit`` command and its subcommands (each module is one of them).
+"""The ``labkit`` command: one module (or folder) per subcommand, dispatched by cli.py.
 
-    cli.py       dispatch: labkit doctor | cleanup | sandbox | report | bench
-    doctor.py    can this machine run the lab? a fix for every failed check
-    cleanup.py   find and remove what dead owners left behind
-    report/      execute lessons headless, export offline HTML
-    bench/       labkit's event pipeline against raw BCC and trace_printk
+Each subcommand is a thin shell over the library: what it finds or changes is
+decided by the package below it (a leftover by labkit.net.leftovers, a report
+by nbclient and the lessons), and it only parses arguments and prints. ``labkit
+--help`` lists the subcommands; docs/ARCHITECTURE.md maps the files.
 """
 
 __all__ = []  # the subcommands are reached through cli.main

@@ -46,7 +46,7 @@ import numpy as np
 from labkit._errors import LabkitError
 from labkit.lab import Lab
 from labkit.net.netns import run_in_netns
-from labkit.net.xdp import XdpAttachment
+from labkit.hooks.xdp import XdpAttachment
 from labkit.views.display import widget_bundle
 from labkit.views.panel import LivePanel
 from labkit.views.plot import Plot

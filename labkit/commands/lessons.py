@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit._errors import ArgumentError, LabkitError
+from labkit._errors import ArgumentError, LabkitError, NotSupportedError
 
 __all__ = [
     "BASE_FILE",
@@ -79,7 +79,7 @@ def _sha(data: bytes) -> str:
 
 def shipped_lessons(root: Path) -> tuple[dict[str, bytes], str]:
     """(file name -> bytes of every shipped notebook, where they came from).
-    LabkitError when there is neither a .lessons-shipped mirror nor a git checkout."""
+    NotSupportedError when there is neither a .lessons-shipped mirror nor a git checkout."""
     mirror = root / SHIPPED_DIR
     if mirror.is_dir():
         return ({p.name: p.read_bytes() for p in sorted(mirror.glob("*.ipynb")) if _MANAGED.match(p.name)},
@@ -90,8 +90,9 @@ def shipped_lessons(root: Path) -> tuple[dict[str, bytes], str]:
     except FileNotFoundError:
         r = None
     if r is None or r.returncode != 0:
-        raise LabkitError(f"no shipped lessons to compare with: {mirror} does not exist (in the VM, `vagrant "
-                          f"reload` syncs it) and {root} is not a git checkout ({(r.stderr.strip() if r else 'no git')})")
+        raise NotSupportedError(f"no shipped lessons to compare with: {mirror} does not exist (in the VM, `vagrant "
+                                f"reload` syncs it) and {root} is not a git checkout "
+                                f"({(r.stderr.strip() if r else 'no git')})", feature="shipped lessons")
     out = {}
     for path in r.stdout.split():
         name = path.rsplit("/", 1)[-1]

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from labkit._errors import SandboxError
+from labkit._errors import LabkitError
 from labkit.net.records import SandboxRecord, list_sandboxes, remove_sandbox
 from labkit.net.sandbox import Sandbox
 
@@ -80,7 +80,7 @@ def main(argv: list[str]) -> int:
                 print("no labkit sandboxes")
             return 0
         return _cli_down(args.ids, args.all, args.force)
-    except SandboxError as exc:
+    except LabkitError as exc:
         print(f"labkit sandbox: {exc}", file=sys.stderr)
         return 1
 
@@ -126,7 +126,7 @@ def _cli_down(ids: list[str], all_: bool, force: bool) -> int:
         try:
             record = remove_sandbox(target, force=force)
             print(f"removed sandbox {record.id} ({record.host_ns}, {record.target_ns})")
-        except SandboxError as exc:
+        except LabkitError as exc:
             print(f"labkit sandbox down: {exc}", file=sys.stderr)
             status = 1
     for record in skipped:

@@ -1,9 +1,9 @@
-"""Events: from the kernel's ring buffer to a pandas DataFrame.
+"""Events: from the kernel's ring buffer (or a program's own perf or ring buffer) to a pandas DataFrame.
 
-    schemas.py  every record layout (numpy dtype) and its DataFrame conversion, once
-    ringbuf.py  the ring buffer read through its own mmap, records decoded in batches
-    window.py   a fixed-size window that keeps the newest records
-    stream.py   EventStream: a polling thread, the window, listeners, to_dataframe()
+Every record layout is defined once, as a numpy dtype with its DataFrame
+conversion; the ring buffer is read through its own mmap and decoded in
+batches into a fixed-size window that an EventStream keeps filled from a
+polling thread. docs/ARCHITECTURE.md maps the files.
 """
 
 from labkit.events.stream import EventStream

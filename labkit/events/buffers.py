@@ -27,7 +27,7 @@ import threading
 import numpy as np
 import pandas as pd
 
-from labkit._errors import ArgumentError
+from labkit._errors import ArgumentError, ClosedError
 from labkit.events.ringbuf import RingBufferReader
 from labkit.programs.compile import Program
 
@@ -42,7 +42,7 @@ def _table(program, map_name: str, kind: str, declared: str):
         raise ArgumentError(f"a {kind} reader needs a Program (prog = lab.load(...), or an attachment's .program), "
                             f"got {type(program).__name__} {program!r}")
     if program.closed:
-        raise ArgumentError(f"program {program.name} is closed (its attachment was detached or its Lab closed); "
+        raise ClosedError(f"program {program.name} is closed (its attachment was detached or its Lab closed); "
                             "load it again with lab.load()")
     if not isinstance(map_name, str) or not program.has_table(map_name):
         raise ArgumentError(f"{program.name} has no map named {map_name!r}; declare it with {declared} in its C")

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from labkit._errors import LabkitError
+from labkit._errors import ArgumentError, ClosedError
 from labkit.events.schemas import N_PROTO, PROTOCOLS, XDP_ACTIONS
 from labkit.programs.compile import Program
 
@@ -56,10 +56,10 @@ class PacketCounters:
         if self.state != "attached" or self.program.closed:  # type: ignore[attr-defined]
             if self._final_counters is not None:
                 return self._final_counters.copy()
-            raise LabkitError(f"{self.hook_name} on {self.target} is {self.state} "  # type: ignore[attr-defined]
+            raise ClosedError(f"{self.hook_name} on {self.target} is {self.state} "  # type: ignore[attr-defined]
                               "and its program has no counters map")
         if not self.program.has_table("counters"):  # type: ignore[attr-defined]
-            raise LabkitError(f"{self.program.name} has no 'counters' map ({self.snippets} have one)")  # type: ignore[attr-defined]
+            raise ArgumentError(f"{self.program.name} has no 'counters' map ({self.snippets} have one)")  # type: ignore[attr-defined]
         return read_counters(self.program, self.actions)  # type: ignore[attr-defined]
 
     def packets(self, action: str | None = None, protocol: str | None = None) -> int:

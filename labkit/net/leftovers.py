@@ -6,16 +6,15 @@ entry point does before it makes kernel state (:func:`reap_dead_owners`).
 
 Machine-wide (``Leftovers.find()``, ``labkit cleanup``):
 
-* XDP programs named lk_* in either slot (native, generic) of every interface
-  in every namespace. Programs held by a live bpf_link belong to a running
-  process and are reported, not removed (they go when that process ends); a
-  netlink attach recorded by a running process is kept.
 * Sandboxes whose owner died (and lksb-* namespaces without a record).
-* Records of netlink attaches whose program is gone.
-* TC filters (cls_bpf under clsact) that labkit recorded (labkit.net.tc):
-  removed unless a running process owns them; the clsact qdisc goes with the
-  last one when labkit made it. tcx links need nothing: the kernel takes them
-  off with their process.
+* For each hook kind the kernel does not give back by itself (labkit.hooks'
+  recorders, one loop for all): what it left attached anywhere. XDP: programs
+  named lk_* in either slot of every interface in every namespace (one held
+  by a live bpf_link belongs to a running process and is reported, not
+  removed). TC: the cls_bpf filters labkit recorded (the clsact qdisc goes with
+  the last one when labkit made it). What a running process recorded is kept;
+  bpf_links (XDP's, tcx) need nothing: the kernel takes them off with their process.
+* Records whose program is gone.
 
 Scoped to one owner (``Leftovers.find(owner_pid=pid)``, for a process known to
 have ended): the sandboxes it owned, persistent ones included, the programs it
@@ -40,22 +39,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from labkit import owners
-from labkit._errors import AttachError
+from labkit.hooks import Recorder, recorders
 from labkit.net.records import (
     STATE_DIR,
     SandboxRecord,
     find_leftovers,
     list_sandboxes,
     remove_sandbox,
-)
-from labkit.net.tc.netlink import TC_STATE_DIR, netlink_remove_filter, recorded_filter, tc_records
-from labkit.net.xdp.link import prog_name
-from labkit.net.xdp.netlink import (
-    XDP_STATE_DIR,
-    find_labkit_xdp,
-    interface,
-    netlink_records,
-    netlink_set,
 )
 
 __all__ = ["REAP_JOURNAL", "REAP_LOCK", "Leftovers", "anything_recorded", "reap_dead_owners", "reap_journal",
@@ -68,18 +58,17 @@ _JOURNAL_MAX = 256 * 1024                         # bytes: an older journal star
 
 @dataclass
 class Leftovers:
-    """What :meth:`find` found: XDP programs (dicts netns, iface, ifindex, mode,
-    prog_id, name), sandbox records, and netlink attach records (dicts with
-    their file as ``path``), TC filters labkit recorded (dicts netns, iface,
-    ifindex, direction, prio, prog_id, name, made_qdisc, and the record as
-    ``record``); ``owner_pid`` is the owner they were scoped to,
+    """What :meth:`find` found: for each hook kind that records (labkit.hooks:
+    netlink XDP, cls_bpf TC), what is still attached (``attached``, by kind
+    name: dicts with netns and iface, as its recorder finds them) and its
+    records (``records``, by kind name: dicts with their file as ``path``);
+    sandbox records; ``owner_pid`` is the owner they were scoped to,
     ``machine_wide`` whether every interface was looked at. :meth:`remove`
     fills ``removed`` and ``failed`` (one short description per thing)."""
 
-    xdp: list[dict] = field(default_factory=list)
-    tc: list[dict] = field(default_factory=list)
+    attached: dict[str, list[dict]] = field(default_factory=dict)
     sandboxes: list[SandboxRecord] = field(default_factory=list)
-    records: list[dict] = field(default_factory=list)
+    records: dict[str, list[dict]] = field(default_factory=dict)
     owner_pid: int | None = None
     machine_wide: bool = True
     removed: list[str] = field(default_factory=list)
@@ -89,16 +78,14 @@ class Leftovers:
     def find(cls, owner_pid: int | None = None) -> Leftovers:
         """Every leftover on this machine, or (``owner_pid``) everything that
         process left; call that only once it has ended (owners.wait_gone)."""
-        records = netlink_records()
-        tc = tc_records()
+        kinds = recorders()
+        records = {r.name: r.records() for r in kinds}
         if owner_pid is None:
-            return cls(xdp=find_labkit_xdp(), tc=_recorded_filters(tc), sandboxes=find_leftovers(),
-                       records=records + tc)
-        records = [r for r in records if r.get("pid") == owner_pid]
-        tc = [r for r in tc if r.get("pid") == owner_pid]
-        return cls(xdp=_recorded_programs(records), tc=_recorded_filters(tc),
+            return cls(attached={r.name: r.everywhere() for r in kinds}, sandboxes=find_leftovers(), records=records)
+        records = {name: [r for r in recs if r.get("pid") == owner_pid] for name, recs in records.items()}
+        return cls(attached={r.name: r.still_there(records[r.name]) for r in kinds},
                    sandboxes=[r for r in list_sandboxes() if r.owner_pid == owner_pid],
-                   records=records + tc, owner_pid=owner_pid, machine_wide=False)
+                   records=records, owner_pid=owner_pid, machine_wide=False)
 
     @classmethod
     def find_dead(cls) -> Leftovers:
@@ -106,14 +93,15 @@ class Leftovers:
         sandboxes (half-built ones too; a finished persistent one stays) and
         their netlink attaches whose program is still the recorded one. Reads
         files and /proc; asks the kernel only about a dead owner's attaches."""
-        records = [r for r in netlink_records() if not owners.alive(r.get("pid"), r.get("start_time"))]
-        tc = [r for r in tc_records() if not owners.alive(r.get("pid"), r.get("start_time"))]
-        return cls(xdp=_recorded_programs(records), tc=_recorded_filters(tc),
+        kinds = recorders()
+        records = {r.name: [rec for rec in r.records() if not owners.alive(rec.get("pid"), rec.get("start_time"))]
+                   for r in kinds}
+        return cls(attached={r.name: r.still_there(records[r.name]) for r in kinds},
                    sandboxes=[r for r in list_sandboxes() if r.state_file is not None and r.leftover],
-                   records=records + tc, machine_wide=False)
+                   records=records, machine_wide=False)
 
     def __bool__(self) -> bool:
-        return bool(self.xdp or self.tc or self.sandboxes or self.records)
+        return any(self.attached.values()) or bool(self.sandboxes) or any(self.records.values())
 
     def remove(self, *, dry_run: bool = False, out: Callable[[str], object] = print) -> int:
         """Remove what was found (``dry_run``: only say what would go), one line
@@ -121,58 +109,36 @@ class Leftovers:
         owner attached is kept and not counted: it is not a leftover)."""
         leftover_ns = {ns for r in self.sandboxes for ns in r.namespaces}
         remaining = 0
-        recorded_by = {(r.get("netns"), r.get("iface")): r for r in self.records if "direction" not in r}
         goes_with: dict[str, list[str]] = {}  # namespace -> programs that go with its leftover sandbox
-        for x in self.xdp:
-            desc = f"XDP {x['name']} (id {x['prog_id']}) on {_where(x)} [{x['mode']}]"
-            rec = recorded_by.get((x["netns"], x["iface"]), {})
-            owner = rec.get("pid")
-            short = f"XDP {x['name']} on {_where(x)}" + (f" of pid {owner}" if owner else "")
-            if (owner and owner != os.getpid() and owners.alive(owner, rec.get("start_time"))
-                    and x["netns"] not in leftover_ns):
-                out(f"kept {desc}: attached by running process {owner}")
-                continue
-            if x["netns"] in leftover_ns:
-                out(f"{'would remove' if dry_run else 'removing'} {desc} (with its leftover sandbox)")
-                goes_with.setdefault(x["netns"], []).append(short)
-                continue
-            if dry_run:
-                out(f"would remove {desc}")
-                remaining += 1
-                continue
-            try:
-                netlink_set(x["ifindex"], x["netns"], -1, x["mode"])
-                out(f"removed {desc}")
-                self.removed.append(short)
-            except Exception as e:
-                out(f"kept {desc}: held by a bpf_link of a running process ({e}); it goes when that process ends")
-                self.failed.append(f"{short}: {e}")
-                remaining += 1
-        for t in self.tc:
-            desc = f"TC {t['name']} (id {t['prog_id']}) on {_where(t)} {t['direction']} [cls_bpf prio {t['prio']}]"
-            owner = t["record"].get("pid")
-            short = f"TC {t['name']} on {_where(t)} {t['direction']}" + (f" of pid {owner}" if owner else "")
-            if (owner and owner != os.getpid() and owners.alive(owner, t["record"].get("start_time"))
-                    and t["netns"] not in leftover_ns):
-                out(f"kept {desc}: attached by running process {owner}")
-                continue
-            if t["netns"] in leftover_ns:
-                out(f"{'would remove' if dry_run else 'removing'} {desc} (with its leftover sandbox)")
-                goes_with.setdefault(t["netns"], []).append(short)
-                continue
-            if dry_run:
-                out(f"would remove {desc}")
-                remaining += 1
-                continue
-            try:
-                netlink_remove_filter(t["ifindex"], t["iface"], t["netns"], t["direction"], t["prio"],
-                                      t["made_qdisc"])
-                out(f"removed {desc}")
-                self.removed.append(short)
-            except Exception as e:
-                out(f"could not remove {desc}: {e}")
-                self.failed.append(f"{short}: {e}")
-                remaining += 1
+        kinds = {r.name: r for r in recorders()}
+        for name, found in self.attached.items():
+            kind = kinds[name]
+            recorded_at = {kind.slot(r): r for r in self.records.get(name, [])}
+            for x in found:
+                desc, short = kind.describe(x)
+                rec = x.get("record") or recorded_at.get(kind.slot(x), {})
+                owner = rec.get("pid")
+                short += f" of pid {owner}" if owner else ""
+                if (owner and owner != os.getpid() and owners.alive(owner, rec.get("start_time"))
+                        and x["netns"] not in leftover_ns):
+                    out(f"kept {desc}: attached by running process {owner}")
+                    continue
+                if x["netns"] in leftover_ns:
+                    out(f"{'would remove' if dry_run else 'removing'} {desc} (with its leftover sandbox)")
+                    goes_with.setdefault(x["netns"], []).append(short)
+                    continue
+                if dry_run:
+                    out(f"would remove {desc}")
+                    remaining += 1
+                    continue
+                try:
+                    kind.remove(x)
+                    out(f"removed {desc}")
+                    self.removed.append(short)
+                except Exception as e:
+                    out(kind.not_removed(desc, e))
+                    self.failed.append(f"{short}: {e}")
+                    remaining += 1
         for r in self.sandboxes:
             desc = f"sandbox {r.id} ({', '.join(ns for ns in r.namespaces)}; owner pid {r.owner_pid}, {r.status})"
             short = f"sandbox {r.id}" + (f" of pid {r.owner_pid}" if r.owner_pid else "")
@@ -189,14 +155,18 @@ class Leftovers:
                 out(f"could not remove {desc}: {e}")
                 self.failed.append(f"{short}: {e}")
                 remaining += 1
-        live = self._attached() if not dry_run else set()
-        live_tc = {(t["netns"], t["iface"], t["direction"]) for t in _recorded_filters(
-            [r for r in self.records if "direction" in r])} if not dry_run else set()
-        for rec in self.records:
-            if "direction" in rec:
-                if (rec.get("netns"), rec.get("iface"), rec.get("direction")) in live_tc:
-                    continue
-            elif (rec.get("netns"), rec.get("iface")) in live:
+        for name, records in self.records.items():
+            self._forget(kinds[name], records, dry_run, out)
+        return remaining
+
+    def _forget(self, kind: Recorder, records: list[dict], dry_run: bool, out: Callable[[str], object]) -> None:
+        """Forget the records whose program is not attached any more (a running owner's stay)."""
+        if not records:
+            return
+        live = set() if dry_run else {kind.slot(x) for x in (kind.everywhere() if self.machine_wide
+                                                              else kind.still_there(records))}
+        for rec in records:
+            if kind.slot(rec) in live:
                 continue
             if dry_run:
                 # a running owner's record stays (its program is kept above); a dry run does not ask the kernel
@@ -207,19 +177,12 @@ class Leftovers:
                 os.unlink(rec["path"])
             except FileNotFoundError:
                 pass
-        return remaining
-
-    def _attached(self) -> set[tuple[str | None, str]]:
-        """(netns, iface) of the programs in scope that are attached now."""
-        found = (find_labkit_xdp() if self.machine_wide
-                 else _recorded_programs([r for r in self.records if "direction" not in r]))
-        return {(x["netns"], x["iface"]) for x in found}
 
 
 def anything_recorded() -> bool:
     """Whether any ownership record exists (sandbox or netlink attach): two
     directory reads, the whole cost of a reap on a machine with nothing to reap."""
-    for folder in (STATE_DIR, XDP_STATE_DIR, TC_STATE_DIR):
+    for folder in (STATE_DIR, *(r.state_dir for r in recorders())):
         try:
             with os.scandir(folder) as entries:
                 if any(e.name.endswith(".json") for e in entries):
@@ -313,33 +276,3 @@ def reap_journal(since: float = 0.0) -> list[dict]:
 
 def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def _where(x: dict) -> str:
-    return f"{x['netns'] + ':' if x['netns'] else ''}{x['iface']}"
-
-
-def _recorded_filters(records: list[dict]) -> list[dict]:
-    """The TC filters of netlink attach records that are still there, running the recorded program."""
-    found = []
-    for rec in records:
-        f = recorded_filter(rec)
-        if f is not None:
-            found.append({**f, "record": rec})
-    return found
-
-
-def _recorded_programs(records: list[dict]) -> list[dict]:
-    """The programs of netlink attach records that are still in their slot."""
-    found = []
-    for rec in records:
-        netns, iface, mode = rec.get("netns"), rec.get("iface"), rec.get("mode") or "generic"
-        try:
-            link = interface(iface, netns)
-        except (AttachError, OSError):  # interface or namespace gone: nothing attached any more
-            continue
-        prog_id = link.get(mode)
-        if prog_id and prog_id == rec.get("prog_id"):
-            found.append({"netns": netns, "iface": iface, "ifindex": link["index"], "mode": mode,
-                          "prog_id": prog_id, "name": prog_name(prog_id)})
-    return found

@@ -14,7 +14,7 @@ import os
 import threading
 from typing import Callable, TypeVar
 
-from labkit._errors import AttachError
+from labkit._errors import ArgumentError, AttachError
 
 __all__ = [
     "NETNS_DIR",
@@ -23,6 +23,7 @@ __all__ = [
     "netns_exists",
     "netns_path",
     "off_event_loop",
+    "place",
     "require_netns",
     "run_in_netns",
 ]
@@ -53,9 +54,14 @@ def create_netns(name: str) -> None:
     netns.create(name)
 
 
+def place(iface: str, netns: str | None) -> str:
+    """How labkit names an interface of a namespace: ``lksb-3fa9c1-tgt:lk3fa9c1t``, or ``eth0`` in the root one."""
+    return f"{netns}:{iface}" if netns else iface
+
+
 def netns_path(name: str) -> str:
     if not name or "/" in name or name in (".", ".."):
-        raise AttachError(f"{name!r} is not a network namespace name", target=str(name))
+        raise ArgumentError(f"{name!r} is not a network namespace name")
     return os.path.join(NETNS_DIR, name)
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit import owners
-from labkit._errors import SandboxError
+from labkit._errors import ArgumentError, SandboxError
 from labkit.net.netns import list_netns, netns_exists, off_event_loop
 
 __all__ = [
@@ -331,11 +331,11 @@ def find_leftovers() -> list[SandboxRecord]:
 
 
 def find_record(sandbox_id: str) -> SandboxRecord:
-    """The record of ``sandbox_id``; SandboxError when there is no such sandbox."""
+    """The record of ``sandbox_id``; ArgumentError when there is no such sandbox."""
     for record in list_sandboxes():
         if record.id == sandbox_id:
             return record
-    raise SandboxError(
+    raise ArgumentError(
         f"no labkit sandbox with id {sandbox_id!r}; `labkit sandbox status` lists them"
     )
 
@@ -353,7 +353,7 @@ def remove_sandbox(id_or_record: str | SandboxRecord, *, force: bool = False) ->
     else:
         sandbox_id = id_or_record.strip().lower()
         if not _ID_RE.match(sandbox_id):
-            raise SandboxError(f"{id_or_record!r} is not a sandbox id (4-12 hex digits, e.g. 3fa9c1)")
+            raise ArgumentError(f"{id_or_record!r} is not a sandbox id (4-12 hex digits, e.g. 3fa9c1)")
         record = find_record(sandbox_id)
     if record.alive and not record.persistent and record.state_file is not None and not force:
         raise SandboxError(

@@ -51,7 +51,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from labkit._errors import ArgumentError, SandboxError
+from labkit._errors import ArgumentError, ClosedError, NotSupportedError, PrivilegeError, SandboxError
 from labkit.net.leftovers import reap_dead_owners
 from labkit.net.netns import create_netns, list_netns, off_event_loop, run_in_netns
 from labkit.net.records import (
@@ -69,6 +69,7 @@ from labkit.net.records import (
 )
 from labkit.net.subnets import POOL, pick_subnet, taken_networks
 from labkit.net.traffic import PingResult, UdpResult, exchange_udp, parse_ping
+from labkit.programs.privileges import missing
 
 __all__ = ["Sandbox", "configure_interface", "read_snmp"]
 
@@ -193,9 +194,10 @@ class Sandbox:
                     persistent=self.persistent, far_subnet=str(self.far_subnet) if self.far else None,
                 )
         except PermissionError as exc:
-            raise SandboxError(
+            raise PrivilegeError(
                 f"cannot write sandbox state under {STATE_DIR} ({exc.strerror}); "
-                "a sandbox needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): run as root or via sudo"
+                "a sandbox needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): run as root or via sudo",
+                missing=missing("netns"),
             ) from exc
 
     @off_event_loop
@@ -350,7 +352,7 @@ class Sandbox:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise SandboxError(f"sandbox {self.id} is closed; make a new one with labkit.Sandbox()")
+            raise ClosedError(f"sandbox {self.id} is closed; make a new one with labkit.Sandbox()")
 
     def _ns(self, side: Literal["host", "target", "far"]) -> str:
         if side == "host":
@@ -383,8 +385,9 @@ class Sandbox:
                 cmd, capture_output=True, text=True, timeout=timeout, check=check, env=env
             )
         except FileNotFoundError as exc:
-            raise SandboxError(
-                f"cannot run {cmd[0]!r}: {exc.strerror}; install iproute2 (apt-get install iproute2)"
+            raise NotSupportedError(
+                f"cannot run {cmd[0]!r}: {exc.strerror}; install iproute2 (apt-get install iproute2)",
+                feature="iproute2",
             ) from exc
         except subprocess.TimeoutExpired as exc:
             raise SandboxError(f"{' '.join(argv)} in {self._ns(side)} took longer than {timeout} s") from exc
@@ -413,7 +416,7 @@ class Sandbox:
             raise ArgumentError(f"ping's size must be an ICMP payload of 0 to {_MAX_ICMP_PAYLOAD} bytes "
                                 f"(or None for ping's default), got {size!r}")
         if shutil.which("ping") is None:
-            raise SandboxError("ping is not installed; apt-get install iputils-ping")
+            raise NotSupportedError("ping is not installed; apt-get install iputils-ping", feature="ping")
         argv = ["ping", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", f"{timeout:g}"]
         if size is not None:
             argv += ["-s", str(int(size))]

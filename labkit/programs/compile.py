@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from labkit.programs import privileges as _privileges
-from labkit._errors import ArgumentError, CompileError, LabkitError, NotSupportedError, VerifierError
+from labkit._errors import ArgumentError, ClosedError, CompileError, NotSupportedError, VerifierError
 
 __all__ = [
     "PROGRAM_PREFIX",
@@ -306,7 +306,7 @@ def load_function(bpf, func: str, prog_type: int, display_name: str, source: str
         return fn
     msg = str(err)
     if msg.startswith("Unknown program"):
-        raise LabkitError(f"{display_name} has no function named {func!r}") from None
+        raise ArgumentError(f"{display_name} has no function named {func!r}") from None
     if "Need super-user" in msg:
         raise _privileges.eperm_error(f"loading {func} from {display_name}", raw) from None
     if not _VERIFIER_HINT.search(raw):
@@ -426,7 +426,7 @@ class Program:
                                     "(say which one with fn=)")
             return fn
         if len(fns) != 1:
-            raise LabkitError(f"{self.name} has {len(fns)} functions ({', '.join(fns)}): say which one with fn=")
+            raise ArgumentError(f"{self.name} has {len(fns)} functions ({', '.join(fns)}): say which one with fn=")
         return fns[0]
 
     def has_table(self, name: str) -> bool:
@@ -453,7 +453,7 @@ class Program:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise LabkitError(f"program {self.name} is closed (detached); load it again with lab.load()")
+            raise ClosedError(f"program {self.name} is closed (detached); load it again with lab.load()")
 
     def close(self) -> None:
         """Detach whatever BCC attached for this module and free its maps (idempotent)."""

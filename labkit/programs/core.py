@@ -34,7 +34,7 @@ from typing import Callable
 
 import pandas as pd
 
-from labkit._errors import ArgumentError, AttachError, CompileError, NotSupportedError, VerifierError
+from labkit._errors import ArgumentError, AttachError, ClosedError, CompileError, NotSupportedError, VerifierError
 from labkit.programs.compile import SNIPPET_DIR, first_error
 from labkit.programs.libbpf import captured_log, libbpf, libbpf_error
 
@@ -234,7 +234,7 @@ class CoreProgram:
     def attach(self) -> None:
         """Attach where the program's ``SEC()`` says (libbpf's bpf_program__attach)."""
         if self._obj.closed:
-            raise ArgumentError(f"{self._obj.name}: the object is closed; load it again")
+            raise ClosedError(f"{self._obj.name}: the object is closed; load it again")
         if self._link is not None:
             return
         with captured_log() as log:
@@ -428,7 +428,7 @@ class CoreObject:
 
     def map(self, name: str) -> CoreMap:
         if self.closed:
-            raise ArgumentError(f"{self.name}: the object is closed (re-run or given back); load it again")
+            raise ClosedError(f"{self.name}: the object is closed (re-run or given back); load it again")
         if name not in self.maps:
             raise ArgumentError(f"{self.name} has no map called {name!r}; its maps: "
                                 f"{', '.join(self.maps) or 'none'}")

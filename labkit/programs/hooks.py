@@ -146,9 +146,10 @@ def strip_syscall_prefix(name: str) -> str:
 
 
 def check_syscall(name: str) -> str:
-    """Return the normalised syscall name or raise NotSupportedError with close matches."""
+    """The normalised syscall name; ArgumentError for what is not a name, NotSupportedError (naming close
+    matches) when this kernel has no tracepoint for it."""
     if not isinstance(name, str) or not name.strip():
-        raise NotSupportedError(f"a syscall name is needed (like 'openat'), got {name!r}", feature="syscall tracepoint")
+        raise ArgumentError(f"a syscall name is needed (like 'openat'), got {name!r}")
     n = strip_syscall_prefix(name.strip())
     known = syscall_tracepoints()
     if not known:

@@ -13,7 +13,8 @@ A function's kind is decided from what the program itself says, in this order:
    a tracepoint.
 
 When none of them says (``void *ctx`` in C text without a header), every attach
-call is allowed. A mismatch is a :class:`ProgramKindError` that names both the
+call is allowed. Which kinds each attach call takes is said by its hook kind
+(labkit.hooks): a mismatch is a :class:`ProgramKindError` that names both the
 program's kind and the call's need, raised before anything is attached.
 """
 
@@ -23,21 +24,16 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from labkit._errors import ArgumentError, ProgramKindError
-from labkit.programs.compile import Program, resolve_source
 from labkit.programs.probes import AUTOLOAD_PREFIXES
 
 __all__ = [
-    "ATTACH_CALLS",
     "Kind",
-    "check_fits",
+    "article",
     "context_kind",
     "defined_functions",
-    "fits",
     "header_hook",
     "header_kind",
     "kind_of",
-    "mismatch_message",
     "name_kind",
 ]
 
@@ -51,7 +47,7 @@ class Kind:
     because: str
 
 
-# what each kind is called in a sentence
+# what each kind is called in a sentence (article())
 _ARTICLE_NAME = {
     "tracepoint": "a tracepoint",
     "raw_tracepoint": "a raw tracepoint",
@@ -64,33 +60,6 @@ _ARTICLE_NAME = {
     "skb": "a TC or socket-filter",
     "perf_event": "a perf-event",
     "uprobe": "a uprobe",
-}
-
-# the kinds an attach call takes (a kretprobe is a kprobe program: attach_kprobe(ret=True)),
-# what it needs in words, and which call a program of that kind goes to instead
-ATTACH_CALLS = {
-    "attach_tracepoint": (("tracepoint",), "a tracepoint program (TRACEPOINT_PROBE(category, event), or a "
-                                           "function taking the tracepoint's argument struct or void *)"),
-    "attach_kprobe": (("kprobe", "kretprobe"), "a kprobe program (kprobe__<function>, or a function taking "
-                                               "struct pt_regs *)"),
-    "attach_xdp": (("xdp",), "an XDP program (a function taking struct xdp_md *)"),
-    "attach_tc": (("skb",), "a TC program (a function taking struct __sk_buff *, loaded as SCHED_CLS)"),
-    # a uprobe or USDT program is a kprobe-type program (struct pt_regs *): a kprobe-shaped function fits too
-    "attach_uprobe": (("uprobe", "kprobe"), "a uprobe program (a function taking struct pt_regs *)"),
-    "attach_usdt": (("usdt", "uprobe", "kprobe"), "a USDT program (a function taking struct pt_regs *)"),
-}
-_WHERE_INSTEAD = {
-    "tracepoint": "Attach it with lab.attach_tracepoint(program, 'category:event') instead.",
-    "kprobe": "Attach it with lab.attach_kprobe(program, event=...) instead.",
-    "kretprobe": "Attach it with lab.attach_kprobe(program, event=..., ret=True) instead.",
-    "xdp": "Attach it with lab.attach_xdp(program, iface=...) instead.",
-    "skb": "Attach it with lab.attach_tc(program, iface=..., direction='ingress' or 'egress') instead.",
-    "uprobe": "Attach it with lab.attach_uprobe(program, library, symbol) instead.",
-    "usdt": "Attach it with lab.attach_usdt(program, 'provider:probe', pid=...) instead.",
-    "raw_tracepoint": "lab.load(program) attaches a RAW_TRACEPOINT_PROBE function by itself.",
-    "kfunc": "lab.load(program) attaches a KFUNC_PROBE function by itself.",
-    "kretfunc": "lab.load(program) attaches a KRETFUNC_PROBE function by itself.",
-    "lsm": "lab.load(program) attaches an LSM_PROBE function by itself.",
 }
 
 # ------------------------------------------------------------------ 1. names
@@ -231,33 +200,9 @@ def kind_of(source: str, fn: str | None, functions: Sequence[str] = ()) -> Kind 
     return context_kind(source, fn)
 
 
-def fits(kind: Kind | None, call: str) -> bool:
-    """Whether a function of ``kind`` may go to ``call`` (a key of ATTACH_CALLS); an unknown kind fits anywhere."""
-    return kind is None or kind.kind in ATTACH_CALLS[call][0]
-
-
-def mismatch_message(program: str, kind: Kind, call: str) -> str:
-    """``count_getppid.c is a tracepoint program (its header says: ...); attach_xdp needs an XDP program (...)``."""
-    what = _ARTICLE_NAME.get(kind.kind, f"a {kind.kind}")
-    instead = _WHERE_INSTEAD.get(kind.kind, f"labkit has no attach call for {what} program.")
-    return f"{program} is {what} program ({kind.because}); {call} needs {ATTACH_CALLS[call][1]}. {instead}"
-
-
-def check_fits(call: str, program: Program | str, fn: str | None = None) -> None:
-    """Raise ProgramKindError unless ``program`` (a Program, or a snippet name
-    or C text, read here but not compiled) fits ``call`` ("attach_xdp",
-    "attach_tracepoint", "attach_kprobe"). Nothing is loaded or attached."""
-    if isinstance(program, Program):
-        name, source = program.name, program.source
-        functions = program.functions if not program.closed else []
-    else:
-        name, source, _path = resolve_source(program)
-        functions = defined_functions(source)
-    if fn is not None and not isinstance(fn, str):
-        raise ArgumentError(f"fn= names a function of {name} (a string like 'lk_main'), got {fn!r}")
-    kind = kind_of(source, fn, functions)
-    if not fits(kind, call):
-        raise ProgramKindError(mismatch_message(name, kind, call), target=name, kind=kind.kind, call=call)
+def article(kind: str) -> str:
+    """A kind as said in a sentence: ``an XDP``, ``a tracepoint``."""
+    return _ARTICLE_NAME.get(kind, f"a {kind}")
 
 
 def _strip_comments(source: str) -> str:

@@ -44,6 +44,7 @@ CAP_NAMES = {
 NEEDS = {
     "tracing": (CAP_BPF, CAP_PERFMON),
     "xdp": (CAP_BPF, CAP_NET_ADMIN),
+    "tc": (CAP_BPF, CAP_NET_ADMIN),
     "netns": (CAP_SYS_ADMIN, CAP_NET_ADMIN),
 }
 

@@ -41,7 +41,7 @@ import argparse
 import shlex
 from typing import Any
 
-from labkit._errors import CompileError, LabkitError, VerifierError
+from labkit._errors import ArgumentError, ClosedError, CompileError, LabkitError, VerifierError
 from labkit.attach import live_attachments
 from labkit.lab import Lab
 from labkit.programs.compile import Program, first_error
@@ -148,9 +148,9 @@ class BpfCellMagic:
         if name is not None:
             lab = ns.get(name)
             if not isinstance(lab, Lab):
-                raise LabkitError(f"%%bpf --lab {name}: there is no labkit.Lab called {name!r} in this notebook")
+                raise ArgumentError(f"%%bpf --lab {name}: there is no labkit.Lab called {name!r} in this notebook")
             if lab.closed:
-                raise LabkitError(f"%%bpf --lab {name}: that Lab is closed; make a new one with labkit.Lab()")
+                raise ClosedError(f"%%bpf --lab {name}: that Lab is closed; make a new one with labkit.Lab()")
             return lab
         lab = ns.get("lab")
         if isinstance(lab, Lab) and not lab.closed:
@@ -163,10 +163,10 @@ class BpfCellMagic:
         try:
             args = _parser().parse_args(shlex.split(line))
         except (argparse.ArgumentError, SystemExit, ValueError):
-            raise LabkitError("usage: %%bpf NAME [--core] [--lab LAB] [-D NAME=VALUE ...] — NAME becomes the program's "
-                              "variable, e.g. %%bpf count_calls") from None
+            raise ArgumentError("usage: %%bpf NAME [--core] [--lab LAB] [-D NAME=VALUE ...] — NAME becomes the "
+                                "program's variable, e.g. %%bpf count_calls") from None
         if not args.name.isidentifier():
-            raise LabkitError(f"%%bpf {args.name}: the name must be a Python identifier (it becomes a variable)")
+            raise ArgumentError(f"%%bpf {args.name}: the name must be a Python identifier (it becomes a variable)")
         self.failure = None
         try:
             prog = self._make(args, cell)
@@ -195,9 +195,9 @@ class BpfCellMagic:
             key, sep, value = d.partition("=")
             defines[key] = value if sep else 1
         if not cell.strip():
-            raise LabkitError(f"%%bpf {args.name}: the cell has no C in it")
+            raise ArgumentError(f"%%bpf {args.name}: the cell has no C in it")
         if args.core and defines:
-            raise LabkitError(f"%%bpf --core {args.name}: -D is for BCC programs; write #define lines in the cell")
+            raise ArgumentError(f"%%bpf --core {args.name}: -D is for BCC programs; write #define lines in the cell")
         lab = self._lab(args.lab)
         if args.core:
             return lab.load_object(_MAGIC_LINE + cell, name=args.name)

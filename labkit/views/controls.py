@@ -11,11 +11,11 @@ from typing import Iterable
 
 import pandas as pd
 
-from labkit._errors import ArgumentError, LabkitError
+from labkit._errors import ArgumentError, AttachError, ClosedError, NotSupportedError
 from labkit.lab import Lab, syscalls
 from labkit.net.interfaces import xdp_interfaces
 from labkit.programs.compile import Program
-from labkit.programs.kinds import check_fits
+from labkit.hooks import check_fits
 from labkit.views.display import widget_bundle
 from labkit.views.panel import LivePanel
 
@@ -43,7 +43,8 @@ class SyscallPicker:
         self.window = window
         self.options = syscalls()
         if value not in self.options:
-            raise LabkitError(f"no syscall tracepoint for {value!r} on this kernel; labkit.syscalls() lists them")
+            raise NotSupportedError(f"no syscall tracepoint for {value!r} on this kernel; labkit.syscalls() lists them",
+                                    feature=f"syscalls:sys_enter_{value}")
         self.dropdown = w.Dropdown(options=self.options, value=value, description="syscall")
         self._msg = w.HTML()
         self.panel = LivePanel(None, name=name, title=f"{name}", rows=rows, interval=interval, by=by)
@@ -62,7 +63,8 @@ class SyscallPicker:
     def select(self, syscall: str):
         """Trace ``syscall`` instead (detaches the previous one); returns the new EventStream."""
         if syscall not in self.options:
-            raise LabkitError(f"no syscall tracepoint for {syscall!r} on this kernel; labkit.syscalls() lists them")
+            raise NotSupportedError(f"no syscall tracepoint for {syscall!r} on this kernel; labkit.syscalls() lists them",
+                                    feature=f"syscalls:sys_enter_{syscall}")
         # resume unless the student stopped the panel: a panel whose source had ended (a stream stopped,
         # an attachment detached, as after Run All) starts again with the new one
         running = self.panel.state in ("running", "source stopped")
@@ -181,7 +183,7 @@ class XdpControl:
         if value not in [v for _, v in self.dropdown.options]:
             self.refresh()
         if value not in [v for _, v in self.dropdown.options]:
-            raise LabkitError(f"no interface {iface!r} in {netns or 'the root namespace'} among the listed ones")
+            raise ArgumentError(f"no interface {iface!r} in {netns or 'the root namespace'} among the listed ones")
         self.dropdown.value = value
 
     # -------------------------------------------------------------- actions
@@ -193,11 +195,11 @@ class XdpControl:
         if mode is not None:
             self.mode.value = mode
         if self.dropdown.value is None:
-            raise LabkitError("no interface chosen")
+            raise ArgumentError("no interface chosen: pick one in the list (or control.select(iface, netns))")
         ns, name = self.dropdown.value
         if ns is None and not self.allow_root:
-            raise LabkitError(f"{name} is in the root namespace: this control only views it. Attach to the "
-                              "sandbox, or make the control with allow_root=True (instructor demos).")
+            raise AttachError(f"{name} is in the root namespace: this control only views it. Attach to the "
+                              "sandbox, or make the control with allow_root=True (instructor demos).", target=name)
         # (read before the old attachment goes) resume unless the student stopped the panel: a panel whose
         # attachment had been detached (as after Run All) starts again with the new one
         running = self.panel.state in ("running", "source stopped")
@@ -245,4 +247,4 @@ def _check_lab(lab, control: str) -> None:
         raise ArgumentError(f"{control} needs an open labkit.Lab as its first argument (lab = labkit.Lab()), "
                             f"got {type(lab).__name__} {lab!r}")
     if lab.closed:
-        raise ArgumentError(f"{control} needs an open labkit.Lab; this one is closed: make a new one with labkit.Lab()")
+        raise ClosedError(f"{control} needs an open labkit.Lab; this one is closed: make a new one with labkit.Lab()")

@@ -24,7 +24,7 @@ import pandas as pd
 from labkit._errors import ArgumentError, LabkitError
 from labkit.events.schemas import N_PROTO, PROTOCOLS, XDP_ACTIONS, clone_kind
 from labkit.events.stream import EventStream
-from labkit.net.xdp import XdpAttachment
+from labkit.hooks.xdp import XdpAttachment
 from labkit.views.bins import Bins
 
 __all__ = ["StreamFeed", "XdpFeed", "feed_for"]

@@ -21,8 +21,8 @@ import struct
 
 import pandas as pd
 
-from labkit._errors import ArgumentError, LabkitError
-from labkit.net.xdp.attach import XdpAttachment
+from labkit._errors import ArgumentError, ClosedError
+from labkit.hooks.xdp import XdpAttachment
 from labkit.views.display import table_html, widget_bundle
 from labkit.views.panel import LivePanel
 
@@ -46,7 +46,7 @@ class FirewallControl:
             raise ArgumentError("FirewallControl needs what lab.attach_xdp() returned (an XdpAttachment of a program "
                                 f"with an LPM trie), got {type(attachment).__name__} {attachment!r:.60}")
         if not attachment.attached:
-            raise ArgumentError(f"FirewallControl needs an attached program; {attachment!r} is {attachment.state}")
+            raise ClosedError(f"FirewallControl needs an attached program; {attachment!r} is {attachment.state}")
         prog = attachment.program
         if not isinstance(table, str) or not prog.has_table(table):
             raise ArgumentError(f"{prog.name} has no map named {table!r}; declare it in the C code, e.g. "
@@ -97,7 +97,7 @@ class FirewallControl:
         try:
             del self.table[self._key(net)]
         except KeyError:
-            raise LabkitError(f"{net} is not blocked (blocked: {', '.join(self.blocked().prefix) or 'nothing'})") \
+            raise ArgumentError(f"{net} is not blocked (blocked: {', '.join(self.blocked().prefix) or 'nothing'})") \
                 from None
         self._show(f"unblocked {net}")
         return net

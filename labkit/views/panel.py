@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from labkit import attach
-from labkit._errors import ArgumentError, LabkitError
+from labkit._errors import ArgumentError, ClosedError, LabkitError
 from labkit.views.bins import Bins
 from labkit.views.display import TABLE_CSS, ShownOnce, table_html, widget_bundle
 from labkit.views.feeds import feed_for
@@ -181,7 +181,7 @@ class LivePanel:
     def start(self) -> None:
         """Refresh every ``interval`` seconds in a background thread."""
         if self._state in ("closed", "replaced"):
-            raise LabkitError(f"panel {self.name} is {self._state}; make a new one")
+            raise ClosedError(f"panel {self.name} is {self._state}; make a new one")
         if self._feed is None:
             raise LabkitError(f"panel {self.name} has nothing to show yet (set_source)")
         if self.running:
@@ -242,7 +242,7 @@ class LivePanel:
     def set_source(self, source, *, columns: Iterable[str] | None = None, by=None) -> None:
         """Show another stream or attachment (the old one is stopped if owned)."""
         if self._state in ("closed", "replaced"):
-            raise LabkitError(f"panel {self.name} is {self._state}; make a new one")
+            raise ClosedError(f"panel {self.name} is {self._state}; make a new one")
         was_running = self.running
         self._stop_thread()
         old = self._feed

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from labkit._errors import ArgumentError
+from labkit._errors import ArgumentError, ClosedError
 from labkit.programs.compile import Program
 from labkit.programs.hooks import require_tracefs
 
@@ -60,7 +60,7 @@ def map_dataframe(program, name: str, *, key: str = "key", value: str = "value")
         raise ArgumentError(f"map_dataframe needs a Program (prog = lab.load(...), or an attachment's .program), "
                             f"got {type(program).__name__} {program!r}")
     if program.closed:
-        raise ArgumentError(f"program {program.name} is closed (its attachment was detached or its Lab closed), "
+        raise ClosedError(f"program {program.name} is closed (its attachment was detached or its Lab closed), "
                             "and its maps with it; load it again with lab.load()")
     if not isinstance(name, str) or not program.has_table(name):
         raise ArgumentError(f"{program.name} has no map named {name!r}; its maps are the names declared with "

@@ -5,12 +5,15 @@
 * no private name (``_x``) is used outside the module that defines it;
 * imports sit at the top of a file; only heavy or optional packages are imported
   lazily, and the line says why (a comment with "lazy");
-* a module over 500 lines says at its top why it is long.
+* a module over 500 lines says at its top why it is long;
+* a package's docstring says what the package is for; one that also lists its
+  files lists all of them and nothing else (docs/ARCHITECTURE.md is the map).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,7 @@ PKG = Path(__file__).resolve().parents[2] / "labkit"
 MODULES = sorted(p for p in PKG.rglob("*.py") if "__pycache__" not in p.parts)
 
 # floor of each top-level part of the package: a module may import its own floor and those below
-FLOORS = {"_errors": 0, "owners": 0, "programs": 1, "events": 1, "attach": 2, "net": 3, "lab": 4,
+FLOORS = {"_errors": 0, "owners": 0, "programs": 1, "events": 1, "attach": 2, "net": 3, "hooks": 3, "lab": 4,
           "views": 5, "exercises": 6, "commands": 7, "hub": 7, "__init__": 8, "__main__": 8}
 LAZY_OK = {"bcc", "pyroute2", "ipywidgets", "matplotlib", "IPython", "nbclient", "nbconvert", "nbformat",
            "jupyter_client", "traitlets", "jinja2"}
@@ -186,3 +189,26 @@ def test_architecture_doc_names_every_module_and_nothing_else():
     assert not missing, f"docs/ARCHITECTURE.md's tree does not name: {missing}"
     stale = sorted(d for d in documented if d not in on_disk and d not in folders)
     assert not stale, f"docs/ARCHITECTURE.md's tree names what does not exist: {stale}"
+
+
+PACKAGES = sorted(p.parent for p in MODULES if p.name == "__init__.py")
+#: a line of a file list in a docstring: ``name.py`` or ``name/`` first, then a description
+LIST_LINE = re.compile(r"^\s*(?P<name>\w+\.py|\w+/)\s+\S")
+
+
+@pytest.mark.parametrize("pkg", PACKAGES, ids=lambda p: str(p.relative_to(PKG.parent)))
+def test_a_package_docstring_that_lists_its_files_lists_exactly_them(pkg):
+    doc = ast.get_docstring(parse(pkg / "__init__.py")) or ""
+    listed = {m["name"].removesuffix(".py").rstrip("/") for line in doc.splitlines() if (m := LIST_LINE.match(line))}
+    if not listed:
+        return  # it says what the package is for; the files are docs/ARCHITECTURE.md's to name
+    there = ({p.stem for p in pkg.glob("*.py") if p.name != "__init__.py"}
+             | {d.name for d in pkg.iterdir() if (d / "__init__.py").exists()})
+    assert listed == there, (f"{pkg.relative_to(PKG.parent)}/__init__.py lists {sorted(listed - there)} that are not "
+                             f"there and leaves out {sorted(there - listed)}: fix the list, or say what the package "
+                             "is for without one")
+
+
+def test_the_docstring_check_reads_a_list():
+    assert LIST_LINE.match("    cli.py       dispatch") and LIST_LINE.match("xdp/          XDP")
+    assert not LIST_LINE.match("The ``labkit`` command: one module per subcommand")

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+import labkit
+from labkit.hooks import tc as tc_hook
+from labkit.hooks import xdp as xdp_hook
 from labkit.net import leftovers
 from labkit.net.leftovers import Leftovers
 from labkit.net.records import SandboxRecord, sandbox_names
@@ -16,7 +19,7 @@ from labkit.net.records import SandboxRecord, sandbox_names
 @pytest.fixture(autouse=True)
 def no_tc_records(monkeypatch) -> None:
     """Pure logic: never the machine's own TC records (tests running beside these make some)."""
-    monkeypatch.setattr(leftovers, "tc_records", lambda: [])
+    monkeypatch.setattr(tc_hook.HOOK.records, "records", lambda: [])
 
 
 def xdp(netns: str | None, iface: str, prog_id: int, mode: str = "generic") -> dict:
@@ -35,22 +38,28 @@ def found(tmp_path: Path) -> Leftovers:
     for rec in records:
         Path(rec["path"]).write_text("{}")
     return Leftovers(
-        xdp=[xdp(None, "veth9", 11),                   # recorded by pid 1, which runs: kept
-             xdp("lksb-abcdef-tgt", "lkabcdeft", 12),  # goes with its leftover sandbox
-             xdp("lksb-other-tgt", "lkothert", 13, "native")],
-        sandboxes=[dead], records=records)
+        attached={"xdp": [xdp(None, "veth9", 11),                   # recorded by pid 1, which runs: kept
+                          xdp("lksb-abcdef-tgt", "lkabcdeft", 12),  # goes with its leftover sandbox
+                          xdp("lksb-other-tgt", "lkothert", 13, "native")]},
+        sandboxes=[dead], records={"xdp": records})
 
 
 def test_empty_is_false() -> None:
-    assert not Leftovers() and Leftovers(records=[{"path": "x"}])
+    assert not Leftovers() and not Leftovers(attached={"xdp": [], "tc": []}, records={"xdp": []})
+    assert Leftovers(records={"xdp": [{"path": "x"}]})
+
+
+def test_the_kinds_that_record_are_xdp_and_tc() -> None:
+    assert sorted(r.name for r in labkit.hooks.recorders()) == ["tc", "xdp"]
 
 
 def test_dry_run_says_what_would_go_and_touches_nothing(tmp_path: Path, monkeypatch) -> None:
     def kernel(*a, **k):
         raise AssertionError("a dry run must not touch the kernel")
 
-    for name in ("netlink_set", "remove_sandbox", "find_labkit_xdp", "interface"):
-        monkeypatch.setattr(leftovers, name, kernel)
+    for name in ("netlink_set", "find_labkit_xdp", "interface"):
+        monkeypatch.setattr(xdp_hook, name, kernel)
+    monkeypatch.setattr(leftovers, "remove_sandbox", kernel)
     lines: list[str] = []
     assert found(tmp_path).remove(dry_run=True, out=lines.append) == 2
     assert lines == [
@@ -72,9 +81,9 @@ def test_removal_reports_each_outcome(tmp_path: Path, monkeypatch) -> None:
             raise OSError(16, "Device or resource busy")  # a bpf_link holds it
         detached.append((ifindex, netns, fd, mode))
 
-    monkeypatch.setattr(leftovers, "netlink_set", netlink_set)
+    monkeypatch.setattr(xdp_hook, "netlink_set", netlink_set)
     monkeypatch.setattr(leftovers, "remove_sandbox", removed.append)
-    monkeypatch.setattr(leftovers, "find_labkit_xdp", lambda: [xdp(None, "veth9", 11)])
+    monkeypatch.setattr(xdp_hook, "find_labkit_xdp", lambda: [xdp(None, "veth9", 11)])
     lines: list[str] = []
     assert found(tmp_path).remove(out=lines.append) == 1
     assert lines == [
@@ -91,10 +100,11 @@ def test_removal_reports_each_outcome(tmp_path: Path, monkeypatch) -> None:
 
 def test_this_process_records_are_not_kept_for_it(tmp_path: Path, monkeypatch) -> None:
     detached = []
-    monkeypatch.setattr(leftovers, "netlink_set", lambda *a: detached.append(a))
-    monkeypatch.setattr(leftovers, "find_labkit_xdp", lambda: [])
-    mine = Leftovers(xdp=[xdp(None, "veth9", 11)],
-                     records=[{"netns": None, "iface": "veth9", "pid": os.getpid(), "path": str(tmp_path / "r")}])
+    monkeypatch.setattr(xdp_hook, "netlink_set", lambda *a: detached.append(a))
+    monkeypatch.setattr(xdp_hook, "find_labkit_xdp", lambda: [])
+    mine = Leftovers(attached={"xdp": [xdp(None, "veth9", 11)]},
+                     records={"xdp": [{"netns": None, "iface": "veth9", "pid": os.getpid(),
+                                       "path": str(tmp_path / "r")}]})
     lines: list[str] = []
     assert mine.remove(out=lines.append) == 0
     assert lines == ["removed XDP lk_xdp_icmp_dr (id 11) on veth9 [generic]"] and detached == [(7, None, -1, "generic")]
@@ -102,7 +112,7 @@ def test_this_process_records_are_not_kept_for_it(tmp_path: Path, monkeypatch) -
 
 def test_scoped_to_an_owner_only_its_recorded_programs(monkeypatch) -> None:
     slots = {"index": 7, "ifname": "veth9", "native": 0, "generic": 11}
-    monkeypatch.setattr(leftovers, "netlink_records", lambda: [
+    monkeypatch.setattr(xdp_hook.HOOK.records, "records", lambda: [
         {"netns": None, "iface": "veth9", "mode": "generic", "prog_id": 11, "pid": 4242, "path": "a"},
         {"netns": None, "iface": "veth8", "mode": "generic", "prog_id": 12, "pid": 4343, "path": "b"},
         {"netns": "gone", "iface": "x", "mode": "generic", "prog_id": 13, "pid": 4242, "path": "c"},
@@ -110,24 +120,24 @@ def test_scoped_to_an_owner_only_its_recorded_programs(monkeypatch) -> None:
 
     def interface(iface, netns):
         if netns == "gone":
-            raise leftovers.AttachError("no network namespace named 'gone'", target="gone")
+            raise labkit.AttachError("no network namespace named 'gone'", target="gone")
         return slots
 
-    monkeypatch.setattr(leftovers, "interface", interface)
-    monkeypatch.setattr(leftovers, "prog_name", lambda prog_id: "xdp_student")  # no lk_ prefix needed
+    monkeypatch.setattr(xdp_hook, "interface", interface)
+    monkeypatch.setattr(xdp_hook, "prog_name", lambda prog_id: "xdp_student")  # no lk_ prefix needed
     monkeypatch.setattr(leftovers, "list_sandboxes", lambda: [])
     found = Leftovers.find(owner_pid=4242)
-    assert found.owner_pid == 4242 and [r["path"] for r in found.records] == ["a", "c"]
-    assert found.xdp == [{"netns": None, "iface": "veth9", "ifindex": 7, "mode": "generic", "prog_id": 11,
-                          "name": "xdp_student"}]
+    assert found.owner_pid == 4242 and [r["path"] for r in found.records["xdp"]] == ["a", "c"]
+    assert found.attached["xdp"] == [{"netns": None, "iface": "veth9", "ifindex": 7, "mode": "generic",
+                                      "prog_id": 11, "name": "xdp_student"}]
     slots["generic"] = 99  # replaced since: not the owner's program any more
-    assert Leftovers.find(owner_pid=4242).xdp == []
+    assert Leftovers.find(owner_pid=4242).attached["xdp"] == []
 
 
 @pytest.mark.parametrize("owner", [None, 4242])
 def test_nothing_found(monkeypatch, owner) -> None:
-    monkeypatch.setattr(leftovers, "netlink_records", lambda: [])
-    monkeypatch.setattr(leftovers, "find_labkit_xdp", lambda: [])
+    monkeypatch.setattr(xdp_hook.HOOK.records, "records", lambda: [])
+    monkeypatch.setattr(xdp_hook, "find_labkit_xdp", lambda: [])
     monkeypatch.setattr(leftovers, "find_leftovers", lambda: [])
     monkeypatch.setattr(leftovers, "list_sandboxes", lambda: [])
     assert not Leftovers.find(owner)
@@ -142,8 +152,8 @@ def no_records(tmp_path: Path, monkeypatch) -> Path:
     for name in ("sandboxes", "xdp", "tc"):
         (tmp_path / name).mkdir()
     monkeypatch.setattr(leftovers, "STATE_DIR", tmp_path / "sandboxes")
-    monkeypatch.setattr(leftovers, "XDP_STATE_DIR", tmp_path / "xdp")
-    monkeypatch.setattr(leftovers, "TC_STATE_DIR", tmp_path / "tc")
+    monkeypatch.setattr(xdp_hook.HOOK.records, "state_dir", tmp_path / "xdp")
+    monkeypatch.setattr(tc_hook.HOOK.records, "state_dir", tmp_path / "tc")
     monkeypatch.setattr(leftovers, "REAP_LOCK", tmp_path / "reap.lock")
     return tmp_path
 
@@ -165,17 +175,18 @@ def test_find_dead_keeps_live_owners_and_what_has_no_record(monkeypatch) -> None
     dead = SandboxRecord(id="bbbb", state_file=Path("b.json"), owner_pid=99999999, **sandbox_names("bbbb"))
     orphan = SandboxRecord(id="cccc", host_ns_present=True, **sandbox_names("cccc"))
     monkeypatch.setattr(leftovers, "list_sandboxes", lambda: [live, dead, orphan])
-    monkeypatch.setattr(leftovers, "netlink_records", lambda: [
+    monkeypatch.setattr(xdp_hook.HOOK.records, "records", lambda: [
         {"netns": None, "iface": "veth9", "pid": me, "start_time": leftovers.owners.start_time(me), "path": "a"},
         {"netns": None, "iface": "veth8", "pid": me, "start_time": 1, "path": "b"},  # a reused pid: gone
         {"netns": None, "iface": "veth7", "pid": 99999999, "path": "c"},
     ])
-    monkeypatch.setattr(leftovers, "_recorded_programs", lambda records: [xdp(r["netns"], r["iface"], 5)
-                                                                            for r in records])
-    monkeypatch.setattr(leftovers, "find_labkit_xdp", lambda: pytest.fail("a reap never scans every interface"))
+    monkeypatch.setattr(xdp_hook.HOOK.records, "still_there", lambda records: [xdp(r["netns"], r["iface"], 5)
+                                                                                  for r in records])
+    monkeypatch.setattr(xdp_hook, "find_labkit_xdp", lambda: pytest.fail("a reap never scans every interface"))
     found = Leftovers.find_dead()
     assert [r.id for r in found.sandboxes] == ["bbbb"]
-    assert [r["path"] for r in found.records] == ["b", "c"] and [x["iface"] for x in found.xdp] == ["veth8", "veth7"]
+    assert [r["path"] for r in found.records["xdp"]] == ["b", "c"]
+    assert [x["iface"] for x in found.attached["xdp"]] == ["veth8", "veth7"]
     assert not found.machine_wide
 
 
@@ -187,9 +198,9 @@ def test_reap_says_what_it_removed_in_one_line_and_a_failure_once(no_records: Pa
                           **sandbox_names("fedcba"))
 
     def find_dead(cls):
-        return cls(xdp=[xdp("lksb-abcdef-tgt", "lkabcdeft", 12)], sandboxes=[dead, stuck], machine_wide=False,
-                   records=[{"netns": "lksb-abcdef-tgt", "iface": "lkabcdeft", "pid": 4242,
-                             "path": str(no_records / "xdp" / "r.json")}])
+        return cls(attached={"xdp": [xdp("lksb-abcdef-tgt", "lkabcdeft", 12)]}, sandboxes=[dead, stuck],
+                   machine_wide=False, records={"xdp": [{"netns": "lksb-abcdef-tgt", "iface": "lkabcdeft",
+                                                         "pid": 4242, "path": str(no_records / "xdp" / "r.json")}]})
 
     def remove_sandbox(record):
         if record is stuck:
@@ -197,7 +208,7 @@ def test_reap_says_what_it_removed_in_one_line_and_a_failure_once(no_records: Pa
 
     monkeypatch.setattr(Leftovers, "find_dead", classmethod(find_dead))
     monkeypatch.setattr(leftovers, "remove_sandbox", remove_sandbox)
-    monkeypatch.setattr(leftovers, "_recorded_programs", lambda records: [])
+    monkeypatch.setattr(xdp_hook.HOOK.records, "still_there", lambda records: [])
     monkeypatch.setattr(leftovers, "_reported_failures", set())
     said: list[str] = []
     line = leftovers.reap_dead_owners(out=said.append)

@@ -45,7 +45,8 @@ soak (a sample per round), machine, loadgen.
 The package, one job per file::
 
     config.py     the traced syscall, ring buffer sizes, the modes (full, quick, smoke)
-    loadgen.py    the load generator process: loadgen.c, or loadgen_fallback.py without a C compiler
+    loadgen.py    the load generator process: loadgen.c compiled here, or the fallback
+    loadgen_fallback.py  the load generator in Python, for a machine without a C compiler
     tracers.py    labkit, raw BCC (raw_bcc.c) and trace_printk (printk.c) as event consumers
     sysinfo.py    CPU time, scheduler waits, CPU pressure, RSS, machine description
     phases.py     the measurements on the event pipeline, one function per phase

@@ -33,7 +33,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from labkit._errors import LabkitError
+from labkit._errors import ArgumentError, LabkitError
 from labkit.commands.course.catalogue import check_cases, load_catalogue
 from labkit.commands.course.config import DEFAULT_CELL_TIMEOUT
 from labkit.commands.course.gradebook import export_csv, grades
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             ids = args.assignments or (sorted(p.name for p in source.iterdir() if p.is_dir()) if source.is_dir()
                                        else [])
             if not ids:
-                raise LabkitError(f"{args.dir} has no assignments (source/lessonNN): name them, e.g. lesson06")
+                raise ArgumentError(f"{args.dir} has no assignments (source/lessonNN): name them, e.g. lesson06")
             table = weights_table(ids, settings.overrides)
             table["gate"] = table.gate.map(lambda c: "" if c != c or c is None else f"at most {c * 100:.0f}%")
             print(table.to_string(index=False) if len(table) else "no exercises")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from nbgrader.api import Gradebook, MissingEntry
 
-from labkit._errors import LabkitError
+from labkit._errors import ArgumentError
 from labkit.commands.course.cell import GRADE_MIME
 from labkit.commands.course.settings import late_by, load_settings, read_timestamp
 
@@ -66,8 +66,8 @@ def grades(root: Path) -> pd.DataFrame:
     """Every autograded exercise of the course at ``root``, one row each (COLUMNS)."""
     root = Path(root)
     if not (root / "gradebook.db").is_file():
-        raise LabkitError(f"{root.resolve()} has no gradebook.db: name a course directory that "
-                          "`labkit course autograde` has graded (COURSE or LABKIT_COURSE in the environment)")
+        raise ArgumentError(f"{root.resolve()} has no gradebook.db: name a course directory that "
+                            "`labkit course autograde` has graded (COURSE or LABKIT_COURSE in the environment)")
     settings = load_settings(root)
     rows = []
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:

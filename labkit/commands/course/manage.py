@@ -23,7 +23,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 
-from labkit._errors import ArgumentError, LabkitError
+from labkit._errors import ArgumentError, LabkitError, PrivilegeError
 from labkit.commands.course.config import CONFIG_FILE, DEFAULT_CELL_TIMEOUT, course_config
 from labkit.commands.course.feedback import write_feedback
 from labkit.commands.course.settings import (late_by, load_settings, parse_time, read_timestamp, say_late,
@@ -245,7 +245,7 @@ def autograde(root: Path, assignments: list[str] | None = None, students: list[s
     submission's outputs come from ``executed/STUDENT/ASSIGNMENT/`` (run in a VM:
     labkit/hub/grade.py) and nothing runs here."""
     if os.geteuid() != 0:
-        raise LabkitError("autograding loads the students' BPF programs: run it as root (sudo labkit course ...)")
+        raise PrivilegeError("autograding loads the students' BPF programs: run it as root (sudo labkit course ...)")
     root = Path(root)
     settings = load_settings(root)
     for w in settings.warnings:

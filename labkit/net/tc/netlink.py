@@ -23,17 +23,17 @@ import ctypes
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
-from labkit import owners
-from labkit._errors import AttachError
+from labkit._errors import AttachError, NotSupportedError
+from labkit.net.attach_records import AttachRecords
 from labkit.net.netns import run_in_netns
-from labkit.net.xdp.link import libbpf
+from labkit.programs.libbpf import libbpf
 
 __all__ = [
     "PARENTS",
+    "TC_RECORDS",
     "TC_STATE_DIR",
     "filters",
     "forget_tc_attach",
@@ -47,6 +47,7 @@ __all__ = [
 
 #: Where netlink (cls_bpf) attaches are recorded.
 TC_STATE_DIR = Path("/run/labkit/tc")
+TC_RECORDS = AttachRecords(TC_STATE_DIR, ("netns", "iface", "direction"))
 #: The clsact qdisc's parents: TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS / TC_H_MIN_EGRESS).
 PARENTS = {"ingress": 0xFFFFFFF2, "egress": 0xFFFFFFF3}
 _HANDLE = 1
@@ -79,7 +80,7 @@ def filters(iface: str, netns: str | None, direction: str) -> list[dict]:
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=20, env={**os.environ, "LC_ALL": "C"})
     except FileNotFoundError:
-        raise AttachError("tc is not installed (apt-get install iproute2)", target=iface) from None
+        raise NotSupportedError("tc is not installed (apt-get install iproute2)", feature="tc") from None
     if out.returncode != 0 or not out.stdout.strip():
         return []
     try:
@@ -155,40 +156,20 @@ def netlink_remove_filter(ifindex: int, iface: str, netns: str | None, direction
 
 
 # ---------------------------------------------------------------- records
-def _record_path(netns: str | None, iface: str, direction: str) -> Path:
-    return TC_STATE_DIR / f"{netns or '-root-'}__{iface}__{direction}.json"
-
-
 def record_tc_attach(netns: str | None, iface: str, direction: str, prio: int, prog_id: int,
                      made_qdisc: bool) -> None:
     """Record that this process put ``prog_id`` on ``iface``'s ``direction`` through netlink."""
-    TC_STATE_DIR.mkdir(parents=True, exist_ok=True)
-    pid = os.getpid()
-    _record_path(netns, iface, direction).write_text(json.dumps(
-        {"netns": netns, "iface": iface, "direction": direction, "prio": prio, "prog_id": prog_id,
-         "made_qdisc": made_qdisc, "pid": pid, "start_time": owners.start_time(pid), "created": time.time()}))
+    TC_RECORDS.write(netns=netns, iface=iface, direction=direction, prio=prio, prog_id=prog_id, made_qdisc=made_qdisc)
 
 
 def forget_tc_attach(netns: str | None, iface: str, direction: str) -> None:
     """Remove the record of a netlink TC attach (if there is one)."""
-    try:
-        _record_path(netns, iface, direction).unlink()
-    except FileNotFoundError:
-        pass
+    TC_RECORDS.forget(netns, iface, direction)
 
 
 def tc_records() -> list[dict]:
     """Every record of a netlink TC attach, each with its file as ``path``."""
-    out = []
-    if TC_STATE_DIR.is_dir():
-        for p in sorted(TC_STATE_DIR.glob("*.json")):
-            try:
-                rec = json.loads(p.read_text())
-            except (OSError, ValueError):
-                continue
-            rec["path"] = str(p)
-            out.append(rec)
-    return out
+    return TC_RECORDS.read()
 
 
 def recorded_filter(rec: dict) -> dict | None:
@@ -204,7 +185,7 @@ def recorded_filter(rec: dict) -> dict | None:
                 links = ipr.link_lookup(ifname=iface)
                 return links[0] if links else 0
         ifindex = run_in_netns(netns, index)
-    except (OSError, AttachError):
+    except (OSError, AttachError, NotSupportedError):
         return None
     for f in found:
         if f["prio"] == rec.get("prio") and f["prog_id"] == rec.get("prog_id") and ifindex:

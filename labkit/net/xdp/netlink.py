@@ -1,16 +1,11 @@
 """XDP through netlink (pyroute2): which program sits in which slot of which
-interface, attaching and removing by netlink, and the records of netlink attaches.
+interface, attaching and removing by netlink, the records of netlink attaches,
+and the names of loaded programs (labkit's start with ``lk_``).
 
 A netlink attach stays on the interface after its process dies, so labkit
 makes one only as a fallback (or when asked with ``via="netlink"``) and then
-records it under /run/labkit/xdp, one JSON file per interface:
-
-.. code-block:: json
-
-    {"netns": "lksb-3fa9c1-tgt", "iface": "lk3fa9c1t", "mode": "generic",
-     "prog_id": 42, "pid": 4242, "start_time": 1234567, "created": 1735732800.0}
-
-``pid`` and ``start_time`` name the owner (labkit.owners). labkit.net.leftovers
+records it under /run/labkit/xdp, one JSON file per interface
+(labkit.net.attach_records: the mode and program id, and the owner). labkit.net.leftovers
 finds those records (a dead owner's attach is removed by the next labkit entry
 point), and ``labkit cleanup`` also every program named lk_* on every interface
 of every namespace.
@@ -18,18 +13,20 @@ of every namespace.
 
 from __future__ import annotations
 
-import json
+import ctypes
 import os
-import time
 from pathlib import Path
 from typing import Any
 
-from labkit import owners
 from labkit._errors import AttachError
-from labkit.net.netns import list_netns, run_in_netns
-from labkit.net.xdp.link import MODE_FLAGS, PREFIX, prog_name
+from labkit.net.attach_records import AttachRecords
+from labkit.net.netns import list_netns, place, run_in_netns
+from labkit.programs.libbpf import libbpf
 
 __all__ = [
+    "MODE_FLAGS",
+    "PREFIX",
+    "XDP_RECORDS",
     "XDP_STATE_DIR",
     "find_labkit_xdp",
     "forget_netlink_attach",
@@ -37,11 +34,19 @@ __all__ = [
     "interfaces",
     "netlink_records",
     "netlink_set",
+    "prog_name",
     "record_netlink_attach",
 ]
 
 #: Where netlink attaches are recorded (one JSON file per interface).
 XDP_STATE_DIR = Path("/run/labkit/xdp")
+XDP_RECORDS = AttachRecords(XDP_STATE_DIR, ("netns", "iface"))
+XDP_FLAGS_SKB_MODE = 2
+XDP_FLAGS_DRV_MODE = 4
+#: The attach flag of each XDP slot: native (driver) and generic (skb) are separate slots.
+MODE_FLAGS = {"native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}
+#: Every labkit program name starts with this, so leftovers are recognisable.
+PREFIX = "lk_"
 
 
 def _ipr() -> Any:
@@ -86,7 +91,7 @@ def interface(iface: str, netns: str | None) -> dict:
     raise AttachError(
         f"no interface {iface!r} in {where} (it has: {', '.join(sorted(l['ifname'] for l in links))}); "
         "for a sandbox pass iface=sb.target_iface, netns=sb.target_ns",
-        target=f"{netns + ':' if netns else ''}{iface}")
+        target=place(iface, netns))
 
 
 def netlink_set(ifindex: int, netns: str | None, fd: int, mode: str) -> None:
@@ -99,39 +104,19 @@ def netlink_set(ifindex: int, netns: str | None, fd: int, mode: str) -> None:
 
 
 # ---------------------------------------------------------- netlink records
-def _record_path(netns: str | None, iface: str) -> Path:
-    return XDP_STATE_DIR / f"{netns or '-root-'}__{iface}.json"
-
-
 def record_netlink_attach(netns: str | None, iface: str, mode: str, prog_id: int) -> None:
     """Record that this process attached ``prog_id`` to ``iface`` through netlink."""
-    XDP_STATE_DIR.mkdir(parents=True, exist_ok=True)
-    pid = os.getpid()
-    _record_path(netns, iface).write_text(json.dumps(
-        {"netns": netns, "iface": iface, "mode": mode, "prog_id": prog_id, "pid": pid,
-         "start_time": owners.start_time(pid), "created": time.time()}))
+    XDP_RECORDS.write(netns=netns, iface=iface, mode=mode, prog_id=prog_id)
 
 
 def forget_netlink_attach(netns: str | None, iface: str) -> None:
     """Remove the record of a netlink attach on ``iface`` (if there is one)."""
-    try:
-        _record_path(netns, iface).unlink()
-    except FileNotFoundError:
-        pass
+    XDP_RECORDS.forget(netns, iface)
 
 
 def netlink_records() -> list[dict]:
     """Every record of a netlink attach, each with its file as ``path``."""
-    out = []
-    if XDP_STATE_DIR.is_dir():
-        for p in sorted(XDP_STATE_DIR.glob("*.json")):
-            try:
-                rec = json.loads(p.read_text())
-            except (OSError, ValueError):
-                continue
-            rec["path"] = str(p)
-            out.append(rec)
-    return out
+    return XDP_RECORDS.read()
 
 
 # ------------------------------------------------------------------ finding
@@ -153,3 +138,22 @@ def find_labkit_xdp() -> list[dict]:
                         found.append({"netns": ns, "iface": link["ifname"], "ifindex": link["index"],
                                       "mode": mode, "prog_id": pid, "name": name})
     return found
+
+
+def prog_name(prog_id: int) -> str:
+    """The name (kernel keeps 15 characters) of a loaded BPF program, by id."""
+    lib = libbpf()
+    if lib is None or not prog_id:
+        return ""
+    fd = lib.bpf_prog_get_fd_by_id(prog_id)
+    if fd < 0:
+        return ""
+    try:
+        info = (ctypes.c_uint8 * 256)()
+        size = ctypes.c_uint32(256)
+        if lib.bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)) != 0:
+            return ""
+        raw = bytes(info[64:80])  # struct bpf_prog_info.name
+        return raw.split(b"\0", 1)[0].decode("ascii", "replace")
+    finally:
+        os.close(fd)
