@@ -93,7 +93,7 @@ BUILDER="$ROOT/tests/stock_kernel/build-image.sh"
 KEY="$( { cat "$BUILDER" "$ROOT/tests/stock_kernel/guest-init"
           tar -C "$ROOT" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
             --exclude='*/__pycache__' --exclude='*/.ipynb_checkpoints' -cf - \
-            pyproject.toml labkit notebooks bpf_snippets scripts/hub-guest.sh scripts/start-jupyter.sh \
+            pyproject.toml labkit notebooks bpf_snippets scripts/hub-guest.sh scripts/vm-job.sh scripts/start-jupyter.sh \
             scripts/jupyter-student scripts/jupyterlab-settings ; } | sha256sum | cut -c1-16)"
 IMAGE="$IMAGES/bookworm-amd64-k$KERNEL-$KEY"
 exec 9>"$IMAGES/.lock"

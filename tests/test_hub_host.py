@@ -148,3 +148,15 @@ def test_cgroup_limits_hold_a_real_process_and_are_given_back():
             time.sleep(0.1)
     assert made and not any(d.exists() for d in made)
     assert limits.usage_bytes(name) is None
+
+
+def test_a_grading_jobs_vm_has_no_network_and_only_its_job(tmp_path):
+    argv = vm.job_argv("alice-lesson01", tmp_path / "img", tmp_path / "job", tmp_path / "console.log", mem_mb=1024)
+    assert argv[argv.index("-nic") + 1] == "none" and "-netdev" not in argv
+    assert argv[argv.index("-virtfs") + 1] == f"local,path={tmp_path / 'job'},mount_tag=labkit_job,security_model=none"
+    assert "labkit.mode=job" in argv[argv.index("-append") + 1]
+    assert argv[argv.index("-name") + 1] == "labkit-job:alice-lesson01"
+    drives = [argv[i + 1] for i, a in enumerate(argv) if a == "-drive"]
+    assert len(drives) == 1 and "snapshot=on" in drives[0]            # the image, never written
+    with pytest.raises(ArgumentError, match="comma"):
+        vm.job_argv("x", tmp_path / "img", tmp_path / "a,b", tmp_path / "c.log")

@@ -38,6 +38,7 @@ __all__ = [
     "VM",
     "check_name",
     "guest_env",
+    "job_argv",
     "make_home_disk",
     "qemu_argv",
     "vm_marker",
@@ -101,9 +102,44 @@ class VM:
             raise ArgumentError(f"accel must be 'tcg' or 'kvm', not {self.accel!r}")
 
 
+def _machine(marker: str, image: Path, mode: str, *, accel: str, cpus: int, mem_mb: int, console: Path,
+             qemu: str) -> list[str]:
+    """What every VM of the lab has: its name, CPU and memory, its console, the image's kernel
+    booted into ``mode`` (guest-init), the image's root file system read-only (a throw-away overlay)."""
+    for path in (image, console):
+        if "," in str(path):
+            raise ArgumentError(f"{path}: a path with a comma cannot be given to qemu; use another directory")
+    # net.ifnames=0: the initramfs's udev would name the NIC ens5; the guest script wants eth0
+    append = (f"console=ttyS0 root=/dev/vda rw rootfstype=ext4 init=/sbin/labkit-init labkit.mode={mode} "
+              "net.ifnames=0 panic=1 loglevel=4 quiet")
+    return [
+        qemu, "-name", marker,
+        # TCG's translation cache defaults to 1 GiB per VM: a quarter is plenty for a lab
+        "-accel", "tcg,tb-size=256" if accel == "tcg" else accel, "-cpu", "host" if accel == "kvm" else "max",
+        "-smp", str(cpus), "-m", str(mem_mb),
+        "-display", "none", "-monitor", "none", "-no-reboot",   # a panic (panic=1 reboots) ends the VM
+        "-serial", f"file:{console}",
+        "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.img"),
+        "-append", append,
+        # the shared image, never written: the guest's changes to / go to a throw-away overlay
+        "-drive", f"file={image / 'rootfs.ext4'},format=raw,if=virtio,snapshot=on",
+    ]
+
+
+def job_argv(name: str, image: Path, job: Path, console: Path, *, mem_mb: int = 2048, cpus: int = 1,
+             accel: str = "tcg", qemu: str = "qemu-system-x86_64") -> list[str]:
+    """A one-off job's VM (scripts/vm-job.sh runs ``job/run.sh``): no network device at all."""
+    if "," in str(job):
+        raise ArgumentError(f"{job}: a path with a comma cannot be given to qemu; use another directory")
+    return _machine(f"labkit-job:{check_name(name)}", image, "job", accel=accel, cpus=cpus, mem_mb=mem_mb,
+                    console=console, qemu=qemu) + [
+        "-nic", "none",
+        "-virtfs", f"local,path={job},mount_tag=labkit_job,security_model=none",
+    ]
+
+
 def qemu_argv(vm: VM, qemu: str = "qemu-system-x86_64") -> list[str]:
-    """The whole qemu command line of ``vm`` (x86-64 guest)."""
-    cpu = "host" if vm.accel == "kvm" else "max"
+    """The whole qemu command line of a student's ``vm`` (x86-64 guest)."""
     net = ",".join([
         "user", "id=n0", f"net={GUEST_NET}", f"host={GUEST_GATEWAY}", f"dhcpstart={GUEST_IP}",
         "restrict=on",
@@ -111,23 +147,12 @@ def qemu_argv(vm: VM, qemu: str = "qemu-system-x86_64") -> list[str]:
         # cmd: one socat per connection (a chardev would connect once, at start)
         f"guestfwd=tcp:{HUB_IN_GUEST}:{HUB_PORT_IN_GUEST}-cmd:{vm.socat} - TCP:127.0.0.1:{vm.hub_api_port}",
     ])
-    for path in (vm.image, vm.home, vm.spawn, vm.console):
+    for path in (vm.home, vm.spawn):
         if "," in str(path):
             raise ArgumentError(f"{path}: a path with a comma cannot be given to qemu; use another state directory")
-    # net.ifnames=0: the initramfs's udev would name the NIC ens5; the guest script wants eth0
-    append = ("console=ttyS0 root=/dev/vda rw rootfstype=ext4 init=/sbin/labkit-init labkit.mode=hub net.ifnames=0 "
-              "panic=1 loglevel=4 quiet")
-    return [
-        qemu, "-name", vm_marker(vm.name),
-        # TCG's translation cache defaults to 1 GiB per VM: a quarter is plenty for a lab
-        "-accel", "tcg,tb-size=256" if vm.accel == "tcg" else vm.accel, "-cpu", cpu, "-smp", str(vm.cpus), "-m", str(vm.mem_mb),
-        "-display", "none", "-monitor", "none", "-no-reboot",   # a panic (panic=1 reboots) ends the VM
-        "-serial", f"file:{vm.console}",
-        "-kernel", str(vm.image / "vmlinuz"), "-initrd", str(vm.image / "initrd.img"),
-        "-append", append,
-        # the shared image, never written: the guest's changes to / go to a
-        # throw-away overlay; the student's work is on their own disk
-        "-drive", f"file={vm.image / 'rootfs.ext4'},format=raw,if=virtio,snapshot=on",
+    return _machine(vm_marker(vm.name), vm.image, "hub", accel=vm.accel, cpus=vm.cpus, mem_mb=vm.mem_mb,
+                    console=vm.console, qemu=qemu) + [
+        # the student's own disk, written: their work
         "-drive", f"file={vm.home},format=raw,if=virtio",
         "-virtfs", f"local,path={vm.spawn},mount_tag=labkit_spawn,security_model=none,readonly=on",
         "-netdev", net, "-device", "virtio-net-pci,netdev=n0",

@@ -5,6 +5,7 @@
     labkit course submit DIR STUDENT NOTEBOOK [--assignment lesson01] [--at "2026-03-09 23:10"]
     labkit course collect DIR --hub STATE --assignment lesson01 [...] [--student NAME ...]
     labkit course autograde DIR [--assignment lesson01 ...] [--student ID ...] [--timeout 120]
+                            [--vm IMAGE --jobs N] [--no-feedback]
     labkit course gradebook DIR [--out grades.csv]
     labkit course weights DIR                     (each part's weight and gate, as DIR grades them)
     labkit course check-catalogue FILE.toml ...   (a teacher's own right and wrong answers, judged)
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from labkit._errors import ArgumentError, LabkitError
@@ -41,6 +43,7 @@ from labkit.commands.course.manage import autograde, create, release, submit
 from labkit.commands.course.settings import load_settings
 from labkit.commands.course.weights import weights_table
 from labkit.hub.collect import collect
+from labkit.hub.grade import grade_in_vms
 
 __all__ = ["autograde", "check_cases", "create", "export_csv", "grades", "load_catalogue", "load_settings", "main",
            "release", "submit", "weights_table"]
@@ -74,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--assignment", action="append", dest="assignments", metavar="lessonNN")
     a.add_argument("--student", action="append", dest="students", metavar="ID")
     a.add_argument("--timeout", type=int, default=DEFAULT_CELL_TIMEOUT, help="seconds per cell")
+    a.add_argument("--vm", type=Path, metavar="IMAGE", help="run each submission in its own fresh VM of this "
+                   "image (the class server's: STATE/images/current), then grade here from its outputs")
+    a.add_argument("--jobs", type=int, default=1, help="with --vm: VMs at a time (default 1)")
+    a.add_argument("--vm-mem", type=int, default=2048, metavar="MiB", help="with --vm: each VM's RAM")
+    a.add_argument("--accel", choices=["tcg", "kvm"], default="tcg", help="with --vm: qemu's accelerator")
+    a.add_argument("--no-feedback", action="store_true", help="write no feedback HTML")
     g = sub.add_parser("gradebook", help="one CSV row per (assignment, student, exercise)")
     g.add_argument("dir", type=Path)
     g.add_argument("--out", type=Path)
@@ -105,7 +114,21 @@ def main(argv: list[str] | None = None) -> int:
                   f"{sum(c.what != 'submitted' for c in got)} not")
         elif args.action == "autograde":
             failed = 0
-            for g in autograde(args.dir, args.assignments, args.students, timeout=args.timeout):
+            if args.vm:
+                t0 = time.monotonic()
+                runs, graded = grade_in_vms(args.dir, args.vm, jobs=args.jobs, timeout=args.timeout,
+                                            mem_mb=args.vm_mem, accel=args.accel, assignments=args.assignments,
+                                            students=args.students)
+                for r in runs:
+                    print(f"VM  {r.student}  {r.assignment}  {'ok' if r.ok else 'FAILED'}  {r.seconds:.0f} s"
+                          + (f"  {r.why}" if r.why else ""), flush=True)
+                    failed += not r.ok
+                print(f"{len(runs)} submissions in VMs, {args.jobs} at a time: {time.monotonic() - t0:.0f} s, "
+                      f"{(time.monotonic() - t0) / max(1, len(runs)):.0f} s per submission", flush=True)
+            else:
+                graded = autograde(args.dir, args.assignments, args.students, timeout=args.timeout,
+                                   feedback=not args.no_feedback)
+            for g in graded:
                 failed += not g.ok
                 print(g.line(), flush=True)
                 if not g.ok:
