@@ -43,10 +43,18 @@ mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracin
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 
-# the image's lessons, brought in by the lessons rules
+# the lessons: a course's release when the hub shares one (./lab hub --course),
+# else the image's; brought in by the lessons rules
 rm -rf /home/student/.lessons-shipped
-cp -a /opt/labkit/notebooks /home/student/.lessons-shipped
-rm -rf /home/student/.lessons-shipped/.ipynb_checkpoints
+mkdir -p /run/labkit-release
+if mount -t 9p -o trans=virtio,version=9p2000.L,ro labkit_release /run/labkit-release 2>/dev/null; then
+  mkdir -p /home/student/.lessons-shipped
+  cp /run/labkit-release/lesson[0-9][0-9]/[0-9][0-9]-*.ipynb /home/student/.lessons-shipped/
+  say "lessons from the course's release: $(ls /home/student/.lessons-shipped | tr '\n' ' ')"
+else
+  cp -a /opt/labkit/notebooks /home/student/.lessons-shipped
+  rm -rf /home/student/.lessons-shipped/.ipynb_checkpoints
+fi
 mkdir -p /home/student/notebooks
 # the snippets (read-only, from the image) and the lessons' index (navigation, always the image's)
 ln -sfn /opt/labkit/bpf_snippets /home/student/notebooks/bpf_snippets

@@ -19,6 +19,9 @@
 #   --cpus N            each VM's vCPUs and CPU share (default 1)
 #   --home-mb MiB       size of a new student's disk (default 2048)
 #   --idle-timeout S    stop a server idle this long (default 3600; 0: never)
+#   --course DIR        hand out this course's lessons (DIR/release/, made by
+#                       `labkit course release`) instead of the image's own; collect
+#                       them with `labkit course collect DIR --hub STATE`
 #   --open-signup       approve every sign-up (a workshop; default: the admin approves)
 #   --api-port N        the hub's API on 127.0.0.1 (default 8081)
 #   --proxy-api-port N  the proxy's API on 127.0.0.1 (default 8001)
@@ -45,6 +48,7 @@ CPUS=1
 HOME_MB=2048
 IDLE=3600
 OPEN=0
+COURSE=""
 API_PORT=8081
 PROXY_API_PORT=8001
 BUILD_ONLY=0
@@ -66,6 +70,7 @@ while [ $# -gt 0 ]; do
     --home-mb) need "$@"; num "$1" "$2"; HOME_MB="$2"; shift 2 ;;
     --idle-timeout) need "$@"; num "$1" "$2"; IDLE="$2"; shift 2 ;;
     --open-signup) OPEN=1; shift ;;
+    --course) need "$@"; COURSE="$(cd "$2" 2>/dev/null && pwd)" || die "--course: no directory '$2'"; shift 2 ;;
     --api-port) need "$@"; num "$1" "$2"; API_PORT="$2"; shift 2 ;;
     --proxy-api-port) need "$@"; num "$1" "$2"; PROXY_API_PORT="$2"; shift 2 ;;
     --build-only) BUILD_ONLY=1; shift ;;
@@ -81,6 +86,13 @@ case "$ACCEL" in auto|kvm|tcg) ;; *) die "--accel must be auto, kvm or tcg, not 
 [ "$HOME_MB" -ge 64 ] || die "--home-mb must be at least 64"
 case "$ADMINS" in *[!a-z0-9_.,-]*) die "--admin: user names are a-z 0-9 _ . - (comma-separated)" ;; esac
 say() { printf '[labkit hub] %s\n' "$*"; }
+RELEASE=""
+if [ -n "$COURSE" ]; then
+  RELEASE="$COURSE/release"
+  ls "$RELEASE"/lesson[0-9][0-9]/[0-9][0-9]-*.ipynb >/dev/null 2>&1 \
+    || die "--course: $RELEASE has no lessons (run: labkit course release $COURSE)"
+  case "$RELEASE" in *,*) die "--course: a path with a comma cannot be shared with the VMs" ;; esac
+fi
 
 IMAGES="${IMAGES:-$STATE/images}"
 mkdir -p "$STATE" "$IMAGES" "$STATE/users"
@@ -143,7 +155,7 @@ export LABKIT_HUB_STATE="$STATE" LABKIT_HUB_IMAGE="$IMAGE" LABKIT_HUB_IP="$IP" L
   LABKIT_HUB_PROXY="$VENV/hub-proxy/node_modules/.bin/configurable-http-proxy" \
   LABKIT_HUB_ADMINS="$ADMINS" LABKIT_HUB_OPEN_SIGNUP="$OPEN" LABKIT_HUB_ACCEL="$ACCEL" \
   LABKIT_HUB_MEM="$MEM" LABKIT_HUB_CPUS="$CPUS" LABKIT_HUB_HOME_MB="$HOME_MB" \
-  LABKIT_HUB_IDLE_TIMEOUT="$IDLE" LABKIT_HUB_PYTHON="$VENV/bin/python"
+  LABKIT_HUB_IDLE_TIMEOUT="$IDLE" LABKIT_HUB_PYTHON="$VENV/bin/python" LABKIT_HUB_RELEASE="$RELEASE"
 say "JupyterHub at http://$IP:$PORT/ (state in $STATE; VMs: $MEM MiB, $CPUS CPU, $ACCEL)"
 cd "$STATE"
 exec "$VENV/bin/jupyterhub" -f "$ROOT/scripts/jupyterhub_config.py"

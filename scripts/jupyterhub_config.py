@@ -61,6 +61,7 @@ c.LabVMSpawner.vm_mem_mb = int(env.get("LABKIT_HUB_MEM", "2048"))
 c.LabVMSpawner.vm_cpus = int(env.get("LABKIT_HUB_CPUS", "1"))
 c.LabVMSpawner.vm_cpu_quota = float(env.get("LABKIT_HUB_CPU_QUOTA", env.get("LABKIT_HUB_CPUS", "1")))
 c.LabVMSpawner.home_size_mb = int(env.get("LABKIT_HUB_HOME_MB", "2048"))
+c.LabVMSpawner.course_release = env.get("LABKIT_HUB_RELEASE", "")
 c.Spawner.default_url = "/lab"
 # a VM boots a kernel and then JupyterLab: under TCG that takes minutes
 c.Spawner.start_timeout = int(env.get("LABKIT_HUB_START_TIMEOUT", "900"))

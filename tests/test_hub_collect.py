@@ -12,7 +12,7 @@ import pytest
 
 from labkit._errors import ArgumentError
 from labkit.commands.course import main as course_main
-from labkit.hub import collect as hc
+from labkit.commands.course.collect import collect as _collect
 from labkit.hub.vm import make_home_disk
 
 pytestmark = pytest.mark.requires("root")
@@ -51,7 +51,7 @@ def test_collect_submits_changed_lessons_with_their_time_and_skips_the_rest(tmp_
         _write(d / "home.img", files, tmp_path / name, mtime=when)
     before = {p: p.read_bytes() for p in state.rglob("home.img")}
 
-    got = {(c.student, c.what) for c in hc.collect(state, course, ["lesson01"])}
+    got = {(c.student, c.what) for c in _collect(state, course, ["lesson01"])}
     assert got == {("alice", "submitted"), ("bob", "not started"), ("carol", "no such lesson")}
     sub = course / "submitted" / "alice" / "lesson01"
     assert (sub / "01-hello-clone.ipynb").read_bytes() == answer
@@ -66,12 +66,32 @@ def test_collect_submits_changed_lessons_with_their_time_and_skips_the_rest(tmp_
 
 def test_collect_refuses_what_it_cannot_read(tmp_path, capsys):
     with pytest.raises(ArgumentError, match="no users/"):
-        hc.collect(tmp_path, tmp_path / "c", ["lesson01"])
+        _collect(tmp_path, tmp_path / "c", ["lesson01"])
     (tmp_path / "users" / "alice").mkdir(parents=True)
     (tmp_path / "users" / "alice" / "home.img").write_bytes(b"not ext4" * 1000)
     with pytest.raises(ArgumentError, match="lessonNN"):
-        hc.collect(tmp_path, tmp_path / "c", ["01"])
+        _collect(tmp_path, tmp_path / "c", ["01"])
     with pytest.raises(ArgumentError, match="no disk for bob"):
-        hc.collect(tmp_path, tmp_path / "c", ["lesson01"], ["bob"])
+        _collect(tmp_path, tmp_path / "c", ["lesson01"], ["bob"])
     assert course_main(["collect", str(tmp_path / "c"), "--hub", str(tmp_path), "--assignment", "lesson01"]) == 1
     assert "is it a student's disk (ext4)?" in capsys.readouterr().err
+
+
+def test_collect_sees_what_a_running_vm_synced(tmp_path):
+    """The disk is in use (mounted, as by a running VM): what was synced may still be only in
+    the journal. collect reads a copy with the journal replayed, and the disk stays untouched."""
+    state, course, mnt = tmp_path / "state", tmp_path / "course", tmp_path / "mnt"
+    d = state / "users" / "dora"
+    d.mkdir(parents=True)
+    make_home_disk(d / "home.img", 64)
+    mnt.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(d / "home.img"), str(mnt)], check=True)
+    try:
+        (mnt / "notebooks").mkdir()
+        (mnt / "notebooks" / "03-maps-vs-events.ipynb").write_text('{"cells": [], "dora": 1}')
+        subprocess.run(["sync"], check=True)
+        got = _collect(state, course, ["lesson03"])
+        assert [(c.student, c.what) for c in got] == [("dora", "submitted")]
+        assert json.loads((course / "submitted" / "dora" / "lesson03" / "03-maps-vs-events.ipynb").read_text())["dora"] == 1
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

@@ -160,3 +160,12 @@ def test_a_grading_jobs_vm_has_no_network_and_only_its_job(tmp_path):
     assert len(drives) == 1 and "snapshot=on" in drives[0]            # the image, never written
     with pytest.raises(ArgumentError, match="comma"):
         vm.job_argv("x", tmp_path / "img", tmp_path / "a,b", tmp_path / "c.log")
+
+
+def test_a_courses_release_is_shared_read_only(tmp_path):
+    argv = vm.qemu_argv(_vm(tmp_path, release=tmp_path / "course" / "release"))
+    shares = [argv[i + 1] for i, a in enumerate(argv) if a == "-virtfs"]
+    assert f"local,path={tmp_path / 'course' / 'release'},mount_tag=labkit_release,security_model=none,readonly=on" \
+        in shares
+    assert all("readonly=on" in v for v in shares)
+    assert not [v for v in vm.qemu_argv(_vm(tmp_path)) if "labkit_release" in v]

@@ -59,6 +59,8 @@ class LabVMSpawner(Spawner):
     qemu = Unicode("qemu-system-x86_64", config=True)
     hub_api_port = Integer(8081, config=True, help="the hub's API port on 127.0.0.1 (c.JupyterHub.hub_port)")
     stop_grace = Integer(30, config=True, help="seconds the guest has to shut down before it is killed")
+    course_release = Unicode("", config=True, help="a course's release/ directory (labkit course release): "
+                             "the students' lessons are its notebooks instead of the image's (./lab hub --course)")
 
     pid = Integer(0)
     vm_port = Integer(0)
@@ -122,7 +124,8 @@ class LabVMSpawner(Spawner):
         machine = vm.VM(name=self.vm_name, image=image, home=d / "home.img", spawn=spawn,
                         console=d / "console.log", port=port, hub_api_port=self.hub_api_port,
                         mem_mb=self.vm_mem_mb, cpus=self.vm_cpus, accel=self.accel,
-                        socat=shutil.which("socat") or "/usr/bin/socat")
+                        socat=shutil.which("socat") or "/usr/bin/socat",
+                        release=Path(self.course_release) if self.course_release else None)
         argv = vm.qemu_argv(machine, self.qemu)
         log = open(d / "qemu.log", "ab")
         try:

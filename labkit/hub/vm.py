@@ -74,7 +74,8 @@ class VM:
     rootfs.ext4 (tests/stock_kernel/build-image.sh); ``home``: the student's own
     disk (ext4, kept); ``spawn``: a directory shared read-only into the guest
     (``env``: the single-user server's environment; ``stop``: made by the host
-    to ask the guest to shut down cleanly)."""
+    to ask the guest to shut down cleanly); ``release``: a course's release
+    directory, whose lessons the students get instead of the image's own."""
 
     name: str
     image: Path
@@ -87,6 +88,7 @@ class VM:
     cpus: int = 1
     accel: str = "tcg"
     socat: str = "/usr/bin/socat"
+    release: Path | None = None    # a course's release/ (labkit course release), shared read-only: the lessons
 
     def __post_init__(self):
         check_name(self.name)
@@ -147,7 +149,7 @@ def qemu_argv(vm: VM, qemu: str = "qemu-system-x86_64") -> list[str]:
         # cmd: one socat per connection (a chardev would connect once, at start)
         f"guestfwd=tcp:{HUB_IN_GUEST}:{HUB_PORT_IN_GUEST}-cmd:{vm.socat} - TCP:127.0.0.1:{vm.hub_api_port}",
     ])
-    for path in (vm.home, vm.spawn):
+    for path in (vm.home, vm.spawn, vm.release or ""):
         if "," in str(path):
             raise ArgumentError(f"{path}: a path with a comma cannot be given to qemu; use another state directory")
     return _machine(vm_marker(vm.name), vm.image, "hub", accel=vm.accel, cpus=vm.cpus, mem_mb=vm.mem_mb,
@@ -156,7 +158,8 @@ def qemu_argv(vm: VM, qemu: str = "qemu-system-x86_64") -> list[str]:
         "-drive", f"file={vm.home},format=raw,if=virtio",
         "-virtfs", f"local,path={vm.spawn},mount_tag=labkit_spawn,security_model=none,readonly=on",
         "-netdev", net, "-device", "virtio-net-pci,netdev=n0",
-    ]
+    ] + (["-virtfs", f"local,path={vm.release},mount_tag=labkit_release,security_model=none,readonly=on"]
+         if vm.release else [])
 
 
 # what of the hub's environment the single-user server needs (the rest is the host's)

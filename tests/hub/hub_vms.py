@@ -25,6 +25,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.ioloop import IOLoop
 from tornado.websocket import websocket_connect
 
+from labkit.commands.course import autograde, create, release
 from labkit.hub import limits, vm
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +49,10 @@ class Hub:
         self.token = secrets.token_hex(24)
         self.proc: subprocess.Popen | None = None
         self.state.mkdir(mode=0o700)
+        # the teacher's course (lessons 01 and 03): the hub hands out its release
+        self.course = self.state / "course"
+        create(self.course, ["01", "03"], points=2)
+        release(self.course)
         # the teacher's override file: a service token for the test's API calls
         (self.state / "jupyterhub_config_local.py").write_text(
             "c.JupyterHub.services.append({'name': 'labkit-test', 'api_token': %r})\n"
@@ -61,7 +66,8 @@ class Hub:
             [str(ROOT / "scripts" / "hub.sh"), "--state", str(self.state), "--images", str(IMAGES),
              "--port", str(self.port), "--api-port", str(self.api_port),
              "--proxy-api-port", str(self.proxy_port), "--admin", "teacher", "--open-signup",
-             "--home-mb", "256", "--mem", "1536", "--idle-timeout", "3600", "--accel", "tcg"]
+             "--home-mb", "256", "--mem", "1536", "--idle-timeout", "3600", "--accel", "tcg",
+             "--course", str(self.course)]
             + (["--reuse-image"] if os.environ.get("LABKIT_HUB_REUSE_IMAGE") == "1" else []),
             stdout=open(self.state / "hub.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         while time.monotonic() - t < 120:
@@ -247,7 +253,11 @@ def test_two_students_each_get_their_own_vm(hub, alice):
     contents = requests.get(f"{hub.url}/user/alice/api/contents", timeout=60,
                             headers={"Authorization": f"token {hub.token}"}).json()
     names = {c["name"] for c in contents["content"]}
-    assert "01-hello-clone.ipynb" in names, names     # the lessons, brought in by `labkit lessons update`
+    # the course's release (not the image's lessons: 02 is not in the course), by `labkit lessons update`
+    assert {"01-hello-clone.ipynb", "03-maps-vs-events.ipynb"} <= names and "02-xdp-ping-drop.ipynb" not in names, names
+    nb = requests.get(f"{hub.url}/user/alice/api/contents/01-hello-clone.ipynb", timeout=60,
+                      headers={"Authorization": f"token {hub.token}"}).json()["content"]
+    assert any((c["metadata"].get("nbgrader") or {}).get("grade_id") == "lesson01-q1-answer" for c in nb["cells"])
 
 
 def test_each_vm_has_its_own_kernel_and_sees_nothing_of_the_other(hub, alice):
@@ -382,7 +392,7 @@ def test_the_teacher_collects_a_students_lesson_from_their_disk(hub, alice, tmp_
     r = requests.put(url, headers=h, timeout=60, json={"type": "notebook", "format": "json", "content": nb})
     assert r.status_code == 200, r.text
     hub.run("alice", "import os; os.sync(); print('synced')")
-    course = tmp_path / "course"
+    course = hub.course
     r = subprocess.run([str(ROOT / ".venv" / "bin" / "labkit"), "course", "collect", str(course), "--hub",
                         str(hub.state), "--assignment", "lesson01", "--assignment", "lesson03"],
                        capture_output=True, text=True, timeout=120)
@@ -391,6 +401,9 @@ def test_the_teacher_collects_a_students_lesson_from_their_disk(hub, alice, tmp_
     assert ("alice", "lesson01", "submitted") in lines and ("alice", "lesson03", "not") in lines, r.stdout
     got = json.loads((course / "submitted" / "alice" / "lesson01" / "01-hello-clone.ipynb").read_text())
     assert got["cells"][-1]["source"] == "alice was here"
+    # and the course grades it (here: release -> alice's disk -> collect -> autograde)
+    graded = autograde(course, ["lesson01"], ["alice"], feedback=False)
+    assert [g.ok for g in graded] == [True], graded[0].log[-2000:]
 
 
 def test_a_panic_ends_only_that_students_server(hub, alice):

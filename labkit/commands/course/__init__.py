@@ -17,7 +17,7 @@ inside solution regions, an autograder test cell per exercise); ``release``
 runs nbgrader generate_assignment (DIR/release/: the lessons' starters, no
 reference); ``submit`` copies a notebook in with its time (timestamp.txt); ``collect``
 submits every class-server student's lesson from their own disk
-(labkit/hub/collect.py);
+(labkit/commands/course/collect.py);
 ``autograde`` grades DIR/submitted/STUDENT/lessonNN/ one submission at a time
 as root, each in a fresh kernel, gives back what each left, writes offline
 feedback HTML (DIR/feedback/) and prints one line per submission;
@@ -42,8 +42,8 @@ from labkit.commands.course.gradebook import export_csv, grades
 from labkit.commands.course.manage import autograde, create, release, submit
 from labkit.commands.course.settings import load_settings
 from labkit.commands.course.weights import weights_table
-from labkit.hub.collect import collect
-from labkit.hub.grade import grade_in_vms
+from labkit.commands.course.collect import collect
+from labkit.commands.course.vmgrade import grade_in_vms
 
 __all__ = ["autograde", "check_cases", "create", "export_csv", "grades", "load_catalogue", "load_settings", "main",
            "release", "submit", "weights_table"]

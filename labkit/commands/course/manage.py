@@ -243,7 +243,7 @@ def autograde(root: Path, assignments: list[str] | None = None, students: list[s
     exporter: the notebook's and each exercise's points on top, no navigation, no script).
     Each :class:`Graded` says how it went (``line()``). Needs root. With ``executed``, each
     submission's outputs come from ``executed/STUDENT/ASSIGNMENT/`` (run in a VM:
-    labkit/hub/grade.py) and nothing runs here."""
+    labkit/commands/course/vmgrade.py) and nothing runs here."""
     if os.geteuid() != 0:
         raise PrivilegeError("autograding loads the students' BPF programs: run it as root (sudo labkit course ...)")
     root = Path(root)

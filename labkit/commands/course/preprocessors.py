@@ -20,7 +20,7 @@
   (``metadata.labkit.grading``) for ``labkit course autograde``'s report.
 
   With ``executed_dir`` set, a submission already executed elsewhere (in its
-  own VM: ``labkit course autograde --vm``, labkit/hub/grade.py) is not run
+  own VM: ``labkit course autograde --vm``, labkit/commands/course/vmgrade.py) is not run
   again: its outputs are taken from
   ``executed_dir/STUDENT/ASSIGNMENT/NOTEBOOK``, cell by cell, after checking
   that every cell's source is the one being graded.

@@ -1,9 +1,11 @@
 """``labkit course collect DIR --hub STATE``: the students' lessons, from their disks into a course.
 
 Each student's work is on their own disk (``STATE/users/NAME/home.img``,
-ext4). This reads it with e2fsprogs' ``debugfs`` (read-only: nothing is
-mounted, nothing written to the disk, whether the VM runs or not) and hands
-each lesson to :func:`labkit.commands.course.manage.submit`, with the file's
+ext4). This copies the disk (sparse), lets ``e2fsck`` replay the copy's
+journal (a running VM's last writes may still be only there), and reads the
+copy with e2fsprogs' ``debugfs``: the student's disk is never mounted or
+written, whether their VM runs or not. Each lesson goes to
+:func:`labkit.commands.course.manage.submit`, with the file's
 own modification time as the time it was handed in.
 
 A lesson the student never changed (the same bytes ``labkit lessons`` installed,
@@ -30,7 +32,7 @@ from labkit.commands.course.manage import submit
 from labkit.commands.lessons import BASE_FILE, LESSON
 from labkit.hub.vm import check_name
 
-__all__ = ["Collected", "collect", "list_dir", "read_file"]
+__all__ = ["Collected", "collect", "list_dir", "read_file", "snapshot"]
 
 NOTEBOOKS = "/notebooks"    # on the student's disk (mounted at /home/student in the VM)
 
@@ -76,6 +78,19 @@ def read_file(disk: Path, path: str, dest: Path) -> bool:
     return dest.is_file()
 
 
+def snapshot(disk: Path, tmp: Path) -> Path:
+    """A consistent copy of a student's disk: sparse, its journal replayed (what the running VM
+    synced is in it; the disk itself is only read)."""
+    copy = tmp / f"{disk.parent.name}.img"
+    subprocess.run(["cp", "--sparse=always", str(disk), str(copy)], check=True, timeout=600)
+    fsck = shutil.which("e2fsck") or "/sbin/e2fsck"
+    r = subprocess.run([fsck, "-f", "-p", str(copy)], capture_output=True, text=True, timeout=600)
+    if r.returncode not in (0, 1):       # 0: clean, 1: errors fixed (the journal replayed)
+        raise LabkitError(f"e2fsck cannot make sense of a copy of {disk} ({r.stdout.strip()} {r.stderr.strip()}): "
+                          "is it a student's disk (ext4)?")
+    return copy
+
+
 def collect(state: Path, course: Path, assignments: list[str], students: list[str] | None = None) -> list[Collected]:
     """Every student's (or ``students``') lessons of ``assignments`` (lessonNN) into ``course``."""
     users = Path(state) / "users"
@@ -94,7 +109,7 @@ def collect(state: Path, course: Path, assignments: list[str], students: list[st
     with tempfile.TemporaryDirectory(prefix="labkit-collect-") as tmp:
         for name in names:
             check_name(name)
-            disk = users / name / "home.img"
+            disk = snapshot(users / name / "home.img", Path(tmp))
             base_file = Path(tmp) / f"{name}-base.json"
             base = json.loads(base_file.read_text()) if read_file(disk, f"/{BASE_FILE}", base_file) else {}
             present = [n for n in list_dir(disk, NOTEBOOKS) if LESSON.match(n)]
