@@ -43,9 +43,11 @@ def test_grading_in_vms_gives_the_points_grading_here_gives(tmp_path):
     create(root, ["01"], points=2)
     release(root)
     rel = json.loads((root / "release" / "lesson01" / NB).read_text())
-    answers = {"alice": ("\"pid == @me and kind == 'thread'\"", snippet_text("solution_01_threads_by_comm")),
+    # alice right, bob wrong (the catalogue's "or" and CLONE_VM), carol right but q2 a verbatim copy
+    # of the reference (the course's default integrity rule: it earns nothing)
+    answers = {"alice": ("\"pid == @me and kind == 'thread'\"", student(_CONDITION)),
                "bob": ("\"pid == @me or kind == 'thread'\"", Q2_WRONG[1][1]),
-               "carol": ("\"kind == 'thread' & pid == @me\"", student(_CONDITION))}
+               "carol": ("\"kind == 'thread' & pid == @me\"", snippet_text("solution_01_threads_by_comm"))}
     for who, (q1, q2) in answers.items():
         nb = json.loads(json.dumps(rel))
         _answer(nb, "lesson01-q1-answer", f"my_filter = {q1}")
@@ -72,7 +74,7 @@ def test_grading_in_vms_gives_the_points_grading_here_gives(tmp_path):
     assert all(g.ok for g in graded_here)
     assert _points(root) == _points(here)
     by = {s: sum(p for st, _, p in _points(root) if st == s) for s in answers}
-    assert by["alice"] > by["bob"]                       # the grades say something
+    assert by["alice"] > by["bob"] and by["alice"] > by["carol"]      # the grades say something
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "grading.json").write_text(json.dumps({
         "submissions": 3, "vm_jobs": 2, "vm_total_s": round(vm_s, 1), "vm_s_per_submission": round(vm_s / 3, 1),
