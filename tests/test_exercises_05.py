@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 
 import pytest
@@ -531,16 +530,7 @@ def test_the_q2_reference_kept_as_text_is_not_an_answer():
 
 
 # ------------------------------------------------------------ the checker's own processes failing
-def within(seconds: float, fn):
-    """``fn()``'s result, or a failure if it has not returned after ``seconds`` (a hang, not a wait)."""
-    out: list = []
-    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
-    t0 = time.monotonic()
-    t.start()
-    t.join(seconds)
-    assert not t.is_alive(), f"still running after {seconds} s: the checker hangs"
-    assert out, "the check raised instead of giving a verdict"
-    return out[0], time.monotonic() - t0
+from fixtures.timing import within  # noqa: E402
 
 
 def helpers_gone(message: str) -> None:

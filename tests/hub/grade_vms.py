@@ -18,19 +18,12 @@ from labkit.exercises.framework import snippet_text
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
+from test_course import _answer  # noqa: E402
 from test_exercises_01 import Q2_WRONG, _CONDITION, student  # noqa: E402
 
 IMAGES = Path(os.environ.get("LABKIT_HUB_IMAGES", "/var/cache/labkit-hub-images"))
 ARTIFACTS = ROOT / "test-artifacts" / "hub"
 NB = "01-hello-clone.ipynb"
-
-
-def _answer(nb: dict, gid: str, src: str) -> None:
-    for c in nb["cells"]:
-        if (c["metadata"].get("nbgrader") or {}).get("grade_id") == gid:
-            c["source"] = src
-            return
-    raise AssertionError(f"no cell {gid}")
 
 
 def _points(root: Path) -> list:
