@@ -6,7 +6,10 @@
 #   /dev/vdb          the student's own disk (ext4, made by the hub): /home/student
 #   labkit_spawn      9p share, read-only: env (the single-user server's
 #                     environment, with its hub token), stop (appears when the
-#                     hub stops the server)
+#                     hub stops the server); with a course: course_id and
+#                     nbgrader_config.py
+#   labkit_release    with a course: its release/, read-only (nbgrader's outbound)
+#   labkit_feedback   with a course: this student's feedback, read-only
 #   eth0              qemu's user-mode network, restrict=on: 198.18.200.15 is
 #                     reached from the host's 127.0.0.1:<port>; 198.18.200.100:8081
 #                     is the hub's API; nothing else is reachable
@@ -43,17 +46,23 @@ mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracin
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 
-# the lessons: a course's release when the hub shares one (./lab hub --course),
-# else the image's; brought in by the lessons rules
+# the lab's lessons, from the image, brought in by the lessons rules
 rm -rf /home/student/.lessons-shipped
+cp -a /opt/labkit/notebooks /home/student/.lessons-shipped
+rm -rf /home/student/.lessons-shipped/.ipynb_checkpoints
+# a course (./lab hub --course): nbgrader's exchange, as this student sees it
+# (labkit/hub/exchange.py): outbound is the course's release (read-only share),
+# inbound is on the student's own disk, feedback is their own (read-only share)
 mkdir -p /run/labkit-release
-if mount -t 9p -o trans=virtio,version=9p2000.L,ro labkit_release /run/labkit-release 2>/dev/null; then
-  mkdir -p /home/student/.lessons-shipped
-  cp /run/labkit-release/lesson[0-9][0-9]/[0-9][0-9]-*.ipynb /home/student/.lessons-shipped/
-  say "lessons from the course's release: $(ls /home/student/.lessons-shipped | tr '\n' ' ')"
-else
-  cp -a /opt/labkit/notebooks /home/student/.lessons-shipped
-  rm -rf /home/student/.lessons-shipped/.ipynb_checkpoints
+if [ -s /run/labkit-spawn/course_id ] &&
+   mount -t 9p -o trans=virtio,version=9p2000.L,ro labkit_release /run/labkit-release 2>/dev/null; then
+  ex="/srv/nbgrader/exchange/$(cat /run/labkit-spawn/course_id)"
+  mkdir -p "$ex/feedback" /home/student/.nbgrader/inbound /home/student/.nbgrader/cache /etc/jupyter
+  ln -sfn /run/labkit-release "$ex/outbound"
+  ln -sfn /home/student/.nbgrader/inbound "$ex/inbound"
+  mount -t 9p -o trans=virtio,version=9p2000.L,ro labkit_feedback "$ex/feedback" || say "no feedback share"
+  cp /run/labkit-spawn/nbgrader_config.py /etc/jupyter/nbgrader_config.py
+  say "course $(cat /run/labkit-spawn/course_id): assignments $(ls /run/labkit-release | tr '\n' ' ')"
 fi
 mkdir -p /home/student/notebooks
 # the snippets (read-only, from the image) and the lessons' index (navigation, always the image's)

@@ -19,9 +19,11 @@
 #   --cpus N            each VM's vCPUs and CPU share (default 1)
 #   --home-mb MiB       size of a new student's disk (default 2048)
 #   --idle-timeout S    stop a server idle this long (default 3600; 0: never)
-#   --course DIR        hand out this course's lessons (DIR/release/, made by
-#                       `labkit course release`) instead of the image's own; collect
-#                       them with `labkit course collect DIR --hub STATE`
+#   --course DIR        serve this nbgrader course: what `labkit course release`
+#                       made (DIR/release/) is in every student's Assignments tab
+#                       to fetch and submit; collect the submissions with
+#                       `labkit course collect DIR --hub STATE`, hand back
+#                       feedback with `labkit course release-feedback DIR --hub STATE`
 #   --open-signup       approve every sign-up (a workshop; default: the admin approves)
 #   --api-port N        the hub's API on 127.0.0.1 (default 8081)
 #   --proxy-api-port N  the proxy's API on 127.0.0.1 (default 8001)

@@ -162,10 +162,13 @@ def test_a_grading_jobs_vm_has_no_network_and_only_its_job(tmp_path):
         vm.job_argv("x", tmp_path / "img", tmp_path / "a,b", tmp_path / "c.log")
 
 
-def test_a_courses_release_is_shared_read_only(tmp_path):
-    argv = vm.qemu_argv(_vm(tmp_path, release=tmp_path / "course" / "release"))
+def test_a_courses_release_and_the_students_feedback_are_shared_read_only(tmp_path):
+    argv = vm.qemu_argv(_vm(tmp_path, release=tmp_path / "course" / "release", feedback=tmp_path / "fb"))
     shares = [argv[i + 1] for i, a in enumerate(argv) if a == "-virtfs"]
     assert f"local,path={tmp_path / 'course' / 'release'},mount_tag=labkit_release,security_model=none,readonly=on" \
         in shares
-    assert all("readonly=on" in v for v in shares)
-    assert not [v for v in vm.qemu_argv(_vm(tmp_path)) if "labkit_release" in v]
+    assert f"local,path={tmp_path / 'fb'},mount_tag=labkit_feedback,security_model=none,readonly=on" in shares
+    assert len(shares) == 3 and all("readonly=on" in v for v in shares)
+    assert not [v for v in vm.qemu_argv(_vm(tmp_path)) if "labkit_release" in v or "labkit_feedback" in v]
+    with pytest.raises(ArgumentError, match="comma"):
+        vm.qemu_argv(_vm(tmp_path, feedback=tmp_path / "a,b"))

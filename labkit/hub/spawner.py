@@ -12,6 +12,8 @@ State on the host, under ``state_dir`` (``./lab hub --state``)::
     users/<name>/home.img               the student's disk: their notebooks, kept
     users/<name>/spawn/env              the single-user server's environment (read-only share)
     users/<name>/spawn/stop             made by stop(): the guest shuts down cleanly
+    users/<name>/spawn/nbgrader_config.py   with a course: nbgrader's exchange in the guest
+    users/<name>/feedback/              with a course: this student's feedback (read-only share)
     users/<name>/console.log            the VM's serial console
 
 The hub keeps ``pid`` and ``port`` in its database (get_state), so VMs outlive
@@ -33,7 +35,7 @@ from jupyterhub.spawner import Spawner
 from jupyterhub.utils import random_port
 from traitlets import Float, Integer, Unicode
 
-from labkit.hub import limits, vm
+from labkit.hub import exchange, limits, vm
 
 __all__ = ["LabVMSpawner"]
 
@@ -60,7 +62,8 @@ class LabVMSpawner(Spawner):
     hub_api_port = Integer(8081, config=True, help="the hub's API port on 127.0.0.1 (c.JupyterHub.hub_port)")
     stop_grace = Integer(30, config=True, help="seconds the guest has to shut down before it is killed")
     course_release = Unicode("", config=True, help="a course's release/ directory (labkit course release): "
-                             "the students' lessons are its notebooks instead of the image's (./lab hub --course)")
+                             "the students fetch and submit its lessons from JupyterLab's Assignments tab, "
+                             "through nbgrader's exchange (./lab hub --course; labkit/hub/exchange.py)")
 
     pid = Integer(0)
     vm_port = Integer(0)
@@ -120,12 +123,20 @@ class LabVMSpawner(Spawner):
         fd = os.open(spawn / "env", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(env_text)
+        feedback = None
+        if self.course_release:
+            course = exchange.course_id(Path(self.course_release).parent)
+            (spawn / "nbgrader_config.py").write_text(exchange.guest_config(course, self.vm_name))
+            (spawn / "course_id").write_text(course + "\n")
+            feedback = d / "feedback"      # labkit course release-feedback fills it: this student's own
+            feedback.mkdir(mode=0o755, exist_ok=True)
         port = random_port()
         machine = vm.VM(name=self.vm_name, image=image, home=d / "home.img", spawn=spawn,
                         console=d / "console.log", port=port, hub_api_port=self.hub_api_port,
                         mem_mb=self.vm_mem_mb, cpus=self.vm_cpus, accel=self.accel,
                         socat=shutil.which("socat") or "/usr/bin/socat",
-                        release=Path(self.course_release) if self.course_release else None)
+                        release=Path(self.course_release) if self.course_release else None,
+                        feedback=feedback)
         argv = vm.qemu_argv(machine, self.qemu)
         log = open(d / "qemu.log", "ab")
         try:

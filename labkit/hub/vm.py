@@ -75,7 +75,8 @@ class VM:
     disk (ext4, kept); ``spawn``: a directory shared read-only into the guest
     (``env``: the single-user server's environment; ``stop``: made by the host
     to ask the guest to shut down cleanly); ``release``: a course's release
-    directory, whose lessons the students get instead of the image's own."""
+    directory, nbgrader's outbound in the guest; ``feedback``: this student's own
+    feedback directory, nbgrader's feedback in the guest (labkit/hub/exchange.py)."""
 
     name: str
     image: Path
@@ -89,6 +90,7 @@ class VM:
     accel: str = "tcg"
     socat: str = "/usr/bin/socat"
     release: Path | None = None    # a course's release/ (labkit course release), shared read-only: the lessons
+    feedback: Path | None = None   # STATE/users/NAME/feedback, shared read-only: this student's feedback only
 
     def __post_init__(self):
         check_name(self.name)
@@ -149,7 +151,7 @@ def qemu_argv(vm: VM, qemu: str = "qemu-system-x86_64") -> list[str]:
         # cmd: one socat per connection (a chardev would connect once, at start)
         f"guestfwd=tcp:{HUB_IN_GUEST}:{HUB_PORT_IN_GUEST}-cmd:{vm.socat} - TCP:127.0.0.1:{vm.hub_api_port}",
     ])
-    for path in (vm.home, vm.spawn, vm.release or ""):
+    for path in (vm.home, vm.spawn, vm.release or "", vm.feedback or ""):
         if "," in str(path):
             raise ArgumentError(f"{path}: a path with a comma cannot be given to qemu; use another state directory")
     return _machine(vm_marker(vm.name), vm.image, "hub", accel=vm.accel, cpus=vm.cpus, mem_mb=vm.mem_mb,
@@ -158,8 +160,8 @@ def qemu_argv(vm: VM, qemu: str = "qemu-system-x86_64") -> list[str]:
         "-drive", f"file={vm.home},format=raw,if=virtio",
         "-virtfs", f"local,path={vm.spawn},mount_tag=labkit_spawn,security_model=none,readonly=on",
         "-netdev", net, "-device", "virtio-net-pci,netdev=n0",
-    ] + (["-virtfs", f"local,path={vm.release},mount_tag=labkit_release,security_model=none,readonly=on"]
-         if vm.release else [])
+    ] + [arg for tag, path in (("labkit_release", vm.release), ("labkit_feedback", vm.feedback)) if path
+         for arg in ("-virtfs", f"local,path={path},mount_tag={tag},security_model=none,readonly=on")]
 
 
 # what of the hub's environment the single-user server needs (the rest is the host's)

@@ -4,6 +4,7 @@
     labkit course release DIR [lesson01 ...]
     labkit course submit DIR STUDENT NOTEBOOK [--assignment lesson01] [--at "2026-03-09 23:10"]
     labkit course collect DIR --hub STATE --assignment lesson01 [...] [--student NAME ...]
+    labkit course release-feedback DIR --hub STATE [--assignment lesson01 ...] [--student NAME ...]
     labkit course autograde DIR [--assignment lesson01 ...] [--student ID ...] [--timeout 120]
                             [--vm IMAGE --jobs N] [--no-feedback]
     labkit course gradebook DIR [--out grades.csv]
@@ -17,7 +18,10 @@ inside solution regions, an autograder test cell per exercise); ``release``
 runs nbgrader generate_assignment (DIR/release/: the lessons' starters, no
 reference); ``submit`` copies a notebook in with its time (timestamp.txt); ``collect``
 submits every class-server student's lesson from their own disk
-(labkit/commands/course/collect.py);
+(labkit/commands/course/collect.py: what they submitted from the Assignments
+tab when the hub serves the course); ``release-feedback`` hands each
+class-server student their own feedback, for the Assignments tab's "Fetch
+Feedback" (labkit/hub/exchange.py);
 ``autograde`` grades DIR/submitted/STUDENT/lessonNN/ one submission at a time
 as root, each in a fresh kernel, gives back what each left, writes offline
 feedback HTML (DIR/feedback/) and prints one line per submission;
@@ -43,6 +47,7 @@ from labkit.commands.course.manage import autograde, create, release, submit
 from labkit.commands.course.settings import load_settings
 from labkit.commands.course.weights import weights_table
 from labkit.commands.course.collect import collect
+from labkit.hub.exchange import release_feedback
 from labkit.commands.course.vmgrade import grade_in_vms
 
 __all__ = ["autograde", "check_cases", "create", "export_csv", "grades", "load_catalogue", "load_settings", "main",
@@ -72,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--hub", type=Path, required=True, metavar="STATE", help="the class server's state (./lab hub --state)")
     h.add_argument("--assignment", action="append", dest="assignments", required=True, metavar="lessonNN")
     h.add_argument("--student", action="append", dest="students", metavar="NAME")
+    f = sub.add_parser("release-feedback", help="each class-server student's feedback, where their Assignments "
+                       "tab fetches it")
+    f.add_argument("dir", type=Path)
+    f.add_argument("--hub", type=Path, required=True, metavar="STATE", help="the class server's state (./lab hub --state)")
+    f.add_argument("--assignment", action="append", dest="assignments", metavar="lessonNN")
+    f.add_argument("--student", action="append", dest="students", metavar="NAME")
     a = sub.add_parser("autograde", help="grade the submissions on the real kernel (root), then feedback HTML")
     a.add_argument("dir", type=Path)
     a.add_argument("--assignment", action="append", dest="assignments", metavar="lessonNN")
@@ -110,8 +121,14 @@ def main(argv: list[str] | None = None) -> int:
             got = collect(args.hub, args.dir, args.assignments, args.students)
             for c in got:
                 print(c.line())
-            print(f"{sum(c.what == 'submitted' for c in got)} submitted, "
-                  f"{sum(c.what != 'submitted' for c in got)} not")
+            print(f"{sum(c.what.startswith('submitted') for c in got)} submitted, "
+                  f"{sum(not c.what.startswith('submitted') for c in got)} not")
+        elif args.action == "release-feedback":
+            done = release_feedback(args.dir, args.hub, args.assignments, args.students)
+            for r in done:
+                print(f"{r.student:<16} {r.assignment:<10} {r.notebook}: feedback released")
+            print(f"{len(done)} feedback files released" if done else
+                  "no feedback to release: none of the graded submissions came through the Assignments tab")
         elif args.action == "autograde":
             failed = 0
             if args.vm:
