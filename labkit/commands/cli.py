@@ -1,4 +1,4 @@
-"""The ``labkit`` command: doctor, cleanup, sandbox, report, bench, demo, lessons, course."""
+"""The ``labkit`` command: doctor, cleanup, sandbox, report, bench, demo, lessons, course, hub."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="demo to a room: `demo xdp --iface IFACE` drops pings, big counter and plot")
     sub.add_parser("lessons", help="the shipped lessons vs yours: list | reset [N ...] | update")
     sub.add_parser("course", help="the lessons as an nbgrader course: create | release | submit | autograde | gradebook")
+    sub.add_parser("hub", help="the class server (./lab hub starts it): stop --state STATE")
     if not argv or argv[0] in ("-h", "--help"):
         p.print_help()
         return 0 if argv else 2
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from labkit.commands.course import main as course_main  # lazy: load one command, not all
 
         return course_main(rest)
+    if cmd == "hub":
+        from labkit.hub.stop import main as hub_main  # lazy: load one command, not all
+
+        return hub_main(rest)
     p.error(f"unknown command {cmd!r}")
     return 2
 

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Limits", "apply", "release", "usage_bytes"]
+__all__ = ["Limits", "apply", "held", "release", "usage_bytes"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 GROUP = "labkit-hub"
@@ -88,6 +88,11 @@ def usage_bytes(name: str, root: Path = CGROUP_ROOT) -> int | None:
             if kind in ("v2", "memory") and (d / f).exists():
                 return int((d / f).read_text())
     return None
+
+
+def held(name: str, root: Path = CGROUP_ROOT) -> list[Path]:
+    """The VM's cgroup directories that exist (none once :func:`release` took them)."""
+    return [d for _, d in _dirs(name, root) if d.exists()]
 
 
 def release(name: str, root: Path = CGROUP_ROOT) -> None:
