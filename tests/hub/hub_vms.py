@@ -1,13 +1,18 @@
 """The class server end to end: a real hub, real VMs under qemu, real students.
 
 Run by tests/hub/run (not by ./lab test: each VM boots a kernel and JupyterLab,
-minutes under TCG). One hub with two students, alice and bob, each in their
-own VM; the steps are ordered tests sharing that hub (-p no:randomly, -n 0).
-Measurements go to test-artifacts/hub/measurements.json.
+minutes under TCG). One hub with three students, alice, bob and carol, each
+in their own VM, all started at once; the steps are ordered tests sharing that
+hub (-p no:randomly, -n 0): each student runs lesson 01 and an XDP drop,
+isolation from inside the VMs, nbgrader's exchange (fetch, submit, collect,
+autograde, feedback back), a full disk, a kernel panic, stop/start, a hub
+restart, and `labkit hub stop` leaving nothing on the host. Measurements go to
+test-artifacts/hub/measurements.json.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -21,18 +26,24 @@ from pathlib import Path
 
 import pytest
 import requests
+from concurrent.futures import ThreadPoolExecutor
 from tornado.httpclient import HTTPRequest
-from tornado.ioloop import IOLoop
 from tornado.websocket import websocket_connect
 
 from labkit.commands.course import autograde, create, release
-from labkit.hub import limits, vm
+from labkit.hub import exchange, limits, vm
+
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from test_course import _answer  # noqa: E402
+from test_exercises_01 import _CONDITION, student  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "hub"
 IMAGES = Path(os.environ.get("LABKIT_HUB_IMAGES", "/var/cache/labkit-hub-images"))
 BOOT_TIMEOUT = int(os.environ.get("LABKIT_HUB_BOOT_TIMEOUT", "900"))
 MEASURED: dict[str, object] = {}
+STUDENTS = ("alice", "bob", "carol")
 
 
 def _free_port() -> int:
@@ -49,7 +60,9 @@ class Hub:
         self.token = secrets.token_hex(24)
         self.proc: subprocess.Popen | None = None
         self.state.mkdir(mode=0o700)
-        # the teacher's course (lessons 01 and 03): the hub hands out its release
+        # what the host has before: the hub must add no interface and no mount
+        self.links_before = _links()
+        # the teacher's course (lessons 01 and 03): the students fetch its release
         self.course = self.state / "course"
         create(self.course, ["01", "03"], points=2)
         release(self.course)
@@ -129,28 +142,72 @@ class Hub:
                     pass
         return None
 
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"token {self.token}"}
+
     def run(self, name: str, code: str, timeout: float = 300) -> str:
         """Run ``code`` in a fresh kernel of ``name``'s server (through the proxy); its stdout."""
         base = f"{self.url}/user/{name}/api"
-        h = {"Authorization": f"token {self.token}"}
-        r = requests.post(f"{base}/kernels", json={"name": "labkit"}, headers=h, timeout=60)
+        r = requests.post(f"{base}/kernels", json={"name": "labkit"}, headers=self.headers, timeout=60)
         r.raise_for_status()
         kid = r.json()["id"]
         try:
-            return IOLoop.current().run_sync(lambda: _execute(
-                f"ws://127.0.0.1:{self.port}/user/{name}/api/kernels/{kid}/channels", h, code), timeout=timeout)
+            return asyncio.run(asyncio.wait_for(_execute(
+                f"ws://127.0.0.1:{self.port}/user/{name}/api/kernels/{kid}/channels", self.headers, code), timeout))
         finally:
-            requests.delete(f"{base}/kernels/{kid}", headers=h, timeout=60)
+            requests.delete(f"{base}/kernels/{kid}", headers=self.headers, timeout=60)
+
+    def run_notebook(self, name: str, path: str, cell_timeout: float = 900) -> int:
+        """Every code cell of the notebook at ``path`` in ``name``'s server, in order, in one
+        kernel of a session on that notebook (as JupyterLab runs it); the number of cells run."""
+        base = f"{self.url}/user/{name}/api"
+        nb = requests.get(f"{base}/contents/{path}", headers=self.headers, timeout=60).json()["content"]
+        r = requests.post(f"{base}/sessions", headers=self.headers, timeout=120,
+                          json={"path": path, "type": "notebook", "name": path, "kernel": {"name": "labkit"}})
+        r.raise_for_status()
+        session, kid = r.json()["id"], r.json()["kernel"]["id"]
+        url = f"ws://127.0.0.1:{self.port}/user/{name}/api/kernels/{kid}/channels"
+        ran = 0
+        try:
+            for cell in nb["cells"]:
+                if cell["cell_type"] != "code" or not cell["source"].strip():
+                    continue
+                expect_error = "raises-exception" in (cell["metadata"].get("tags") or [])
+                try:
+                    asyncio.run(asyncio.wait_for(_execute(url, self.headers, cell["source"]), cell_timeout))
+                except AssertionError:
+                    if not expect_error:
+                        raise AssertionError(f"{name}: a cell of {path} failed:\n{cell['source'][:300]}") from None
+                ran += 1
+        finally:
+            requests.delete(f"{base}/sessions/{session}", headers=self.headers, timeout=60)
+        return ran
+
+    def assignments(self, name: str, action: str | None = None, assignment: str = "lesson01") -> list[dict]:
+        """The Assignments tab of ``name``'s JupyterLab: the list, or a press of fetch / submit /
+        fetch_feedback (nbgrader's own server extension in their VM)."""
+        course = exchange.course_id(self.course)
+        if action is None:
+            r = requests.get(f"{self.url}/user/{name}/assignments", params={"course_id": course},
+                             headers=self.headers, timeout=300)
+        else:
+            r = requests.post(f"{self.url}/user/{name}/assignments/{action}", headers=self.headers, timeout=300,
+                              json={"course_id": course, "assignment_id": assignment})
+        r.raise_for_status()
+        out = r.json()
+        assert out.get("success", True), out
+        return out["value"]
 
     def give_back(self):
-        for name in ("alice", "bob"):
+        for name in STUDENTS:
             if self.proc and self.proc.poll() is None:
                 self.api("DELETE", f"/users/{name}/server")
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and any(self.qemu_pid(n) for n in ("alice", "bob")):
+        while time.monotonic() < deadline and any(self.qemu_pid(n) for n in STUDENTS):
             time.sleep(1)
         self.stop_hub()
-        for name in ("alice", "bob"):
+        for name in STUDENTS:
             pid = self.qemu_pid(name)
             if pid:
                 os.kill(pid, signal.SIGKILL)
@@ -167,6 +224,11 @@ class Hub:
             rel = log.relative_to(self.state)
             (ARTIFACTS / str(rel).replace("/", "-")).write_bytes(log.read_bytes())
         subprocess.run(["rm", "-rf", "--one-file-system", str(self.state)], check=False)
+
+
+def _links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
 
 
 async def _execute(url: str, headers: dict, code: str) -> str:
@@ -231,18 +293,20 @@ def alice(hub):
     return s
 
 
-def test_two_students_each_get_their_own_vm(hub, alice):
+def test_three_students_each_get_their_own_vm(hub, alice):
     t = time.monotonic()
     alice.get(f"{hub.url}/hub/spawn", timeout=60)           # alice presses "Start My Server"
-    r = hub.api("POST", "/users", json={"usernames": ["bob"]})  # bob: made by the teacher's token
+    r = hub.api("POST", "/users", json={"usernames": ["bob", "carol"]})  # made by the teacher's token
     assert r.status_code in (201, 409)
-    assert hub.api("POST", "/users/bob/server").status_code in (201, 202)
-    hub.wait_ready("alice")
-    MEASURED["boot_to_jupyterlab_s_two_at_once"] = round(time.monotonic() - t, 1)
-    hub.wait_ready("bob")
-    MEASURED["boot_both_s"] = round(time.monotonic() - t, 1)
-    pa, pb = hub.qemu_pid("alice"), hub.qemu_pid("bob")
-    assert pa and pb and pa != pb
+    for name in ("bob", "carol"):
+        assert hub.api("POST", f"/users/{name}/server").status_code in (201, 202)
+    ready = {}
+    for name in STUDENTS:
+        hub.wait_ready(name)
+        ready[name] = round(time.monotonic() - t, 1)
+    MEASURED["boot_to_jupyterlab_s_three_at_once"] = ready
+    pids = {n: hub.qemu_pid(n) for n in STUDENTS}
+    assert all(pids.values()) and len(set(pids.values())) == 3
     # alice's browser: JupyterLab through the proxy and the hub's OAuth (the VM asks
     # the hub's API through its guestfwd)
     r = alice.get(f"{hub.url}/user/alice/lab", timeout=120)
@@ -250,14 +314,40 @@ def test_two_students_each_get_their_own_vm(hub, alice):
     # and not bob's
     r = alice.get(f"{hub.url}/user/bob/api/status", timeout=60, allow_redirects=False)
     assert r.status_code in (302, 403, 404)
-    contents = requests.get(f"{hub.url}/user/alice/api/contents", timeout=60,
-                            headers={"Authorization": f"token {hub.token}"}).json()
+    contents = requests.get(f"{hub.url}/user/alice/api/contents", timeout=60, headers=hub.headers).json()
     names = {c["name"] for c in contents["content"]}
-    # the course's release (not the image's lessons: 02 is not in the course), by `labkit lessons update`
-    assert {"01-hello-clone.ipynb", "03-maps-vs-events.ipynb"} <= names and "02-xdp-ping-drop.ipynb" not in names, names
-    nb = requests.get(f"{hub.url}/user/alice/api/contents/01-hello-clone.ipynb", timeout=60,
-                      headers={"Authorization": f"token {hub.token}"}).json()["content"]
-    assert any((c["metadata"].get("nbgrader") or {}).get("grade_id") == "lesson01-q1-answer" for c in nb["cells"])
+    # the lab's own lessons (the image's, by `labkit lessons update`) ...
+    assert {"01-hello-clone.ipynb", "02-xdp-ping-drop.ipynb", "03-maps-vs-events.ipynb"} <= names, names
+    # ... and the course's in the Assignments tab, released, not fetched yet
+    assert {(a["assignment_id"], a["status"]) for a in hub.assignments("carol")} == \
+        {("lesson01", "released"), ("lesson03", "released")}
+
+
+def test_each_student_runs_lesson_01_and_an_xdp_drop(hub, alice):
+    xdp = ("import json, labkit\n"
+           "lab = labkit.Lab(); sb = labkit.Sandbox()\n"
+           "before = sb.ping(count=3, interval=0.2, timeout=2)\n"
+           "x = lab.attach_xdp('xdp_icmp_drop', iface=sb.target_iface, netns=sb.target_ns)\n"
+           "during = sb.ping(count=5, interval=0.2, timeout=1)\n"
+           "dropped = x.packets('drop', 'icmp')\n"
+           "lab.close()\n"
+           "after = sb.ping(count=3, interval=0.2, timeout=2)\n"
+           "sb.close()\n"
+           "print(json.dumps([before.received, during.received, dropped, after.received]))\n")
+
+    def one(name):
+        t = time.monotonic()
+        cells = hub.run_notebook(name, "01-hello-clone.ipynb")
+        lesson_s = time.monotonic() - t
+        got = json.loads(hub.run(name, xdp, timeout=900).strip().splitlines()[-1])
+        return name, cells, round(lesson_s, 1), got
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(one, STUDENTS))
+    MEASURED["lesson01_three_at_once_s"] = {n: s for n, _, s, _ in results}
+    for name, cells, _, (before, during, dropped, after) in results:
+        assert cells >= 10, (name, cells)
+        assert before == 3 and during == 0 and dropped >= 5 and after == 3, (name, before, during, dropped, after)
 
 
 def test_each_vm_has_its_own_kernel_and_sees_nothing_of_the_other(hub, alice):
@@ -384,27 +474,53 @@ def test_work_survives_stop_start_and_a_hub_restart(hub, alice):
     assert r.status_code == 200 and r.json()["content"] == "alice's answer"
 
 
-def test_the_teacher_collects_a_students_lesson_from_their_disk(hub, alice, tmp_path):
-    h = {"Authorization": f"token {hub.token}"}
-    url = f"{hub.url}/user/alice/api/contents/01-hello-clone.ipynb"
-    nb = requests.get(url, headers=h, timeout=60).json()["content"]
-    nb["cells"].append({"cell_type": "markdown", "metadata": {}, "source": "alice was here"})
-    r = requests.put(url, headers=h, timeout=60, json={"type": "notebook", "format": "json", "content": nb})
-    assert r.status_code == 200, r.text
-    hub.run("alice", "import os; os.sync(); print('synced')")
+def test_the_course_goes_through_nbgrader_s_exchange(hub, alice, tmp_path):
     course = hub.course
-    r = subprocess.run([str(ROOT / ".venv" / "bin" / "labkit"), "course", "collect", str(course), "--hub",
-                        str(hub.state), "--assignment", "lesson01", "--assignment", "lesson03"],
-                       capture_output=True, text=True, timeout=120)
+    # alice fetches lesson 01 in her Assignments tab, answers it and submits
+    assert ("lesson01", "fetched") in {(a["assignment_id"], a["status"]) for a in hub.assignments("alice", "fetch")}
+    url = f"{hub.url}/user/alice/api/contents/lesson01/01-hello-clone.ipynb"
+    nb = requests.get(url, headers=hub.headers, timeout=60).json()["content"]
+    _answer(nb, "lesson01-q1-answer", "my_filter = \"pid == @me and kind == 'thread'\"")
+    _answer(nb, "lesson01-q2-answer", "%%bpf my_program\n" + student(_CONDITION))
+    r = requests.put(url, headers=hub.headers, timeout=60, json={"type": "notebook", "format": "json", "content": nb})
+    assert r.status_code == 200, r.text
+    assert any(a["status"] == "submitted" for a in hub.assignments("alice", "submit"))
+    hub.run("alice", "import os; os.sync(); print('synced')")
+    # bob, root in his VM, submits in alice's name; carol's exchange shows nothing of alice's
+    hub.assignments("bob", "fetch")
+    forged = hub.run("bob", "import os, subprocess, sys\n"
+                     "r = subprocess.run([sys.executable, '-m', 'nbgrader', 'submit', 'lesson01', '--student', 'alice'],"
+                     " cwd='/home/student/notebooks', capture_output=True, text=True)\n"
+                     "os.sync(); print(r.returncode, os.listdir('/home/student/.nbgrader/inbound'))\n")
+    assert forged.startswith("0 ") and "alice+lesson01+" in forged, forged
+    seen = json.loads(hub.run("carol", "import os, json\n"
+                              f"ex = '/srv/nbgrader/exchange/{exchange.course_id(course)}'\n"
+                              "print(json.dumps([os.listdir(ex + '/inbound'), os.listdir(ex + '/feedback')]))\n"
+                              ).strip())
+    assert seen == [[], []], seen
+    # the teacher collects from the disks, grades, and hands the feedback back
+    lab = str(ROOT / ".venv" / "bin" / "labkit")
+    r = subprocess.run([lab, "course", "collect", str(course), "--hub", str(hub.state), "--assignment", "lesson01"],
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    lines = {tuple(line.split()[:3]) for line in r.stdout.splitlines()}
-    assert ("alice", "lesson01", "submitted") in lines and ("alice", "lesson03", "not") in lines, r.stdout
+    lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.split() and line.split()[0] in STUDENTS}
+    assert " submitted" in lines["alice"] and "refused" not in lines["alice"], r.stdout
+    assert "not submitted (1 refused: they name another student)" in lines["bob"], r.stdout
+    assert "not submitted" in lines["carol"], r.stdout
     got = json.loads((course / "submitted" / "alice" / "lesson01" / "01-hello-clone.ipynb").read_text())
-    src = got["cells"][-1]["source"]
-    assert ("".join(src) if isinstance(src, list) else src) == "alice was here"
-    # and the course grades it (here: release -> alice's disk -> collect -> autograde)
-    graded = autograde(course, ["lesson01"], ["alice"], feedback=False)
+    assert any("pid == @me and kind == 'thread'" in "".join(c["source"]) for c in got["cells"])
+    graded = autograde(course, ["lesson01"], ["alice"], feedback=True)
     assert [g.ok for g in graded] == [True], graded[0].log[-2000:]
+    r = subprocess.run([lab, "course", "release-feedback", str(course), "--hub", str(hub.state)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "1 feedback files released" in r.stdout, r.stdout + r.stderr
+    # alice presses "Fetch Feedback": the HTML is in her lesson01/feedback/
+    after = hub.assignments("alice", "fetch_feedback")
+    assert any(s.get("has_local_feedback") for a in after for s in a.get("submissions", [])), after
+    listing = hub.run("alice", "import glob; print('\\n'.join(glob.glob("
+                      "'/home/student/notebooks/lesson01/feedback/*/01-hello-clone.html')))").split()
+    assert len(listing) == 1, listing
+    assert not os.listdir(hub.state / "users" / "carol" / "feedback")
 
 
 def test_a_panic_ends_only_that_students_server(hub, alice):
@@ -415,3 +531,18 @@ def test_a_panic_ends_only_that_students_server(hub, alice):
     assert hub.qemu_pid("bob") is None
     assert "Kernel panic" in hub.console("bob")
     assert hub.run("alice", "print(1 + 1)").strip() == "2"
+    assert hub.run("carol", "print(2 + 2)").strip() == "4"
+
+
+def test_hub_stop_leaves_nothing_on_the_host(hub, alice):
+    assert hub.qemu_pid("alice") and hub.qemu_pid("carol")
+    r = subprocess.run([str(ROOT / "lab"), "hub", "stop", "--state", str(hub.state)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "nothing of it is left running" in r.stdout
+    assert not [n for n in STUDENTS if hub.qemu_pid(n)]
+    assert hub.proc.wait(30) is not None                                     # the hub ended
+    assert _links() == hub.links_before                                      # no tap, no bridge
+    assert str(hub.state) not in Path("/proc/mounts").read_text()            # no mount
+    assert not any(limits.held(n) for n in STUDENTS)                         # no cgroup
+    assert (hub.state / "users" / "alice" / "home.img").exists()             # the students' disks stay
