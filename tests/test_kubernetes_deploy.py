@@ -27,15 +27,12 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import kubernetes_validate  # the k8s extra of pyproject.toml, which scripts/setup.sh installs
 import pytest
 import yaml
 
 from fixtures import z2jh
-
-kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="the k8s extra (scripts/setup.sh installs it)")
-pytest.importorskip("kubespawner", reason="the k8s extra (scripts/setup.sh installs it)")
-
-from labkit.hub.limits import Limits  # noqa: E402 (after the skips: the same venv has it)
+from labkit.hub.limits import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy" / "kubernetes"
