@@ -30,6 +30,8 @@ from pathlib import Path
 import kubernetes_validate  # the k8s extra of pyproject.toml, which scripts/setup.sh installs
 import pytest
 import yaml
+from jupyterhub.app import JupyterHub
+from traitlets.config import Config
 
 from fixtures import z2jh
 from labkit.hub.limits import Limits
@@ -79,8 +81,6 @@ def _hub_sh_defaults() -> dict[str, int]:
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
     """scripts/jupyterhub_config.py as ./lab hub runs it with its defaults: the one-host hub's config."""
-    from traitlets.config import Config
-
     d = _hub_sh_defaults()
     state = tmp_path_factory.mktemp("hub-state")
     env = {"LABKIT_HUB_STATE": str(state), "LABKIT_HUB_IMAGE": str(state / "image"),
@@ -257,6 +257,8 @@ def test_students_log_in_as_on_one_host(host, values):
     assert dict(c.NativeAuthenticator) == dict(host.NativeAuthenticator)
     assert c.Authenticator.allow_all is host.Authenticator.allow_all is True
     assert c.Authenticator.admin_users, "no admin: nobody could approve a sign-up"
+    # what an admin may do: the same (the chart's default lets admins into students' servers)
+    assert c.JupyterHub.admin_access == host.JupyterHub.get("admin_access", JupyterHub.admin_access.default_value)
     (templates,) = c.JupyterHub.template_paths
     assert (Path(templates) / "signup.html").is_file()          # the extraConfig finds NativeAuthenticator's pages
     assert c.Spawner.default_url == host.Spawner.default_url == "/lab"
