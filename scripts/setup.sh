@@ -143,7 +143,7 @@ STAMP="$VENV/.labkit-installed"
 WANT_STAMP="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT_STAMP" ]; then
   say "installing Python dependencies (pinned in pyproject.toml) into .venv"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test,hub]"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test,hub,k8s]"
   echo "$WANT_STAMP" > "$STAMP"
 fi
 
