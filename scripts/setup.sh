@@ -139,12 +139,30 @@ if [ ! -x "$VENV/bin/python" ]; then
   say "creating $VENV (system site-packages, so the distro's BCC imports)"
   /usr/bin/python3 -m venv --system-site-packages "$VENV"
 fi
+# the extras: test and hub always (small); k8s (deploy/kubernetes's offline checks,
+# ~150 MB of Kubernetes schemas) only for the tests. The stamp holds the pins'
+# hash and the extras installed: a run wanting fewer extras installs nothing.
+EXTRAS="test,hub"
+[ "$WANT_TEST" -eq 1 ] && EXTRAS="test,hub,k8s"
 STAMP="$VENV/.labkit-installed"
-WANT_STAMP="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
-if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT_STAMP" ]; then
-  say "installing Python dependencies (pinned in pyproject.toml) into .venv"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test,hub,k8s]"
-  echo "$WANT_STAMP" > "$STAMP"
+PINS="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+have_pins="$(cut -d' ' -f1 "$STAMP" 2>/dev/null || true)"
+have_extras="$(cut -s -d' ' -f2 "$STAMP" 2>/dev/null || true)"
+[ -n "$have_pins" ] && [ -z "$have_extras" ] && have_extras="test,hub"   # a stamp from before the extras were in it
+need_install=0
+if [ "$have_pins" != "$PINS" ]; then
+  need_install=1
+else
+  for e in ${EXTRAS//,/ }; do
+    case ",$have_extras," in *",$e,"*) ;; *) need_install=1 ;; esac
+  done
+fi
+if [ "$need_install" -eq 1 ]; then
+  # keep what is there (./lab test after ./lab start, and the other way round)
+  [ "$have_pins" = "$PINS" ] && [ -n "$have_extras" ] && EXTRAS="$(printf '%s\n' ${EXTRAS//,/ } ${have_extras//,/ } | sort -u | paste -sd,)"
+  say "installing Python dependencies (pinned in pyproject.toml; extras $EXTRAS) into .venv"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[$EXTRAS]"
+  echo "$PINS $EXTRAS" > "$STAMP"
 fi
 
 if [ "$WANT_HUB" -eq 1 ] && [ "$(cat "$PROXY_DIR/.version" 2>/dev/null)" != "$PROXY_VERSION" ]; then

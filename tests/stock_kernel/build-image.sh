@@ -150,7 +150,7 @@ in_root PIP_CERT=/tmp/host-ca-bundle.crt /opt/labkit/.venv/bin/python -m pip ins
   --disable-pip-version-check --no-cache-dir -e "/opt/labkit[test,hub]" > "$WORK/pip.log" 2>&1 || {
   tail -n 40 "$WORK/pip.log" >&2; exit 1; }
 rm -f "$ROOTFS/tmp/host-ca-bundle.crt"
-sha256sum "$PROJECT/pyproject.toml" | cut -d' ' -f1 > "$ROOTFS/opt/labkit/.venv/.labkit-installed"
+echo "$(sha256sum "$PROJECT/pyproject.toml" | cut -d' ' -f1) test,hub" > "$ROOTFS/opt/labkit/.venv/.labkit-installed"
 in_root /opt/labkit/.venv/bin/python -m ipykernel install --sys-prefix --name labkit \
   --display-name "labkit (eBPF, Python 3)" >/dev/null
 in_root /opt/labkit/.venv/bin/python -c "import bcc, numpy, pandas, pytest; print('venv ok: bcc', bcc.__file__)"
