@@ -71,7 +71,7 @@ def _tab(g: dict, action: str, assignment: str = "lesson01") -> dict:
     """One press in the student's Assignments tab (nbgrader's server extension's own class)."""
     env = dict(os.environ, JUPYTER_CONFIG_PATH=str(g["etc"]), HOME=str(g["home"]))
     r = subprocess.run([sys.executable, "-c", _TAB, action, g["course"], assignment, str(g["home"] / "notebooks")],
-                       capture_output=True, text=True, env=env, cwd=g["home"] / "notebooks", timeout=120)
+                       capture_output=True, text=True, env=env, cwd="/", timeout=120)   # the VM's server runs in /
     line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
     assert r.returncode == 0 and line, r.stderr[-3000:]
     return json.loads(line[0][len("RESULT "):])
@@ -159,6 +159,7 @@ def test_fetch_submit_collect_feedback_through_the_exchange(course, tmp_path):
 def test_the_guest_config_and_names():
     text = exchange.guest_config("ebpf-2026", "alice")
     assert "c.CourseDirectory.student_id = 'alice'" in text and "/srv/nbgrader/exchange" in text
+    assert "c.Exchange.assignment_dir = '/home/student/notebooks'" in text
     for bad in ("a+b", "*", ""):
         with pytest.raises(ArgumentError, match="exchange"):
             exchange.guest_config("ebpf-2026", bad)

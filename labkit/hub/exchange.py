@@ -67,6 +67,9 @@ def guest_config(course: str, student: str, *, exchange: str = EXCHANGE, home: s
         f"c.CourseDirectory.student_id = {student!r}\n"
         f"c.Exchange.root = {exchange!r}\n"
         f"c.Exchange.cache = {str(Path(home) / CACHE)!r}\n"
+        # fetched assignments go beside the lessons; nbgrader's default (".") is the server's
+        # working directory, which in the VM is "/"
+        f"c.Exchange.assignment_dir = {str(Path(home) / 'notebooks')!r}\n"
         "c.Exchange.path_includes_course = False\n"
     )
 
