@@ -4,6 +4,8 @@ outcome, the result and summary dicts, the registry, the shared map helpers."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -40,6 +42,25 @@ def test_an_unknown_lesson_says_which_exist():
         lesson("99")
     with pytest.raises(AttributeError, match="has no attribute 'lessonx'"):
         labkit.exercises.lessonx
+
+
+def test_lessons_are_found_by_their_modules_and_imported_when_asked():
+    """A lesson is a ``lessonNN`` module of labkit.exercises.lessons (one per numbered notebook with
+    exercises), found without importing it; importing labkit.exercises imports none of them."""
+    from pathlib import Path
+
+    from labkit.exercises.lessons import lesson_numbers
+
+    root = Path(__file__).resolve().parents[2]
+    modules = sorted(p.stem[6:] for p in (root / "labkit" / "exercises" / "lessons").glob("lesson[0-9][0-9].py"))
+    assert lesson_numbers() == modules and "00" in modules and "09" in modules
+    notebooks = {p.name[:2] for p in (root / "notebooks").glob("[0-9][0-9]-*.ipynb")}
+    assert set(modules) <= notebooks
+    code = ("import sys, labkit.exercises as e; print(sorted(m for m in sys.modules if '.lessons.lesson' in m)); "
+            "e.lesson('03'); print(sorted(m for m in sys.modules if '.lessons.lesson' in m))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["[]", "['labkit.exercises.lessons.lesson03']"]
 
 
 def test_snippets_are_read_when_asked():
