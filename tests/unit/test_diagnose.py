@@ -26,6 +26,10 @@ RECORDS = Path(__file__).resolve().parents[1] / "fixtures" / "observations"
 #: in tests/test_exercises_NN.py (each entry's first item is its name, the test's id), and the parametrized
 #: tests that judge them
 CATALOGUES = {
+    "01": {"test_q1_wrong_answers_are_incorrect_and_say_why": ("Q1_WRONG", INCORRECT),
+           "test_q1_right_answers_are_correct": ("Q1_RIGHT", CORRECT),
+           "test_q2_wrong_answers_are_incorrect_and_say_why": ("Q2_WRONG", INCORRECT),
+           "test_q2_right_answers_are_correct": ("Q2_RIGHT", CORRECT)},
     "03": {"test_wrong_answers_are_incorrect_and_say_why": ("WRONG", INCORRECT),
            "test_right_answers_written_other_ways_are_correct": ("RIGHT", CORRECT)},
 }
@@ -33,6 +37,7 @@ CATALOGUES = {
 #: catalogue entries judged before anything is observed (the answer cannot be run: it does not compile, or
 #: lacks the map the checker reads): nothing to diagnose
 BEFORE_OBSERVING: dict[str, set[str]] = {
+    "01": {"columns", "printk, no map"},
     "03": set(),
 }
 
