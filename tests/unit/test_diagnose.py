@@ -22,22 +22,28 @@ from labkit.exercises.framework import CORRECT, INCORRECT, Check
 
 RECORDS = Path(__file__).resolve().parents[1] / "fixtures" / "observations"
 
-#: the lessons whose checks are observe + diagnose, and their catalogues: the lists of wrong and right answers
-#: in tests/test_exercises_NN.py (each entry's first item is its name, the test's id), and the parametrized
-#: tests that judge them
+#: the lessons whose checks are observe + diagnose, and their catalogues: for each parametrized test of
+#: tests/test_exercises_NN.py that judges a list of answers, (the list, the verdict each entry must get,
+#: where in an entry its name (the test's id) is, where its pattern (a regex the message matches) is, or None).
+#: A verdict of None: the entry's first item says it ("wrong" or "right").
+W, R = INCORRECT, CORRECT
 CATALOGUES = {
-    "01": {"test_q1_wrong_answers_are_incorrect_and_say_why": ("Q1_WRONG", INCORRECT),
-           "test_q1_right_answers_are_correct": ("Q1_RIGHT", CORRECT),
-           "test_q2_wrong_answers_are_incorrect_and_say_why": ("Q2_WRONG", INCORRECT),
-           "test_q2_right_answers_are_correct": ("Q2_RIGHT", CORRECT)},
-    "03": {"test_wrong_answers_are_incorrect_and_say_why": ("WRONG", INCORRECT),
-           "test_right_answers_written_other_ways_are_correct": ("RIGHT", CORRECT)},
+    "01": {"test_q1_wrong_answers_are_incorrect_and_say_why": ("Q1_WRONG", W, 0, 2),
+           "test_q1_right_answers_are_correct": ("Q1_RIGHT", R, 0, None),
+           "test_q2_wrong_answers_are_incorrect_and_say_why": ("Q2_WRONG", W, 0, 2),
+           "test_q2_right_answers_are_correct": ("Q2_RIGHT", R, 0, None)},
+    "03": {"test_wrong_answers_are_incorrect_and_say_why": ("WRONG", W, 0, 2),
+           "test_right_answers_written_other_ways_are_correct": ("RIGHT", R, 0, None)},
+    "06": {"test_q1_wrong": ("Q1_WRONG", W, 0, 2), "test_q1_right": ("Q1_RIGHT", R, 0, None),
+           "test_q1_parent_read_from_the_task": ("Q1_TASK", None, 1, 3),
+           "test_q2_wrong": ("Q2_WRONG", W, 0, 2), "test_q2_right": ("Q2_RIGHT", R, 0, None)},
 }
 
 #: catalogue entries judged before anything is observed (the answer cannot be run: it does not compile, or
 #: lacks the map the checker reads): nothing to diagnose
 BEFORE_OBSERVING: dict[str, set[str]] = {
     "01": {"columns", "printk, no map"},
+    "06": set(),
     "03": set(),
 }
 
@@ -53,6 +59,18 @@ def _records() -> list:
     return out
 
 
+def _verdict(number: str, test: str, entry: tuple) -> str:
+    status = CATALOGUES[number][test][1]
+    return status or {"wrong": INCORRECT, "right": CORRECT}[entry[0]]
+
+
+def _catalogue(number: str) -> list[tuple[str, str, tuple]]:
+    """(test, entry name, entry) of every catalogue entry of lesson ``number``."""
+    module = importlib.import_module(f"test_exercises_{number}")
+    return [(test, entry[name_at], entry) for test, (var, _status, name_at, _p) in CATALOGUES[number].items()
+            for entry in getattr(module, var)]
+
+
 @pytest.mark.parametrize("number,test,recorded", _records())
 def test_a_recorded_observation_is_judged_as_on_the_kernel(number, test, recorded):
     ex = getattr(lesson(number), recorded["exercise"])
@@ -61,39 +79,27 @@ def test_a_recorded_observation_is_judged_as_on_the_kernel(number, test, recorde
     assert (res.status, res.message) == (recorded["status"], recorded["message"])
     assert [p.to_dict() for p in res.parts] == recorded["parts"] and res.score == recorded["score"]
     assert res.details["observation"] == recorded["observation"]
-    name = test.split("[", 1)[0]
-    if name in CATALOGUES[number]:
-        assert res.status == CATALOGUES[number][name][1], res.message
-
-
-def _catalogue(number: str) -> list[tuple[str, str, tuple]]:
-    """(test, entry name, entry) of every catalogue entry of lesson ``number``."""
-    module = importlib.import_module(f"test_exercises_{number}")
-    return [(test, entry[0], entry) for test, (var, _status) in CATALOGUES[number].items()
-            for entry in getattr(module, var)]
 
 
 @pytest.mark.parametrize("number", list(CATALOGUES))
-def test_every_catalogue_entry_has_a_recorded_observation(number):
+def test_every_catalogue_entry_was_recorded_and_gets_its_verdict(number):
+    """Each entry of the catalogues has recorded observations (or is one judged before observing), and
+    its diagnosis gives the verdict the catalogue expects, with a message its pattern finds."""
     data = json.loads((RECORDS / f"lesson{number}.json").read_text())
     missing = []
-    for test, name, _entry in _catalogue(number):
+    for test, name, entry in _catalogue(number):
         checks = data.get(f"{test}[{name}]", [])
         if name in BEFORE_OBSERVING[number]:
             assert checks and all(c["observation"] is None and c["status"] == INCORRECT for c in checks), name
-        elif not checks or any(c["observation"] is None for c in checks):
-            missing.append(name)
-    assert not missing, f"record them: LABKIT_RECORD_OBSERVATIONS=1 ./lab test tests/test_exercises_{number}.py -n 0"
-
-
-@pytest.mark.parametrize("number", list(CATALOGUES))
-def test_a_wrong_answer_is_still_told_what_its_catalogue_expects(number):
-    """The replayed message says what the catalogue's pattern asks of it (its third item, a regex)."""
-    data = json.loads((RECORDS / f"lesson{number}.json").read_text())
-    for test, name, entry in _catalogue(number):
-        if CATALOGUES[number][test][1] != INCORRECT or name in BEFORE_OBSERVING[number]:
             continue
-        pattern = entry[2]
-        for c in data[f"{test}[{name}]"]:
+        if not checks or any(c["observation"] is None for c in checks):
+            missing.append(name)
+            continue
+        pattern_at = CATALOGUES[number][test][3]
+        for c in checks:
             res = getattr(lesson(number), c["exercise"]).diagnose(c["observation"])
-            assert re.search(pattern, res.message, re.S), (name, res.message)
+            assert res.status == _verdict(number, test, entry), (name, res.message)
+            if pattern_at is not None and entry[pattern_at] is not None:
+                assert re.search(entry[pattern_at], res.message, re.S), (name, res.message)
+    assert not missing, f"{missing}: record them: LABKIT_RECORD_OBSERVATIONS=1 ./lab test " \
+                        f"tests/test_exercises_{number}.py -n 0"
