@@ -32,6 +32,8 @@ CATALOGUES = {
            "test_q1_right_answers_are_correct": ("Q1_RIGHT", R, 0, None),
            "test_q2_wrong_answers_are_incorrect_and_say_why": ("Q2_WRONG", W, 0, 2),
            "test_q2_right_answers_are_correct": ("Q2_RIGHT", R, 0, None)},
+    "02": {"test_wrong_answer_is_judged_incorrect_and_told_why": ("WRONG", W, 0, 2),
+           "test_right_answer_is_judged_correct": ("RIGHT", R, 0, None)},
     "03": {"test_wrong_answers_are_incorrect_and_say_why": ("WRONG", W, 0, 2),
            "test_right_answers_written_other_ways_are_correct": ("RIGHT", R, 0, None)},
     "06": {"test_q1_wrong": ("Q1_WRONG", W, 0, 2), "test_q1_right": ("Q1_RIGHT", R, 0, None),
@@ -43,6 +45,7 @@ CATALOGUES = {
 #: lacks the map the checker reads): nothing to diagnose
 BEFORE_OBSERVING: dict[str, set[str]] = {
     "01": {"columns", "printk, no map"},
+    "02": {"no_ip_bounds_check", "no_icmp_bounds_check"},     # the verifier refuses them
     "06": set(),
     "03": set(),
 }
