@@ -28,6 +28,8 @@ RECORDS = Path(__file__).resolve().parents[1] / "fixtures" / "observations"
 #: A verdict of None: the entry's first item says it ("wrong" or "right").
 W, R = INCORRECT, CORRECT
 CATALOGUES = {
+    "00": {"test_wrong_answers_are_incorrect_and_say_why": ("WRONG", W, 0, 2),
+           "test_right_answers_are_correct": ("RIGHT", R, 0, None)},
     "01": {"test_q1_wrong_answers_are_incorrect_and_say_why": ("Q1_WRONG", W, 0, 2),
            "test_q1_right_answers_are_correct": ("Q1_RIGHT", R, 0, None),
            "test_q2_wrong_answers_are_incorrect_and_say_why": ("Q2_WRONG", W, 0, 2),
@@ -36,6 +38,10 @@ CATALOGUES = {
            "test_right_answer_is_judged_correct": ("RIGHT", R, 0, None)},
     "03": {"test_wrong_answers_are_incorrect_and_say_why": ("WRONG", W, 0, 2),
            "test_right_answers_written_other_ways_are_correct": ("RIGHT", R, 0, None)},
+    "04": {"test_q1_wrong_answers_are_incorrect_and_say_why": ("Q1_WRONG", W, 0, 2),
+           "test_q1_right_answers_written_other_ways_are_correct": ("Q1_RIGHT", R, 0, None),
+           "test_q2_wrong_answers_are_incorrect_and_say_why": ("Q2_WRONG", W, 0, 2),
+           "test_q2_right_answers_written_other_ways_are_correct": ("Q2_RIGHT", R, 0, None)},
     "06": {"test_q1_wrong": ("Q1_WRONG", W, 0, 2), "test_q1_right": ("Q1_RIGHT", R, 0, None),
            "test_q1_parent_read_from_the_task": ("Q1_TASK", None, 1, 3),
            "test_q2_wrong": ("Q2_WRONG", W, 0, 2), "test_q2_right": ("Q2_RIGHT", R, 0, None)},
@@ -44,10 +50,13 @@ CATALOGUES = {
 #: catalogue entries judged before anything is observed (the answer cannot be run: it does not compile, or
 #: lacks the map the checker reads): nothing to diagnose
 BEFORE_OBSERVING: dict[str, set[str]] = {
+    "00": set(),
     "01": {"columns", "printk, no map"},
     "02": {"no_ip_bounds_check", "no_icmp_bounds_check"},     # the verifier refuses them
     "06": set(),
     "03": set(),
+    "04": {"check 12 bytes only (h_proto unproven)", "counts before the check",     # the verifier refuses them
+           "second read past the checked bound"},
 }
 
 
