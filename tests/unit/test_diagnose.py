@@ -42,9 +42,17 @@ CATALOGUES = {
            "test_q1_right_answers_written_other_ways_are_correct": ("Q1_RIGHT", R, 0, None),
            "test_q2_wrong_answers_are_incorrect_and_say_why": ("Q2_WRONG", W, 0, 2),
            "test_q2_right_answers_written_other_ways_are_correct": ("Q2_RIGHT", R, 0, None)},
+    "05": {"test_q1_wrong_answers_are_incorrect_and_say_why": ("Q1_WRONG", W, 0, 2),
+           "test_q1_right_answers_written_other_ways_are_correct": ("Q1_RIGHT", R, 0, None),
+           "test_q2_wrong_answers_are_incorrect_and_say_why": ("Q2_WRONG", W, 0, 2),
+           "test_q2_right_answers_written_other_ways_are_correct": ("Q2_RIGHT", R, 0, None)},
     "06": {"test_q1_wrong": ("Q1_WRONG", W, 0, 2), "test_q1_right": ("Q1_RIGHT", R, 0, None),
            "test_q1_parent_read_from_the_task": ("Q1_TASK", None, 1, 3),
            "test_q2_wrong": ("Q2_WRONG", W, 0, 2), "test_q2_right": ("Q2_RIGHT", R, 0, None)},
+    "09": {"test_q1_wrong_answers_are_incorrect_and_say_why": ("Q1_WRONG", W, 0, 2),
+           "test_q1_right_answers_written_other_ways_are_correct": ("Q1_RIGHT", R, 0, None),
+           "test_q2_wrong_answers_are_incorrect_and_say_why": ("Q2_WRONG", W, 0, 2),
+           "test_q2_right_answers_written_other_ways_are_correct": ("Q2_RIGHT", R, 0, None)},
 }
 
 #: catalogue entries judged before anything is observed (the answer cannot be run: it does not compile, or
@@ -53,10 +61,13 @@ BEFORE_OBSERVING: dict[str, set[str]] = {
     "00": set(),
     "01": {"columns", "printk, no map"},
     "02": {"no_ip_bounds_check", "no_icmp_bounds_check"},     # the verifier refuses them
+    "05": {"wrong map name", "two functions", "a second argument that is not there",  # no map, two functions,
+           "arguments counted from 0"},                                                # refused by the verifier
     "06": set(),
     "03": set(),
     "04": {"check 12 bytes only (h_proto unproven)", "counts before the check",     # the verifier refuses them
            "second read past the checked bound"},
+    "09": {"wrong map name", "key is u64", "a u64 value"},     # the object lacks the map or has its sizes wrong
 }
 
 
