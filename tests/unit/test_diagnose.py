@@ -49,6 +49,14 @@ CATALOGUES = {
     "06": {"test_q1_wrong": ("Q1_WRONG", W, 0, 2), "test_q1_right": ("Q1_RIGHT", R, 0, None),
            "test_q1_parent_read_from_the_task": ("Q1_TASK", None, 1, 3),
            "test_q2_wrong": ("Q2_WRONG", W, 0, 2), "test_q2_right": ("Q2_RIGHT", R, 0, None)},
+    "07": {"test_q1_wrong_answers_are_incorrect_and_say_why": ("Q1_WRONG", W, 0, 2),
+           "test_q1_right_answers_written_other_ways_are_correct": ("Q1_RIGHT", R, 0, None),
+           "test_q2_wrong_answers_are_incorrect_and_say_why": ("Q2_WRONG", W, 0, 2),
+           "test_q2_right_answers_written_other_ways_are_correct": ("Q2_RIGHT", R, 0, None)},
+    "08": {"test_q1_wrong_answer_is_judged_incorrect_and_told_why": ("Q1_WRONG", W, 0, 2),
+           "test_q1_right_answer_is_judged_correct": ("Q1_RIGHT", R, 0, None),
+           "test_q2_wrong_answer_is_judged_incorrect_and_told_why": ("Q2_WRONG", W, 0, 2),
+           "test_q2_right_answer_is_judged_correct": ("Q2_RIGHT", R, 0, None)},
     "09": {"test_q1_wrong_answers_are_incorrect_and_say_why": ("Q1_WRONG", W, 0, 2),
            "test_q1_right_answers_written_other_ways_are_correct": ("Q1_RIGHT", R, 0, None),
            "test_q2_wrong_answers_are_incorrect_and_say_why": ("Q2_WRONG", W, 0, 2),
@@ -67,6 +75,9 @@ BEFORE_OBSERVING: dict[str, set[str]] = {
     "03": set(),
     "04": {"check 12 bytes only (h_proto unproven)", "counts before the check",     # the verifier refuses them
            "second read past the checked bound"},
+    "07": {"no bounds check on the ICMP header",          # refused by the verifier
+           "a 64-bit prefix length in the key", "a u8 verdict"},   # the checker cannot write its rules
+    "08": {"no UDP bounds check"},                         # refused by the verifier
     "09": {"wrong map name", "key is u64", "a u64 value"},     # the object lacks the map or has its sizes wrong
 }
 
