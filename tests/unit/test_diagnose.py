@@ -137,3 +137,31 @@ def test_every_catalogue_entry_was_recorded_and_gets_its_verdict(number):
                 assert re.search(entry[pattern_at], res.message, re.S), (name, res.message)
     assert not missing, f"{missing}: record them: LABKIT_RECORD_OBSERVATIONS=1 ./lab test " \
                         f"tests/test_exercises_{number}.py -n 0"
+
+
+#: what a diagnosis must not touch: the kernel, processes, the clock, the network (it decides from its observation)
+_OUTSIDE = {"os", "time", "subprocess", "threading", "socket", "select", "Lab", "Sandbox", "Helper", "run_python",
+            "map_dataframe", "map_shape", "load_answer", "attach_answer", "run_in_netns"}
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "labkit" / "exercises" / "lessons")
+                                        .glob("lesson[0-9][0-9].py")), ids=lambda p: p.stem)
+def test_a_diagnosis_reads_nothing_but_its_observation(path):
+    """Every exercise's checker is a Check, and its diagnose (with the module's functions it calls) names
+    nothing that reaches outside the observation."""
+    import ast
+
+    number = path.stem[6:]
+    assert all(isinstance(ex.checker, Check) for ex in lesson(number).exercises.values())
+    fns = {n.name: n for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
+    todo, seen, used = [n for n in fns if n.startswith("_diagnose")], set(), set()
+    assert todo, f"{path.name} has no _diagnose_ function"
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        for node in ast.walk(fns[name]):
+            if isinstance(node, ast.Name):
+                used.add((name, node.id))
+                if node.id in fns and node.id not in seen:
+                    todo.append(node.id)
+    assert not {(f, n) for f, n in used if n in _OUTSIDE}
