@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 import labkit  # noqa: E402
+from fixtures.observations.record import record_checks, write_records  # noqa: E402
 from kstate import bpf_fds  # noqa: E402
 
 
@@ -38,6 +39,16 @@ def pytest_runtest_setup(item):
             ok, why = _feature(feat)
             if not ok:
                 pytest.skip(f"requires {feat}: {why}")
+
+
+@pytest.fixture(autouse=True)
+def _record_observations(request, monkeypatch):
+    """LABKIT_RECORD_OBSERVATIONS=1: keep each exercise check's observation (tests/fixtures/observations)."""
+    record_checks(request, monkeypatch)
+
+
+def pytest_sessionfinish(session):
+    write_records()
 
 
 @pytest.fixture

@@ -19,6 +19,13 @@ weights, and gates: an essential part that fails caps the whole score).
 The grader reuses the student's own check of the same answer
 (:meth:`Exercise.verdict_for`) instead of running the checker twice.
 
+A checker is two steps, a :class:`Check`: ``observe(answer)`` runs the answer on
+the kernel and returns what it did, as plain data (an *observation*: counts,
+packets seen, errors; JSON's types), and ``diagnose(observation)`` decides the
+verdict, its parts and its message from that alone (a pure function). The
+observation is kept in the result's details (``details["observation"]``), and
+:meth:`Exercise.diagnose` judges a recorded one again without the kernel.
+
 A student release (``labkit course``) ships without the reference solutions
 (:func:`student_release`): ``solution()`` and ``check_solution()`` then say to
 ask the instructor, and ``check()`` works as before.
@@ -60,9 +67,9 @@ from labkit.views.cellmagic import FailedCell
 from labkit.views.display import ShownOnce
 from labkit.views.panel import live_panels
 
-__all__ = ["ASK_INSTRUCTOR", "CORRECT", "Checklist", "answer_function", "attach_answer", "Exercise", "INCORRECT", "Incorrect", "Lesson", "NOT_ATTEMPTED", "Note",
+__all__ = ["ASK_INSTRUCTOR", "CORRECT", "Check", "Checklist", "answer_function", "attach_answer", "Exercise", "INCORRECT", "Incorrect", "Lesson", "NOT_ATTEMPTED", "Note",
            "Part", "REFERENCE_POLICIES", "REFERENCE_POLICY_ENV", "Result", "STUDENT_RELEASE_ENV", "SUMMARY_MIME",
-           "Scoring", "Summary", "int_key_column", "is_reference", "load_answer", "need_map", "plural",
+           "Scoring", "Summary", "int_key_column", "is_reference", "load_answer", "need_map", "plain_data", "plural",
            "reference_files", "reference_policy", "run_python", "snippet_text", "student_release", "value_column"]
 
 CORRECT, INCORRECT, NOT_ATTEMPTED = "correct", "incorrect", "not attempted"
@@ -122,6 +129,40 @@ class Checklist:
         if failed:
             raise Incorrect("not yet: " + "; ".join(p.message for p in failed), parts=self.parts, **details)
         return message, {**details, "parts": self.parts}
+
+
+def plain_data(x: Any) -> Any:
+    """``x`` as JSON has it (a tuple becomes a list, a dict's keys text): what a recorded observation
+    reads back as. TypeError when ``x`` holds something JSON cannot keep."""
+    return json.loads(json.dumps(x))
+
+
+@dataclass(frozen=True)
+class Check:
+    """A checker in two steps. ``observe(answer)`` runs the answer on the kernel (loads it, makes the
+    events or the traffic, reads the maps) and returns the observation: plain data (JSON's types)
+    of what happened; an answer that cannot be run at all (it does not compile, lacks the map the
+    checker reads) stops there, as any checker. ``diagnose(observation)`` is pure: it decides from the
+    observation alone, returning the success (message, details) or raising :class:`Incorrect`
+    (through a :class:`Checklist`). Both steps see the observation as JSON has it, so a recorded one
+    is judged exactly as the live one was; the result's details keep it (``"observation"``)."""
+
+    observe: Callable[[Any], Any]
+    diagnose: Callable[[Any], tuple[str, dict]]
+
+    def __call__(self, answer: Any) -> tuple[str, dict]:
+        return self.decide(self.observe(answer))
+
+    def decide(self, observation: Any) -> tuple[str, dict]:
+        """The verdict on an observation (the checker's success, or :class:`Incorrect`), with the
+        observation in its details."""
+        seen = plain_data(observation)
+        try:
+            message, details = self.diagnose(plain_data(seen))
+        except Incorrect as e:
+            e.details.setdefault("observation", seen)
+            raise
+        return message, {**details, "observation": seen}
 
 
 def _matches(pattern: str, name: str) -> bool:
@@ -426,10 +467,22 @@ class Exercise:
         res.show()
         return res
 
+    def diagnose(self, observation: Any, of: str = "recorded observation") -> Result:
+        """The verdict the checker gives for ``observation`` (what ``details["observation"]`` of an
+        earlier result holds), decided again without running anything: the checker's pure step.
+        Neither shown nor recorded as the student's."""
+        if not isinstance(self.checker, Check):
+            raise LabkitError(f"exercise {self.id}'s checker is not an observe + diagnose Check: it cannot judge "
+                              "an observation without running the answer")
+        return self._verdict(lambda: self.checker.decide(observation), of)
+
     def _run(self, answer: Any, of: str) -> Result:
+        return self._verdict(lambda: self.checker(answer), of)
+
+    def _verdict(self, run: Callable[[], tuple[str, dict]], of: str) -> Result:
         t0 = time.monotonic()
         try:
-            message, details = self.checker(answer)
+            message, details = run()
             parts = details.pop("parts", [])
             res = Result(self.id, CORRECT, message, details, parts=parts, of=of)
         except Incorrect as e:

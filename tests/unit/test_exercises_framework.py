@@ -4,6 +4,8 @@ outcome, the result and summary dicts, the registry, the shared map helpers."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -12,7 +14,7 @@ import pytest
 import labkit.exercises
 from labkit._errors import CompileError, LabkitError, VerifierError
 from labkit.exercises import SUMMARY_MIME, Exercise, Lesson, Result, lesson
-from labkit.exercises.framework import (CORRECT, INCORRECT, NOT_ATTEMPTED, Checklist, Incorrect, Note, Summary,
+from labkit.exercises.framework import (CORRECT, INCORRECT, NOT_ATTEMPTED, Check, Checklist, Incorrect, Note, Summary,
                                         int_key_column, need_map, plural, snippet_text, value_column)
 
 
@@ -40,6 +42,25 @@ def test_an_unknown_lesson_says_which_exist():
         lesson("99")
     with pytest.raises(AttributeError, match="has no attribute 'lessonx'"):
         labkit.exercises.lessonx
+
+
+def test_lessons_are_found_by_their_modules_and_imported_when_asked():
+    """A lesson is a ``lessonNN`` module of labkit.exercises.lessons (one per numbered notebook with
+    exercises), found without importing it; importing labkit.exercises imports none of them."""
+    from pathlib import Path
+
+    from labkit.exercises.lessons import lesson_numbers
+
+    root = Path(__file__).resolve().parents[2]
+    modules = sorted(p.stem[6:] for p in (root / "labkit" / "exercises" / "lessons").glob("lesson[0-9][0-9].py"))
+    assert lesson_numbers() == modules and "00" in modules and "09" in modules
+    notebooks = {p.name[:2] for p in (root / "notebooks").glob("[0-9][0-9]-*.ipynb")}
+    assert set(modules) <= notebooks
+    code = ("import sys, labkit.exercises as e; print(sorted(m for m in sys.modules if '.lessons.lesson' in m)); "
+            "e.lesson('03'); print(sorted(m for m in sys.modules if '.lessons.lesson' in m))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["[]", "['labkit.exercises.lessons.lesson03']"]
 
 
 def test_snippets_are_read_when_asked():
@@ -345,3 +366,31 @@ def test_the_integrity_setting_decides_what_a_copy_of_the_reference_earns(monkey
     assert res.correct and res.details == {"reference_copy": True} and runs == [text]
     monkeypatch.setenv(REFERENCE_POLICY_ENV, "anything else")
     assert reference_policy() == "zero"
+
+
+# ------------------------------------------------------------------ observe + diagnose
+def test_a_check_judges_the_observation_as_json_has_it_and_keeps_it():
+    seen: list = []
+
+    def diagnose(obs):
+        seen.append(obs)
+        c = Checklist()
+        c.part("counted", obs["n"] == 3, f"counted {obs['n']}")
+        return c.done("yes", n=obs["n"])
+
+    ex = exercise(Check(lambda answer: {"n": answer, "pairs": ((1, 2),)}, diagnose))
+    res = ex.check(3)
+    assert res.correct and seen == [{"n": 3, "pairs": [[1, 2]]}]          # a tuple arrives as JSON's list
+    assert res.details == {"n": 3, "observation": {"n": 3, "pairs": [[1, 2]]}}
+    res = ex.check(2)
+    assert res.status == INCORRECT and res.message == "not yet: counted 2" and res.details["observation"]["n"] == 2
+    again = ex.diagnose(res.details["observation"])                    # judged again, nothing run
+    assert (again.status, again.message, again.score, again.of) == (INCORRECT, res.message, 0.0, "recorded observation")
+    assert ex.results[-1] is res                                       # not the student's verdict
+
+
+def test_an_observation_json_cannot_keep_is_the_checkers_error_and_a_plain_checker_cannot_rejudge():
+    res = exercise(Check(lambda answer: {"fn": print}, lambda obs: ("yes", {}))).check("x")
+    assert res.status == INCORRECT and res.message.startswith("running your answer raised TypeError")
+    with pytest.raises(LabkitError, match="is not an observe \\+ diagnose Check"):
+        exercise(lambda answer: ("yes", {})).diagnose({})

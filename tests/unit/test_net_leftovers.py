@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import labkit
+from labkit.commands import cleanup
 from labkit.hooks import tc as tc_hook
 from labkit.hooks import xdp as xdp_hook
 from labkit.net import leftovers
@@ -155,6 +156,7 @@ def no_records(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setattr(xdp_hook.HOOK.records, "state_dir", tmp_path / "xdp")
     monkeypatch.setattr(tc_hook.HOOK.records, "state_dir", tmp_path / "tc")
     monkeypatch.setattr(leftovers, "REAP_LOCK", tmp_path / "reap.lock")
+    monkeypatch.setattr(leftovers, "REAP_JOURNAL", tmp_path / "reaped.log")
     return tmp_path
 
 
@@ -219,6 +221,17 @@ def test_reap_says_what_it_removed_in_one_line_and_a_failure_once(no_records: Pa
     said.clear()
     monkeypatch.setattr(Leftovers, "find_dead", classmethod(lambda cls: cls(sandboxes=[stuck], machine_wide=False)))
     assert leftovers.reap_dead_owners(out=said.append) == "" and said == []  # the same failure is not said again
+    # the journal keeps the reap that removed something, and `labkit cleanup --reaped` says it
+    assert [e["line"] for e in leftovers.reap_journal()] == [line]
+    shown: list[str] = []
+    assert cleanup.reaped(out=shown.append) == 1
+    assert len(shown) == 1 and shown[0].endswith(f"by pid {os.getpid()}: {line}")
+
+
+def test_cleanup_reaped_says_when_nothing_was(no_records: Path, capsys) -> None:
+    assert cleanup.main(["--reaped"]) == 0
+    assert capsys.readouterr().out == (f"nothing removed without a command lately ({no_records / 'reaped.log'} "
+                                       "is empty or absent)\n")
 
 
 def test_reap_summary_counts() -> None:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from labkit._errors import LabkitError
 from labkit.exercises.framework import (
+    Check,
     Checklist,
     Exercise,
     Incorrect,
@@ -115,7 +116,24 @@ def _make_creations(me: int) -> dict:
             "other": other.pid, "me": me}
 
 
-def _check_thread_filter(answer) -> tuple[str, dict]:
+_ROW = ["pid", "tid", "child_pid", "kind", "comm"]   # the columns of a creation the diagnosis reads
+
+
+def _rows(df: pd.DataFrame) -> dict:
+    """A table of creations as plain data: the columns the diagnosis reads (those it has), row by row."""
+    cols = [c_ for c_ in _ROW if c_ in df.columns]
+    return {"columns": cols, "rows": [[v.item() if hasattr(v, "item") else v for v in row]
+                                      for row in df[cols].itertuples(index=False)]}
+
+
+def _table(t: dict) -> pd.DataFrame:
+    return pd.DataFrame.from_records(t["rows"], columns=t["columns"])
+
+
+def _observe_thread_filter(answer) -> dict:
+    """Trace every creation on the machine while this process and another make threads and processes,
+    and apply the answer's filter: this process's threads (``threads``, as traced), what the filter kept
+    (``kept``), how many creations there were, and who made what."""
     me = os.getpid()
     with Lab() as lab:
         s = lab.trace_clone(name="exercise 01 q1")           # every process on the machine
@@ -129,8 +147,16 @@ def _check_thread_filter(answer) -> tuple[str, dict]:
             raise LabkitError("the checker's own events did not all arrive within 10 s; run it again")
         df = s.to_dataframe()
     got_df = _apply_filter(answer, df, me)
+    return {"me": me, "other": made["other"], "by_thread": sorted(made["by_thread"]), "creations": len(df),
+            "threads": _rows(df[(df.pid == me) & (df.kind == "thread")]), "kept": _rows(got_df)}
+
+
+def _diagnose_thread_filter(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_observe_thread_filter` saw."""
+    me = obs["me"]
+    got_df = _table(obs["kept"])
     got = set(got_df.child_pid)
-    expected = df[(df.pid == me) & (df.kind == "thread")]
+    expected = _table(obs["threads"])
     c = Checklist()
     missed = expected[(expected.tid == me) & ~expected.child_pid.isin(got)]
     c.part("keeps the threads this process created", missed.empty,
@@ -147,16 +173,16 @@ def _check_thread_filter(answer) -> tuple[str, dict]:
            + (f" (kind {', '.join(sorted(set(procs.kind)))}, e.g. child {procs.child_pid.iloc[0]})" if len(procs) else "")
            + ": keep only kind == 'thread'")
     others = got_df[got_df.pid != me]
-    others = others.iloc[(others.pid != made["other"]).argsort(kind="stable")]   # the checker's own first
+    others = others.iloc[(others.pid != obs["other"]).argsort(kind="stable")]   # the checker's own first
     example = ""
     if len(others):
         o = others.iloc[0]
         example = (f" (e.g. a {o.kind} by pid {o.pid}, comm {o.comm!r}"
-                   + (", the same comm as this process" if o.pid == made["other"] else "") + ")")
+                   + (", the same comm as this process" if o.pid == obs["other"] else "") + ")")
     c.part("drops what other processes created", others.empty,
            f"it kept {plural(len(others), 'creation')} by other processes{example}: keep only pid == os.getpid()")
-    return c.done(f"yes: out of {len(df)} creations on the whole machine your filter kept exactly the "
-                  f"{len(expected)} threads of this process (among them {min(made['by_thread'])}, made by one "
+    return c.done(f"yes: out of {obs['creations']} creations on the whole machine your filter kept exactly the "
+                  f"{len(expected)} threads of this process (among them {min(obs['by_thread'])}, made by one "
                   "of its threads)", kept=len(expected), expected=sorted(set(expected.child_pid)), got=sorted(got))
 
 
@@ -233,7 +259,10 @@ def _kinds_in(n: int) -> set[str]:
     return {k for k, m in _N.items() if n & m}
 
 
-def _check_threads_by_comm(answer) -> tuple[str, dict]:
+def _observe_threads_by_comm(answer) -> dict:
+    """Run the answer while a test process of its own comm makes every kind of creation: the map's
+    entries (``entries``: each one's text and integer key fields and its count), the test process's comm
+    and pid, and the hooks the answer ran on."""
     comm = "lkq-ex01-" + secrets.token_hex(2)
     with Lab() as lab:
         prog = load_answer(lab, answer, name="your answer")
@@ -246,27 +275,37 @@ def _check_threads_by_comm(answer) -> tuple[str, dict]:
         child = int(r.stdout.split()[-1])
         # task_newtask runs in the creating task before clone() returns: every count is in by now
         df = map_dataframe(prog, "counts")
+    entries = []
+    if not df.empty:
+        value = value_column(df)
+        texts = [c_ for c_ in df.columns if c_ != value and not pd.api.types.is_numeric_dtype(df[c_])]
+        ints = [c_ for c_ in df.columns if c_ != value and pd.api.types.is_integer_dtype(df[c_])]
+        entries = [{"texts": [str(x) for x in row[texts]], "ints": [int(x) for x in row[ints]],
+                    "value": int(row[value])} for _i, row in df.iterrows()]
+    return {"comm": comm, "child": child, "hooks": hooks, "entries": entries}
+
+
+def _diagnose_threads_by_comm(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_observe_threads_by_comm` saw."""
+    comm, child, hooks, entries = obs["comm"], obs["child"], obs["hooks"], obs["entries"]
     made = (f"'{comm}' created {_THREADS} threads, {_N['fork']} forks, {_N['vfork']} vforks and "
             f"{_N['vm'] + _N['near']} processes that share its memory")
     c = Checklist()
-    if df.empty:
+    if not entries:
         c.part("counts the threads", False, "the map 'counts' stayed empty: is the function attached to "
                "task:task_newtask (the only function, or TRACEPOINT_PROBE(task, task_newtask)) and does it "
                "add to counts? Or does its test skip every creation? A thread's clone_flags hold many flags: "
                "test the CLONE_THREAD bit with &, not ==")
         return c.done("")
-    value = value_column(df)
-    text_cols = [c_ for c_ in df.columns if c_ != value and not pd.api.types.is_numeric_dtype(df[c_])]
-    rows = df[df[text_cols].eq(comm).any(axis=1)] if text_cols else df.iloc[0:0]
-    keyed = c.part("keyed by the creator's comm", not rows.empty,
+    rows = [e for e in entries if comm in e["texts"]]
+    keyed = c.part("keyed by the creator's comm", bool(rows),
                    f"no entry for the checker's program (comm '{comm}'): key the map by the creator's comm "
                    "(bpf_get_current_comm), as count_by_comm.c does")
     if not keyed:   # keyed by something else: judge the rest on the test process's own entry, if there is one
-        ints = [c_ for c_ in df.columns if c_ != value and pd.api.types.is_integer_dtype(df[c_])]
-        rows = df[df[ints].eq(child).any(axis=1)] if ints else df.iloc[0:0]
-        if rows.empty:
+        rows = [e for e in entries if child in e["ints"]]
+        if not rows:
             return c.done("")
-    n = int(rows[value].sum())
+    n = sum(e["value"] for e in rows)
     if n > _ALL or n < 0:
         c.part("counts each thread once", False,
                f"counted {n} for '{comm}', more than every creation it made ({_ALL}): is each one counted "
@@ -295,21 +334,21 @@ def _check_threads_by_comm(answer) -> tuple[str, dict]:
            + " and ".join({"vm": "CLONE_VM alone", "near": "CLONE_VM|CLONE_SIGHAND|CLONE_FILES|... but no "
                            "CLONE_THREAD"}[k] for k in shared)
            + ": they share memory but are not threads — test CLONE_THREAD itself")
-    diagnosis = _diagnose(got)
+    diagnosis = _usual_mistake(got)
     if hooks and not any(h.endswith("task_newtask") for h in hooks):
         diagnosis = (f"your program runs on {' and '.join(hooks)}, not on task:task_newtask, whose clone_flags "
                      "tell a thread from a process")
     if diagnosis and c.failed:
         try:
-            c.done("", counted=n, comms=len(df))
+            c.done("", counted=n, comms=len(entries))
         except Incorrect as e:   # the usual mistake by name first, then the parts that failed
             raise Incorrect(str(e).replace("not yet: ", f"not yet: {diagnosis}. ", 1), parts=e.parts,
                             **e.details) from None
     return c.done(f"yes: {made}, and your map counted exactly its {_THREADS} threads "
-                  f"({plural(len(df), 'key')} counted in all)", counted=n, comms=len(df))
+                  f"({plural(len(entries), 'key')} counted in all)", counted=n, comms=len(entries))
 
 
-def _diagnose(got: set[str]) -> str | None:
+def _usual_mistake(got: set[str]) -> str | None:
     """A name for the usual mistakes, by which kinds were counted."""
     every = set(_N)
     if got == every:
@@ -336,7 +375,7 @@ def build() -> Lesson:
             "Write a filter that keeps only the threads created by this process (os.getpid()): a function "
             "of the DataFrame, or a pandas query string, in which the checker defines @me as this "
             "process's pid.",
-            _check_thread_filter,
+            Check(_observe_thread_filter, _diagnose_thread_filter),
             "Two conditions: who created it (the pid column is the creating process; tid is the creating "
             "thread, which need not be the main one) and what was created (the kind column: fork, vfork or "
             "thread). Combine them with & in a boolean mask, or with 'and' in a query string.",
@@ -348,7 +387,7 @@ def build() -> Lesson:
             "q2",
             "Change count_by_comm.c so that it counts only *thread* creations, per comm (the creator's, "
             "as count_by_comm.c keys it), in a map called counts (hook: tracepoint task:task_newtask).",
-            _check_threads_by_comm,
+            Check(_observe_threads_by_comm, _diagnose_threads_by_comm),
             "The tracepoint's arguments (see trace_clone.c's struct task_newtask_args, or "
             "TRACEPOINT_PROBE(task, task_newtask)'s args) include clone_flags; a new thread has CLONE_THREAD "
             "(0x00010000) set. CLONE_VM or CLONE_VFORK are not enough: processes can share memory too. "

@@ -40,6 +40,7 @@ import time
 
 from labkit._errors import SandboxError, VerifierError
 from labkit.exercises.framework import (
+    Check,
     Checklist,
     Exercise,
     Incorrect,
@@ -272,8 +273,6 @@ def _attach(lab: Lab, prog, sb: Sandbox):
         raise
 
 
-
-
 def _icmp_message(icmp_type: int, code: int, rest: bytes, payload: bytes) -> bytes:
     """An ICMP message: type, code, its checksum, the header's last 4 bytes (``rest``), then ``payload``."""
     msg = struct.pack("!BBH", icmp_type, code, 0) + rest + payload
@@ -375,14 +374,17 @@ def _options_parts(c: Checklist, got: dict[tuple[int, int], int], plain_echo_dro
     c.part("other ICMP with IP options passes (port unreachable, IHL 6 and 15)", not stopped, why)
 
 
-def _check_arp_safe(answer) -> tuple[str, dict]:
+def _observe_arp_safe(answer) -> dict:
+    """The answer on a fresh sandbox's target, and every kind of traffic's fate (:func:`_observe_in`)."""
     with Lab() as lab:
         prog = load_answer(lab, answer, name="your answer", need="xdp", defines={"LK_SAMPLE_EVERY": 1})
         with Sandbox() as sb:
-            return _check_in(lab, prog, sb)
+            return _observe_in(lab, prog, sb)
 
 
-def _check_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
+def _observe_in(lab: Lab, prog, sb: Sandbox) -> dict:
+    """With the answer attached: pings both ways (sent, answered), the port unreachable, UDP, TCP, ICMP with IP
+    options ([option set, ICMP type, arrived]), then after a neighbour flush ARP, IPv6 and UDP over both."""
     ula = "fd6c:6b%s:%s::" % (sb.id[:2], sb.id[2:6])
     host6, target6 = ula + "1", ula + "2"
     # the IPv4 parts do not depend on ARP: permanent neighbour entries, both ways
@@ -394,10 +396,7 @@ def _check_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
     _ip(sb, "host", "-6", "addr", "add", f"{host6}/64", "dev", sb.host_iface, "nodad")
     _ip(sb, "target", "-6", "addr", "add", f"{target6}/64", "dev", sb.target_iface, "nodad")
 
-    x = _attach(lab, prog, sb)
-    c = Checklist()
-    details: dict = {"mode": x.mode}
-
+    seen: dict = {"mode": _attach(lab, prog, sb).mode}
     # -- IPv4, neighbours known: ping both ways (in the background), ICMP, UDP, TCP
     # (all at once: the traffic that must be dropped costs a timeout to prove)
     ping_in = _start_ping(sb, "host", sb.target_ip)       # requests enter the target
@@ -411,9 +410,36 @@ def _check_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
         unreachable = _output(unreach)
         in_sent, in_got = _ping_result(ping_in)
         out_sent, out_got = _ping_result(ping_out)
-    details.update(ping_received=in_got, ping_from_target_received=out_got, port_unreachable=unreachable,
-                   udp_sent=udp.sent, udp_received=udp.received, tcp=tcp)
+    seen.update(ping_sent=in_sent, ping_received=in_got, ping_from_target_sent=out_sent,
+                ping_from_target_received=out_got, port_unreachable=unreachable, udp_sent=udp.sent,
+                udp_received=udp.received, tcp=tcp)
 
+    # -- IPv4 with options: the ICMP header is ip->ihl * 4 bytes in
+    seen["icmp_with_options"] = [[o, t, n] for (o, t), n in _icmp_with_options(sb).items()]
+    # -- forget the neighbours: ARP and IPv6 neighbour discovery must pass
+    _ip(sb, "host", "neigh", "del", sb.target_ip, "dev", sb.host_iface)
+    _ip(sb, "target", "neigh", "del", sb.host_ip, "dev", sb.target_iface)
+    seen["neighbours_flushed"] = sb.flush_neighbors()
+    if _neighbour(sb, "host", sb.target_ip) or _neighbour(sb, "host", target6):
+        raise SandboxError("the checker could not flush the sandbox's neighbour caches")
+    udp6_run = _Exchange(sb, 6, "udp", "::", target6)
+    try:
+        after = sb.send_udp(count=5, timeout=_MUST_PASS_S)
+    finally:
+        udp6 = udp6_run.result()
+    # by now the address was resolved long ago, or the request went unanswered for seconds
+    seen.update(udp_after_flush_sent=after.sent, udp_after_flush_received=after.received,
+                arp_resolved=_resolved(sb, sb.target_ip, timeout=0.2),
+                ndp_resolved=_resolved(sb, target6, timeout=0.2), udp6=udp6)
+    return seen
+
+
+def _diagnose_arp_safe(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_observe_in` saw."""
+    in_sent, in_got, out_sent, out_got = (obs[k] for k in ("ping_sent", "ping_received", "ping_from_target_sent",
+                                                           "ping_from_target_received"))
+    unreachable, tcp, udp_sent, udp_received = (obs[k] for k in ("port_unreachable", "tcp", "udp_sent", "udp_received"))
+    c = Checklist()
     c.part("IPv4 ping to the target is dropped", in_got == 0,
            f"pings to the target were answered ({in_got} of {in_sent}): the echo requests (ICMP type 8) "
            "entering the interface must be dropped")
@@ -423,37 +449,19 @@ def _check_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
     c.part("other ICMP passes (port unreachable)", unreachable == "refused",
            "an ICMP port unreachable (type 3) sent to the target was dropped: only echo (types 8 and 0) is ping, "
            "look at the ICMP type and pass every other ICMP message")
-    c.part("UDP passes", udp.sent > 0 and udp.received == udp.sent,
-           f"{udp.received} of {udp.sent} UDP datagrams reached the target: UDP must pass")
+    c.part("UDP passes", udp_sent > 0 and udp_received == udp_sent,
+           f"{udp_received} of {udp_sent} UDP datagrams reached the target: UDP must pass")
     c.part("TCP passes", tcp == "ok",
            f"a TCP connection from the host to the target failed ({tcp}): TCP must pass")
 
-    # -- IPv4 with options: the ICMP header is ip->ihl * 4 bytes in
-    with_options = _icmp_with_options(sb)
-    details["icmp_with_options_arrived"] = {f"IHL {_IP_OPTIONS[o][0]} type {t}": n
-                                            for (o, t), n in with_options.items()}
+    with_options = {(o, t): n for o, t, n in obs["icmp_with_options"]}
     _options_parts(c, with_options, in_got == 0 and out_got == 0, unreachable == "refused")
 
-    # -- forget the neighbours: ARP and IPv6 neighbour discovery must pass
-    _ip(sb, "host", "neigh", "del", sb.target_ip, "dev", sb.host_iface)
-    _ip(sb, "target", "neigh", "del", sb.host_ip, "dev", sb.target_iface)
-    details["neighbours_flushed"] = sb.flush_neighbors()
-    if _neighbour(sb, "host", sb.target_ip) or _neighbour(sb, "host", target6):
-        raise SandboxError("the checker could not flush the sandbox's neighbour caches")
-    udp6_run = _Exchange(sb, 6, "udp", "::", target6)
-    try:
-        after = sb.send_udp(count=5, timeout=_MUST_PASS_S)
-    finally:
-        udp6 = udp6_run.result()
-    # by now the address was resolved long ago, or the request went unanswered for seconds
-    arp = _resolved(sb, sb.target_ip, timeout=0.2)
-    ndp = _resolved(sb, target6, timeout=0.2)
-    details.update(udp_after_flush_sent=after.sent, udp_after_flush_received=after.received, arp_resolved=arp,
-                   ndp_resolved=ndp, udp6=udp6)
-
+    after_sent, after_received, arp, ndp, udp6 = (obs[k] for k in ("udp_after_flush_sent", "udp_after_flush_received",
+                                                                  "arp_resolved", "ndp_resolved", "udp6"))
     c.part("ARP passes after the neighbour caches are flushed", arp,
            "after the neighbour caches were flushed the host could not find the target's MAC address: the ARP "
-           f"request was dropped (then {after.received} of {after.sent} UDP datagrams arrived). A frame that is "
+           f"request was dropped (then {after_received} of {after_sent} UDP datagrams arrived). A frame that is "
            "not IPv4 is not yours to judge: return XDP_PASS for it")
     if not ndp:
         why6 = ("the host could not find the target's IPv6 neighbour (neighbour discovery, ICMPv6, was dropped), "
@@ -462,10 +470,12 @@ def _check_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
         why6 = f"UDP over IPv6 did not reach the target ({udp6}): IPv6 must pass"
     c.part("IPv6 passes (neighbour discovery and UDP)", ndp and udp6 == "ok", why6)
 
+    details = {k: v for k, v in obs.items() if k not in ("ping_sent", "ping_from_target_sent", "icmp_with_options")}
+    details["icmp_with_options_arrived"] = {f"IHL {_IP_OPTIONS[o][0]} type {t}": n for (o, t), n in with_options.items()}
     return c.done("yes: in a fresh sandbox pings were dropped both ways, with IP options too; ICMP port "
                   "unreachable (with and without IP options), UDP and TCP passed; after the neighbour caches were "
                   "flushed ARP and IPv6 neighbour discovery went through "
-                  f"and UDP arrived over IPv4 ({after.received}/{after.sent}) and IPv6", **details)
+                  f"and UDP arrived over IPv4 ({after_received}/{after_sent}) and IPv6", **details)
 
 
 def build() -> Lesson:
@@ -477,7 +487,7 @@ def build() -> Lesson:
             "both ways) and pass everything else: ARP, even after the neighbour caches are flushed; other "
             "ICMP messages (a port unreachable); UDP; TCP; and IPv6 (its neighbour discovery and UDP; "
             "whether IPv6's own ping passes is up to you).",
-            _check_arp_safe,
+            Check(_observe_arp_safe, _diagnose_arp_safe),
             "The bug is `if (ethertype != ETH_P_IP) return XDP_DROP`: a frame that is not IPv4 is not "
             "yours to judge. And not every ICMP message is a ping: look at the ICMP type (8 is an echo "
             "request, 0 an echo reply), after checking that the ICMP header is inside the packet. It starts "

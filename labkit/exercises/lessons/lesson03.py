@@ -6,8 +6,10 @@ import ctypes
 import json
 import os
 import threading
+from dataclasses import asdict
 
 from labkit.exercises.framework import (
+    Check,
     Checklist,
     Exercise,
     Incorrect,
@@ -22,7 +24,7 @@ from labkit.exercises.framework import (
     value_column,
 )
 from labkit.exercises.helpers import HelperFailed
-from labkit.exercises.maps import HASH, MapKind, map_kind_problem, map_shape
+from labkit.exercises.maps import HASH, MapKind, MapShape, map_kind_problem, map_shape
 from labkit.lab import Lab
 from labkit.views.tables import map_dataframe
 
@@ -64,7 +66,10 @@ print(json.dumps({"pid": os.getpid(), "tids": tids}))
 COUNTS = MapKind("counts", HASH, "a BPF_HASH called counts", "BPF_HASH(counts, u32, u64)")
 
 
-def _check_count_by_tid(answer) -> tuple[str, dict]:
+def _observe_count_by_tid(answer) -> dict:
+    """Run the answer while this process's threads and another process's call getppid(): what the map
+    counted (``counts``: [key, value] pairs), its kind and key size, the hooks it ran on, and who
+    called how often."""
     me = os.getpid()
     tids: list[int] = [0] * len(THREAD_CALLS)
     done = threading.Barrier(len(THREAD_CALLS) + 1)
@@ -102,27 +107,39 @@ def _check_count_by_tid(answer) -> tuple[str, dict]:
         df = map_dataframe(prog, "counts")
         key_size = ctypes.sizeof(prog["counts"].Key)
     theirs = json.loads(other.stdout.strip().splitlines()[-1])
-    other_pid, other_tids = int(theirs["pid"]), [int(t) for t in theirs["tids"]]
-    kind = map_kind_problem(shape, COUNTS)
-    if df.empty:
+    counts = []
+    if not df.empty:
+        value = value_column(df)
+        key = int_key_column(df, value)
+        counts = [[int(k), int(v)] for k, v in zip(df[key], df[value])]
+    return {"me": me, "tids": tids, "thread_calls": list(THREAD_CALLS), "other_pid": int(theirs["pid"]),
+            "other_tids": [int(t) for t in theirs["tids"]], "other_calls": list(OTHER_CALLS),
+            "map": asdict(shape), "key_size": key_size, "hooks": hooks, "counts": counts}
+
+
+def _diagnose_count_by_tid(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_observe_count_by_tid` saw."""
+    me, tids, calls = obs["me"], obs["tids"], obs["thread_calls"]
+    other_pid, other_tids, hooks = obs["other_pid"], obs["other_tids"], obs["hooks"]
+    key_size = obs["key_size"]
+    kind = map_kind_problem(MapShape(**obs["map"]), COUNTS)
+    if not obs["counts"]:
         where = f" (it attached itself to {', '.join(hooks)})" if hooks and not any(TRACEPOINT in h for h in hooks) \
             else ""
         raise Incorrect((f"{kind}; and " if kind else "") + "the map 'counts' stayed empty though this process's "
-                        f"threads called getppid() {sum(THREAD_CALLS)} times: is the program counting getppid() "
+                        f"threads called getppid() {sum(calls)} times: is the program counting getppid() "
                         f"calls{where}? It must run on "
                         f"{TRACEPOINT}, and its filter must keep this process: lk_wanted(id >> 32), the process id "
                         "(the thread id is the process id only in the main thread)")
-    value = value_column(df)
-    key = int_key_column(df, value)
-    got = {int(k): int(v) for k, v in zip(df[key], df[value])}
-    expected = dict(zip(tids, THREAD_CALLS))
+    got = {k: v for k, v in obs["counts"]}
+    expected = dict(zip(tids, calls))
 
     # whole pid_tgid keys (process id << 32 | thread id): read them back by their halves
     full = {k & 0xFFFFFFFF: v for k, v in got.items() if k >> 32 == me}
     full_other = [k for k in got if k >> 32 == other_pid]
     keyed_by_pid_tgid = any(t in full for t in tids)
     per_thread = full if keyed_by_pid_tgid else got
-    keyed_by_pid = not any(t in got for t in tids) and not keyed_by_pid_tgid and got.get(me, 0) >= sum(THREAD_CALLS)
+    keyed_by_pid = not any(t in got for t in tids) and not keyed_by_pid_tgid and got.get(me, 0) >= sum(calls)
 
     counted_other = sorted({t for t in other_tids if t in got} | set(full_other)
                            | ({other_pid} if other_pid in got else set()))
@@ -139,7 +156,7 @@ def _check_count_by_tid(answer) -> tuple[str, dict]:
                "u32 tid = id; (the lower 32 bits)")
     elif keyed_by_pid:
         why = (f"one counter of {got[me]} under the process id {me}: that counts per process, and this process's "
-               f"{len(tids)} threads called getppid() {'/'.join(map(str, THREAD_CALLS))} times. Key the map by the "
+               f"{len(tids)} threads called getppid() {'/'.join(map(str, calls))} times. Key the map by the "
                "thread id, the lower 32 bits of bpf_get_current_pid_tgid(), not id >> 32")
     else:
         missing = [t for t in tids if t not in got]
@@ -182,9 +199,9 @@ def _check_count_by_tid(answer) -> tuple[str, dict]:
     c.part("the key is a u32", key_size == 4,
            f"the map's key is {key_size} bytes: the task asks for the thread id as a u32 (4 bytes), "
            "BPF_HASH(counts, u32, u64); a thread id fits in 32 bits")
-    return c.done(f"yes: {len(tids)} threads called getppid() {'/'.join(map(str, THREAD_CALLS))} times and your map "
+    return c.done(f"yes: {len(tids)} threads called getppid() {'/'.join(map(str, calls))} times and your map "
                   f"counted each exactly (threads {', '.join(map(str, tids))}); another process's "
-                  f"{sum(OTHER_CALLS)} calls were left out", threads=dict(zip(map(str, tids), THREAD_CALLS)),
+                  f"{sum(obs['other_calls'])} calls were left out", threads=dict(zip(map(str, tids), calls)),
                   other_process=other_pid)
 
 
@@ -197,7 +214,7 @@ def build() -> Lesson:
             "called counts (key: the thread id, a u32; value: the number of calls). Only this process matters: "
             "labkit passes -DLK_FILTER_PID=<pid>, and lk_wanted() from labkit.h tests it. The checker's threads "
             "call getppid() 5, 17 and 42 times, and another process calls it too (not to be counted).",
-            _check_count_by_tid,
+            Check(_observe_count_by_tid, _diagnose_count_by_tid),
             "bpf_get_current_pid_tgid() returns (process id << 32) | thread id. Test the upper half with "
             "lk_wanted(id >> 32), and keep the lower half as the key: u32 tid = id; counts.increment(tid);",
             lambda: snippet_text("solution_03_count_by_tid"),

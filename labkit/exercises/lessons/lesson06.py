@@ -1,7 +1,7 @@
 """Lesson 06, Maps in depth: a counter two CPUs share (q1: the checker's children, most of
 them forked by a second thread of the checker, call getppid()), and a map that makes room (q2: two
-threads of the checker ask about pids). Each checker measures on the kernel, then a pure function
-(``_judge_exact_counter``, ``_judge_recent``) decides from what was measured."""
+threads of the checker ask about pids). Each checker observes on the kernel, then a pure function
+(``_judge_exact_counter``, ``_judge_recent``) decides from what was observed."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable, TypeVar
 
 from labkit._errors import LabkitError
 from labkit.exercises.framework import (
+    Check,
     Checklist,
     Exercise,
     Incorrect,
@@ -149,7 +150,9 @@ def _on_a_thread(fn: Callable[..., T], *args, **kw) -> tuple[T, int]:
     return value, t.native_id
 
 
-def _check_exact_counter(answer) -> tuple[str, dict]:
+def _observe_exact_counter(answer) -> dict:
+    """Run the answer while the checker's children race on two CPUs: what it counted and what was
+    called (a :class:`Counted`, as a dict)."""
     me = os.getpid()
     cpus = sorted(os.sched_getaffinity(0))[:2]
     if len(cpus) < 2:
@@ -197,10 +200,15 @@ def _check_exact_counter(answer) -> tuple[str, dict]:
     if control_lost < PROVOKED:
         raise LabkitError(f"the checker could not provoke the race: its own plain += lost only {control_lost} of "
                           f"{made} calls in {rounds} rounds on CPUs {cpus}; run the check again")
-    return _judge_exact_counter(Counted(
+    return asdict(Counted(
         got=got, made=made, in_bursts=in_bursts, others=others, idle_others=idle_others, idle_counted=idle_counted,
         control_lost=control_lost, rounds=rounds, kind=kind, hooks=hooks, cpus=cpus, forker=forker,
         checker_on_main=threading.current_thread() is threading.main_thread()))
+
+
+def _diagnose_exact_counter(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_observe_exact_counter` saw."""
+    return _judge_exact_counter(Counted(**obs))
 
 
 @dataclass(frozen=True)
@@ -326,7 +334,9 @@ def _ask_pinned(cpu: int, keys) -> None:
         os.sched_setaffinity(0, allowed)
 
 
-def _check_recent(answer) -> tuple[str, dict]:
+def _observe_recent(answer) -> dict:
+    """Run the answer while two threads of this process and another process ask about pids: the map
+    'recent' (``got``: [key, count] pairs), its kind and key size, and the second thread's id."""
     me = os.getpid()
     cpus = sorted(os.sched_getaffinity(0))
     with Lab() as lab:
@@ -343,17 +353,24 @@ def _check_recent(answer) -> tuple[str, dict]:
         df = map_dataframe(prog, "recent")
         kind = type(prog["recent"]).__name__
         key_size = ctypes.sizeof(prog["recent"].Key)
-    if df.empty:
+    got = []
+    if not df.empty:
+        value = value_column(df)
+        key = int_key_column(df, value)
+        got = [[int(k), int(v)] for k, v in zip(df[key], df[value])]
+    return {"got": got, "kind": kind, "key_size": key_size, "asker": asker}
+
+
+def _diagnose_recent(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_observe_recent` saw."""
+    if not obs["got"]:
         raise Incorrect(f"the map 'recent' stayed empty though this process called getpgid() {ASKED + 2} times: "
                         f"is the program on {ENTER_GETPGID}, keeping this process (lk_wanted(id >> 32), the process "
                         f"id: the checker asks from two threads), and storing the pid asked about (args->pid) as the "
                         "key? BCC's increment() and atomic_increment() insert a missing key only in a BPF_HASH: in an "
                         "LRU hash they add to keys already there, so nothing is ever inserted; insert with "
                         "lookup_or_try_init(&pid, &zero) or update()")
-    value = value_column(df)
-    key = int_key_column(df, value)
-    got = {int(k): int(v) for k, v in zip(df[key], df[value])}
-    return _judge_recent(got, kind, key_size, asker)
+    return _judge_recent(dict(obs["got"]), obs["kind"], obs["key_size"], obs["asker"])
 
 
 def _judge_recent(got: dict[int, int], kind: str, key_size: int, asker: int = 0) -> tuple[str, dict]:
@@ -412,7 +429,7 @@ def build() -> Lesson:
             "getppid() calls answered with LK_PARENT_PID (the checker passes -DLK_PARENT_PID=<its pid>: the calls "
             "of its children), exactly: two children pinned to two CPUs call getppid() 100000 times each, at the "
             "same time. A per-CPU map is read as the sum of its CPUs' copies.",
-            _check_exact_counter,
+            Check(_observe_exact_counter, _diagnose_exact_counter),
             "Start from lesson 06's maps_race.c: the atomic and the per-CPU counters are both exact. In an array, "
             "u64 *v = count.lookup(&zero); if (v) __sync_fetch_and_add(v, 1); (or count.atomic_increment(0)); or "
             "declare BPF_PERCPU_ARRAY(count, u64, 1) and count.increment(0).",
@@ -427,7 +444,7 @@ def build() -> Lesson:
             f"but only the newest: the map must never refuse a new pid and never hold more than {KEEP}. The "
             f"checker's process (-DLK_FILTER_PID, tested by lk_wanted()) asks about {ASKED} pids no process has, "
             f"the last one 3 times; another process asks too (not to be kept).",
-            _check_recent,
+            Check(_observe_recent, _diagnose_recent),
             f"A full BPF_HASH refuses new keys; an LRU hash evicts the least recently used entry instead: "
             f"BPF_TABLE(\"lru_hash\", u32, u64, recent, {KEEP}). BCC's increment() inserts missing keys only in a "
             "BPF_HASH, so insert them yourself: u32 pid = args->pid; u64 zero = 0; "
