@@ -218,12 +218,11 @@ class EventStream:
         polling ends, the ring buffer is unmapped, and the events already
         received stay readable. ``state``: what it is afterwards ("stopped";
         "replaced" or "closed" when its attachment was given back)."""
-        if self._state != "running":
-            return
-        self._stop_polling(state)
+        if self._state == "running":
+            self._stop_polling(state)
         owner = self._owner
         if owner is not None and owner.stream is self:
-            owner.detach()          # an attachment that is detaching already returns at once
+            owner.detach()          # one detached, or detaching (it stops its stream first), returns at once
 
     def _stop_polling(self, state: str) -> None:
         self._stop.set()

@@ -1,6 +1,6 @@
 """One word per act (docs/ARCHITECTURE.md): each old name still works for one
 release, warns with a DeprecationWarning that names its replacement, and does
-what the new name does. The kernel-side objects are in tests/test_renamed.py."""
+what the new name does. The kernel-side objects are in tests/test_old_names.py."""
 
 from __future__ import annotations
 
