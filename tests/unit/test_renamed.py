@@ -106,3 +106,21 @@ def test_attach_release_is_owners_forget() -> None:
         assert owners.held(att.key) is None and att.attached      # forgotten, not given back
     finally:
         att.detach()
+
+
+def test_report_give_back_is_reap_kernel() -> None:
+    from labkit.commands import report
+
+    with pytest.warns(DeprecationWarning, match=r"give_back\(\) is renamed reap_kernel\(\)"):
+        assert report.give_back(None) == []          # no kernel: nothing to reap
+
+
+def test_hub_limits_release_is_remove(tmp_path) -> None:
+    from labkit.hub import limits
+
+    (tmp_path / "cgroup.controllers").write_text("memory cpu\n")      # a unified (v2) layout, in a temp dir
+    vm = tmp_path / limits.GROUP / "lkvm-test"
+    vm.mkdir(parents=True)
+    with pytest.warns(DeprecationWarning, match=r"release\(\) is renamed remove\(\)"):
+        limits.release("lkvm-test", root=tmp_path)
+    assert not vm.exists() and not vm.parent.exists()     # the VM's group, and labkit-hub with its last VM
