@@ -21,7 +21,7 @@ from labkit._errors import (
     VerifierError,
 )
 from labkit.commands.doctor import doctor
-from labkit.attach import Attachment, close_all, live_attachments
+from labkit.attach import Attachment, close_all, detach_all, live_attachments
 from labkit.hooks.probe import TraceAttachment
 from labkit.hooks.tc import TcAttachment
 from labkit.hooks.xdp import XdpAttachment
@@ -85,6 +85,7 @@ __all__ = sorted([
     "XdpControl",
     "close_all",
     "close_panels",
+    "detach_all",
     "devmap_set",
     "doctor",
     "live",

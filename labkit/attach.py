@@ -1,71 +1,29 @@
-"""Attachment, the handle every hook kind returns, and the one process-wide registry that owns them.
+"""Attachment: the handle every hook kind returns.
 
-Everything labkit hands out that holds kernel or display state — a program on
-a hook, a live panel — is registered here under a key. Claiming a key that is
-already held gives the old holder back first ("replaced"), so re-running a
-notebook cell never leaves two copies firing, whichever Lab or view made the
-first. At interpreter exit everything still registered is given back, newest
-first (a panel before the stream it shows).
-
-Holders implement ``give_back(state)``: take the state off the kernel (or the
-screen), idempotently, and call :func:`release`.
+An attachment is a program on a hook, and its one verb is ``detach()``: take
+the program off the hook and free what it owns (its program, its stream),
+idempotently; a detached handle refuses reuse. Each attachment is claimed in
+the one registry (:mod:`labkit.owners`) under its key (kind, target, program),
+with ``detach`` as the verb that gives it back: attaching under a held key
+detaches the old one ("replaced"), and interpreter exit detaches what is left
+("closed"). A kind fills in :meth:`Attachment.detach_hook`, its part of detach.
 """
 
 from __future__ import annotations
 
-import atexit
-import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 from labkit._errors import ClosedError
+from labkit._renamed import renamed_function, renamed_method
+from labkit.owners import claim, forget, held, holders  # the registry lives in owners; claim, held: re-exported
 
 if TYPE_CHECKING:  # import cycles only at type-check time
     from labkit.events.stream import EventStream
     from labkit.lab import Lab
     from labkit.programs.compile import Program
 
-__all__ = ["Attachment", "claim", "close_all", "holders", "live_attachments", "release"]
-
-
-class Holder(Protocol):
-    key: tuple
-
-    def give_back(self, state: str) -> None: ...
-
-
-_lock = threading.RLock()
-_held: dict[tuple, Holder] = {}
-
-
-def claim(holder: Holder) -> None:
-    """Register ``holder`` under ``holder.key``; whatever held the key before is given back ("replaced")."""
-    with _lock:
-        old = _held.get(holder.key)
-        _held[holder.key] = holder
-    if old is not None and old is not holder:
-        old.give_back("replaced")
-        with _lock:  # the old holder's release must not take the key back
-            _held[holder.key] = holder
-
-
-def release(holder: Holder) -> None:
-    """Forget ``holder`` if it still holds its key."""
-    with _lock:
-        if _held.get(holder.key) is holder:
-            del _held[holder.key]
-
-
-def holders(kind: type | None = None) -> list[Any]:
-    """Everything registered in this process (of one type, if given), oldest first."""
-    with _lock:
-        found = list(_held.values())
-    return [h for h in found if kind is None or isinstance(h, kind)]
-
-
-def held(key: tuple) -> Any | None:
-    with _lock:
-        return _held.get(key)
+__all__ = ["Attachment", "claim", "close_all", "detach_all", "held", "holders", "live_attachments", "release"]
 
 
 def live_attachments() -> list["Attachment"]:
@@ -73,8 +31,8 @@ def live_attachments() -> list["Attachment"]:
     return holders(Attachment)
 
 
-def close_all() -> None:
-    """Detach every labkit attachment in this process."""
+def detach_all() -> None:
+    """Detach every labkit attachment in this process, newest first."""
     for att in reversed(live_attachments()):
         try:
             att.detach()
@@ -82,13 +40,9 @@ def close_all() -> None:
             pass
 
 
-@atexit.register
-def _give_back_all_at_exit() -> None:
-    for h in reversed(holders()):
-        try:
-            h.give_back("closed")
-        except Exception:
-            pass
+#: the old names, for one release (labkit._renamed)
+close_all = renamed_function("close_all", detach_all)
+release = renamed_function("release", forget)
 
 
 class Attachment:
@@ -106,35 +60,40 @@ class Attachment:
         self._lab = weakref.ref(lab) if lab is not None else (lambda: None)
         self._owns_program = owns_program
         self.state = "attached"
+        self._detaching = False
         self.stream: EventStream | None = None
 
     @property
     def attached(self) -> bool:
         return self.state == "attached"
 
-    def detach(self) -> None:
-        """Take the program off its hook and free what it held (idempotent)."""
-        self.give_back("detached")
-
-    def give_back(self, state: str) -> None:
-        """Detach, ending in ``state`` ("detached", "replaced", "closed"); idempotent."""
-        if self.state != "attached":
+    def detach(self, state: str = "detached") -> None:
+        """Take the program off its hook and free what it owns (idempotent).
+        ``state``: what it is afterwards ("detached"; the registry says
+        "replaced" or "closed"). Its stream stops first."""
+        if self.state != "attached" or self._detaching:
             return
-        if self.stream is not None:
-            self.stream.halt("stopped" if state == "detached" else state)
+        self._detaching = True      # the stream's stop calls detach again: nothing more to do there
         try:
-            self.unhook()
+            if self.stream is not None:
+                self.stream.stop("stopped" if state == "detached" else state)
+            self.detach_hook()
         finally:
             self.state = state
-            release(self)
+            forget(self)
             lab = self._lab()
             if lab is not None:
-                lab.forget(self)     # a given-back attachment is not kept: re-run cells do not pile up
+                lab.forget(self)     # a detached attachment is not kept: re-run cells do not pile up
             if self._owns_program:
                 self.program.close()
 
-    def unhook(self) -> None:
-        """Take the program off its hook. Here: nothing, BCC's cleanup (program.close) removes its probes."""
+    def detach_hook(self) -> None:
+        """The kind's part of :meth:`detach`: take the program off its hook.
+        Here: nothing, BCC's cleanup (program.close) removes its probes."""
+
+    #: the old names, for one release (labkit._renamed)
+    give_back = renamed_method("give_back", "detach")
+    unhook = renamed_method("unhook", "detach_hook")
 
     def check_attached(self) -> None:
         if self.state != "attached":

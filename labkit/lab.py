@@ -26,7 +26,7 @@ import weakref
 from typing import Iterable, Mapping, Sequence
 
 from labkit._errors import ArgumentError, AttachError, ClosedError, NotSupportedError, VerifierError
-from labkit.attach import Attachment, claim, release
+from labkit.attach import Attachment
 from labkit.events.buffers import PerfBufferReader, RingMapReader
 from labkit.events.schemas import CLONE_DTYPE, SYSCALL_DTYPE, clone_frame, syscall_frame
 from labkit.events.stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window
@@ -36,13 +36,14 @@ from labkit.hooks.tc import TcAttachment
 from labkit.hooks.uprobe import check_pid
 from labkit.hooks.xdp import XdpAttachment
 from labkit.net.leftovers import reap_dead_owners
+from labkit.owners import claim, forget
 from labkit.programs import hooks as _hooks
 from labkit.programs import privileges as _privileges
 from labkit.programs.compile import Program, compile_c, free_module, resolve_source
 from labkit.programs.core import CoreObject, compile_core, resolve_core_source
 from labkit.programs.probes import autoload_probes
 
-__all__ = ["DEFAULT_RING_PAGES", "Lab", "syscalls"]
+__all__ = ["DEFAULT_RING_PAGES", "CoreAttachment", "Lab", "syscalls"]
 
 
 DEFAULT_RING_PAGES = 1024  # 4 MiB of ring buffer: room for a burst of ~40k events between polls
@@ -60,6 +61,17 @@ def _cflags(defines: dict | None, cflags: Iterable[str]) -> list[str]:
             raise ArgumentError(f"defines: {k!r} is not a C identifier (a macro name like 'LK_FILTER_PID')")
         out.append(f"-D{k}={int(v) if isinstance(v, bool) else v}")
     return out
+
+
+class CoreAttachment(Attachment):
+    """A program of a CO-RE object on the bpf_link libbpf made for it
+    (``Lab.load_object``): detaching destroys the link; the program stays
+    loaded with its object until the object is closed."""
+
+    kind = "core"
+
+    def detach_hook(self) -> None:
+        self.program.detach()
 
 
 # ----------------------------------------------------------------------- Lab
@@ -354,21 +366,20 @@ class Lab:
         found, text = resolve_core_source(name_or_text)
         name = name or (found[: -len(".bpf.c")] if found.endswith(".bpf.c") else found)
         obj = CoreObject(compile_core(text, name), name, text)
-        obj.on_close.append(lambda state: release(obj))
-        claim(obj)
+        obj.on_close.append(lambda state: forget(obj))
+        claim(obj, obj.close)
         self._objects = [o for o in self._objects if not o.closed] + [obj]
         if attach:
             try:
                 for prog in obj.programs.values():
                     prog.attach()
-                    att = Attachment(key=("core", prog.section, f"{name}:{prog.name}"), target=prog.section,
-                                     program=prog, lab=self, hook=prog.section)
-                    att.kind = "core"
-                    obj.on_close.insert(0, lambda state, a=att: a.give_back(state))
-                    claim(att)
+                    att = CoreAttachment(key=("core", prog.section, f"{name}:{prog.name}"), target=prog.section,
+                                         program=prog, lab=self, hook=prog.section, owns_program=False)
+                    obj.on_close.insert(0, lambda state, a=att: a.detach(state))
+                    claim(att, att.detach)
                     self._attachments.append(att)
             except BaseException:
-                obj.give_back("closed")
+                obj.close()
                 raise
         return obj
 
@@ -385,7 +396,7 @@ class Lab:
 
     def forget(self, attachment: Attachment) -> None:
         """Drop an attachment that was given back from this Lab's list
-        (``Attachment.give_back`` calls it: a re-run cell's old attachment is not kept)."""
+        (``Attachment.detach`` calls it: a re-run cell's old attachment is not kept)."""
         if attachment in self._attachments:
             self._attachments.remove(attachment)
 
@@ -396,7 +407,7 @@ class Lab:
         self._readers.clear()
         self.detach_all()
         for o in reversed(self._objects):
-            o.give_back("closed")
+            o.close()
         for p in list(self._programs):
             p.close()
         self._programs.clear()

@@ -1,19 +1,93 @@
-"""Who owns a piece of kernel state, and whether that owner still runs.
+"""Who owns kernel state: in this process, the one registry of its holders;
+across processes, an owner's pid and start time, alive or gone.
 
-labkit records the process that made a sandbox or a netlink XDP attach, so that
-``labkit cleanup`` and ``labkit report`` can tell a leftover (its owner is gone)
-from something a running process still uses. A process is identified by its pid
-and, where recorded, its start time: field 22 of ``/proc/<pid>/stat`` (clock
-ticks after boot), which tells a reused pid from the original owner. A zombie
-counts as gone: it runs no code and holds nothing any more.
+**The registry.** Everything labkit hands out that holds kernel or display
+state — a program on a hook, a live panel, a CO-RE object, a reader of a
+program's perf or ring buffer — is claimed here under a key, with the verb
+that gives it back (``claim(att, att.detach)``, ``claim(panel, panel.close)``).
+Claiming a key that is already held gives the old holder back first, ending
+in "replaced", so re-running a notebook cell never leaves two copies, whichever
+Lab or view made the first. A holder that is given back forgets its key. At
+interpreter exit everything still held is given back, newest first (a panel
+before the stream it shows), ending in "closed".
+
+**Owners of records.** labkit records the process that made a sandbox or a
+netlink XDP attach, so that ``labkit cleanup`` and ``labkit report`` can tell a
+leftover (its owner is gone) from something a running process still uses. A
+process is identified by its pid and, where recorded, its start time: field 22
+of ``/proc/<pid>/stat`` (clock ticks after boot), which tells a reused pid from
+the original owner. A zombie counts as gone: it runs no code and holds nothing
+any more.
 """
 
 from __future__ import annotations
 
+import atexit
+import threading
 import time
 from pathlib import Path
+from typing import Any, Callable, Protocol
 
-__all__ = ["alive", "parse_stat", "start_time", "wait_gone"]
+__all__ = ["alive", "claim", "forget", "held", "holders", "parse_stat", "start_time", "wait_gone"]
+
+
+# ------------------------------------------------------------ the registry
+class Holder(Protocol):
+    key: tuple
+
+
+_lock = threading.RLock()
+#: key -> (holder, the verb that gives it back, called with the state it ends in)
+_held: dict[tuple, tuple[Any, Callable[[str], object]]] = {}
+
+
+def claim(holder: Holder, give_back: Callable[[str], object]) -> None:
+    """Register ``holder`` under ``holder.key``; ``give_back(state)`` is its own
+    verb (``att.detach``, ``panel.close``). Whatever held the key before is given
+    back first, ending in "replaced"."""
+    with _lock:
+        old = _held.get(holder.key)
+        _held[holder.key] = (holder, give_back)
+    if old is not None and old[0] is not holder:
+        old[1]("replaced")
+        with _lock:  # the old holder forgetting its key must not take it back
+            _held[holder.key] = (holder, give_back)
+
+
+def forget(holder: Holder) -> None:
+    """Drop ``holder`` from the registry if it still holds its key (a holder
+    that was given back calls this; it gives nothing back itself)."""
+    with _lock:
+        if holder.key in _held and _held[holder.key][0] is holder:
+            del _held[holder.key]
+
+
+def holders(kind: type | None = None) -> list[Any]:
+    """Everything registered in this process (of one type, if given), oldest first."""
+    with _lock:
+        found = [h for h, _ in _held.values()]
+    return [h for h in found if kind is None or isinstance(h, kind)]
+
+
+def held(key: tuple) -> Any | None:
+    """What holds ``key`` now (None: nothing)."""
+    with _lock:
+        entry = _held.get(key)
+    return entry[0] if entry is not None else None
+
+
+@atexit.register
+def _give_back_all_at_exit() -> None:
+    with _lock:
+        entries = list(_held.values())
+    for _, give_back in reversed(entries):
+        try:
+            give_back("closed")
+        except Exception:
+            pass
+
+
+# ------------------------------------------------------------ owners of records
 
 _GONE_STATES = ("Z", "X", "x")  # zombie, dead
 

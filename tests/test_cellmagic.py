@@ -92,7 +92,7 @@ def test_verifier_error_points_at_the_cell_line(shell):
     import bcc  # the program type to load it as
 
     with pytest.raises(labkit.VerifierError) as ei:
-        prog.load("lk_xdp", bcc.BPF.XDP)
+        prog.load_function("lk_xdp", bcc.BPF.XDP)
     log = ei.value.log
     assert "; return p[20] ? XDP_PASS : XDP_DROP;" in log       # the cell's own line, quoted by the verifier
     if " @ " in log:                  # kernels that annotate lines (6.2+): the cell's line number, %%bpf is 1

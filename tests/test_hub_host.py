@@ -142,7 +142,7 @@ def test_cgroup_limits_hold_a_real_process_and_are_given_back():
         proc.kill()
         proc.wait()
         for _ in range(50):                    # the cgroup empties when the kernel has reaped the task
-            limits.release(name)
+            limits.remove(name)
             if not any(d.exists() for d in made):
                 break
             time.sleep(0.1)

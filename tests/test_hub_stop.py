@@ -55,7 +55,7 @@ def server(tmp_path):
             p.kill()
             p.wait()
     for name in names:
-        limits.release(name)
+        limits.remove(name)
 
 
 def test_stop_gives_back_this_server_and_nothing_else(server):

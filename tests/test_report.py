@@ -146,7 +146,7 @@ def test_report_leaves_no_kernel_state(fixture_reports):
 
 @pytest.mark.requires("root")
 @pytest.mark.kernel
-def test_give_back_removes_what_a_killed_kernel_owned():
+def test_reap_kernel_removes_what_a_killed_kernel_owned():
     """A kernel killed with SIGKILL runs no exit handler: its sandbox stays until
     the report gives it back."""
     code = "import labkit, time; sb = labkit.Sandbox(); print(sb.id, flush=True); time.sleep(120)"
@@ -154,15 +154,15 @@ def test_give_back_removes_what_a_killed_kernel_owned():
     try:
         sb_id = child.stdout.readline().strip()
         assert sb_id, "the child made no sandbox"
-        assert _report.give_back(child.pid, wait=0.2) == [f"kernel process {child.pid} is still running "
+        assert _report.reap_kernel(child.pid, wait=0.2) == [f"kernel process {child.pid} is still running "
                                                           "after shutdown; left alone"]
         child.kill()
         child.wait(timeout=10)
-        done = _report.give_back(child.pid)
+        done = _report.reap_kernel(child.pid)
         assert len(done) == 1 and f"removed sandbox {sb_id}" in done[0], done
         assert not [n for n in _netns.list_netns() if sb_id in n]
         assert not [r for r in records.list_sandboxes() if r.id == sb_id]
-        assert _report.give_back(child.pid) == []
+        assert _report.reap_kernel(child.pid) == []
     finally:
         if child.poll() is None:
             child.kill()

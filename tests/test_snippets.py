@@ -57,10 +57,10 @@ def test_snippet_header_compiles_and_loads(path, lab):
     for fn in fns:
         if path.stem.startswith("verifier_"):
             with pytest.raises(labkit.VerifierError) as ei:
-                prog.load(fn, ptype)
+                prog.load_function(fn, ptype)
             assert ei.value.log
         else:
-            prog.load(fn, ptype)
+            prog.load_function(fn, ptype)
     prog.close()
 
 

@@ -221,7 +221,7 @@ def netlink_attach(lab, sb, source: str) -> None:
     import bcc
 
     prog = lab.load(source, need="xdp")
-    fd = prog.load(prog.function_name(), bcc.BPF.XDP).fd
+    fd = prog.load_function(prog.function_name(), bcc.BPF.XDP).fd
     _xdp.netlink_set(on_iface(sb)["index"], sb.target_ns, fd, "generic")
 
 

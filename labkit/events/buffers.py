@@ -14,28 +14,26 @@ a lesson may declare its own buffers, and lesson 06 compares the two kinds:
 
 Both readers return a DataFrame of the records in the order they arrived
 (``cpu``: the CPU whose buffer delivered it, perf buffer only), and are given
-back by ``close()`` (``Lab.close()`` closes those a Lab opened). Opening a
-reader on a map that already has one (a re-run cell) closes the old one first.
+back by ``close()`` (``Lab.close()`` closes those a Lab opened). Each is
+claimed in labkit's one registry (labkit.owners) under ("event buffer",
+program, map): opening a reader on a map that already has one (a re-run cell)
+closes the old one first, and interpreter exit closes what is left.
 """
 
 from __future__ import annotations
 
 import ctypes
 import mmap
-import threading
 
 import numpy as np
 import pandas as pd
 
 from labkit._errors import ArgumentError, ClosedError
 from labkit.events.ringbuf import RingBufferReader
+from labkit.owners import claim, forget
 from labkit.programs.compile import Program
 
 __all__ = ["PerfBufferReader", "RingMapReader", "event_dtype"]
-
-_lock = threading.Lock()
-_open: dict[tuple[int, str], "PerfBufferReader | RingMapReader"] = {}
-
 
 def _table(program, map_name: str, kind: str, declared: str):
     if not isinstance(program, Program):
@@ -68,18 +66,9 @@ def event_dtype(table, payload=None) -> np.dtype:
                             "dtype like the C struct)") from None
 
 
-def _replace(key: tuple[int, str], reader) -> None:
-    with _lock:
-        old = _open.get(key)
-        _open[key] = reader
-    if old is not None and old is not reader:
-        old.close()
-
-
-def _forget(key: tuple[int, str], reader) -> None:
-    with _lock:
-        if _open.get(key) is reader:
-            del _open[key]
+def _key(program: Program, map_name: str) -> tuple:
+    """The registry key of a reader: one reader per map of a loaded module."""
+    return ("event buffer", id(program.bpf), map_name)
 
 
 def _frame(records: np.ndarray, cpus: np.ndarray | None = None) -> pd.DataFrame:
@@ -107,9 +96,9 @@ class PerfBufferReader:
         self.lost = 0
         self._chunks: list[bytes] = []
         self._cpus: list[int] = []
-        self._key = (id(program.bpf), map_name)
+        self.key = _key(program, map_name)
         self._closed = False
-        _replace(self._key, self)
+        claim(self, lambda state: self.close())     # a reader has no state to end in: closed is closed
         from bcc import lib  # type: ignore  # lazy: bcc is heavy and optional at import
 
         self._lib = lib
@@ -158,7 +147,7 @@ class PerfBufferReader:
         if self._closed:
             return
         self._closed = True
-        _forget(self._key, self)
+        forget(self)
         self._readers = (ctypes.c_void_p * 0)()
         if self.program.closed:
             return  # BCC's cleanup freed the buffers with the map (this reader holds no reference to it)
@@ -194,9 +183,9 @@ class RingMapReader:
         self.payload = event_dtype(table, payload)
         self.received = 0
         self.size = int(table.max_entries)
-        self._key = (id(program.bpf), map_name)
+        self.key = _key(program, map_name)
         self._closed = False
-        _replace(self._key, self)
+        claim(self, lambda state: self.close())     # a reader has no state to end in: closed is closed
         self._reader = RingBufferReader(table.map_fd, self.size, self.payload)
 
     @property
@@ -222,7 +211,7 @@ class RingMapReader:
         if self._closed:
             return
         self._closed = True
-        _forget(self._key, self)
+        forget(self)
         self._reader.close()
 
     @property

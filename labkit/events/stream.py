@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from labkit._errors import ArgumentError
+from labkit._renamed import warn_renamed
 from labkit.events.schemas import Frame
 from labkit.events.ringbuf import RingBufferReader, record_dtype
 from labkit.events.window import Window
@@ -212,10 +213,18 @@ class EventStream:
             time.sleep(min(0.01, self.poll_interval))
 
     # ---------------------------------------------------------------- stopping
-    def halt(self, state: str) -> None:
-        """Stop polling and release the ring buffer mapping (keeps the window)."""
-        if self._state != "running":
-            return
+    def stop(self, state: str = "stopped") -> None:
+        """Stop the stream and detach the program that feeds it (idempotent):
+        polling ends, the ring buffer is unmapped, and the events already
+        received stay readable. ``state``: what it is afterwards ("stopped";
+        "replaced" or "closed" when its attachment was given back)."""
+        if self._state == "running":
+            self._stop_polling(state)
+        owner = self._owner
+        if owner is not None and owner.stream is self:
+            owner.detach()          # one detached, or detaching (it stops its stream first), returns at once
+
+    def _stop_polling(self, state: str) -> None:
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
@@ -224,13 +233,12 @@ class EventStream:
             self._reader.close()
         self._state = state
 
-    def stop(self) -> None:
-        """Stop the stream and detach its program (idempotent). The events
-        already received stay readable."""
-        if self._owner is not None and self._owner.stream is self:
-            self._owner.detach()
-        else:
-            self.halt("stopped")
+    def halt(self, state: str) -> None:
+        """Deprecated (one release): stop polling only, leaving the program
+        attached; use :meth:`stop`."""
+        warn_renamed("EventStream.halt()", "stop()")
+        if self._state == "running":
+            self._stop_polling(state)
 
     def __enter__(self) -> "EventStream":
         return self

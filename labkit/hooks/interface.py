@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from labkit._errors import ArgumentError
-from labkit.attach import Attachment, held
+from labkit.attach import Attachment
+from labkit.owners import held
 from labkit.net.attach_records import AttachRecords
 from labkit.net.counters import PacketCounters
 from labkit.net.guards import refuse_cutting
@@ -51,7 +52,7 @@ def take_slot(what: str, iface: str, netns: str | None, force: bool, key: tuple)
     refuse_cutting(where, ifindex, netns, what=what, force=force)
     old = held(key)
     if old is not None:
-        old.give_back("replaced")
+        old.detach("replaced")
     return where, ifindex
 
 
@@ -86,7 +87,7 @@ class InterfaceAttachment(PacketCounters, Attachment):
         self.via = via
         self._link_fd = link_fd
 
-    def unhook(self) -> None:
+    def detach_hook(self) -> None:
         self.keep_final_counters()
         if self.via != self.link_via:
             self.remove_netlink()

@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from labkit._errors import AttachError, LabkitError, NotSupportedError
-from labkit.attach import Attachment, claim, held
+from labkit.attach import Attachment
+from labkit.owners import claim, held
 from labkit.hooks.protocol import Hook, hooks
 from labkit.programs.compile import Program, capture_fd2
 from labkit.programs.probes import Probe
@@ -46,7 +47,7 @@ class ProbeHook(Hook):
             # lazy: BCC comes from the distro; labkit imports without it (doctor says why)
             import bcc
 
-            prog.load(fn, getattr(bcc.BPF, self.prog_type))
+            prog.load_function(fn, getattr(bcc.BPF, self.prog_type))
         with capture_fd2() as cap:
             try:
                 self.bcc_attach(prog, kind, target, fn)
@@ -110,7 +111,7 @@ class TraceAttachment(Attachment):
         super().__init__(**kw)
         self.probes: list[Probe] = list(probes or [])
 
-    def unhook(self) -> None:
+    def detach_hook(self) -> None:
         if not self._owns_program:
             for kind, target, fn in reversed(self.probes):
                 probe_hook(kind).detach_probe(self.program, kind, target, fn)
@@ -136,9 +137,9 @@ def attach_probes(lab: "Lab | None", prog: Program, key: tuple, probes: list[Pro
         if owns_program:
             prog.close()
         else:
-            att.unhook()
+            att.detach_hook()
         raise
-    claim(att)
+    claim(att, att.detach)
     return att
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from labkit._errors import AttachError, NotSupportedError
-from labkit.attach import claim
+from labkit.owners import claim
 from labkit.hooks.interface import InterfaceAttachment, InterfaceRecords, check_iface, owned_program, take_slot
 from labkit.hooks.link import link_create, means_unsupported
 from labkit.hooks.protocol import Hook, check_choice, register
@@ -146,7 +146,7 @@ class TcHook(Hook):
         where, ifindex = take_slot("a TC program", iface, netns, force, key)
         with owned_program(lab, program, "tc") as (prog, owns_program):
             att = _attach(lab, prog, fn, iface, netns, ifindex, where, direction, via, key, owns_program)
-        claim(att)
+        claim(att, att.detach)
         return att
 
 
@@ -156,7 +156,7 @@ def _attach(lab: "Lab", prog: Program, fn: str | None, iface: str, netns: str | 
     import bcc
 
     fname = prog.function_name(fn)
-    f = prog.load(fname, bcc.BPF.SCHED_CLS)
+    f = prog.load_function(fname, bcc.BPF.SCHED_CLS)
     common = dict(iface=iface, netns=netns, ifindex=ifindex, direction=direction, key=key, target=where,
                   program=prog, lab=lab, hook=f"tc:{where}:{direction}", owns_program=owns_program)
     errors: list[str] = []

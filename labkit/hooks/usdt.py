@@ -75,7 +75,7 @@ class UsdtHook(ProbeHook):
         # lazy: BCC comes from the distro; labkit imports without it (doctor says why)
         import bcc
 
-        prog.load(fn, bcc.BPF.KPROBE)
+        prog.load_function(fn, bcc.BPF.KPROBE)
         spots = _locations(prog, target, fn)
         if not spots:
             raise AttachError(f"the USDT probe {target} of {prog.name} has no location calling {fn}",

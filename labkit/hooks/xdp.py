@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from labkit._errors import ArgumentError, AttachError, NotSupportedError
-from labkit.attach import claim
+from labkit.owners import claim
 from labkit.events.schemas import XDP_EVENT_DTYPE, xdp_frame
 from labkit.events.stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window
 from labkit.hooks.interface import InterfaceAttachment, InterfaceRecords, check_iface, owned_program, take_slot
@@ -166,7 +166,7 @@ class XdpHook(Hook):
                             key=key, target=where, program=prog, lab=lab, hook=f"xdp:{where}:{got}",
                             owns_program=owns_program)
         att.mode_note = f"{got} mode via {how}" + (f" (after: {'; '.join(errors)})" if errors else "")
-        claim(att)
+        claim(att, att.detach)
         if prog.has_table("events"):
             try:
                 att.stream = EventStream(name=f"xdp({where})", program=prog, payload=XDP_EVENT_DTYPE,
@@ -210,7 +210,7 @@ def _attach(prog: Program, fn: str | None, iface: str, netns: str | None, ifinde
     import bcc
 
     fname = prog.function_name(fn)
-    f = prog.load(fname, bcc.BPF.XDP)
+    f = prog.load_function(fname, bcc.BPF.XDP)
     modes = ["native", "generic"] if mode == "auto" else [mode]
     errors: list[str] = []
     if via in ("auto", "link"):

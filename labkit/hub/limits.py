@@ -5,7 +5,7 @@ process may take from the host (guest RAM plus qemu's own overhead), and its
 CPU time. Both cgroup layouts are handled: the unified one (cgroup v2, a
 fresh Debian 12 or Ubuntu) and the legacy one (v1 controllers mounted one per
 directory). Each VM gets ``labkit-hub/<name>`` under the controllers' roots;
-:func:`release` removes it once the VM has ended.
+:func:`remove` removes it once the VM has ended.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Limits", "apply", "held", "release", "usage_bytes"]
+from labkit._renamed import renamed_function
+
+__all__ = ["Limits", "apply", "held", "release", "remove", "usage_bytes"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 GROUP = "labkit-hub"
@@ -91,11 +93,11 @@ def usage_bytes(name: str, root: Path = CGROUP_ROOT) -> int | None:
 
 
 def held(name: str, root: Path = CGROUP_ROOT) -> list[Path]:
-    """The VM's cgroup directories that exist (none once :func:`release` took them)."""
+    """The VM's cgroup directories that exist (none once :func:`remove` took them)."""
     return [d for _, d in _dirs(name, root) if d.exists()]
 
 
-def release(name: str, root: Path = CGROUP_ROOT) -> None:
+def remove(name: str, root: Path = CGROUP_ROOT) -> None:
     """Remove the VM's cgroup directories (once its processes are gone)."""
     for _, d in _dirs(name, root):
         try:
@@ -103,8 +105,12 @@ def release(name: str, root: Path = CGROUP_ROOT) -> None:
         except FileNotFoundError:
             pass
         except OSError:
-            pass   # still has a process (the VM is still ending): the next release takes it
+            pass   # still has a process (the VM is still ending): the next remove takes it
         try:
             os.rmdir(d.parent)     # labkit-hub itself, once no VM is left in it
         except OSError:
             pass
+
+
+#: the old name, for one release (labkit._renamed)
+release = renamed_function("release", remove)

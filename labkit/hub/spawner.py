@@ -163,13 +163,13 @@ class LabVMSpawner(Spawner):
         if proc is not None and proc.pid == self.pid:
             rc = proc.poll()              # our child: reap it
             if rc is not None:
-                limits.release(self.vm_name)
+                limits.remove(self.vm_name)
                 return rc if rc else 1    # a VM that ended is a stopped server, even on rc 0
             return None
         if self._alive():
             return None
         if self.pid:
-            limits.release(self.vm_name)
+            limits.remove(self.vm_name)
             return 1
         return 0
 
@@ -195,7 +195,7 @@ class LabVMSpawner(Spawner):
                     break
                 await asyncio.sleep(0.25)
         await self._reap()
-        limits.release(self.vm_name)
+        limits.remove(self.vm_name)
         self.clear_state_files()
 
     async def _reap(self):

@@ -97,7 +97,7 @@ def stop(state: Path, grace: float = 30.0, say=print) -> list[str]:
             _end(pid, 5)
     users = state / "users"
     for name in (p.name for p in users.iterdir() if p.is_dir()) if users.is_dir() else []:
-        limits.release(name)
+        limits.remove(name)
         # the spawn share (with the server's token) goes, as the spawner's stop does
         for f in ("env", "stop", "nbgrader_config.py", "course_id"):
             (users / name / "spawn" / f).unlink(missing_ok=True)

@@ -24,6 +24,7 @@ from typing import Iterator, Sequence
 
 from labkit.programs import privileges as _privileges
 from labkit._errors import ArgumentError, ClosedError, CompileError, NotSupportedError, VerifierError
+from labkit._renamed import renamed_method
 
 __all__ = [
     "PROGRAM_PREFIX",
@@ -439,9 +440,16 @@ class Program:
             return False
         return True
 
-    def load(self, func: str, prog_type: int):
+    def load_function(self, func: str, prog_type: int):
+        """Load one function of this program into the kernel as a program of
+        ``prog_type`` (``bcc.BPF.XDP``, ...) and return BCC's handle (``.fd``);
+        VerifierError if the verifier refuses it. Nothing is attached
+        (``Lab.load`` compiles a whole program; this loads one function of it)."""
         self._check_open()
         return load_function(self.bpf, func, prog_type, self.name, self.source)
+
+    #: the old name, for one release (labkit._renamed)
+    load = renamed_method("load", "load_function")
 
     def __getitem__(self, table: str):
         self._check_open()

@@ -35,6 +35,7 @@ from typing import Callable
 import pandas as pd
 
 from labkit._errors import ArgumentError, AttachError, ClosedError, CompileError, NotSupportedError, VerifierError
+from labkit._renamed import renamed_method
 from labkit.programs.compile import SNIPPET_DIR, first_error
 from labkit.programs.libbpf import captured_log, libbpf, libbpf_error
 
@@ -250,11 +251,14 @@ class CoreProgram:
                               target=self.section, errno=err)
         self._link = link
 
-    def close(self) -> None:
+    def detach(self) -> None:
         """Destroy the bpf_link: the program leaves its hook (idempotent)."""
         link, self._link = self._link, None
         if link:
             libbpf().bpf_link__destroy(link)
+
+    #: the old name, for one release (labkit._renamed)
+    close = renamed_method("close", "detach")
 
     @property
     def closed(self) -> bool:
@@ -335,9 +339,9 @@ class CoreObject:
     """A BPF ELF object opened and loaded by libbpf (CO-RE relocations applied
     against this kernel's BTF): ``programs`` and ``maps`` by name, ``source``,
     ``path`` (the cached object file). ``close()`` destroys its links and
-    frees it (idempotent); ``on_close`` callbacks run first. ``give_back(state)``
-    closes it ending in ``state`` ("replaced", "closed", ...): it can be held
-    in labkit's registry under ``key`` (set by whoever claims it)."""
+    frees it (idempotent); ``on_close`` callbacks run first. ``close(state)``
+    ends it in ``state`` ("replaced", "closed", ...): it can be claimed in
+    labkit's registry (labkit.owners) under ``key`` with ``close`` as its verb."""
 
     def __init__(self, path: Path, name: str, source: str):
         lib = libbpf()
@@ -438,10 +442,6 @@ class CoreObject:
         """The map ``name`` as a DataFrame (:meth:`CoreMap.dataframe`)."""
         return self.map(name).dataframe()
 
-    def give_back(self, state: str) -> None:
-        """Close, ending in ``state`` (idempotent)."""
-        self.close(state)
-
     def close(self, state: str = "closed") -> None:
         """Run ``on_close``, destroy every link, free the programs and maps (idempotent)."""
         if self._ptr is None:
@@ -454,10 +454,13 @@ class CoreObject:
             except Exception:
                 pass
         for p in self.programs.values():
-            p.close()
+            p.detach()
         ptr, self._ptr = self._ptr, None
         libbpf().bpf_object__close(ptr)
 
     def __repr__(self) -> str:
         state = self.state if self.closed else f"programs {', '.join(self.programs)}; maps {', '.join(self.maps)}"
         return f"<labkit.CoreObject {self.name}: {state}>"
+
+    #: the old name, for one release (labkit._renamed)
+    give_back = renamed_method("give_back", "close")

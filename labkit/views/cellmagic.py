@@ -178,10 +178,10 @@ class BpfCellMagic:
         self.shell.user_ns[args.name] = prog
         return prog
 
-    def _give_back(self, name: str) -> None:
+    def _close_old(self, name: str) -> None:
         old = self.programs.pop(name, None)
         if isinstance(old, CoreObject):
-            old.give_back("replaced")
+            old.close("replaced")
         elif old is not None:
             for att in live_attachments():
                 if att.program is old:
@@ -189,7 +189,7 @@ class BpfCellMagic:
             old.close()
 
     def _make(self, args: argparse.Namespace, cell: str) -> Program | CoreObject:
-        self._give_back(args.name)
+        self._close_old(args.name)
         defines = {}
         for d in args.defines:
             key, sep, value = d.partition("=")

@@ -10,7 +10,7 @@ up in the cell's output, and the notebook stays usable. Memory is fixed: the
 table shows the newest ``rows`` events of the stream's bounded window, and the
 plot's data is a ring of ``history`` time bins per series.
 
-Panels are kept in the process-wide registry (:mod:`labkit.attach`) keyed by
+Panels are kept in the process-wide registry (:mod:`labkit.owners`) keyed by
 ``name``: making a panel under a name that is live stops the old panel and,
 when it owned them (the default), the programs that fed it. Re-running the
 cell that made a panel therefore never leaves two panels, or two programs,
@@ -32,8 +32,9 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from labkit import attach
 from labkit._errors import ArgumentError, ClosedError, LabkitError
+from labkit._renamed import renamed_method
+from labkit.owners import claim, forget, holders
 from labkit.views.bins import Bins
 from labkit.views.display import TABLE_CSS, ShownOnce, table_html, widget_bundle
 from labkit.views.feeds import feed_for
@@ -44,7 +45,7 @@ __all__ = ["LivePanel", "PanelSnapshot", "close_panels", "live", "live_panels"]
 
 def live_panels() -> list[LivePanel]:
     """Every panel that is not closed, in this process."""
-    return attach.holders(LivePanel)
+    return holders(LivePanel)
 
 
 def close_panels() -> None:
@@ -154,7 +155,7 @@ class LivePanel:
         ])
         self._outer = self.widget     # what is closed when the panel is replaced (see shown_in)
         self.key = ("panel", self.name)
-        attach.claim(self)
+        claim(self, self.close)
         self._state = "stopped"
         if feed is not None:
             self._bind(feed)
@@ -220,7 +221,7 @@ class LivePanel:
             self.refresh(force=True)
             feed.unbind()
         self._state = state
-        attach.release(self)
+        forget(self)
         head = self._status_html.rsplit(" &middot; panel ", 1)[0]
         self._status_html = f"{head} &middot; <b>panel {state}</b>"
         self._status.value = self._status_html
@@ -235,9 +236,8 @@ class LivePanel:
         and buttons): when the panel is replaced, ``box`` is closed with it."""
         self._outer = box
 
-    def give_back(self, state: str) -> None:
-        """The registry's name for :meth:`close`."""
-        self.close(state)
+    #: the old name, for one release (labkit._renamed)
+    give_back = renamed_method("give_back", "close")
 
     def set_source(self, source, *, columns: Iterable[str] | None = None, by=None) -> None:
         """Show another stream or attachment (the old one is stopped if owned)."""

@@ -211,7 +211,7 @@ class Hub:
             pid = self.qemu_pid(name)
             if pid:
                 os.kill(pid, signal.SIGKILL)
-            limits.release(name)
+            limits.remove(name)
         pidfile = self.state / "proxy.pid"     # the proxy outlives the hub on purpose: not the test's
         if pidfile.exists():
             try:

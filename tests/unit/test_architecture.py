@@ -22,7 +22,7 @@ PKG = Path(__file__).resolve().parents[2] / "labkit"
 MODULES = sorted(p for p in PKG.rglob("*.py") if "__pycache__" not in p.parts)
 
 # floor of each top-level part of the package: a module may import its own floor and those below
-FLOORS = {"_errors": 0, "owners": 0, "programs": 1, "events": 1, "attach": 2, "net": 3, "hooks": 3, "lab": 4,
+FLOORS = {"_errors": 0, "_renamed": 0, "owners": 0, "programs": 1, "events": 1, "attach": 2, "net": 3, "hooks": 3, "lab": 4,
           "views": 5, "exercises": 6, "commands": 7, "hub": 7, "__init__": 8, "__main__": 8}
 LAZY_OK = {"bcc", "pyroute2", "ipywidgets", "matplotlib", "IPython", "nbclient", "nbconvert", "nbformat",
            "jupyter_client", "traitlets", "jinja2"}

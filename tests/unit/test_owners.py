@@ -54,3 +54,58 @@ def test_running_processes_are_not_gone(who: str) -> None:
     start = time.monotonic()
     assert not owners.wait_gone(pid, 0.2)
     assert time.monotonic() - start >= 0.2
+
+
+# ------------------------------------------------------------ the registry (pure: holders are plain objects)
+class _Holder:
+    """A holder that records how it was given back (the registry calls its verb with a state)."""
+
+    def __init__(self, key: tuple):
+        self.key = key
+        self.ended: list[str] = []
+
+    def close(self, state: str = "closed") -> None:
+        self.ended.append(state)
+        owners.forget(self)
+
+
+def test_claiming_a_held_key_gives_the_old_holder_back_as_replaced() -> None:
+    key = ("test holder", os.getpid(), "replaced")
+    first, second = _Holder(key), _Holder(key)
+    owners.claim(first, first.close)
+    assert owners.held(key) is first and first in owners.holders(_Holder)
+    owners.claim(second, second.close)
+    try:
+        assert first.ended == ["replaced"] and second.ended == []
+        assert owners.held(key) is second     # the old holder forgetting its key did not take it back
+        assert first not in owners.holders(_Holder) and second in owners.holders(_Holder)
+    finally:
+        second.close()
+    assert owners.held(key) is None and second.ended == ["closed"]
+
+
+def test_forget_drops_only_the_holder_that_holds_the_key() -> None:
+    key = ("test holder", os.getpid(), "forget")
+    held_now, stranger = _Holder(key), _Holder(key)
+    owners.claim(held_now, held_now.close)
+    try:
+        owners.forget(stranger)               # same key, another holder: nothing changes
+        assert owners.held(key) is held_now
+        owners.forget(held_now)
+        assert owners.held(key) is None and held_now.ended == []    # forgetting gives nothing back
+        owners.forget(held_now)               # twice: nothing to do
+    finally:
+        owners.forget(held_now)
+
+
+def test_interpreter_exit_gives_everything_back_newest_first() -> None:
+    code = ("from labkit import owners\n"
+            "class H:\n"
+            "    def __init__(self, key): self.key = key\n"
+            "    def close(self, state): print(self.key[0], state, flush=True)\n"
+            "for name in ('stream', 'panel'):\n"
+            "    h = H((name,)); owners.claim(h, h.close)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["panel closed", "stream closed"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from labkit.commands.report import main
 from labkit.commands.report.export import failed_banner, info_banner
-from labkit.commands.report.runner import Result, give_back
+from labkit.commands.report.runner import Result, reap_kernel
 
 
 def test_banners_escape_what_they_quote():
@@ -28,8 +28,8 @@ def test_a_result_starts_as_not_done():
         (False, None, "", 0.0, None, 0, [])
 
 
-def test_give_back_without_a_kernel_has_nothing_to_do():
-    assert give_back(None) == [] and give_back(0) == []
+def test_reap_kernel_without_a_kernel_has_nothing_to_do():
+    assert reap_kernel(None) == [] and reap_kernel(0) == []
 
 
 def test_the_command_refuses_missing_notebooks(tmp_path, capsys):

@@ -173,9 +173,9 @@ def phase_capacity(lg: LoadGen, cfg: dict) -> dict[str, Any]:
 
 @contextmanager
 def timed_compile_and_load(timings: dict[str, float]) -> Iterator[None]:
-    """Add the seconds spent in labkit's compile step and in Program.load (verify + load)
+    """Add the seconds spent in labkit's compile step and in Program.load_function (verify + load)
     to ``timings["compile"]`` and ``timings["verify_load"]`` while inside the block."""
-    real_compile, real_load = _lab.compile_c, _lab.Program.load
+    real_compile, real_load = _lab.compile_c, _lab.Program.load_function
 
     def timed(key, fn):
         def wrapper(*a, **kw):
@@ -186,13 +186,13 @@ def timed_compile_and_load(timings: dict[str, float]) -> Iterator[None]:
                 timings[key] = timings.get(key, 0.0) + time.perf_counter() - t
         return wrapper
 
-    # labkit.lab calls compile_c by the name it imported; Program.load is a method of the class
+    # labkit.lab calls compile_c by the name it imported; Program.load_function is a method of the class
     _lab.compile_c = timed("compile", real_compile)
-    _lab.Program.load = timed("verify_load", real_load)
+    _lab.Program.load_function = timed("verify_load", real_load)
     try:
         yield
     finally:
-        _lab.compile_c, _lab.Program.load = real_compile, real_load
+        _lab.compile_c, _lab.Program.load_function = real_compile, real_load
 
 
 def phase_first_event(lg: LoadGen) -> dict[str, Any]:

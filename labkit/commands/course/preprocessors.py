@@ -45,7 +45,7 @@ from traitlets import Unicode
 
 from labkit.commands.course.cell import GRADING_ENV
 from labkit.commands.course.settings import grading_payload, load_settings
-from labkit.commands.report.runner import give_back
+from labkit.commands.report.runner import reap_kernel
 from labkit.exercises.framework import REFERENCE_POLICY_ENV
 from labkit.net.leftovers import reap_dead_owners
 
@@ -83,7 +83,7 @@ class ClearToStarter(ClearSolutions):
 
 class GradeExecute(Execute):
     """nbgrader's Execute, with reaping, the course's grading settings in the kernel's environment,
-    a dead kernel graded on what ran, timeouts recorded, and give-back."""
+    a dead kernel graded on what ran, timeouts recorded, and what a dead kernel left reaped."""
 
     course_root = Unicode("", help="the course directory (its labkit.toml); default: the gradebook's").tag(config=True)
     executed_dir = Unicode("", help="take each submission's outputs from here (executed elsewhere: "
@@ -137,7 +137,7 @@ class GradeExecute(Execute):
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-            self.gave_back = give_back(self.kernel_pid)
+            self.gave_back = reap_kernel(self.kernel_pid)
             for line in self.gave_back:
                 self.log.warning("labkit: gave back what the submission's kernel left: %s", line)
             if self._sockets is not None:

@@ -92,7 +92,7 @@ def _run_one(image: Path, job: Path, student: str, assignment: str, *, mem_mb: i
             proc.wait()
             return VmRun(student, assignment, False, time.monotonic() - t0, f"the VM ran past {limit_s} s")
     finally:
-        limits.release(group)
+        limits.remove(group)
     rc = (job / "rc").read_text().strip() if (job / "rc").is_file() else None
     if rc != "0":
         tail = (job / "log").read_text(errors="replace")[-1500:] if (job / "log").is_file() else \

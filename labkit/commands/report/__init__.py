@@ -43,11 +43,11 @@ from pathlib import Path
 from labkit.commands.lessons import is_kept_copy
 from labkit.commands.report.export import export_html
 from labkit.commands.report.offline import external_references
-from labkit.commands.report.runner import DEFAULT_KERNEL, DEFAULT_TIMEOUT, Result, give_back, run_notebook
+from labkit.commands.report.runner import DEFAULT_KERNEL, DEFAULT_TIMEOUT, Result, give_back, reap_kernel, run_notebook
 from labkit.commands.report.widgets import WIDGET_STATE, WIDGET_VIEW, WidgetSnapshot, snapshot_widgets
 
 __all__ = ["DEFAULT_KERNEL", "DEFAULT_TIMEOUT", "Result", "WIDGET_STATE", "WIDGET_VIEW", "WidgetSnapshot",
-           "export_html", "external_references", "give_back", "main", "run_notebook", "snapshot_widgets"]
+           "export_html", "external_references", "give_back", "main", "reap_kernel", "run_notebook", "snapshot_widgets"]
 
 REPO = Path(__file__).resolve().parents[3]  # <repo>/labkit/commands/report/__init__.py
 

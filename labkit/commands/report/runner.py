@@ -14,9 +14,10 @@ from typing import Any
 from labkit.commands.report.export import export_html, failed_banner, info_banner
 from labkit.commands.report.offline import external_references
 from labkit import owners
+from labkit._renamed import renamed_function
 from labkit.net.leftovers import Leftovers, reap_dead_owners
 
-__all__ = ["DEFAULT_KERNEL", "DEFAULT_TIMEOUT", "Result", "give_back", "run_notebook"]
+__all__ = ["DEFAULT_KERNEL", "DEFAULT_TIMEOUT", "Result", "give_back", "reap_kernel", "run_notebook"]
 
 DEFAULT_TIMEOUT = 180
 DEFAULT_KERNEL = "labkit"
@@ -50,8 +51,8 @@ def _failed_cell(nb: Any) -> tuple[int, dict[str, Any]] | None:
     return None
 
 
-def give_back(kernel_pid: int | None, wait: float = 10.0) -> list[str]:
-    """After a kernel ended: remove what it still owns (sandboxes, netlink XDP
+def reap_kernel(kernel_pid: int | None, wait: float = 10.0) -> list[str]:
+    """After a kernel ended: reap what it still owns (sandboxes, netlink XDP
     attaches recorded with its pid). Normally labkit's exit handlers have done
     it already and this returns []; after a killed kernel it lists what it removed."""
     if not kernel_pid:
@@ -61,6 +62,10 @@ def give_back(kernel_pid: int | None, wait: float = 10.0) -> list[str]:
     done: list[str] = []
     Leftovers.find(owner_pid=kernel_pid).remove(out=done.append)
     return done
+
+
+#: the old name, for one release (labkit._renamed)
+give_back = renamed_function("give_back", reap_kernel)
 
 
 def run_notebook(path: Path, out_dir: Path, *, timeout: int = DEFAULT_TIMEOUT,
@@ -120,7 +125,7 @@ def run_notebook(path: Path, out_dir: Path, *, timeout: int = DEFAULT_TIMEOUT,
             error += f" (the report runs on the '{kernel_name}' kernel: ./lab setup installs it)"
     finally:
         # nbclient shuts the kernel down (graceful: labkit's exit handlers run)
-        res.gave_back = give_back(res.kernel_pid)
+        res.gave_back = reap_kernel(res.kernel_pid)
         sockets.cleanup()
     res.widgets = 0
     banner_info = info_banner(path.name, kernel_name, time.monotonic() - t0)

@@ -122,7 +122,7 @@ def _observe_bounds_fixed(answer) -> dict:
         prog = load_answer(lab, answer, name="your answer", need="xdp")
         need_map(prog, "counts")
         source = _normalized(prog.source)
-        fn = prog.load(prog.function_name(), bcc.BPF.XDP)       # VerifierError if still refused
+        fn = prog.load_function(prog.function_name(), bcc.BPF.XDP)       # VerifierError if still refused
         verdicts, slots = [], []
         before = _counts(prog)
         for what, data, _slot in _FRAMES:
