@@ -245,6 +245,12 @@ async def _execute(url: str, headers: dict, code: str) -> str:
         raw = await ws.read_message()
         if raw is None:
             raise ConnectionError("the kernel's channel closed")
+        if isinstance(raw, bytes):
+            # a message with binary buffers (a widget's comm): Jupyter's binary frame is a
+            # count n, n big-endian offsets, the message's JSON, then the buffers
+            n = int.from_bytes(raw[:4], "big")
+            offsets = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(n)]
+            raw = raw[offsets[0]:offsets[1] if n > 1 else None]
         m = json.loads(raw)
         if m.get("parent_header", {}).get("msg_id") != msg_id:
             continue
