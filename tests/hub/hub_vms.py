@@ -82,7 +82,9 @@ class Hub:
              "--home-mb", "256", "--mem", "1536", "--idle-timeout", "3600", "--accel", "tcg",
              "--course", str(self.course)]
             + (["--reuse-image"] if os.environ.get("LABKIT_HUB_REUSE_IMAGE") == "1" else []),
-            stdout=open(self.state / "hub.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=open(self.state / "hub.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            # the hub gives a server as long to start as the test waits for it (a loaded host under TCG)
+            env=dict(os.environ, LABKIT_HUB_START_TIMEOUT=str(BOOT_TIMEOUT)))
         while time.monotonic() - t < 120:
             assert self.proc.poll() is None, "the hub ended: " + (self.state / "hub.log").read_text()[-3000:]
             try:
