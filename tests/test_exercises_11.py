@@ -159,16 +159,14 @@ def test_q2_right(name, answer):
 
 @pytest.mark.requires("kprobes")
 def test_q2_right_as_a_kprobe_and_kretprobe():
-    """Where the kernel has kprobes (the stock kernels): the syscall's kernel function, entry and return."""
+    """Where the kernel has kprobes (the stock kernels): the syscall's kernel function, entry and return,
+    named the BCC way (kprobe__<symbol>, kretprobe__<symbol>: Lab.load attaches them)."""
+    with labkit.Lab() as lab:       # the syscall's symbol on this architecture (__x64_sys_..., __arm64_sys_...)
+        sym = lab.load('int lk_none(void *ctx) { return 0; }', name="exercise 11 symbol") \
+            .syscall_symbol("sys_clock_nanosleep")
     answer = sleeps().replace("TRACEPOINT_PROBE(syscalls, sys_enter_clock_nanosleep)",
-                              "int syscall__clock_nanosleep_in(struct pt_regs *ctx)") \
-        .replace("TRACEPOINT_PROBE(syscalls, sys_exit_clock_nanosleep)",
-                 "int syscall__clock_nanosleep_out(struct pt_regs *ctx)")
-    # BCC attaches kprobe__<symbol> by itself: name the functions after this kernel's symbol
-    from bcc import BPF
-    sym = BPF.get_syscall_fnname(b"clock_nanosleep").decode()
-    answer = answer.replace("syscall__clock_nanosleep_in", f"kprobe__{sym}") \
-        .replace("syscall__clock_nanosleep_out", f"kretprobe__{sym}")
+                              f"int kprobe__{sym}(struct pt_regs *ctx)") \
+        .replace("TRACEPOINT_PROBE(syscalls, sys_exit_clock_nanosleep)", f"int kretprobe__{sym}(struct pt_regs *ctx)")
     res = lesson11.build().q2.check(answer)
     assert res.status == "correct", res.message
 

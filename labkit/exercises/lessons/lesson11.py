@@ -205,7 +205,7 @@ def _read(prog, name: str) -> list[list[int]]:
     return [[int(k), int(v)] for k, v in zip(df[key], df[value]) if int(v)]
 
 
-def _hooks_of(lab: Lab, prog, want: str) -> list[str]:
+def _hooks_of(prog, want: str) -> list[str]:
     """The hooks the answer's functions run on (Lab.load attached the BCC-named ones); Incorrect when a
     function is attached to nothing (the task's hooks are several: each function says its own)."""
     autos = [p for att in prog.auto_attachments for p in att.probes]
@@ -257,7 +257,7 @@ def _observe_runq_once(answer, cpu: int) -> dict:
         lab = stack.enter_context(Lab())
         prog = load_answer(lab, answer, name="your answer", defines={"LK_FILTER_PID": worker.pid})
         need_map(prog, "dist")
-        hooks = _hooks_of(lab, prog, _RUNQ_HOOKS)
+        hooks = _hooks_of(prog, _RUNQ_HOOKS)
         control = lab.load("latency_runq_check", defines={"LK_FILTER_PID": worker.pid},
                            name="exercise 11 q1 control")
         hog.go()
@@ -364,7 +364,7 @@ def _observe_sleeps(answer) -> dict:
         lab = stack.enter_context(Lab())
         prog = load_answer(lab, answer, name="your answer", defines={"LK_FILTER_PID": sleeper.pid})
         need_map(prog, "dist")
-        hooks = _hooks_of(lab, prog, _SLEEP_HOOKS)
+        hooks = _hooks_of(prog, _SLEEP_HOOKS)
         control = lab.load("latency_syscall_check", defines={"LK_FILTER_PID": sleeper.pid},
                            name="exercise 11 q2 control")
         poll = _poll_syscall()
