@@ -43,16 +43,24 @@ def test_distance_counts_misplaced_over_the_reference():
     assert l11.distance({3: 21, 4: 24, 5: 6, 11: 4, 12: 6}, RIGHT) == pytest.approx(2 / 61)
 
 
-def test_the_right_histogram_is_correct_within_close_and_not_beyond():
+def test_moved_counts_buckets_per_count():
+    assert l11.moved(RIGHT, RIGHT) == 0
+    assert l11.moved({k - 1: v for k, v in RIGHT.items()}, RIGHT) == pytest.approx(1.0)
+    assert l11.moved({3: 19, 4: 26, 5: 6, 11: 4, 12: 6}, RIGHT) == pytest.approx(1 / 61)
+
+
+def test_the_right_histogram_is_correct_within_same_and_not_beyond():
+    """Two programs' clocks read the same events a moment apart: counts may sit one bucket apart."""
     total = sum(RIGHT.values())
-    # misplace counts one bucket apart: each moved count is 2 apart in the distance
-    moved = int(l11.CLOSE * total / 2)
-    near = {**RIGHT, 3: RIGHT[3] - moved, 2: moved}
-    assert l11.distance(near, RIGHT) <= l11.CLOSE
+    shifted = int(l11.SAME * total)            # that many counts one bucket up: moved = shifted / total
+    near = {**RIGHT, 3: RIGHT[3] - 20, 4: RIGHT[4] + 20 - (shifted - 20), 5: RIGHT[5] + (shifted - 20)}
+    assert sum(near.values()) == total and l11.moved(near, RIGHT) <= l11.SAME
     assert runq(near).status == CORRECT
-    far = {**RIGHT, 3: RIGHT[3] - moved - 2, 2: moved + 2}
-    assert l11.distance(far, RIGHT) > l11.CLOSE
-    assert runq(far).status == INCORRECT
+    far = {**near, 11: 0, 12: RIGHT[12] + RIGHT[11]}          # 4 more counts one bucket up: past SAME
+    assert l11.moved(far, RIGHT) > l11.SAME and runq(far).status == INCORRECT
+    # the counts must be the same too (5% of them, at least one)
+    assert runq({**RIGHT, 3: RIGHT[3] + 3}).status == CORRECT
+    assert runq({**RIGHT, 3: RIGHT[3] + 4}).status == INCORRECT
 
 
 @pytest.mark.parametrize("kind,part,words", [

@@ -36,24 +36,29 @@ from labkit.lab import Lab
 from labkit.programs import hooks as kernel_hooks
 from labkit.views.tables import map_dataframe
 
-__all__ = ["CLOSE", "FAR", "NOISY", "LONG", "OTHER_SLEEP", "POLLS", "SHORT", "SPIN_MS", "WAKEUPS", "build", "distance",
-           "histogram", "log2_bucket", "mean_bucket", "nearest"]
+__all__ = ["CLOSE", "FAR", "NOISY", "SAME", "SAME_COUNT", "LONG", "OTHER_SLEEP", "POLLS", "SHORT", "SPIN_MS", "WAKEUPS", "build", "distance",
+           "histogram", "log2_bucket", "mean_bucket", "moved", "nearest", "same"]
 
 # ---------------------------------------------------------------------- the workloads
 #: q1: the measured process sleeps 1 ms, then works SPIN_MS on the CPU it shares with a busy process, WAKEUPS
-#: times: each wakeup waits in the run queue, and the work is cut by the scheduler (switched out and in again
-#: without a wakeup) at least once
-WAKEUPS, SPIN_MS = 60, 12
+#: times. It runs under SCHED_IDLE, so it never preempts the busy one: each wakeup waits in the run queue for
+#: the busy process's turn to end (milliseconds: far from the microseconds two programs' clocks differ by,
+#: under an emulator too), and its work is cut by the scheduler (switched out and in again without a wakeup)
+WAKEUPS, SPIN_MS = 60, 5
 #: q2: the main thread's clock_nanosleep() calls (time.sleep(ms / 1000)) and, at the same time, a second
 #: thread's: (milliseconds, calls); then POLLS poll() calls of 6 ms each; another process sleeps OTHER_SLEEP
 SHORT, LONG = (3, 16), (12, 6)
 POLLS = (6, 4)
 OTHER_SLEEP = (0.7, 20)
-#: the greatest distance (see :func:`distance`) at which two histograms of the same events are the same
-#: measurement (the answer's and the checker's programs read the clock a few hundred ns apart: a call near a
-#: bucket's edge may land one bucket apart), and the least at which the checker's kinds of mistake must
-#: differ from the right one for the run to tell them apart
+#: the greatest distance (see :func:`distance`) at which a histogram is one of the checker's kinds of mistake,
+#: and the least at which those kinds must differ from the right one for the run to tell them apart
 CLOSE, FAR = 0.2, 0.4
+#: the answer's and the checker's programs read the clock at different moments of the same event (a few
+#: hundred ns apart, microseconds under an emulator): a call near a bucket's edge may land one bucket apart.
+#: Two histograms with the same number of counts (within SAME_COUNT of them, at least one) are the same
+#: measurement when, on average, a count sits less than SAME buckets away (see :func:`moved`); every count
+#: one bucket off (bpf_log2() for bpf_log2l()) is 1
+SAME, SAME_COUNT = 0.5, 0.05
 #: the machine's other threads are not the same between the two programs (attached and read a moment apart,
 #: while the machine runs on): an answer that counts them all is near the checker's "all" within this, and
 #: counts more than the measured process's own by more than half the other sleeper's wakeups
@@ -62,6 +67,7 @@ NOISY = 0.5
 _RUNQ_WORKER = """
 import os, sys, time
 os.sched_setaffinity(0, {%(cpu)d})
+os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 print("ready", flush=True)
 sys.stdin.readline()
 for _ in range(%(n)d):
@@ -133,6 +139,22 @@ def distance(a: dict[int, int], b: dict[int, int]) -> float:
     return sum(abs(a.get(k, 0) - b.get(k, 0)) for k in set(a) | set(b)) / total
 
 
+def moved(a: dict[int, int], b: dict[int, int]) -> float:
+    """How many buckets, on average per count of ``b``, the counts of ``a`` must move to make ``b`` (the earth
+    mover's distance over the buckets, over ``b``'s total): every count one bucket off is 1."""
+    total, gap, carried = max(1, sum(b.values())), 0, 0
+    for k in range(min(a | b | {0: 0}), max(a | b | {0: 0}) + 1):
+        carried += a.get(k, 0) - b.get(k, 0)
+        gap += abs(carried)
+    return gap / total
+
+
+def same(a: dict[int, int], b: dict[int, int]) -> bool:
+    """Whether ``a`` is the measurement ``b`` is, read by another program (see SAME)."""
+    n, m = sum(a.values()), sum(b.values())
+    return bool(m) and abs(n - m) <= max(1, int(m * SAME_COUNT)) and moved(a, b) <= SAME
+
+
 def mean_bucket(h: dict[int, int]) -> float:
     """The mean bucket of a histogram (0.0 when empty)."""
     n = sum(h.values())
@@ -177,7 +199,7 @@ def _unit_problem(got: dict[int, int], want: dict[int, int], what: str) -> str:
         return (f"every {what} landed far too low (mean bucket {mean_bucket(got):.1f}, the microseconds' "
                 f"{mean_bucket(want):.1f}): divided by 1,000,000, that is milliseconds. The task's unit is the "
                 f"microsecond: (bpf_ktime_get_ns() - start) / 1000")
-    if distance({k + 1: v for k, v in got.items()}, want) <= CLOSE:
+    if same({k + 1: v for k, v in got.items()}, want):
         return (f"every {what} landed one bucket low: bpf_log2() is floor(log2(v)), bpf_log2l() is "
                 f"floor(log2(v)) + 1 with bucket 0 kept for 0: the task's buckets are bpf_log2l(us)")
     return ""
@@ -203,6 +225,12 @@ def _read(prog, name: str) -> list[list[int]]:
     value = value_column(df)
     key = int_key_column(df, value)
     return [[int(k), int(v)] for k, v in zip(df[key], df[value]) if int(v)]
+
+
+def _zero(prog, maps: list[str]) -> None:
+    """Empty these maps of ``prog`` (an array's counters set to 0, a hash's entries deleted)."""
+    for name in maps:
+        prog[name].clear()
 
 
 def _hooks_of(prog, want: str) -> list[str]:
@@ -260,6 +288,8 @@ def _observe_runq_once(answer, cpu: int) -> dict:
         hooks = _hooks_of(prog, _RUNQ_HOOKS)
         control = lab.load("latency_runq_check", defines={"LK_FILTER_PID": worker.pid},
                            name="exercise 11 q1 control")
+        _zero(prog, ["dist"])        # both count from here: the machine's other threads over the same time
+        _zero(control, ["h_right"] + [m for m, _p, _w in RUNQ_KINDS.values()])
         hog.go()
         hog.expect("busy")
         other.go()
@@ -302,7 +332,7 @@ def _diagnose_runq(obs: dict) -> tuple[str, dict]:
                         "under args->pid when lk_wanted(args->pid), and at sched_switch look up args->next_pid, "
                         "count bpf_log2l(microseconds) in dist", parts=[])
     c = Checklist()
-    if distance(got, right) <= CLOSE:
+    if same(got, right):
         for p in RUNQ_PARTS:
             c.part(p, True)
         return c.done(f"yes: the process {pid}'s {n} wakeups, each counted once from sched_wakeup to the "
@@ -370,6 +400,8 @@ def _observe_sleeps(answer) -> dict:
         poll = _poll_syscall()
         lab.attach_tracepoint(control, f"syscalls:sys_enter_{poll}", "lk_poll_enter", name="exercise 11 q2 poll in")
         lab.attach_tracepoint(control, f"syscalls:sys_exit_{poll}", "lk_poll_exit", name="exercise 11 q2 poll out")
+        _zero(prog, ["dist"])        # both count from here: the machine's other sleepers over the same time
+        _zero(control, ["h_right"] + [m for m, _p, _w in SLEEP_KINDS.values()])
         other.go()
         sleeper.go()
         sleeper.expect("done")
@@ -393,7 +425,7 @@ def _diagnose_sleeps(obs: dict) -> tuple[str, dict]:
                         "find the start the entry noted (the same key)? And the key of dist is the bucket, bpf_log2l(us): "
                         "the microseconds themselves are past BPF_HISTOGRAM's 64 buckets, which drop them", parts=[])
     c = Checklist()
-    if distance(got, right) <= CLOSE:
+    if same(got, right):
         for p in SLEEP_PARTS:
             c.part(p, True)
         return c.done(f"yes: the process {pid}'s {n} clock_nanosleep() calls, both threads', in log2 buckets of "
@@ -426,7 +458,8 @@ def build() -> Lesson:
             "(the sched:sched_switch whose next_pid is it), filed by bpf_log2l(us), one count per wakeup. The "
             "checker compiles it with -DLK_FILTER_PID=<the process's pid> (lk_wanted() tests it; the process "
             f"has one thread). That process sleeps 1 ms and then works {SPIN_MS} ms, {WAKEUPS} times, on a CPU "
-            "it shares with a busy process; another process sleeps and wakes too.",
+            "it shares with a busy process, under SCHED_IDLE (it never preempts the busy one); another process "
+            "sleeps and wakes too.",
             Check(_observe_runq, _diagnose_runq),
             "Three TRACEPOINT_PROBEs and a BPF_HASH(start, u32, u64) of thread id -> when it was woken. At "
             "sched_wakeup and sched_wakeup_new: u32 tid = args->pid; if lk_wanted(tid), start.update(&tid, &now). "
