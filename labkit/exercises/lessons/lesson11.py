@@ -64,14 +64,16 @@ SAME, SAME_COUNT = 0.5, 0.05
 #: counts more than the measured process's own by more than half the other sleeper's wakeups
 NOISY = 0.5
 
+# select() with a timeout and nothing to watch always sleeps and is woken by its timer (time.sleep() hands the
+# kernel an absolute deadline: a process that comes late to it, on an emulator, may not sleep at all)
 _RUNQ_WORKER = """
-import os, sys, time
+import os, select, sys, time
 os.sched_setaffinity(0, {%(cpu)d})
 os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 print("ready", flush=True)
 sys.stdin.readline()
 for _ in range(%(n)d):
-    time.sleep(0.001)
+    select.select([], [], [], 0.001)
     t = time.monotonic() + %(spin)f
     while time.monotonic() < t:
         pass
@@ -330,7 +332,8 @@ def _diagnose_runq(obs: dict) -> tuple[str, dict]:
         raise Incorrect(f"the map 'dist' stayed empty though the process {pid} was woken {n} times (your program "
                         f"runs on {', '.join(obs['hooks'])}): note the time at sched_wakeup (and sched_wakeup_new) "
                         "under args->pid when lk_wanted(args->pid), and at sched_switch look up args->next_pid, "
-                        "count bpf_log2l(microseconds) in dist", parts=[])
+                        "count bpf_log2l(microseconds) in dist (the key is the bucket: the microseconds themselves "
+                        "are past BPF_HISTOGRAM's 64 buckets, which drop them)", parts=[])
     c = Checklist()
     if same(got, right):
         for p in RUNQ_PARTS:
