@@ -68,7 +68,7 @@ KPROBES = _hooks.kprobes_available()[0]
 
 EXPECTED_LESSONS = ["00-check-your-lab", "01-hello-clone", "02-xdp-ping-drop", "03-maps-vs-events",
                     "04-verifier-mistakes", "05-tracing-user-space", "06-maps-in-depth", "07-xdp-beyond-drop",
-                    "08-tc", "09-modern-toolchain"]
+                    "08-tc", "09-modern-toolchain", "11-latency"]
 
 
 # What each lesson's assertions read from its kernel after a round: expressions on
@@ -192,6 +192,15 @@ control_ping = sb.ping(count=2, interval=0.1, timeout=0.5)
         "tp_btf parent": "tp_btf_parent",
         "me": "me",
         "bcc adds": "bcc_adds",
+    }),
+    "11-latency": ("", {
+        "hook": "hook",
+        "tried": "[list(t[:2]) for t in tried]",
+        "machine": "os.uname().machine",
+        "slept": "int(slept.value.sum())",
+        "asked ms": "list(ASKED_MS)",
+        "per syscall": "{f'{p} {s}': int(n) for (p, s), n in by_syscall.calls.items()}",
+        "runq": "{k: int(v) for k, v in counted.items()}",
     }),
     "07-xdp-beyond-drop": ("""
 fw.block(f"{sb.host_ip}/32")               # the firewall control still works after Run All
@@ -1071,3 +1080,77 @@ def test_08_starters_are_judged_with_a_reason(runs):
     for s in run.summaries:
         assert "datagrams to UDP port 4444 left the host" in s["messages"]["q1"]
         assert "the receiver saw DSCP 16" in s["messages"]["q2"]
+
+
+# ---------------------------------------------------------------- lesson 11
+L11 = "11-latency"
+_FENTRY_HOOK, _KPROBE_HOOK = "fentry/fexit on do_nanosleep", "kprobe/kretprobe on do_nanosleep"
+_TRACEPOINT_HOOK = "tracepoints syscalls:sys_enter_clock_nanosleep, sys_exit_clock_nanosleep"
+
+
+def test_11_takes_the_hook_the_kernel_allows_and_says_which(runs):
+    run = _lesson(runs, L11)
+    release = os.uname().release
+    for nb, f in zip(run.rounds, run.facts):
+        text = _text(_tagged(nb, "hooks"))
+        assert f"timing with {f['hook']} on kernel {release}" in text
+        order = [_FENTRY_HOOK, _KPROBE_HOOK, _TRACEPOINT_HOOK]
+        # every hook before the one taken was tried and refused, and said so
+        assert [t[0] for t in f["tried"]] == order[:order.index(f["hook"])], f["tried"]
+        for what, error in f["tried"]:
+            assert f"not {what}: {error}:" in text
+        if release.startswith("6.18"):     # the lab VM's kernel, as the prose says: neither fentry nor kprobes
+            assert f["hook"] == _TRACEPOINT_HOOK and f["tried"] == [[_FENTRY_HOOK, "NotSupportedError"],
+                                                                    [_KPROBE_HOOK, "NotSupportedError"]]
+            assert not KPROBES
+        if release.startswith("6.1.0-") and release.endswith("-amd64"):    # the prose: Debian's 6.1 on x86-64
+            assert f["hook"] == _FENTRY_HOOK, f["tried"]
+        if release.startswith("6.1.0-") and release.endswith("-arm64"):    # loads fentry, cannot attach it
+            assert f["hook"] == _KPROBE_HOOK, f["tried"]
+
+
+def test_11_every_sleep_timed(runs):
+    run = _lesson(runs, L11)
+    from labkit.exercises.lessons.lesson11 import log2_bucket
+    for f in run.facts:
+        assert f["asked ms"] == [1.5, 6, 24]
+        # "All 60 calls are there"; the requests' own buckets 11, 13, 15 (1024-2047, 4096-8191, 16384-32767 us)
+        assert f["slept"] == 60, f
+        assert [log2_bucket(int(ms * 1000)) for ms in f["asked ms"]] == [11, 13, 15]
+        assert [((1 << k) >> 1, (1 << k) - 1) for k in (11, 13, 15)] == [(1024, 2047), (4096, 8191), (16384, 32767)]
+
+
+def test_11_per_process_per_syscall_counts_are_exact(runs):
+    run = _lesson(runs, L11)
+    for f in run.facts:
+        calls = f["per syscall"]
+        poll = "poll" if f["machine"] != "aarch64" else "ppoll"     # arm64 has no poll syscall: Python calls ppoll
+        assert calls["sleeper clock_nanosleep"] == 40 and calls["sleeper getppid"] == 300, calls
+        assert calls[f"poller {poll}"] == 20 and calls["poller getppid"] == 300, calls
+
+
+def test_11_run_queue_latency_and_what_each_mistake_measures(runs):
+    run = _lesson(runs, L11)
+    for f in run.facts:
+        q = f["runq"]
+        right, prev = q["wakeup → runs (next_pid)"], q["wakeup → switched out (prev_pid)"]
+        # "one per wakeup, at most 61: the 60 sleeps and the line that told the worker to start"; a wakeup that
+        # came before the worker left its CPU has no switch-in, but a switch out: "at most 61 counts too"
+        assert 50 <= right <= prev <= 61, q
+        assert q["start never deleted"] > right, q          # the work was cut: each switch back in counted again
+        assert 50 <= q["wakeup → next wakeup"] <= 60, q      # the first wakeup has no previous one
+        assert q["every thread (no filter)"] > right, q
+
+
+def test_11_prose_numbers_are_the_checkers_and_the_kernels():
+    from labkit.exercises.lessons import lesson11 as l11
+    nb = nbformat.read(NOTEBOOKS / f"{L11}.ipynb", as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert f"sleeps 1 ms and then works {l11.SPIN_MS} ms, {l11.WAKEUPS} times" in text
+    assert (f"sleeps {l11.SHORT[0]} ms {l11.SHORT[1]} times while a second thread sleeps {l11.LONG[0]} ms "
+            f"{l11.LONG[1]} times") in text
+    assert f"with a {l11.POLLS[0]} ms timeout {l11.POLLS[1]} times" in text
+    tasks = l11.build()
+    assert f"works {l11.SPIN_MS} ms, {l11.WAKEUPS} times" in tasks.q1.task
+    # "the timer's slack (50 us for an ordinary process)": this process's, as the kernel gives it
+    assert int(open("/proc/self/timerslack_ns").read()) == 50_000

@@ -138,6 +138,28 @@ def _kprobe_hook() -> Check:
                      "clone tracing falls back to the tracepoint")
 
 
+#: a fentry/fexit pair on the kernel function under nanosleep() (lesson 11 times it)
+_FENTRY_PROBE = """
+KFUNC_PROBE(do_nanosleep) { return 0; }
+KRETFUNC_PROBE(do_nanosleep) { return 0; }
+"""
+
+
+def _fentry_hook() -> Check:
+    """fentry/fexit (BTF, the BPF trampoline): loaded and attached, or what refused it."""
+    if not _hooks.kernel_symbol("do_nanosleep"):
+        return Check("hook: fentry", WARN, "no kernel function do_nanosleep to try fentry on",
+                     "lesson 11 times the syscall's tracepoints instead")
+    try:
+        with Lab() as lab:
+            prog = lab.load(_FENTRY_PROBE, name="doctor fentry")
+            hooks = [f"{kind} {target}" for att in prog.auto_attachments for kind, target, _fn in att.probes]
+        return Check("hook: fentry", OK, f"fentry and fexit on do_nanosleep loaded and attached ({', '.join(hooks)})")
+    except Exception as e:
+        return Check("hook: fentry", WARN, f"this kernel refuses fentry: {type(e).__name__}: {str(e).splitlines()[0]}",
+                     "optional: lesson 11 takes a kprobe, or the syscall's tracepoints, instead")
+
+
 @functools.lru_cache(maxsize=1)
 def _features() -> dict:
     """``bpftool feature probe kernel``: the program and map types this kernel
@@ -290,8 +312,8 @@ def _core_toolchain() -> Check:
                  f"getppid(); it saw {sorted(callers)[:5]}", "report the kernel version")
 
 
-CHECKS = (_privs, _bcc, _tracefs, _debugfs, _headers, _btf, _libbpf, _tracepoint_hook, _kprobe_hook, _xdp_hook,
-          _maps, _uprobe_hook, _usdt, _tc_hook, _core_toolchain)
+CHECKS = (_privs, _bcc, _tracefs, _debugfs, _headers, _btf, _libbpf, _tracepoint_hook, _kprobe_hook, _fentry_hook,
+          _xdp_hook, _maps, _uprobe_hook, _usdt, _tc_hook, _core_toolchain)
 
 
 def run_checks() -> list[Check]:
@@ -326,6 +348,7 @@ _LESSON_NEEDS = (
     ("07", "XDP beyond drop", ("hook: XDP", "map types"), ()),
     ("08", "TC", ("hook: tc", "hook: XDP"), ()),
     ("09", "modern toolchain", ("CO-RE toolchain", "BTF"), ()),
+    ("11", "latency", ("hook: tracepoint",), ("hook: fentry", "hook: kprobe")),
 )
 
 

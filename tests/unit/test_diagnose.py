@@ -61,6 +61,8 @@ CATALOGUES = {
            "test_q1_right_answers_written_other_ways_are_correct": ("Q1_RIGHT", R, 0, None),
            "test_q2_wrong_answers_are_incorrect_and_say_why": ("Q2_WRONG", W, 0, 2),
            "test_q2_right_answers_written_other_ways_are_correct": ("Q2_RIGHT", R, 0, None)},
+    "11": {"test_q1_wrong": ("Q1_WRONG", W, 0, 2), "test_q1_right": ("Q1_RIGHT", R, 0, None),
+           "test_q2_wrong": ("Q2_WRONG", W, 0, 2), "test_q2_right": ("Q2_RIGHT", R, 0, None)},
 }
 
 #: catalogue entries judged before anything is observed (the answer cannot be run: it does not compile, or
@@ -79,6 +81,7 @@ BEFORE_OBSERVING: dict[str, set[str]] = {
            "a 64-bit prefix length in the key", "a u8 verdict"},   # the checker cannot write its rules
     "08": {"no UDP bounds check"},                         # refused by the verifier
     "09": {"wrong map name", "key is u64", "a u64 value"},     # the object lacks the map or has its sizes wrong
+    "11": {"a function attached to nothing"},     # refused before anything runs: its hooks are not named
 }
 
 

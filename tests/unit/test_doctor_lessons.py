@@ -9,7 +9,7 @@ import pytest
 from labkit.commands.doctor import Check, kernel_release, lesson_fits
 
 NAMES = ("privileges", "BCC", "tracefs", "debugfs", "kernel headers", "BTF", "libbpf", "hook: tracepoint",
-         "hook: kprobe", "hook: XDP", "map types", "hook: uprobe", "USDT", "hook: tc", "CO-RE toolchain")
+         "hook: kprobe", "hook: fentry", "hook: XDP", "map types", "hook: uprobe", "USDT", "hook: tc", "CO-RE toolchain")
 
 
 def _checks(**status):
@@ -29,7 +29,7 @@ def test_kernel_release(release, want):
 
 def test_every_lesson_ok_on_a_kernel_with_everything():
     fits = _fits(_checks(), "6.12.57+deb13-amd64")
-    assert sorted(fits) == [f"{n:02d}" for n in range(10)]
+    assert sorted(fits) == [f"{n:02d}" for n in range(10)] + ["11"]
     assert {f.status for f in fits.values()} == {"ok"}
 
 
@@ -60,3 +60,11 @@ def test_checks_that_never_ran_are_not_ok():
     fits = _fits(only, "6.1.0")
     assert {f.status for f in fits.values()} == {"cannot"}
     assert "not checked" in fits["05"].detail
+
+
+def test_latency_without_fentry_or_kprobes_is_partial_and_says_both():
+    fits = _fits(_checks(hook_fentry="warn", hook_kprobe="warn"), "6.18.44-fc-v1252")
+    assert fits["11"].status == "partial"
+    assert "hook: fentry" in fits["11"].detail and "hook: kprobe" in fits["11"].detail
+    assert _fits(_checks(hook_fentry="warn"), "6.1.0-41-amd64")["11"].status == "partial"
+    assert _fits(_checks(hook_tracepoint="FAIL"), "6.1.0-41-amd64")["11"].status == "cannot"
