@@ -234,7 +234,8 @@ def _links() -> set[str]:
 
 
 async def _execute(url: str, headers: dict, code: str) -> str:
-    ws = await websocket_connect(HTTPRequest(url, headers=headers))
+    # a loaded host under TCG takes its time to open a kernel's channel (60 s seen): tornado's 20 s is short
+    ws = await websocket_connect(HTTPRequest(url, headers=headers, connect_timeout=300, request_timeout=300))
     msg_id = uuid.uuid4().hex
     ws.write_message(json.dumps({
         "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request",
