@@ -293,11 +293,13 @@ def compile_c(text: str, display_name: str, cflags: Sequence[str], *, need: str 
 _VERIFIER_HINT = re.compile(r"^\s*\d+: \(|processed \d+ insns|R\d+ ", re.M)
 
 
-def load_function(bpf, func: str, prog_type: int, display_name: str, source: str = "") -> object:
-    """``bpf.load_func`` with the verifier log captured into a VerifierError."""
+def load_function(bpf, func: str, prog_type: int, display_name: str, source: str = "",
+                  attach_type: int = -1) -> object:
+    """``bpf.load_func`` with the verifier log captured into a VerifierError. ``attach_type``: the
+    expected attach type some program types must be loaded with (a cgroup/connect4 program), -1 for none."""
     with capture_fd2() as captured:
         try:
-            fn = bpf.load_func(func.encode(), prog_type)
+            fn = bpf.load_func(func.encode(), prog_type, None, attach_type)
             err = None
         except Exception as e:
             fn, err = None, e
@@ -310,7 +312,7 @@ def load_function(bpf, func: str, prog_type: int, display_name: str, source: str
     if "Need super-user" in msg:
         raise _privileges.eperm_error(f"loading {func} from {display_name}", raw) from None
     if not _VERIFIER_HINT.search(raw):
-        raw = _kernel_log(bpf, func, prog_type) or raw
+        raw = _kernel_log(bpf, func, prog_type, attach_type) or raw
     log = map_verifier_log(raw.strip(), source, display_name) if source else raw.strip()
     cause = _verifier_cause(log) or msg
     raise VerifierError(
@@ -323,7 +325,7 @@ def load_function(bpf, func: str, prog_type: int, display_name: str, source: str
 _BCC_DEBUG_BPF = 0x2  # bcc.DEBUG_BPF: load_func asks the kernel for its log (log_level 1) from the start
 
 
-def _kernel_log(bpf, func: str, prog_type: int) -> str:
+def _kernel_log(bpf, func: str, prog_type: int, attach_type: int = -1) -> str:
     """Load ``func`` again with the verifier's log asked for up front, and
     return what was printed ("" when the load succeeds this time).
 
@@ -339,7 +341,7 @@ def _kernel_log(bpf, func: str, prog_type: int) -> str:
     try:
         with capture_fd2() as captured:
             try:
-                fn = bpf.load_func(func.encode(), prog_type)
+                fn = bpf.load_func(func.encode(), prog_type, None, attach_type)
             except Exception:
                 fn = None
     finally:
@@ -439,9 +441,9 @@ class Program:
             return False
         return True
 
-    def load(self, func: str, prog_type: int):
+    def load(self, func: str, prog_type: int, attach_type: int = -1):
         self._check_open()
-        return load_function(self.bpf, func, prog_type, self.name, self.source)
+        return load_function(self.bpf, func, prog_type, self.name, self.source, attach_type)
 
     def __getitem__(self, table: str):
         self._check_open()
