@@ -28,6 +28,10 @@ labkit.net.leftovers (:class:`CgroupRecords`): the processes still in it go back
 the directories are removed. ``cg.child("a")`` makes a cgroup inside it; ``cg.popen(...)``/``cg.run(...)``
 start a process in it (it moves itself in before it runs anything, so every socket it makes is the
 cgroup's); ``cg.close()`` gives everything back (processes still in it go to the root cgroup).
+
+Why this file is long: a kind is one module (labkit.hooks), and this kind's target is a cgroup the lab
+makes itself; the cgroup, its records (for leftovers) and the attach are one job here, as a sandbox is
+to XDP's.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import pytest
 from labkit.commands.doctor import Check, kernel_release, lesson_fits
 
 NAMES = ("privileges", "BCC", "tracefs", "debugfs", "kernel headers", "BTF", "libbpf", "hook: tracepoint",
-         "hook: kprobe", "hook: XDP", "map types", "hook: uprobe", "USDT", "hook: tc", "CO-RE toolchain")
+         "hook: kprobe", "hook: XDP", "map types", "hook: uprobe", "USDT", "hook: tc", "CO-RE toolchain", "cgroup v2", "hook: cgroup")
 
 
 def _checks(**status):
@@ -29,7 +29,7 @@ def test_kernel_release(release, want):
 
 def test_every_lesson_ok_on_a_kernel_with_everything():
     fits = _fits(_checks(), "6.12.57+deb13-amd64")
-    assert sorted(fits) == [f"{n:02d}" for n in range(10)]
+    assert sorted(fits) == [f"{n:02d}" for n in range(10)] + ["13"]
     assert {f.status for f in fits.values()} == {"ok"}
 
 
@@ -60,3 +60,10 @@ def test_checks_that_never_ran_are_not_ok():
     fits = _fits(only, "6.1.0")
     assert {f.status for f in fits.values()} == {"cannot"}
     assert "not checked" in fits["05"].detail
+
+
+def test_lesson_13_needs_cgroup_v2_and_cgroup_links():
+    assert _fits(_checks(cgroup_v2="FAIL"), "6.1.0-41-amd64")["13"].status == "cannot"
+    old = _fits(_checks(), "5.4.0-150-generic")["13"]
+    assert old.status == "cannot" and "bpf_links, which need kernel 5.7 (this is 5.4)" in old.detail
+    assert _fits(_checks(), "5.10.0-32-amd64")["13"].status == "ok"
