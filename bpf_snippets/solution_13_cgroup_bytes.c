@@ -1,5 +1,5 @@
 // labkit snippet: solution_13_cgroup_bytes: lesson 13 q2, bytes received and sent by cgroup LK13_CGROUP's sockets.
-// hook: cgroup_skb ingress (lk13_ingress) and egress (lk13_egress) of the parent of the checker's cgroups
+// hook: cgroup_skb ingress (lk_13_ingress) and egress (lk_13_egress) of the parent of the checker's cgroups
 // min kernel: 4.18 (bpf_skb_cgroup_id in cgroup_skb); 5.7 for cgroup bpf_links
 #include <uapi/linux/bpf.h>
 
@@ -10,7 +10,7 @@
 BPF_HASH(rx_bytes, u64, u64, 64);
 BPF_HASH(tx_bytes, u64, u64, 64);
 
-int lk13_ingress(struct __sk_buff *skb)
+int lk_13_ingress(struct __sk_buff *skb)
 {
     u64 id = bpf_skb_cgroup_id(skb), zero = 0;
     if (id != LK13_CGROUP)
@@ -21,7 +21,7 @@ int lk13_ingress(struct __sk_buff *skb)
     return 1;                                  // 1: let it go (0 would drop it)
 }
 
-int lk13_egress(struct __sk_buff *skb)
+int lk_13_egress(struct __sk_buff *skb)
 {
     u64 id = bpf_skb_cgroup_id(skb), zero = 0;
     if (id != LK13_CGROUP)

@@ -11,7 +11,7 @@
 #define LK13_CGROUP 0
 #endif
 
-int lk13_connect(struct bpf_sock_addr *ctx)
+int lk_13_connect(struct bpf_sock_addr *ctx)
 {
     if (ctx->protocol != IPPROTO_TCP)                  // UDP's connect() passes this hook too
         return 1;

@@ -288,6 +288,7 @@ class Cgroup:
             except BaseException:
                 self._record.unlink(missing_ok=True)
                 raise
+            self._id = os.stat(self.path).st_ino
             claim(self)   # a cgroup of the same name this process made before (a re-run cell) is given back
         else:
             self.uid = _parent.uid
@@ -295,13 +296,13 @@ class Cgroup:
             self.key = ("cgroup", *_parent.key[1:], name)
             self._record = None
             self.path.mkdir()
+            self._id = os.stat(self.path).st_ino
 
     # ------------------------------------------------------------ what it is
     @property
     def id(self) -> int:
-        """The cgroup id (what bpf_get_current_cgroup_id() returns for a process in it)."""
-        self._check_open()
-        return os.stat(self.path).st_ino
+        """The cgroup id (what bpf_get_current_cgroup_id() returns for a process in it; kept after close)."""
+        return self._id
 
     @property
     def closed(self) -> bool:
@@ -376,7 +377,7 @@ class Cgroup:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"id {os.stat(self.path).st_ino}, {len(_procs(self.path))} processes"
+        state = "closed" if self._closed else f"id {self._id}, {len(_procs(self.path))} processes"
         return f"<labkit.Cgroup {self.path} ({state})>"
 
 
