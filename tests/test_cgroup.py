@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -30,6 +31,9 @@ CONNECT = textwrap.dedent("""
     try:
         s.connect(("127.0.0.1", int(sys.argv[1])))
         s.sendall(b"x" * int(sys.argv[2]))
+        s.shutdown(socket.SHUT_WR)
+        while s.recv(65536):        # until the listener has read it all and closed
+            pass
         print(0)
     except OSError as e:
         print(e.errno)
@@ -38,11 +42,31 @@ CONNECT = textwrap.dedent("""
 
 @pytest.fixture
 def listener():
+    """A listener on 127.0.0.1 whose thread reads each connection to its end, then closes it."""
     ls = socket.socket()
     ls.bind(("127.0.0.1", 0))
     ls.listen(16)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = ls.accept()
+            except OSError:      # closed: the test is over
+                return
+            with conn:
+                conn.settimeout(10)
+                try:
+                    while conn.recv(65536):
+                        pass
+                except OSError:
+                    pass
+
+    t = threading.Thread(target=serve, name="lk13-listener", daemon=True)
+    t.start()
     yield ls
+    ls.shutdown(socket.SHUT_RDWR)
     ls.close()
+    t.join(timeout=10)
 
 
 def connect(cg, port: int, send: int = 0) -> int:
