@@ -39,6 +39,8 @@ CATALOGUES = {
     "06": {"test_q1_wrong": ("Q1_WRONG", W, 0, 2), "test_q1_right": ("Q1_RIGHT", R, 0, None),
            "test_q1_parent_read_from_the_task": ("Q1_TASK", None, 1, 3),
            "test_q2_wrong": ("Q2_WRONG", W, 0, 2), "test_q2_right": ("Q2_RIGHT", R, 0, None)},
+    "13": {"test_q1_wrong": ("Q1_WRONG", W, 0, 2), "test_q1_right": ("Q1_RIGHT", R, 0, None),
+           "test_q2_wrong": ("Q2_WRONG", W, 0, 2), "test_q2_right": ("Q2_RIGHT", R, 0, None)},
 }
 
 #: catalogue entries judged before anything is observed (the answer cannot be run: it does not compile, or
@@ -48,6 +50,7 @@ BEFORE_OBSERVING: dict[str, set[str]] = {
     "02": {"no_ip_bounds_check", "no_icmp_bounds_check"},     # the verifier refuses them
     "06": set(),
     "03": set(),
+    "13": {"returns -EPERM"},                                 # the verifier keeps connect4's return in [0, 1]
 }
 
 
