@@ -61,7 +61,8 @@ def q2(ingress: str | None = "rx_bytes", egress: str | None = "tx_bytes", *, wha
 Q2_WRONG = [
     ("counts packets not bytes", q2(what="1"), r"counts packets, not bytes"),
     ("ingress only, both asked", q2(egress=None), r"egress counted nothing for cgroup a"),
-    ("drops while counting", q2(ret="0"), r"transfer of cgroup a failed.*returns 1 to let a packet go.*did not get through"),
+    ("drops while counting", q2(ret="0"),
+     r"transfer of cgroup a failed.*returns 1 to let a packet go.*did not get through"),
     ("counts every cgroup", q2(filt=""), r"cgroup b's bytes were counted too"),
     ("one key for all", q2(filt="if (id != LK13_CGROUP) return 1; id = 0;"), r"not cgroup ids"),
     ("directions swapped", q2(ingress="tx_bytes", egress="rx_bytes"), r"ingress and egress swapped"),

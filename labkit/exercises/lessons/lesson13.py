@@ -163,7 +163,8 @@ def _diagnose_connect(obs: dict) -> tuple[str, dict]:
                "inverted? A connect4 program returns 0 to refuse (connect() fails with EPERM) and 1 to let it go")
     else:
         got = "connected" if t["a tcp port"] == 0 else f"got errno {t['a tcp port']}, not EPERM"
-        why = (f"nothing was refused: a process in cgroup a {got} (port {port}). A connect4 program refuses with return 0 (1 lets the connect go on); test "
+        why = (f"nothing was refused: a process in cgroup a {got} (port {port}). A connect4 program refuses "
+               "with return 0 (1 lets the connect go on); test "
                "ctx->protocol == IPPROTO_TCP, ctx->user_port == bpf_htons(LK13_PORT) and "
                "bpf_get_current_cgroup_id() == LK13_CGROUP")
     c.part("refuses TCP to the port from cgroup a", refused["a tcp port"], why)
