@@ -1,6 +1,6 @@
 // labkit snippet: cgroup_connect_block: refuse TCP connects to port LK_PORT from the cgroup it sits on.
 // hook: cgroup/connect4 (BPF_CGROUP_INET4_CONNECT) of one cgroup v2 directory, through a bpf_link
-// min kernel: 4.17 (cgroup sock_addr programs); 5.7 for cgroup bpf_links
+// min kernel: 5.7 (cgroup bpf_links; connect4 programs themselves since 4.17)
 //
 // A connect4 program runs in the process that calls connect() on an IPv4
 // socket, TCP or UDP, for every socket of its cgroup and the cgroups below it.

@@ -1,6 +1,6 @@
 // labkit snippet: cgroup_skb_bytes: count the packets and bytes each cgroup's sockets receive and send.
 // hook: cgroup_skb ingress (lk_cgroup_ingress) and egress (lk_cgroup_egress) of one cgroup v2 directory
-// min kernel: 4.10 (cgroup_skb); 4.18 for bpf_skb_cgroup_id; 5.7 for cgroup bpf_links
+// min kernel: 5.7 (cgroup bpf_links; cgroup_skb programs themselves since 4.10)
 //
 // A cgroup_skb program sees the IP packet (skb->len counts from the IP header
 // on) of every socket in its cgroup or below it; bpf_skb_cgroup_id() says

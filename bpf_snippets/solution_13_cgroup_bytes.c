@@ -1,6 +1,6 @@
 // labkit snippet: solution_13_cgroup_bytes: lesson 13 q2, bytes received and sent by cgroup LK13_CGROUP's sockets.
 // hook: cgroup_skb ingress (lk_13_ingress) and egress (lk_13_egress) of the parent of the checker's cgroups
-// min kernel: 4.18 (bpf_skb_cgroup_id in cgroup_skb); 5.7 for cgroup bpf_links
+// min kernel: 5.7 (cgroup bpf_links)
 #include <uapi/linux/bpf.h>
 
 #ifndef LK13_CGROUP

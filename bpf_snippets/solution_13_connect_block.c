@@ -1,6 +1,6 @@
 // labkit snippet: solution_13_connect_block: lesson 13 q1, refuse TCP connects to LK13_PORT from cgroup LK13_CGROUP only.
 // hook: cgroup/connect4 of the parent of the checker's cgroups, through a bpf_link
-// min kernel: 4.18 (bpf_get_current_cgroup_id in sock_addr programs); 5.7 for cgroup bpf_links
+// min kernel: 5.7 (cgroup bpf_links, and bpf_get_current_cgroup_id in connect4 programs)
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/in.h>
 

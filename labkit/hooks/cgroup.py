@@ -232,7 +232,8 @@ class CgroupRecords:
 
     def describe(self, found: dict) -> tuple[str, str]:
         n = found.get("procs", 0)
-        return (f"cgroup {found['cgroup']} ({n} process{'es' if n != 1 else ''} in it, moved to the root cgroup)",
+        inside = f"{n} process{'es' if n != 1 else ''} in it, moved to the root cgroup" if n else "empty"
+        return (f"cgroup {found['cgroup']} ({inside})",
                 f"cgroup {found['iface']}")
 
     def remove(self, found: dict) -> None:
