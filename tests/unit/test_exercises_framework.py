@@ -14,7 +14,7 @@ import pytest
 import labkit.exercises
 from labkit._errors import CompileError, LabkitError, VerifierError
 from labkit.exercises import SUMMARY_MIME, Exercise, Lesson, Result, lesson
-from labkit.exercises.framework import (CORRECT, INCORRECT, NOT_ATTEMPTED, Checklist, Incorrect, Note, Summary,
+from labkit.exercises.framework import (CORRECT, INCORRECT, NOT_ATTEMPTED, Check, Checklist, Incorrect, Note, Summary,
                                         int_key_column, need_map, plural, snippet_text, value_column)
 
 
@@ -366,3 +366,31 @@ def test_the_integrity_setting_decides_what_a_copy_of_the_reference_earns(monkey
     assert res.correct and res.details == {"reference_copy": True} and runs == [text]
     monkeypatch.setenv(REFERENCE_POLICY_ENV, "anything else")
     assert reference_policy() == "zero"
+
+
+# ------------------------------------------------------------------ observe + diagnose
+def test_a_check_judges_the_observation_as_json_has_it_and_keeps_it():
+    seen: list = []
+
+    def diagnose(obs):
+        seen.append(obs)
+        c = Checklist()
+        c.part("counted", obs["n"] == 3, f"counted {obs['n']}")
+        return c.done("yes", n=obs["n"])
+
+    ex = exercise(Check(lambda answer: {"n": answer, "pairs": ((1, 2),)}, diagnose))
+    res = ex.check(3)
+    assert res.correct and seen == [{"n": 3, "pairs": [[1, 2]]}]          # a tuple arrives as JSON's list
+    assert res.details == {"n": 3, "observation": {"n": 3, "pairs": [[1, 2]]}}
+    res = ex.check(2)
+    assert res.status == INCORRECT and res.message == "not yet: counted 2" and res.details["observation"]["n"] == 2
+    again = ex.diagnose(res.details["observation"])                    # judged again, nothing run
+    assert (again.status, again.message, again.score, again.of) == (INCORRECT, res.message, 0.0, "recorded observation")
+    assert ex.results[-1] is res                                       # not the student's verdict
+
+
+def test_an_observation_json_cannot_keep_is_the_checkers_error_and_a_plain_checker_cannot_rejudge():
+    res = exercise(Check(lambda answer: {"fn": print}, lambda obs: ("yes", {}))).check("x")
+    assert res.status == INCORRECT and res.message.startswith("running your answer raised TypeError")
+    with pytest.raises(LabkitError, match="is not an observe \\+ diagnose Check"):
+        exercise(lambda answer: ("yes", {})).diagnose({})

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from labkit._errors import LabkitError
-from labkit.exercises.framework import Checklist, Exercise, Incorrect, Lesson
+from labkit.exercises.framework import Check, Checklist, Exercise, Incorrect, Lesson
 from labkit.lab import Lab
 
 __all__ = ["build"]
@@ -132,16 +132,30 @@ def _row(checks: pd.DataFrame, name: str) -> str:
     return f"'{name}' ({r.status}: {r.detail})"
 
 
-def _check_doctor(answer) -> tuple[str, dict]:
+def _observe_doctor(answer) -> dict:
+    """The answer as read (``names``: the checks it names, None when it names none; ``hook``: whether it
+    names a hook, which kind, and as written), the doctor's table as this machine says it now, and the
+    hook lab.trace_clone() really uses here (``source``, ``note``)."""
     names, hook = _split(answer)
     checks = _doctor()
+    source, note = _real_hook()
+    return {"names": None if names is _MISSING else list(names),
+            "hook": {"given": hook is not _MISSING, "kind": None if hook is _MISSING else _hook_kind(hook),
+                     "as_written": "" if hook is _MISSING else repr(hook)},
+            "doctor": checks.to_dict("records"), "source": source, "note": note}
+
+
+def _diagnose_doctor(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_observe_doctor` saw."""
+    names, hook = obs["names"], obs["hook"]
+    checks = pd.DataFrame(obs["doctor"], columns=["name", "status", "detail", "fix"])
+    source, note = obs["source"], obs["note"]
     real = {_norm(n): n for n in checks.name}
     not_ok = [n for n, st in zip(checks.name, checks.status) if st != "ok"]
-    source, note = _real_hook()
     actual = source.split(":")[0]
 
     c = Checklist()
-    if names is _MISSING:
+    if names is None:
         c.part("lists the checks that are not ok", False,
                "which checks are not 'ok'? (the doctor's rows whose status is not 'ok', by name): " + _FORM)
     else:
@@ -157,14 +171,14 @@ def _check_doctor(answer) -> tuple[str, dict]:
         extra = [n for n in checks.name if _norm(n) in given and n not in not_ok]
         c.part("lists no check that is ok", not extra,
                f"{', '.join(map(repr, extra))} {'is' if len(extra) == 1 else 'are'} 'ok' on this machine")
-    said = None if hook is _MISSING else _hook_kind(hook)
+    said = hook["kind"]
     kp = checks[checks.name == "hook: kprobe"]
     kprobe_row = (f"the 'hook: kprobe' row says {kp.status.iloc[0]} ({kp.detail.iloc[0]})" if len(kp)
                   else note)
-    if hook is _MISSING:
+    if not hook["given"]:
         why = "and which hook does trace_clone() use, 'kprobe' or 'tracepoint'? " + _FORM
     elif said is None:
-        why = f"the hook is 'kprobe' or 'tracepoint', not {hook!r}"
+        why = f"the hook is 'kprobe' or 'tracepoint', not {hook['as_written']}"
     else:
         why = f"trace_clone() uses a {actual} here ({source}), not a {said}: {kprobe_row}"
     c.part("names the hook trace_clone() uses", said == actual, why)
@@ -191,7 +205,7 @@ def build() -> Lesson:
             "q1",
             "Read the doctor's table (checks = labkit.doctor()): which checks are not 'ok' on this machine, "
             "and so which hook does lab.trace_clone() use? " + _FORM[0].upper() + _FORM[1:] + ".",
-            _check_doctor,
+            Check(_observe_doctor, _diagnose_doctor),
             "Rows whose status is 'warn' or 'FAIL' are not ok: checks[checks.status != 'ok'] has them, and "
             ".name.tolist() gives their names. trace_clone() takes a kprobe where the 'hook: kprobe' row is "
             "'ok', and the task:task_newtask tracepoint otherwise: read that row's detail.",

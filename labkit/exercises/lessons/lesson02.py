@@ -273,8 +273,6 @@ def _attach(lab: Lab, prog, sb: Sandbox):
         raise
 
 
-
-
 def _icmp_message(icmp_type: int, code: int, rest: bytes, payload: bytes) -> bytes:
     """An ICMP message: type, code, its checksum, the header's last 4 bytes (``rest``), then ``payload``."""
     msg = struct.pack("!BBH", icmp_type, code, 0) + rest + payload
@@ -377,8 +375,7 @@ def _options_parts(c: Checklist, got: dict[tuple[int, int], int], plain_echo_dro
 
 
 def _observe_arp_safe(answer) -> dict:
-    """Run the answer on a fresh sandbox's target interface and send it every kind of traffic the task
-    names: what arrived and what did not (see :func:`_observe_in`)."""
+    """The answer on a fresh sandbox's target, and every kind of traffic's fate (:func:`_observe_in`)."""
     with Lab() as lab:
         prog = load_answer(lab, answer, name="your answer", need="xdp", defines={"LK_SAMPLE_EVERY": 1})
         with Sandbox() as sb:
@@ -386,10 +383,8 @@ def _observe_arp_safe(answer) -> dict:
 
 
 def _observe_in(lab: Lab, prog, sb: Sandbox) -> dict:
-    """The traffic's fate with the answer attached: pings both ways (sent, answered), the port
-    unreachable, UDP and TCP, ICMP with IP options (``icmp_with_options``: [option set, ICMP type,
-    how many arrived]), then, after the neighbour caches are flushed, ARP, IPv6 neighbour discovery and
-    UDP over both."""
+    """With the answer attached: pings both ways (sent, answered), the port unreachable, UDP, TCP, ICMP with IP
+    options ([option set, ICMP type, arrived]), then after a neighbour flush ARP, IPv6 and UDP over both."""
     ula = "fd6c:6b%s:%s::" % (sb.id[:2], sb.id[2:6])
     host6, target6 = ula + "1", ula + "2"
     # the IPv4 parts do not depend on ARP: permanent neighbour entries, both ways
@@ -401,9 +396,7 @@ def _observe_in(lab: Lab, prog, sb: Sandbox) -> dict:
     _ip(sb, "host", "-6", "addr", "add", f"{host6}/64", "dev", sb.host_iface, "nodad")
     _ip(sb, "target", "-6", "addr", "add", f"{target6}/64", "dev", sb.target_iface, "nodad")
 
-    x = _attach(lab, prog, sb)
-    seen: dict = {"mode": x.mode}
-
+    seen: dict = {"mode": _attach(lab, prog, sb).mode}
     # -- IPv4, neighbours known: ping both ways (in the background), ICMP, UDP, TCP
     # (all at once: the traffic that must be dropped costs a timeout to prove)
     ping_in = _start_ping(sb, "host", sb.target_ip)       # requests enter the target
@@ -423,7 +416,6 @@ def _observe_in(lab: Lab, prog, sb: Sandbox) -> dict:
 
     # -- IPv4 with options: the ICMP header is ip->ihl * 4 bytes in
     seen["icmp_with_options"] = [[o, t, n] for (o, t), n in _icmp_with_options(sb).items()]
-
     # -- forget the neighbours: ARP and IPv6 neighbour discovery must pass
     _ip(sb, "host", "neigh", "del", sb.target_ip, "dev", sb.host_iface)
     _ip(sb, "target", "neigh", "del", sb.host_ip, "dev", sb.target_iface)
@@ -437,17 +429,16 @@ def _observe_in(lab: Lab, prog, sb: Sandbox) -> dict:
         udp6 = udp6_run.result()
     # by now the address was resolved long ago, or the request went unanswered for seconds
     seen.update(udp_after_flush_sent=after.sent, udp_after_flush_received=after.received,
-                arp_resolved=_resolved(sb, sb.target_ip, timeout=0.2), ndp_resolved=_resolved(sb, target6, timeout=0.2),
-                udp6=udp6)
+                arp_resolved=_resolved(sb, sb.target_ip, timeout=0.2),
+                ndp_resolved=_resolved(sb, target6, timeout=0.2), udp6=udp6)
     return seen
 
 
 def _diagnose_arp_safe(obs: dict) -> tuple[str, dict]:
     """The verdict on what :func:`_observe_in` saw."""
-    in_sent, in_got = obs["ping_sent"], obs["ping_received"]
-    out_sent, out_got = obs["ping_from_target_sent"], obs["ping_from_target_received"]
-    unreachable, tcp = obs["port_unreachable"], obs["tcp"]
-    udp_sent, udp_received = obs["udp_sent"], obs["udp_received"]
+    in_sent, in_got, out_sent, out_got = (obs[k] for k in ("ping_sent", "ping_received", "ping_from_target_sent",
+                                                           "ping_from_target_received"))
+    unreachable, tcp, udp_sent, udp_received = (obs[k] for k in ("port_unreachable", "tcp", "udp_sent", "udp_received"))
     c = Checklist()
     c.part("IPv4 ping to the target is dropped", in_got == 0,
            f"pings to the target were answered ({in_got} of {in_sent}): the echo requests (ICMP type 8) "
@@ -466,8 +457,8 @@ def _diagnose_arp_safe(obs: dict) -> tuple[str, dict]:
     with_options = {(o, t): n for o, t, n in obs["icmp_with_options"]}
     _options_parts(c, with_options, in_got == 0 and out_got == 0, unreachable == "refused")
 
-    after_sent, after_received = obs["udp_after_flush_sent"], obs["udp_after_flush_received"]
-    arp, ndp, udp6 = obs["arp_resolved"], obs["ndp_resolved"], obs["udp6"]
+    after_sent, after_received, arp, ndp, udp6 = (obs[k] for k in ("udp_after_flush_sent", "udp_after_flush_received",
+                                                                  "arp_resolved", "ndp_resolved", "udp6"))
     c.part("ARP passes after the neighbour caches are flushed", arp,
            "after the neighbour caches were flushed the host could not find the target's MAC address: the ARP "
            f"request was dropped (then {after_received} of {after_sent} UDP datagrams arrived). A frame that is "
@@ -479,12 +470,8 @@ def _diagnose_arp_safe(obs: dict) -> tuple[str, dict]:
         why6 = f"UDP over IPv6 did not reach the target ({udp6}): IPv6 must pass"
     c.part("IPv6 passes (neighbour discovery and UDP)", ndp and udp6 == "ok", why6)
 
-    details = {"mode": obs["mode"], "ping_received": in_got, "ping_from_target_received": out_got,
-               "port_unreachable": unreachable, "udp_sent": udp_sent, "udp_received": udp_received, "tcp": tcp,
-               "icmp_with_options_arrived": {f"IHL {_IP_OPTIONS[o][0]} type {t}": n
-                                             for (o, t), n in with_options.items()},
-               "neighbours_flushed": obs["neighbours_flushed"], "udp_after_flush_sent": after_sent,
-               "udp_after_flush_received": after_received, "arp_resolved": arp, "ndp_resolved": ndp, "udp6": udp6}
+    details = {k: v for k, v in obs.items() if k not in ("ping_sent", "ping_from_target_sent", "icmp_with_options")}
+    details["icmp_with_options_arrived"] = {f"IHL {_IP_OPTIONS[o][0]} type {t}": n for (o, t), n in with_options.items()}
     return c.done("yes: in a fresh sandbox pings were dropped both ways, with IP options too; ICMP port "
                   "unreachable (with and without IP options), UDP and TCP passed; after the neighbour caches were "
                   "flushed ARP and IPv6 neighbour discovery went through "

@@ -9,6 +9,7 @@ import re
 
 from labkit._errors import LabkitError
 from labkit.exercises.framework import (
+    Check,
     Checklist,
     Exercise,
     Incorrect,
@@ -111,7 +112,10 @@ def _counts(prog) -> dict[int, int]:
     return {int(k): int(v) for k, v in zip(df[int_key_column(df, value)], df[value])}
 
 
-def _check_bounds_fixed(answer) -> tuple[str, dict]:
+def _observe_bounds_fixed(answer) -> dict:
+    """Load the answer and test-run it on each of _FRAMES: its verdict for each (``verdicts``), what each
+    frame added to the map (``slots``: [key, added] pairs per frame), and its C text (comments out, on one
+    line), which says what frames too short to test-run would get."""
     import bcc  # lazy: bcc is heavy (LLVM); only a checker that loads a program needs it
 
     with Lab() as lab:
@@ -127,6 +131,13 @@ def _check_bounds_fixed(answer) -> tuple[str, dict]:
             slots.append({k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)
                           if after.get(k, 0) != before.get(k, 0)})
             before = after
+    return {"source": source, "verdicts": verdicts, "slots": [sorted(d.items()) for d in slots]}
+
+
+def _diagnose_bounds_fixed(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_observe_bounds_fixed` saw."""
+    source, verdicts = obs["source"], obs["verdicts"]
+    slots = [dict((k, n) for k, n in pairs) for pairs in obs["slots"]]
     c = Checklist()
     not_passed = [(what, rv) for (what, _d, _s), rv in zip(_FRAMES, verdicts) if rv != 2]
     drop = _returns_not_pass(source)
@@ -203,7 +214,9 @@ def _write(fd: int, data: bytes) -> None:
     os.write(fd, memoryview(buf)[:len(data)])      # write(2) gets buf itself: newlines follow the slice
 
 
-def _check_loop_fixed(answer) -> tuple[str, dict]:
+def _observe_loop_fixed(answer) -> dict:
+    """Run the answer while this process writes _WRITES (one file descriptor each) and _TWICE (to one
+    more): the file descriptors, the map 'newlines' (``got``: [key, count] pairs) and the hooks it ran on."""
     me = os.getpid()
     fds = [os.open(os.devnull, os.O_WRONLY) for _ in range(len(_WRITES) + 1)]   # ours only, while the check runs
     try:
@@ -219,14 +232,23 @@ def _check_loop_fixed(answer) -> tuple[str, dict]:
     finally:
         for fd in fds:
             os.close(fd)
-    if df.empty:
+    got = []
+    if not df.empty:
+        value = value_column(df)
+        got = [[int(k), int(v)] for k, v in zip(df[int_key_column(df, value)], df[value])]
+    return {"me": me, "fds": fds, "hooks": hooks, "got": got}
+
+
+def _diagnose_loop_fixed(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_observe_loop_fixed` saw."""
+    me, fds, hooks = obs["me"], obs["fds"], obs["hooks"]
+    if not obs["got"]:
         where = f" (it attached itself to {', '.join(hooks)})" if hooks and not any("sys_enter_write" in h
                                                                                   for h in hooks) else ""
         raise Incorrect(f"the map 'newlines' stayed empty though this process wrote newlines to "
                         f"{len(fds)} file descriptors{where}: the program must run on syscalls:sys_enter_write "
                         "and keep this process's writes")
-    value = value_column(df)
-    got = {int(k): int(v) for k, v in zip(df[int_key_column(df, value)], df[value])}
+    got = dict((k, v) for k, v in obs["got"])
     c = Checklist()
     ours = [fd for fd in fds if fd in got]
     if not ours:
@@ -281,7 +303,7 @@ def build() -> Lesson:
             "Fix verifier_missing_bounds.c: it must load, pass every frame (XDP_PASS, a frame too short for an "
             "Ethernet header too), and still count every frame that holds a whole Ethernet header (14 bytes) by "
             "its EtherType: IPv4 in counts[0], ARP in counts[1], anything else in counts[2].",
-            _check_bounds_fixed,
+            Check(_observe_bounds_fixed, _diagnose_bounds_fixed),
             "Before reading eth->h_proto, prove that the whole Ethernet header is inside the packet: "
             "compare (void *)(eth + 1) with data_end, and return XDP_PASS when it is not.",
             lambda: snippet_text("solution_04_bounds_checked"),
@@ -294,7 +316,7 @@ def build() -> Lesson:
             "past the bytes written: a write may be shorter), per file descriptor (the key: the write's fd), "
             "added up over the writes, in the map newlines. Only this process: labkit passes "
             "-DLK_FILTER_PID=<pid>.",
-            _check_loop_fixed,
+            Check(_observe_loop_fixed, _diagnose_loop_fixed),
             "Give the loop a bound the verifier can see: a constant. Keep the write's count as a bound too, "
             "or you read past what was written. (If you unroll the loop with #pragma unroll, read the count "
             "into a local first, u64 count = args->count;: an unrolled loop that reads args->count in its body "

@@ -6,16 +6,18 @@ processes the checker starts and tells when to begin, so every call is known
 every wait on them is bounded: :class:`~labkit.exercises.helpers.Helper`).
 The maps are held to the kinds the tasks name, as the kernel reports them
 (``dist`` an array of u64 counters, what BPF_HISTOGRAM(dist) makes;
-``collections`` a BPF_HASH). Each checker measures on the kernel, then a pure
-function (``_judge_...``) decides from what was measured."""
+``collections`` a BPF_HASH). Each checker observes on the kernel, then a pure
+function (``_judge_...``) decides from what was observed."""
 
 from __future__ import annotations
 
 import re
 from contextlib import ExitStack
+from dataclasses import asdict
 
 from labkit._errors import VerifierError
 from labkit.exercises.framework import (
+    Check,
     Checklist,
     Exercise,
     Incorrect,
@@ -127,7 +129,9 @@ DIST = MapKind("dist", ARRAY, "BPF_HISTOGRAM(dist), an array of 64 u64 counters 
                          "its key is an int: BPF_HISTOGRAM(dist, u64) or BPF_HISTOGRAM(dist, u32) is a hash too"})
 
 
-def _check_usleep_histogram(answer) -> tuple[str, dict]:
+def _observe_usleep_histogram(answer) -> dict:
+    """Run the answer on usleep() while the checker's two processes call it: the map 'dist' (``got``:
+    [bucket, count] pairs), what the kernel says it is (``map``), and the watched process's pid."""
     with ExitStack() as helpers:
         # each says "ready" once its program and libraries are mapped (the uprobe is placed in them)
         mine = helpers.enter_context(Helper(_SLEEPER % (MINE, MINE_ON_A_THREAD),
@@ -144,7 +148,12 @@ def _check_usleep_histogram(answer) -> tuple[str, dict]:
             other.expect("done")
             mine.expect("done")
             got = _counts(prog, "dist")
-    return _judge_usleep_histogram(got, mine.pid, shape)
+    return {"got": sorted(got.items()), "pid": mine.pid, "map": asdict(shape)}
+
+
+def _diagnose_usleep_histogram(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_observe_usleep_histogram` saw."""
+    return _judge_usleep_histogram(dict((k, n) for k, n in obs["got"]), obs["pid"], MapShape(**obs["map"]))
 
 
 def _calls(calls) -> str:
@@ -272,7 +281,10 @@ def _arg_ctype(att) -> str:
 COLLECTIONS = MapKind("collections", HASH, "a BPF_HASH called collections", "BPF_HASH(collections, u32, u64)")
 
 
-def _check_gc_generations(answer) -> tuple[str, dict]:
+def _observe_gc_generations(answer) -> dict:
+    """Run the answer on gc__start while the checker's Python process collects: the map 'collections'
+    (``got``: [key, count] pairs), what the kernel says it is (``map``), the process's pid, the variable the
+    answer reads the argument into (``destination``, from its text) and the argument's type in the note."""
     # made once it says "ready": a USDT context reads the maps of the process as it is (before exec, they
     # are its parent's)
     with Helper(_COLLECTOR % (COLLECTS,), "the Python process whose collections are counted",
@@ -295,7 +307,16 @@ def _check_gc_generations(answer) -> tuple[str, dict]:
             child.go()
             child.expect("done")
             got = _counts(att.program, "collections")
-    return _judge_gc_generations(got, child.pid, _readarg_destination(plain.source), ctype, shape=shape)
+    return {"got": sorted(got.items()), "pid": child.pid, "destination": _readarg_destination(plain.source),
+            "ctype": ctype, "map": asdict(shape)}
+
+
+def _diagnose_gc_generations(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_observe_gc_generations` saw."""
+    destination = obs["destination"]
+    return _judge_gc_generations(dict((k, n) for k, n in obs["got"]), obs["pid"],
+                                 tuple(destination) if destination is not None else None, obs["ctype"],
+                                 shape=MapShape(**obs["map"]))
 
 
 def _judge_gc_generations(got: dict[int, int], pid: int, destination: tuple[str, str, int] | None,
@@ -369,7 +390,7 @@ def build() -> Lesson:
             "call. Only one process matters: the checker compiles your program with -DLK_FILTER_PID=<its pid>, "
             "which lk_wanted() from labkit.h tests. That process calls usleep(1) 3 times, usleep(20) 5 times, "
             "usleep(300) 7 times and usleep(2000) twice; another process calls usleep() too.",
-            _check_usleep_histogram,
+            Check(_observe_usleep_histogram, _diagnose_usleep_histogram),
             "A uprobe's function gets the registers of the call: u64 us = PT_REGS_PARM1(ctx); is the first "
             "argument. Return early unless lk_wanted(bpf_get_current_pid_tgid() >> 32), then "
             "dist.increment(bpf_log2l(us));",
@@ -383,7 +404,7 @@ def build() -> Lesson:
             "generation in a BPF_HASH called collections (key: the generation, gc__start's argument; value: how "
             "many collections). The checker attaches it to a /usr/bin/python3.11 process of its own that collects "
             "generation 0 three times, generation 1 five times and generation 2 twice (automatic collections off).",
-            _check_gc_generations,
+            Check(_observe_gc_generations, _diagnose_gc_generations),
             "USDT arguments are read with bpf_usdt_readarg(n, ctx, &variable), counting from 1: gc__start has one, "
             "the generation. u32 generation = 0; bpf_usdt_readarg(1, ctx, &generation); "
             "collections.increment(generation);",

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from labkit._errors import SandboxError, VerifierError
 from labkit.exercises.framework import (
+    Check,
     Checklist,
     Exercise,
     Incorrect,
@@ -145,6 +146,17 @@ class _Pings:
         return sorted((struct.unpack("!H", self.requests[seq][2:4])[0], struct.unpack("!H", r[2:4])[0],
                        inet_checksum(r[:2] + b"\0\0" + r[4:])) for seq, r in self.replies.items() if inet_checksum(r))
 
+    def to_plain(self) -> dict:
+        """As plain data: the requests and replies as [sequence number, hex] pairs, in order."""
+        return {"requests": [[q, m.hex()] for q, m in self.requests.items()],
+                "replies": [[q, m.hex()] for q, m in self.replies.items()], "host_accepted": self.host_accepted,
+                "host_bad_csum": self.host_bad_csum, "target_saw": self.target_saw}
+
+    @classmethod
+    def from_plain(cls, d: dict) -> "_Pings":
+        return cls({q: bytes.fromhex(m) for q, m in d["requests"]}, {q: bytes.fromhex(m) for q, m in d["replies"]},
+                   d["host_accepted"], d["host_bad_csum"], d["target_saw"])
+
     @property
     def right(self) -> bool:
         """Every request answered, every reply's checksum right, and the host's kernel accepted them all."""
@@ -242,17 +254,19 @@ def _options_part(c: Checklist, with_options: list[_Pings], plain_unseen: bool) 
     c.part("echo requests with IP options are answered from XDP too (IHL 6 and 15)", not seen and not lost, why)
 
 
-def _check_responder(answer) -> tuple[str, dict]:
+def _observe_responder(answer) -> dict:
+    """Run the answer on a fresh sandbox's target: what became of pings, ARP, the target's own pings,
+    UDP and the checker's crafted echo requests (see :func:`_responder_in`)."""
     with Lab() as lab:
         prog = load_answer(lab, answer, name="your answer", need="xdp")
         with Sandbox() as sb:
             return _responder_in(lab, prog, sb)
 
 
-def _responder_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
+def _responder_in(lab: Lab, prog, sb: Sandbox) -> dict:
+    """The pings from the host (sent, answered), both stacks' ICMP counters' growth, ARP, the target's own
+    pings, UDP, and the crafted echo requests (``carry``, ``with_options``: :class:`_Pings` as plain data)."""
     x = _attach(lab, prog, sb, "generic")
-    c = Checklist()
-    details: dict = {"mode": x.mode}
     sb.flush_neighbors()
     host0, tgt0 = _icmp(sb, "host"), _icmp(sb, "target")
     ping = sb.ping(count=_PINGS, interval=0.05, timeout=_WAIT_S)
@@ -266,31 +280,44 @@ def _responder_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
     back_sent, back_got = int(m.group(1)), int(m.group(2))
     udp = sb.send_udp(count=5, timeout=_WAIT_S)
     carry, with_options = _crafted_pings(sb)
-    accepted = _delta(host1, host0, "InEchoReps")
-    bad_csum = _delta(host1, host0, "InCsumErrors")
-    saw = _delta(tgt1, tgt0, "InEchos")
-    replied = _delta(tgt1, tgt0, "OutEchoReps")
-    details.update(pings=ping.transmitted, ping_received=ping.received, host_in_echo_reps=accepted,
-                   host_in_csum_errors=bad_csum, target_in_echos=saw, target_out_echo_reps=replied,
-                   arp_resolved=arp, target_ping_received=back_got, udp_sent=udp.sent, udp_received=udp.received,
-                   **_crafted_details(carry, with_options))
+    return {"mode": x.mode, "pings": ping.transmitted, "ping_received": ping.received,
+            "host_in_echo_reps": _delta(host1, host0, "InEchoReps"),
+            "host_in_csum_errors": _delta(host1, host0, "InCsumErrors"), "target_in_echos": _delta(tgt1, tgt0, "InEchos"),
+            "target_out_echo_reps": _delta(tgt1, tgt0, "OutEchoReps"), "arp_resolved": arp,
+            "target_ping_sent": back_sent, "target_ping_received": back_got, "udp_sent": udp.sent,
+            "udp_received": udp.received, "carry": carry.to_plain(), "with_options": [p.to_plain() for p in with_options]}
+
+
+def _diagnose_responder(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_responder_in` saw."""
+    transmitted, received = obs["pings"], obs["ping_received"]
+    accepted, bad_csum = obs["host_in_echo_reps"], obs["host_in_csum_errors"]
+    saw, replied, arp = obs["target_in_echos"], obs["target_out_echo_reps"], obs["arp_resolved"]
+    back_sent, back_got = obs["target_ping_sent"], obs["target_ping_received"]
+    udp_sent, udp_received = obs["udp_sent"], obs["udp_received"]
+    carry, with_options = _Pings.from_plain(obs["carry"]), [_Pings.from_plain(p) for p in obs["with_options"]]
+    details = {"mode": obs["mode"], "pings": transmitted, "ping_received": received, "host_in_echo_reps": accepted,
+               "host_in_csum_errors": bad_csum, "target_in_echos": saw, "target_out_echo_reps": replied,
+               "arp_resolved": arp, "target_ping_received": back_got, "udp_sent": udp_sent,
+               "udp_received": udp_received, **_crafted_details(carry, with_options)}
+    c = Checklist()
 
     c.part("ARP passes (the host finds the target's MAC address)", arp,
            "the host could not resolve the target's MAC address: the ARP request was not passed to the target's "
            "stack. Answer only IPv4 ICMP echo requests; XDP_PASS everything else")
-    c.part("every ping from the host is answered", ping.received >= ping.transmitted > 0,
-           f"{ping.received} of {ping.transmitted} pings were answered. A reply goes back where the request came "
+    c.part("every ping from the host is answered", received >= transmitted > 0,
+           f"{received} of {transmitted} pings were answered. A reply goes back where the request came "
            "from: swap the Ethernet addresses (the host drops a frame addressed to another MAC) and the IP "
            "addresses, set the type to 0 (echo reply) and return XDP_TX")
     c.part("the host's kernel accepts every reply (ICMP checksum right)",
-           bad_csum == 0 and accepted >= ping.transmitted,
+           bad_csum == 0 and accepted >= transmitted,
            f"the host's kernel counted {plural(bad_csum, 'reply', 'replies')} with a bad checksum (Icmp "
-           f"InCsumErrors) and accepted {accepted} of {ping.transmitted} (InEchoReps). The ICMP checksum covers the "
+           f"InCsumErrors) and accepted {accepted} of {transmitted} (InEchoReps). The ICMP checksum covers the "
            "type: changing it from 8 to 0 lowers the sum by 0x0800 (in network byte order), so the checksum must "
            "grow by as much, with the carry folded back (RFC 1624); ping itself reads replies before the kernel "
            "checks them, so its count alone does not show this" if bad_csum else
-           f"the host's kernel accepted {accepted} echo replies (Icmp InEchoReps) for {ping.transmitted} pings")
-    _carry_part(c, carry, bad_csum == 0 and accepted >= ping.transmitted)
+           f"the host's kernel accepted {accepted} echo replies (Icmp InEchoReps) for {transmitted} pings")
+    _carry_part(c, carry, bad_csum == 0 and accepted >= transmitted)
     c.part("the target's stack never sees the pings (Icmp InEchos unchanged)", saw == 0 and replied == 0,
            f"the target namespace's own stack received {plural(saw, 'echo request')} and sent "
            f"{plural(replied, 'echo reply', 'echo replies')}: the requests should be answered by XDP_TX before "
@@ -299,9 +326,9 @@ def _responder_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
     c.part("echo replies to the target's own pings pass", back_got == back_sent > 0,
            f"the target's own pings to the host got {back_got} of {back_sent} replies: an echo reply (type 0) "
            "entering the target is not a request: pass it (answer only type 8)")
-    c.part("UDP passes", udp.sent > 0 and udp.received == udp.sent,
-           f"{udp.received} of {udp.sent} UDP datagrams reached the target: only ping is yours to answer")
-    return c.done(f"yes: all {ping.transmitted} pings answered from XDP (the host's kernel accepted {accepted} "
+    c.part("UDP passes", udp_sent > 0 and udp_received == udp_sent,
+           f"{udp_received} of {udp_sent} UDP datagrams reached the target: only ping is yours to answer")
+    return c.done(f"yes: all {transmitted} pings answered from XDP (the host's kernel accepted {accepted} "
                   "replies, none with a bad checksum), and so were echo requests whose checksum update carries "
                   f"({len(CARRY_CHECKSUMS)}, every reply accepted) and ones with IP options (IHL 6 and 15); the "
                   "target's stack saw none of them (Icmp InEchos unchanged), and ARP, echo replies and UDP reached it",
@@ -366,14 +393,16 @@ def _send_from(sb: Sandbox, sources: list[str], per_source: int = 3) -> dict[str
     return got
 
 
-def _check_rules(answer) -> tuple[str, dict]:
+def _observe_rules(answer) -> dict:
+    """Run the answer with the checker's rules on a fresh sandbox's target: how many UDP datagrams from
+    each source (``received``: [host part, how many]) reached the target, and the host's own pings."""
     with Lab() as lab:
         prog = load_answer(lab, answer, name="your answer", need="xdp")
         with Sandbox(prefixlen=24) as sb:
             return _rules_in(lab, prog, sb)
 
 
-def _rules_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
+def _rules_in(lab: Lab, prog, sb: Sandbox) -> dict:
     net = sb.subnet
     base = int(net.network_address)
     sources = [str(ipaddress.IPv4Address(base + h)) for h, _, _ in Q2_SOURCES]
@@ -389,10 +418,19 @@ def _rules_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
     _fill_rules(prog, net)
     got = _send_from(sb, sources)
     ping = sb.ping(count=2, interval=0.05, timeout=_WAIT_S)    # from the host's own address: no rule
-    details: dict = {"mode": x.mode, "received": {f".{h}": got[s] for (h, _, _), s in zip(Q2_SOURCES, sources)},
+    return {"mode": x.mode, "sources": sources, "received": [[h, got[s]] for (h, _, _), s in zip(Q2_SOURCES, sources)],
+            "host_ip": sb.host_ip, "pings": ping.transmitted, "ping_received": ping.received}
+
+
+def _diagnose_rules(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_rules_in` saw."""
+    sources, host_ip = obs["sources"], obs["host_ip"]
+    got = dict((h, n) for h, n in obs["received"])
+    transmitted, received = obs["pings"], obs["ping_received"]
+    details: dict = {"mode": obs["mode"], "received": {f".{h}": got[h] for h, _, _ in Q2_SOURCES},
                      "rules": [f".{h}/{p} {'drop' if v else 'pass'}" for h, p, v in Q2_RULES],
-                     "ping_received": ping.received}
-    passed = {h: got[s] > 0 for (h, _, _), s in zip(Q2_SOURCES, sources)}
+                     "ping_received": received}
+    passed = {h: got[h] > 0 for h, _, _ in Q2_SOURCES}
     nothing_dropped = all(passed.values())
     only_exact = passed[70] and not passed[200]
     c = Checklist()
@@ -417,8 +455,8 @@ def _rules_in(lab: Lab, prog, sb: Sandbox) -> tuple[str, dict]:
         else:
             why_not = f"{src} ({why}) passed: it must be dropped"
         c.part(f"source .{h}: {want} ({why})", ok, why_not)
-    c.part("ARP and a ping from the host's own address pass", ping.received == ping.transmitted,
-           f"{ping.received} of {ping.transmitted} pings from {sb.host_ip} (no rule covers it) were answered. To "
+    c.part("ARP and a ping from the host's own address pass", received == transmitted,
+           f"{received} of {transmitted} pings from {host_ip} (no rule covers it) were answered. To "
            "answer, the target first asks for the host's MAC address (ARP): a frame that is not IPv4 must pass")
     return c.done("yes: with the checker's rules in your trie, the longest matching prefix decided for every "
                   f"source ({', '.join(f'.{h} {w}' for h, w, _ in Q2_SOURCES)})", **details)
@@ -433,7 +471,7 @@ def build() -> Lesson:
             "Ethernet and IP addresses, type 0, a correct ICMP checksum) and send it back with XDP_TX, so the "
             "target's stack never sees it. Everything else (ARP, echo replies, UDP, ...) passes. The checker "
             "attaches your program in generic mode.",
-            _check_responder,
+            Check(_observe_responder, _diagnose_responder),
             "Start from xdp_tx_no_checksum.c above: it does everything but the checksum. The checksum is the "
             "complement of a one's complement sum of 16-bit words. The type byte is the high byte of the first "
             "word (network byte order), so 8 -> 0 lowers the sum by 0x0800 and the checksum grows by 0x0800: "
@@ -450,7 +488,7 @@ def build() -> Lesson:
             "(1 drop, 0 pass). Look up each IPv4 packet's source address: drop it when the longest matching "
             "rule says 1; pass it when that rule says 0, when nothing matches, and for every frame that is not "
             "IPv4. The checker fills the rules.",
-            _check_rules,
+            Check(_observe_rules, _diagnose_rules),
             "The lookup key is the whole source address: `struct key k = {.prefixlen = 32, .addr = ip->saddr};` "
             "(bits, and the address as it is in the packet). `rules.lookup(&k)` returns the value of the longest "
             "prefix that matches, or NULL: then pass. Read the value: a /29 inside a blocked /26 may say pass.",

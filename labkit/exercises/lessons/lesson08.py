@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 from labkit._errors import SandboxError, VerifierError
 from labkit.exercises.framework import (
+    Check,
     Checklist,
     Exercise,
     Incorrect,
@@ -239,13 +240,14 @@ def _attach_egress(lab: Lab, prog, sb: Sandbox):
         raise
 
 
-def _on_egress(answer, judge) -> tuple[str, dict]:
+def _on_egress(answer, measure) -> dict:
+    """The answer on a fresh sandbox's host egress, and what ``measure(sb)`` saw (with ``via``: how TC attached)."""
     with Lab() as lab:
         prog = load_answer(lab, answer, name="your answer", need="xdp")
         with Sandbox() as sb:
             _pin_neighbours(sb)
             t = _attach_egress(lab, prog, sb)
-            return judge(sb, {"via": t.via})
+            return {"via": t.via, **measure(sb)}
 
 
 # ------------------------------------------------------------------ q1
@@ -294,15 +296,23 @@ def _options_parts(c: Checklist, with_options: list[int], to_other: int, plain_d
     c.part(f"UDP to port {_OTHER} with IP options leaves ({_STREAM_ID[1]})", to_other == _COUNT, why)
 
 
-def _judge_port_drop(sb: Sandbox, details: dict) -> tuple[str, dict]:
+def _measure_port_drop(sb: Sandbox) -> dict:
+    """How many datagrams of each flow arrived (``udp``: to PORT, to _OTHER, to _SWAPPED, from PORT, to PORT
+    with each of _TO_PORT_WITH_OPTIONS, to _OTHER with _STREAM_ID), TCP to PORT, and ping after a flush."""
     tcp_run = _tcp_meanwhile(sb, PORT)
     flows = [_Flow(PORT), _Flow(_OTHER), _Flow(_SWAPPED), _Flow(_OTHER + 1, PORT),
              *(_Flow(PORT, options=o) for o in _TO_PORT_WITH_OPTIONS), _Flow(_OTHER, options=_STREAM_ID)]
     counts = [n for n, _toses in _udp(sb, flows, dropped=(0, 4, 5))]
-    dropped, other, swapped, from_port, *with_options, other_with_option = counts
     tcp_run.join()
-    tcp = tcp_run.result
     sent, answered = _arp_and_ping(sb)
+    return {"udp": counts, "tcp": tcp_run.result, "ping_sent": sent, "ping_answered": answered}
+
+
+def _diagnose_port_drop(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_measure_port_drop` saw."""
+    dropped, other, swapped, from_port, *with_options, other_with_option = obs["udp"]
+    tcp, sent, answered = obs["tcp"], obs["ping_sent"], obs["ping_answered"]
+    details: dict = {"via": obs["via"]}
     details.update(udp_to_port=dropped, udp_to_other=other, udp_to_swapped=swapped, udp_from_port=from_port,
                    udp_to_port_with_options={f"IHL {o[0]}": n for o, n in zip(_TO_PORT_WITH_OPTIONS, with_options)},
                    udp_to_other_with_option=other_with_option, tcp_to_port=tcp, ping_sent=sent,
@@ -335,8 +345,9 @@ def _judge_port_drop(sb: Sandbox, details: dict) -> tuple[str, dict]:
                   f"port {PORT}, ARP and ping left", **details)
 
 
-def _check_port_drop(answer) -> tuple[str, dict]:
-    return _on_egress(answer, _judge_port_drop)
+def _observe_port_drop(answer) -> dict:
+    """The answer on the egress, and the traffic's fate (:func:`_measure_port_drop`)."""
+    return _on_egress(answer, _measure_port_drop)
 
 
 # ------------------------------------------------------------------ q2
@@ -376,7 +387,10 @@ def _checksum_parts(c: Checklist, with_options: list[int], carry: list[int], pla
            f"{', '.join(f'{x:#06x}' for x in CARRY_CHECKSUMS)})", not lost, why)
 
 
-def _judge_dscp(sb: Sandbox, details: dict) -> tuple[str, dict]:
+def _measure_dscp(sb: Sandbox) -> dict:
+    """For each flow (plain, with each of _DSCP_OPTIONS, with each of CARRY_CHECKSUMS) how many datagrams
+    arrived and the TOS byte of each (``udp``: [how many, [TOS, ...]]), the receiver's Ip InHdrErrors growth,
+    TCP, and ping after a flush."""
     tcp_run = _tcp_meanwhile(sb, _OTHER + 1)
     flows = [_Flow(_OTHER, tos=SENT_TOS), *(_Flow(_OTHER, tos=SENT_TOS, options=o) for o in _DSCP_OPTIONS),
              *(_Flow(_OTHER, tos=SENT_TOS, checksum=x) for x in CARRY_CHECKSUMS)]
@@ -384,8 +398,16 @@ def _judge_dscp(sb: Sandbox, details: dict) -> tuple[str, dict]:
     results = _udp(sb, flows)
     hdr_errors = sb.snmp("target")["Ip"].get("InHdrErrors", 0) - ip0.get("InHdrErrors", 0)
     tcp_run.join()
-    tcp = tcp_run.result
     sent, answered = _arp_and_ping(sb)
+    return {"udp": [[n, list(toses)] for n, toses in results], "hdr_errors": hdr_errors, "tcp": tcp_run.result,
+            "ping_sent": sent, "ping_answered": answered}
+
+
+def _diagnose_dscp(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_measure_dscp` saw."""
+    results, hdr_errors = obs["udp"], obs["hdr_errors"]
+    tcp, sent, answered = obs["tcp"], obs["ping_sent"], obs["ping_answered"]
+    details: dict = {"via": obs["via"]}
     (got, plain_toses), counts = results[0], [n for n, _t in results]
     with_options, carry = counts[1:1 + len(_DSCP_OPTIONS)], counts[1 + len(_DSCP_OPTIONS):]
     toses = [t for _n, ts in results for t in ts]          # every datagram that arrived, each judged
@@ -421,8 +443,9 @@ def _judge_dscp(sb: Sandbox, details: dict) -> tuple[str, dict]:
                   "still work", **details)
 
 
-def _check_dscp(answer) -> tuple[str, dict]:
-    return _on_egress(answer, _judge_dscp)
+def _observe_dscp(answer) -> dict:
+    """The answer on the egress, and the traffic's fate (:func:`_measure_dscp`)."""
+    return _on_egress(answer, _measure_dscp)
 
 
 def build() -> Lesson:
@@ -433,7 +456,7 @@ def build() -> Lesson:
             f"Write a TC program for the egress of the sandbox's host side that drops IPv4 UDP datagrams to "
             f"destination port {PORT} and lets everything else leave: UDP to other ports (and from source port "
             f"{PORT}), TCP to port {PORT}, ARP and ping.",
-            _check_port_drop,
+            Check(_observe_port_drop, _diagnose_port_drop),
             f"Parse Ethernet, IPv4 (ip->protocol == IPPROTO_UDP), then the UDP header at ip->ihl * 4, checking "
             f"each header is inside the packet. Ports are big-endian: udp->dest == bpf_htons({PORT}). TC's "
             "verdicts: TC_ACT_SHOT drops, TC_ACT_OK lets go (not XDP_DROP / XDP_PASS).",
@@ -446,7 +469,7 @@ def build() -> Lesson:
             f"Write a TC program for the egress of the sandbox's host side that sets the DSCP of every IPv4 "
             f"packet to {DSCP} (EF, expedited forwarding), keeps the two ECN bits as they are, and keeps the "
             "IPv4 header checksum right, so the receiver gets the packets and sees the new DSCP.",
-            _check_dscp,
+            Check(_observe_dscp, _diagnose_dscp),
             "The TOS byte is DSCP << 2 | ECN. Read it, build the new one ((tos & 3) | (46 << 2)), write it with "
             "bpf_skb_store_bytes() and update the checksum with bpf_l3_csum_replace(skb, csum offset, old word, "
             "new word, 2), where a word is the header's first two bytes (version/IHL and TOS) as they are in "

@@ -16,10 +16,10 @@ import json
 import re
 import signal
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from labkit._errors import CompileError
-from labkit.exercises.framework import Checklist, Exercise, Incorrect, Lesson, is_reference, plural, snippet_text
+from labkit.exercises.framework import Check, Checklist, Exercise, Incorrect, Lesson, is_reference, plural, snippet_text
 from labkit.exercises.helpers import Helper
 from labkit.exercises.maps import HASH, MapKind, MapShape, map_kind_problem, map_shape
 from labkit.lab import Lab
@@ -208,7 +208,9 @@ class ParentRun:
         return len(self.kids)
 
 
-def _check_execs_by_parent(answer) -> tuple[str, dict]:
+def _observe_execs_by_parent(answer) -> dict:
+    """Run the answer while the checker's parents run programs: the parents as they ran (``runs``), the
+    map ``execs`` (``counts``: [key, count] pairs) and what the kernel says it is (``map``)."""
     with Lab() as lab:
         obj = _load(lab, answer, "ex09_q1", "execs")
         shape = map_shape(obj, "execs")
@@ -227,7 +229,14 @@ def _check_execs_by_parent(answer) -> tuple[str, dict]:
                 runs.append(ParentRun(p.pid, ok, bad, threaded, tuple(made["kids"]),
                                       tuple(tuple(t) for t in made["traced"])))
             counts = _table(obj, "execs")
-    return _judge_execs_by_parent(runs, counts, shape)
+    return {"runs": [asdict(r) for r in runs], "counts": sorted(counts.items()), "map": asdict(shape)}
+
+
+def _diagnose_execs_by_parent(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_observe_execs_by_parent` saw."""
+    runs = [ParentRun(r["pid"], r["ok"], r["bad"], r["threaded"], tuple(r["kids"]), tuple(map(tuple, r["traced"])))
+            for r in obs["runs"]]
+    return _judge_execs_by_parent(runs, dict((k, n) for k, n in obs["counts"]), MapShape(**obs["map"]))
 
 
 def _judge_execs_by_parent(runs: list[ParentRun], counts: dict[int, int], shape: MapShape) -> tuple[str, dict]:
@@ -281,7 +290,10 @@ def _judge_execs_by_parent(runs: list[ParentRun], counts: dict[int, int], shape:
 
 
 # ---------------------------------------------------------------------- q2
-def _check_exit_codes(answer) -> tuple[str, dict]:
+def _observe_exit_codes(answer) -> dict:
+    """Run the answer while the checker's processes end each way of ENDINGS: the map ``exit_codes``
+    (``codes``: [key, code] pairs), what the kernel says it is (``map``), the pid of each process, and the
+    thread that ended the "main_first" one."""
     with Lab() as lab:
         obj = _load(lab, answer, "ex09_q2", "exit_codes", value=(4,))
         shape = map_shape(obj, "exit_codes")
@@ -299,8 +311,14 @@ def _check_exit_codes(answer) -> tuple[str, dict]:
                 told[how] = c.rest()
             codes = _table(obj, "exit_codes")
     last = told.get("main_first", "").split()
-    return _judge_exit_codes(codes, {how: c.pid for how, c in kids.items()}, int(last[-1]) if last else 0,
-                             shape=shape)
+    return {"codes": sorted(codes.items()), "pids": {how: c.pid for how, c in kids.items()},
+            "last_thread": int(last[-1]) if last else 0, "map": asdict(shape)}
+
+
+def _diagnose_exit_codes(obs: dict) -> tuple[str, dict]:
+    """The verdict on what :func:`_observe_exit_codes` saw."""
+    return _judge_exit_codes(dict((k, c) for k, c in obs["codes"]), obs["pids"], obs["last_thread"],
+                             shape=MapShape(**obs["map"]))
 
 
 def _judge_exit_codes(codes: dict[int, int], pids: dict[str, int], last_thread: int = 0, *,
@@ -352,7 +370,7 @@ def build() -> Lesson:
             task="write a CO-RE program (%%bpf --core my_execs) with a hash map `execs`, key the parent's process "
                  "id (u32), value a count: +1 for every successful exec, under the exec'ing process's parent "
                  "(BPF_CORE_READ(task, real_parent, tgid))",
-            checker=_check_execs_by_parent,
+            checker=Check(_observe_execs_by_parent, _diagnose_execs_by_parent),
             hint_text="SEC(\"tracepoint/sched/sched_process_exec\") fires once per successful exec, in the process "
                       "that exec'ed. bpf_get_current_task() gives its task_struct (cast it); "
                       "BPF_CORE_READ(task, real_parent, tgid) is its parent's process id (->pid would be the parent's "
@@ -367,7 +385,7 @@ def build() -> Lesson:
             task="write a CO-RE program (%%bpf --core my_exits) with a hash map `exit_codes`: key a process id "
                  "(u32), value its task->exit_code (u32) when the process ends — whether it called exit() or a "
                  "signal killed it",
-            checker=_check_exit_codes,
+            checker=Check(_observe_exit_codes, _diagnose_exit_codes),
             hint_text="Find the field in the kernel's BTF: grep -n 'exit_code' in the vmlinux.h this lesson dumped "
                       "(struct task_struct). SEC(\"tracepoint/sched/sched_process_exit\") runs in the ending task, "
                       "after do_exit() stored the code; its own fields do not have it. Read it with "
