@@ -47,7 +47,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit import owners
-from labkit._errors import ArgumentError, AttachError, ClosedError, NotSupportedError, ProgramKindError
+from labkit._errors import (
+    ArgumentError,
+    AttachError,
+    ClosedError,
+    NotSupportedError,
+    PrivilegeError,
+    ProgramKindError,
+)
 from labkit.attach import Attachment, claim, held, release
 from labkit.hooks.link import link_create, means_unsupported
 from labkit.hooks.protocol import Hook, check_choice, mismatch_message, register
@@ -278,8 +285,9 @@ class Cgroup:
         if _parent is None:
             root = _root()
             if os.geteuid() != 0:
-                raise NotSupportedError("making a cgroup needs root (the lab runs as root: ./lab start)",
-                                        feature="cgroup v2")
+                raise PrivilegeError(f"making a cgroup needs root (the directories of {root} are root's); this "
+                                     f"process is uid {os.geteuid()}. Start the lab with ./lab start (it runs as "
+                                     "root), or run Python as root (sudo)", missing=("root",))
             self.uid = secrets.token_hex(4)
             self.path = root / f"{PREFIX}{self.uid}-{name}"
             self.key: tuple = ("cgroup", name)
