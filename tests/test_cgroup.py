@@ -196,3 +196,12 @@ def test_a_killed_owner_leaves_a_cgroup_that_is_reaped(listener):
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_making_a_cgroup_without_root_says_how():
+    code = "import labkit\ntry:\n    labkit.Cgroup('lk13-noroot')\nexcept labkit.PrivilegeError as e:\n    print(e)\n"
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                        sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="/",
+                       env={**os.environ, "HOME": "/tmp"})
+    assert "making a cgroup needs root" in r.stdout and "./lab start" in r.stdout, r.stdout + r.stderr
+    assert not [p for p in labkit_cgroups() if p.name.endswith("-lk13-noroot")]
