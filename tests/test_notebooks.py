@@ -1099,7 +1099,10 @@ L13 = "13-cgroup-programs"
 def test_13_runs_twice_and_gives_its_cgroups_back(runs):
     run = _lesson(runs, L13)
     for rnd, (nb, s, state) in enumerate(zip(run.rounds, run.summaries, run.state), 1):
-        assert _errors(nb) == [], f"round {rnd}: {_errors(nb)}"
+        # the one error is the one the lesson shows: the root of the v2 tree refused without force=True
+        assert [(tags, e) for _i, tags, e in _errors(nb)] == [(["root-refused", "raises-exception"], "AttachError")]
+        refused = _text(_tagged(nb, "root-refused"))
+        assert "root of the cgroup v2 hierarchy" in refused and "force=True" in refused, refused
         assert s["reference_checked"] == {"q1": "correct", "q2": "correct"}, s["reference_checked"]
         assert s["exercises"] == {"q1": "incorrect", "q2": "incorrect"}, "the shipped starters are not answers"
         # what stays: the connect4 program on a and the counter on both sides of lk13-demo, each on a
