@@ -1147,10 +1147,11 @@ def test_13_cgroup_skb_counts_each_cgroups_bytes(runs):
         for name in ("a", "b"):
             sent, back = rounds * f["sends"][name], rounds * f["sends"][name] // 2
             row = t[name]
-            # the prose: the data and 40 to 60 bytes of headers a packet; few packets (64 KiB each on loopback)
+            # the prose: the data, 40 to 60 bytes of headers a packet and, on a slow machine, a segment sent again
+            # (a retransmission is counted twice: at most a tenth more here); few packets (64 KiB each on loopback)
             for data, d in ((sent, "egress"), (back, "ingress")):
                 extra = row[f"{d} bytes"] - data
-                assert 40 * row[f"{d} packets"] <= extra <= 60 * row[f"{d} packets"], (name, d, row)
+                assert 40 * row[f"{d} packets"] <= extra <= 60 * row[f"{d} packets"] + data // 10, (name, d, row)
                 assert row[f"{d} packets"] < data / 1000
         assert 0.28 < t["b"]["egress bytes"] / t["a"]["egress bytes"] < 0.32    # "at 30 % of the size"
         assert "image/png" in _mimes(_tagged(nb, "plot"))
