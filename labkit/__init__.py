@@ -22,6 +22,7 @@ from labkit._errors import (
 )
 from labkit.commands.doctor import doctor
 from labkit.attach import Attachment, close_all, detach_all, live_attachments
+from labkit.hooks.cgroup import Cgroup, CgroupAttachment
 from labkit.hooks.probe import TraceAttachment
 from labkit.hooks.tc import TcAttachment
 from labkit.hooks.xdp import XdpAttachment
@@ -61,6 +62,8 @@ __all__ = sorted([
     "ArgumentError",
     "AttachError",
     "Attachment",
+    "Cgroup",
+    "CgroupAttachment",
     "ClosedError",
     "CompileError",
     "EventStream",

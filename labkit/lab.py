@@ -31,6 +31,7 @@ from labkit.events.buffers import PerfBufferReader, RingMapReader
 from labkit.events.schemas import CLONE_DTYPE, SYSCALL_DTYPE, clone_frame, syscall_frame
 from labkit.events.stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window
 from labkit.hooks import by_call
+from labkit.hooks.cgroup import Cgroup, CgroupAttachment
 from labkit.hooks.probe import TraceAttachment, attach_probes
 from labkit.hooks.tc import TcAttachment
 from labkit.hooks.uprobe import check_pid
@@ -315,6 +316,17 @@ class Lab:
         """
         return self._attach("attach_tc", program, iface=iface, direction=direction, netns=netns, fn=fn, via=via,
                             force=force)
+
+    def attach_cgroup(self, program: Program | str, cgroup: Cgroup | str | None = None, attach_type: str = "egress",
+                      *, fn: str | None = None, force: bool = False) -> CgroupAttachment:
+        """Attach a cgroup program to ``cgroup`` (a labkit.Cgroup, or a cgroup v2 directory) for every
+        socket of a process in it or below it. ``attach_type``: "ingress" or "egress" (a cgroup_skb
+        function, ``struct __sk_buff *``, on each packet received or sent: 1 lets it go, 0 drops it) or
+        "connect4" (``struct bpf_sock_addr *``, on each IPv4 connect(): 0 refuses it with EPERM). Through a
+        bpf_link (taken off when this process dies); the same program and function on the same cgroup
+        again replaces. A cgroup labkit did not make (the root holds every process) needs ``force=True``
+        (labkit.hooks.cgroup)."""
+        return self._attach("attach_cgroup", program, cgroup=cgroup, attach_type=attach_type, fn=fn, force=force)
 
     # --------------------------------------- a program's own event buffers (lesson 06)
     def open_perf_buffer(self, program: Program, map_name: str = "events", *, pages: int = 8,

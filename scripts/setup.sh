@@ -118,6 +118,13 @@ fi
 if ! mountpoint -q /sys/fs/bpf; then
   mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
 fi
+# cgroup BPF programs (lesson 13) need the cgroup v2 hierarchy: a v1-only host (no cgroup2 mount at all,
+# neither /sys/fs/cgroup nor a hybrid host's /sys/fs/cgroup/unified) gets one of the project's own
+if ! grep -q ' - cgroup2 ' /proc/self/mountinfo; then
+  say "no cgroup v2 hierarchy: mounting one at /run/labkit/cgroup2 (lesson 13)"
+  mkdir -p /run/labkit/cgroup2
+  mountpoint -q /run/labkit/cgroup2 || mount -t cgroup2 none /run/labkit/cgroup2
+fi
 
 # -------------------------------------------------------------- test tools
 if [ "$WANT_TEST" -eq 1 ]; then

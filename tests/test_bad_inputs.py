@@ -20,6 +20,8 @@ import pytest
 
 import labkit
 from kstate import bpf_fds, perf_attachments
+from labkit.hooks.cgroup import HOOK as CGROUP_HOOK
+from labkit.hooks.cgroup import cgroup2_root
 from labkit.net.netns import list_netns
 from labkit.net.records import list_sandboxes
 
@@ -91,6 +93,13 @@ def xdp_control(env: Env) -> None:
 
 def router(env: Env) -> None:
     env.router = env.lab.load("xdp_redirect_router")
+
+
+def cgroup(env: Env) -> None:
+    env.cg = labkit.Cgroup("lk13-bad-inputs")
+    env.closed_cg = labkit.Cgroup("lk13-bad-inputs-closed")
+    env.closed_cg.close()
+    env.closers.append(env.cg.close)
 
 
 def firewall(env: Env) -> None:
@@ -309,6 +318,32 @@ ROWS = [
         "AttachError", ("lk-nothing0",)),
     Row("attach_tc: fn not a string", lambda e: e.lab.attach_tc("tc_count", e.sb.host_iface, netns=e.sb.host_ns,
                                                                fn=3), "ArgumentError", ("fn=", "3")),
+    # Lab.attach_cgroup and the lab's cgroups
+    Row("attach_cgroup: an XDP program", lambda e: e.lab.attach_cgroup("xdp_icmp_drop", e.cg, "egress"),
+        "ProgramKindError", ("xdp_icmp_drop.c is an XDP program", "attach_cgroup needs a cgroup program",
+                             "lab.attach_xdp"), setup=lambda e: cgroup(e)),
+    Row("attach_cgroup: connect4 on egress", lambda e: e.lab.attach_cgroup("cgroup_connect_block", e.cg, "egress"),
+        "ProgramKindError", ("cgroup_connect_block.c is a connect4 program", "attach_type='egress' needs a "
+                             "cgroup_skb program"), setup=lambda e: cgroup(e)),
+    Row("attach_tc: a cgroup_skb program", lambda e: e.lab.attach_tc("cgroup_skb_bytes", e.sb.host_iface,
+                                                                     netns=e.sb.host_ns, fn="lk_cgroup_egress"),
+        "ProgramKindError", ("cgroup_skb_bytes.c is a cgroup_skb program", "lab.attach_cgroup(program, cgroup, "
+                             "'ingress' or 'egress')")),
+    Row("attach_cgroup: attach type connect6", lambda e: e.lab.attach_cgroup("cgroup_connect_block", e.cg,
+                                                                             "connect6"), "ArgumentError",
+        ("attach_type", "'connect6'", "'connect4'"), setup=lambda e: cgroup(e)),
+    Row("attach_cgroup: no cgroup", lambda e: e.lab.attach_cgroup("cgroup_connect_block"), "ArgumentError",
+        ("attach_cgroup needs a cgroup", "labkit.Cgroup('web')")),
+    Row("attach_cgroup: the root cgroup", lambda e: e.lab.attach_cgroup("cgroup_connect_block", cgroup2_root(),
+                                                                        "connect4"), "AttachError",
+        ("root of the cgroup v2 hierarchy", "every process", "force=True")),
+    Row("attach_cgroup: not a cgroup", lambda e: e.lab.attach_cgroup("cgroup_connect_block", "/tmp", "connect4"),
+        "AttachError", ("/tmp is not a cgroup v2 directory", "labkit.Cgroup('name')")),
+    Row("attach_cgroup: a closed Cgroup", lambda e: e.lab.attach_cgroup("cgroup_connect_block", e.closed_cg,
+                                                                        "connect4"), "ClosedError",
+        ("is closed", "labkit.Cgroup()"), setup=lambda e: cgroup(e)),
+    Row("Cgroup: a name with a slash", lambda e: labkit.Cgroup("a/b"), "ArgumentError", ("'a/b'", "like 'web'")),
+    Row("Cgroup.add: not a pid", lambda e: e.cg.add(-3), "ArgumentError", ("pid", "-3"), setup=lambda e: cgroup(e)),
 ]
 
 
@@ -340,6 +375,7 @@ def held() -> dict[str, set]:
         "threads": {t.ident for t in threading.enumerate()},
         "namespaces": {ns for ns in list_netns() if ns.startswith("lksb-")} - others,  # others come and go
         "sandbox records": {r.id for r in list_sandboxes() if r.owner_pid == mine},
+        "cgroups": {r["cgroup"] for r in CGROUP_HOOK.records.records() if r.get("pid") == mine},
         "attachments": {id(a) for a in labkit.live_attachments()},
         "panels": {id(p) for p in labkit.live_panels()},
     }

@@ -47,6 +47,7 @@ from labkit.commands.report.export import export_html
 from labkit.commands.report.offline import external_references
 from labkit.exercises import SUMMARY_MIME
 from labkit.exercises.framework import snippet_text
+from labkit.hooks.cgroup import HOOK as _CGROUP_HOOK
 from labkit.net import records
 from labkit.net import xdp as _xdp
 from labkit.programs import hooks as _hooks
@@ -68,7 +69,7 @@ KPROBES = _hooks.kprobes_available()[0]
 
 EXPECTED_LESSONS = ["00-check-your-lab", "01-hello-clone", "02-xdp-ping-drop", "03-maps-vs-events",
                     "04-verifier-mistakes", "05-tracing-user-space", "06-maps-in-depth", "07-xdp-beyond-drop",
-                    "08-tc", "09-modern-toolchain", "11-latency"]
+                    "08-tc", "09-modern-toolchain", "11-latency", "13-cgroup-programs"]
 
 
 # What each lesson's assertions read from its kernel after a round: expressions on
@@ -231,7 +232,23 @@ fw.unblock(f"{sb.host_ip}/32")
         "control after run all": "control_udp",
     }),
 }
+PROBES["13-cgroup-programs"] = ("", {
+    "fs type": "fs_type",
+    "root": "str(root)",
+    "my cgroup": "cgroup_of()",
+    "cgroups": "cgroups.to_dict('list')",
+    "demo path": "str(cg.path)",
+    "connects": "connects.iloc[:, 1].tolist()",
+    "verdicts": "verdicts",
+    "traffic": "traffic.to_dict('index')",
+    "rounds": "ROUNDS",
+    "sends": "SENDS",
+    "udp sends": "sends",
+    "arrived": "arrived",
+    "dropper": "dropper.state",
+})
 PROBE_MARK = "LABKIT-TEST-PROBE "
+CGROUP_RECORDS = _CGROUP_HOOK.records
 
 
 def _probe_cell(name: str):
@@ -301,6 +318,7 @@ def _kernel_state(pid: int, summary: dict) -> tuple[dict, dict]:
         "perf events": len(perf),
         "fds": {k: len(v) for k, v in fds.items() if k != "map"},
         "sandboxes": len([r for r in records.list_sandboxes() if r.owner_pid == pid]),
+        "cgroups": len([r for r in CGROUP_RECORDS.records() if r.get("pid") == pid]),
         "attachments": summary["attachments_left"],
         "panels": summary["panels_left"],
     }
@@ -326,6 +344,7 @@ def _gone_after_exit(pid: int, ids: dict) -> dict:
             "process": os.path.exists(f"/proc/{pid}"),
             "leftover sandboxes": [r.id for r in records.find_leftovers() if r.owner_pid == pid],
             "owned sandboxes": [r.id for r in records.list_sandboxes() if r.owner_pid == pid],
+            "owned cgroups": [r["cgroup"] for r in CGROUP_RECORDS.records() if r.get("pid") == pid],
             "BPF programs": sorted(ids["prog"] & _bpf_ids("prog")),
             "BPF links": sorted(ids["link"] & _bpf_ids("link")),
         }
@@ -455,7 +474,7 @@ def test_lesson_runs_twice_and_gives_everything_back(runs, name):
     # Run All leaves the lesson's widgets working; running it again replaces, never duplicates
     assert run.state[1] == run.state[0], f"round 2 holds more or less than round 1: {run.state}"
     # and when the kernel stops, everything it held is given back
-    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [],
+    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [], "owned cgroups": [],
                               "BPF programs": [], "BPF links": []}, run.after_exit
 
 
@@ -713,7 +732,7 @@ def test_05_runs_twice_and_gives_everything_back(runs):
         assert state["attachments"] == 0 and state["panels"] == 0 and state["perf events"] == 0, state
         assert state["fds"]["prog"] == state["fds"]["link"] == state["fds"]["perf_event"] == 0, state
     assert run.state[1] == run.state[0]
-    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [],
+    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [], "owned cgroups": [],
                               "BPF programs": [], "BPF links": []}, run.after_exit
 
 
@@ -803,7 +822,7 @@ def test_06_runs_twice_and_gives_everything_back(runs):
         assert state["attachments"] == 0 and state["panels"] == 0 and state["perf events"] == 0, state
         assert state["fds"]["prog"] == state["fds"]["link"] == state["fds"]["perf_event"] == 0, state
     assert run.state[1] == run.state[0]
-    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [],
+    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [], "owned cgroups": [],
                               "BPF programs": [], "BPF links": []}, run.after_exit
 
 
@@ -887,7 +906,7 @@ def test_09_runs_twice_and_gives_everything_back(runs):
         links = 1 if _kernel_at_least(5, 15) else 0
         assert state["fds"] == {"prog": 1, "link": links, "perf_event": 1}, state
     assert run.state[1] == run.state[0]
-    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [],
+    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [], "owned cgroups": [],
                               "BPF programs": [], "BPF links": []}, run.after_exit
 
 
@@ -980,7 +999,7 @@ def test_07_runs_twice_and_gives_everything_back(runs):
         assert "no rule ever matched" in s["messages"]["q2"], s["messages"]["q2"]
         assert state["sandboxes"] == 1, state                  # one far sandbox, re-run replaces it
     assert run.state[1] == run.state[0]
-    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [],
+    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [], "owned cgroups": [],
                               "BPF programs": [], "BPF links": []}, run.after_exit
 
 
@@ -1047,7 +1066,7 @@ def test_08_runs_twice_and_gives_everything_back(runs):
         assert state["fds"]["link"] == 0, state
     assert run.state[1] == run.state[0]
     assert run.facts[0]["sandbox"] != run.facts[1]["sandbox"], "round 2 made its own sandbox"
-    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [],
+    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [], "owned cgroups": [],
                               "BPF programs": [], "BPF links": []}, run.after_exit
 
 
@@ -1154,3 +1173,75 @@ def test_11_prose_numbers_are_the_checkers_and_the_kernels():
     assert f"works {l11.SPIN_MS} ms, {l11.WAKEUPS} times" in tasks.q1.task
     # "the timer's slack (50 us for an ordinary process)": this process's, as the kernel gives it
     assert int(open("/proc/self/timerslack_ns").read()) == 50_000
+
+
+# ------------------------------------------------------------ lesson 13
+L13 = "13-cgroup-programs"
+
+
+def test_13_runs_twice_and_gives_its_cgroups_back(runs):
+    run = _lesson(runs, L13)
+    for rnd, (nb, s, state) in enumerate(zip(run.rounds, run.summaries, run.state), 1):
+        # the one error is the one the lesson shows: the root of the v2 tree refused without force=True
+        assert [(tags, e) for _i, tags, e in _errors(nb)] == [(["root-refused", "raises-exception"], "AttachError")]
+        refused = _text(_tagged(nb, "root-refused"))
+        assert "root of the cgroup v2 hierarchy" in refused and "force=True" in refused, refused
+        assert s["reference_checked"] == {"q1": "correct", "q2": "correct"}, s["reference_checked"]
+        assert s["exercises"] == {"q1": "incorrect", "q2": "incorrect"}, "the shipped starters are not answers"
+        # what stays: the connect4 program on a and the counter on both sides of lk13-demo, each on a
+        # bpf_link, and the one cgroup (the first round's was given back when the second made its own)
+        assert state["attachments"] == 3 and state["cgroups"] == 1, state
+        assert state["fds"]["link"] == 3, state
+    assert run.state[1] == run.state[0]
+    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [], "owned cgroups": [],
+                              "BPF programs": [], "BPF links": []}, run.after_exit
+    paths = [f["demo path"] for f in run.facts]
+    assert paths[0] != paths[1] and not any(os.path.exists(p) for p in paths), "a new name each round, both gone"
+
+
+def test_13_the_hierarchy_and_the_lab_cgroups(runs):
+    run = _lesson(runs, L13)
+    for nb, f in zip(run.rounds, run.facts):
+        # the prose: cgroup2fs where the unified hierarchy is at /sys/fs/cgroup, tmpfs where v1 trees are there
+        assert (f["fs type"] == "cgroup2fs") == (f["root"] == "/sys/fs/cgroup"), (f["fs type"], f["root"])
+        assert f["fs type"] in ("cgroup2fs", "tmpfs")
+        if f["fs type"] == "tmpfs":
+            assert f["root"] in ("/sys/fs/cgroup/unified", "/run/labkit/cgroup2")
+        cg = f["cgroups"]
+        name = os.path.basename(f["demo path"])
+        assert cg["cgroup"] == ["lk13-demo", "a", "b"] and len(set(cg["id"])) == 3
+        assert cg["a child started in it says"] == [f"0::/{name}", f"0::/{name}/a", f"0::/{name}/b"]
+        assert f"the cgroup v2 hierarchy is mounted at {f['root']}" in _text(_tagged(nb, "hierarchy"))
+
+
+def test_13_connect4_refuses_cgroup_a_only(runs):
+    run = _lesson(runs, L13)
+    for f in run.facts:
+        # the prose: a got EPERM (errno 1), b and outside connected; the program was asked once and refused once
+        assert f["connects"] == ["PermissionError (errno 1)", "connected", "connected"], f["connects"]
+        assert f["verdicts"] == {"let through": 0, "refused": 1}
+
+
+def test_13_cgroup_skb_counts_each_cgroups_bytes(runs):
+    run = _lesson(runs, L13)
+    for nb, f in zip(run.rounds, run.facts):
+        t, rounds = f["traffic"], f["rounds"]
+        assert f["sends"] == {"a": 100_000, "b": 30_000} and rounds == 5 and sorted(t) == ["a", "b"]
+        for name in ("a", "b"):
+            sent, back = rounds * f["sends"][name], rounds * f["sends"][name] // 2
+            row = t[name]
+            # the prose: the data, 40 to 60 bytes of headers a packet and, on a slow machine, a segment sent again
+            # (a retransmission is counted twice: at most a tenth more here); few packets (64 KiB each on loopback)
+            for data, d in ((sent, "egress"), (back, "ingress")):
+                extra = row[f"{d} bytes"] - data
+                assert 40 * row[f"{d} packets"] <= extra <= 60 * row[f"{d} packets"] + data // 10, (name, d, row)
+                assert row[f"{d} packets"] < data / 1000
+        assert 0.28 < t["b"]["egress bytes"] / t["a"]["egress bytes"] < 0.32    # "at 30 % of the size"
+        assert "image/png" in _mimes(_tagged(nb, "plot"))
+
+
+def test_13_cgroup_skb_drops_bs_datagram(runs):
+    run = _lesson(runs, L13)
+    for f in run.facts:
+        assert f["udp sends"] == {"a": "sent", "b": "PermissionError (errno 1)"} and f["arrived"] == ["hello"]
+        assert f["dropper"] == "detached"

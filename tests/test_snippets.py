@@ -33,7 +33,15 @@ def prog_type(header: str):
         return bcc.BPF.PERF_EVENT, "tracing"
     if "raw tracepoint" in hook or "raw_tracepoint" in hook:
         return bcc.BPF.RAW_TRACEPOINT, "tracing"
+    if hook.startswith("cgroup/connect4"):
+        return bcc.BPF.CGROUP_SOCK_ADDR, "cgroup"
+    if hook.startswith("cgroup_skb"):
+        return bcc.BPF.CGROUP_SKB, "cgroup"
     return bcc.BPF.TRACEPOINT, "tracing"
+
+
+#: the expected attach type a program type must be loaded with (-1: none): BPF_CGROUP_INET4_CONNECT
+ATTACH_TYPE = {18: 10}
 
 
 def test_there_are_snippets():
@@ -63,7 +71,7 @@ def test_snippet_header_compiles_and_loads(path, lab):
                 prog.load_function(fn, ptype)
             assert ei.value.log
         else:
-            prog.load_function(fn, ptype)
+            prog.load_function(fn, ptype, ATTACH_TYPE.get(ptype, -1))
     prog.close()
 
 

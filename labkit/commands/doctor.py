@@ -7,13 +7,16 @@ import ctypes
 import functools
 import json
 import os
+import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from labkit.hooks.cgroup import OWN_MOUNT, Cgroup, cgroup2_root
 from labkit.lab import Lab
 from labkit.net.sandbox import Sandbox
 from labkit.net.xdp import libbpf
@@ -275,6 +278,42 @@ def _tc_hook() -> Check:
                      "tc from iproute2 (apt-get install iproute2), and libbpf1 for tcx links on 6.6+")
 
 
+def _cgroup_v2() -> Check:
+    root = cgroup2_root()
+    if root is None:
+        return Check("cgroup v2", FAIL, "no cgroup v2 hierarchy is mounted (cgroup v1 only): cgroup BPF programs "
+                     "need v2 (lesson 13)", f"./lab setup (scripts/setup.sh mounts one at {OWN_MOUNT})")
+    how = {Path("/sys/fs/cgroup"): "the unified hierarchy", Path("/sys/fs/cgroup/unified"):
+           "a hybrid host: v1 controllers at /sys/fs/cgroup, v2 beside them",
+           OWN_MOUNT: "mounted by scripts/setup.sh on a v1-only host"}.get(root, "mounted there")
+    return Check("cgroup v2", OK, f"cgroup2 at {root} ({how})")
+
+
+_CONNECT = ("import socket, sys\ns = socket.socket()\ntry:\n    s.connect(('127.0.0.1', int(sys.argv[1])))\n"
+            "    print(0)\nexcept OSError as e:\n    print(e.errno)\n")
+
+
+def _cgroup_hook() -> Check:
+    """A connect4 program on a cgroup of the lab's own refuses a child's connect to a port on 127.0.0.1."""
+    if cgroup2_root() is None:
+        return Check("hook: cgroup", FAIL, "no cgroup v2 hierarchy", f"./lab setup (mounts one at {OWN_MOUNT})")
+    try:
+        with socket.socket() as ls, Lab() as lab, Cgroup("doctor") as cg:
+            ls.bind(("127.0.0.1", 0))
+            ls.listen(4)
+            port = ls.getsockname()[1]
+            lab.attach_cgroup(lab.load("cgroup_connect_block", defines={"LK_PORT": port}), cg, "connect4")
+            out = cg.run([sys.executable, "-c", _CONNECT, str(port)], capture_output=True, text=True, timeout=30)
+    except Exception as e:
+        return Check("hook: cgroup", FAIL, f"{type(e).__name__}: {str(e).splitlines()[0]}",
+                     "lesson 13 needs cgroup v2, CONFIG_CGROUP_BPF and kernel 5.7+ (cgroup bpf_links), libbpf1")
+    if out.stdout.strip() == "1":
+        return Check("hook: cgroup", OK, "a connect4 program on a cgroup of the lab's own (bpf_link) refused a "
+                     "child's connect with EPERM")
+    return Check("hook: cgroup", WARN, f"attached, but the child's connect gave {out.stdout.strip() or out.stderr}",
+                 "report the kernel version")
+
+
 _CORE_C = """
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -313,7 +352,7 @@ def _core_toolchain() -> Check:
 
 
 CHECKS = (_privs, _bcc, _tracefs, _debugfs, _headers, _btf, _libbpf, _tracepoint_hook, _kprobe_hook, _fentry_hook,
-          _xdp_hook, _maps, _uprobe_hook, _usdt, _tc_hook, _core_toolchain)
+          _xdp_hook, _maps, _uprobe_hook, _usdt, _tc_hook, _core_toolchain, _cgroup_v2, _cgroup_hook)
 
 
 def run_checks() -> list[Check]:
@@ -349,6 +388,7 @@ _LESSON_NEEDS = (
     ("08", "TC", ("hook: tc", "hook: XDP"), ()),
     ("09", "modern toolchain", ("CO-RE toolchain", "BTF"), ()),
     ("11", "latency", ("hook: tracepoint",), ("hook: fentry", "hook: kprobe")),
+    ("13", "cgroup programs", ("cgroup v2", "hook: cgroup"), ()),
 )
 
 
@@ -378,6 +418,8 @@ def _kernel_notes(lesson: str, rel: tuple[int, int], arch: str) -> list[tuple[st
     if lesson == "08" and rel < (6, 6):
         notes.append((OK, f"TC programs attach as cls_bpf filters under the clsact qdisc (netlink): "
                           f"tcx links need 6.6 (this is {v})"))
+    if lesson == "13" and rel < (5, 7):
+        notes.append((FAIL, f"cgroup programs attach through bpf_links, which need kernel 5.7 (this is {v})"))
     if lesson == "09" and arch == "aarch64" and rel < (6, 4):
         notes.append((WARN, f"fentry programs load but cannot attach on arm64 before 6.4 (this is {v})"))
     return notes

@@ -294,11 +294,13 @@ def compile_c(text: str, display_name: str, cflags: Sequence[str], *, need: str 
 _VERIFIER_HINT = re.compile(r"^\s*\d+: \(|processed \d+ insns|R\d+ ", re.M)
 
 
-def load_function(bpf, func: str, prog_type: int, display_name: str, source: str = "") -> object:
-    """``bpf.load_func`` with the verifier log captured into a VerifierError."""
+def load_function(bpf, func: str, prog_type: int, display_name: str, source: str = "",
+                  attach_type: int = -1) -> object:
+    """``bpf.load_func`` with the verifier log captured into a VerifierError. ``attach_type``: the
+    expected attach type some program types must be loaded with (a cgroup/connect4 program), -1 for none."""
     with capture_fd2() as captured:
         try:
-            fn = bpf.load_func(func.encode(), prog_type)
+            fn = bpf.load_func(func.encode(), prog_type, None, attach_type)
             err = None
         except Exception as e:
             fn, err = None, e
@@ -311,7 +313,7 @@ def load_function(bpf, func: str, prog_type: int, display_name: str, source: str
     if "Need super-user" in msg:
         raise _privileges.eperm_error(f"loading {func} from {display_name}", raw) from None
     if not _VERIFIER_HINT.search(raw):
-        raw = _kernel_log(bpf, func, prog_type) or raw
+        raw = _kernel_log(bpf, func, prog_type, attach_type) or raw
     log = map_verifier_log(raw.strip(), source, display_name) if source else raw.strip()
     cause = _verifier_cause(log) or msg
     raise VerifierError(
@@ -324,7 +326,7 @@ def load_function(bpf, func: str, prog_type: int, display_name: str, source: str
 _BCC_DEBUG_BPF = 0x2  # bcc.DEBUG_BPF: load_func asks the kernel for its log (log_level 1) from the start
 
 
-def _kernel_log(bpf, func: str, prog_type: int) -> str:
+def _kernel_log(bpf, func: str, prog_type: int, attach_type: int = -1) -> str:
     """Load ``func`` again with the verifier's log asked for up front, and
     return what was printed ("" when the load succeeds this time).
 
@@ -340,7 +342,7 @@ def _kernel_log(bpf, func: str, prog_type: int) -> str:
     try:
         with capture_fd2() as captured:
             try:
-                fn = bpf.load_func(func.encode(), prog_type)
+                fn = bpf.load_func(func.encode(), prog_type, None, attach_type)
             except Exception:
                 fn = None
     finally:
@@ -440,13 +442,14 @@ class Program:
             return False
         return True
 
-    def load_function(self, func: str, prog_type: int):
+    def load_function(self, func: str, prog_type: int, attach_type: int = -1):
         """Load one function of this program into the kernel as a program of
         ``prog_type`` (``bcc.BPF.XDP``, ...) and return BCC's handle (``.fd``);
+        ``attach_type``: the expected attach type a kind needs at load (connect4).
         VerifierError if the verifier refuses it. Nothing is attached
         (``Lab.load`` compiles a whole program; this loads one function of it)."""
         self._check_open()
-        return load_function(self.bpf, func, prog_type, self.name, self.source)
+        return load_function(self.bpf, func, prog_type, self.name, self.source, attach_type)
 
     #: the old name, for one release (labkit._renamed)
     load = renamed_method("load", "load_function")

@@ -8,7 +8,8 @@ A function's kind is decided from what the program itself says, in this order:
 2. the snippet header's ``// hook:`` line (every file in ``bpf_snippets/`` has
    one, and C text may carry the same);
 3. the function's context type: ``struct xdp_md *`` is XDP, ``struct pt_regs *``
-   a kprobe, ``struct __sk_buff *`` TC or a socket filter, a tracepoint's
+   a kprobe, ``struct __sk_buff *`` TC, a socket filter or cgroup_skb, ``struct
+   bpf_sock_addr *`` a cgroup connect4 program, a tracepoint's
    argument struct (``struct sys_enter_args *``, ``struct trace_event_raw_*``)
    a tracepoint.
 
@@ -60,6 +61,8 @@ _ARTICLE_NAME = {
     "skb": "a TC or socket-filter",
     "perf_event": "a perf-event",
     "uprobe": "a uprobe",
+    "cgroup_skb": "a cgroup_skb",
+    "sock_addr": "a cgroup sock_addr (connect4)",
 }
 
 # ------------------------------------------------------------------ 1. names
@@ -112,6 +115,8 @@ _HEADER_KINDS = (  # first match wins: "raw tracepoint" before "tracepoint", "kr
     (re.compile(r"^usdt", re.I), "usdt"),
     (re.compile(r"^xdp", re.I), "xdp"),
     (re.compile(r"^(tc|socket|sk_buff|cls|sched_cls)\b", re.I), "skb"),
+    (re.compile(r"^cgroup[ _/]?skb", re.I), "cgroup_skb"),
+    (re.compile(r"^(cgroup[ _/]?connect4|cgroup[ _/]?sock_addr|connect4)", re.I), "sock_addr"),
     (re.compile(r"^(kfunc|fentry)", re.I), "kfunc"),
     (re.compile(r"^(kretfunc|fexit)", re.I), "kretfunc"),
     (re.compile(r"^lsm", re.I), "lsm"),
@@ -167,6 +172,7 @@ _CONTEXTS = (  # (pattern on the first parameter's type, kind); first match wins
     (re.compile(r"^struct\s+__sk_buff$"), "skb"),
     (re.compile(r"^struct\s+bpf_raw_tracepoint_args$"), "raw_tracepoint"),
     (re.compile(r"^struct\s+bpf_perf_event_data$"), "perf_event"),
+    (re.compile(r"^struct\s+bpf_sock_addr$"), "sock_addr"),
     (re.compile(r"^struct\s+(trace_event_raw_\w+|tracepoint__\w+|\w+_args)$"), "tracepoint"),
 )
 

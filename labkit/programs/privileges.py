@@ -45,6 +45,7 @@ NEEDS = {
     "tracing": (CAP_BPF, CAP_PERFMON),
     "xdp": (CAP_BPF, CAP_NET_ADMIN),
     "tc": (CAP_BPF, CAP_NET_ADMIN),
+    "cgroup": (CAP_BPF, CAP_NET_ADMIN),
     "netns": (CAP_SYS_ADMIN, CAP_NET_ADMIN),
 }
 

@@ -9,7 +9,8 @@ import pytest
 from labkit.commands.doctor import Check, kernel_release, lesson_fits
 
 NAMES = ("privileges", "BCC", "tracefs", "debugfs", "kernel headers", "BTF", "libbpf", "hook: tracepoint",
-         "hook: kprobe", "hook: fentry", "hook: XDP", "map types", "hook: uprobe", "USDT", "hook: tc", "CO-RE toolchain")
+         "hook: kprobe", "hook: fentry", "hook: XDP", "map types", "hook: uprobe", "USDT", "hook: tc", "CO-RE toolchain",
+         "cgroup v2", "hook: cgroup")
 
 
 def _checks(**status):
@@ -29,7 +30,7 @@ def test_kernel_release(release, want):
 
 def test_every_lesson_ok_on_a_kernel_with_everything():
     fits = _fits(_checks(), "6.12.57+deb13-amd64")
-    assert sorted(fits) == [f"{n:02d}" for n in range(10)] + ["11"]
+    assert sorted(fits) == [f"{n:02d}" for n in range(10)] + ["11", "13"]
     assert {f.status for f in fits.values()} == {"ok"}
 
 
@@ -68,3 +69,10 @@ def test_latency_without_fentry_or_kprobes_is_partial_and_says_both():
     assert "hook: fentry" in fits["11"].detail and "hook: kprobe" in fits["11"].detail
     assert _fits(_checks(hook_fentry="warn"), "6.1.0-41-amd64")["11"].status == "partial"
     assert _fits(_checks(hook_tracepoint="FAIL"), "6.1.0-41-amd64")["11"].status == "cannot"
+
+
+def test_lesson_13_needs_cgroup_v2_and_cgroup_links():
+    assert _fits(_checks(cgroup_v2="FAIL"), "6.1.0-41-amd64")["13"].status == "cannot"
+    old = _fits(_checks(), "5.4.0-150-generic")["13"]
+    assert old.status == "cannot" and "bpf_links, which need kernel 5.7 (this is 5.4)" in old.detail
+    assert _fits(_checks(), "5.10.0-32-amd64")["13"].status == "ok"

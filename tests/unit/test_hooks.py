@@ -18,7 +18,7 @@ MODULES = hooks.kind_modules()
 
 
 def test_the_kinds_there_are():
-    assert MODULES == ["fentry", "kprobe", "lsm", "perf_event", "raw_tracepoint", "tc", "tracepoint", "uprobe",
+    assert MODULES == ["cgroup", "fentry", "kprobe", "lsm", "perf_event", "raw_tracepoint", "tc", "tracepoint", "uprobe",
                        "usdt", "xdp"]
 
 
@@ -61,7 +61,8 @@ def test_every_probe_kind_has_one_module():
 
 
 def test_the_kinds_that_record_are_the_ones_netlink_can_leave_behind():
-    assert [r.name for r in hooks.recorders()] == ["tc", "xdp"]
+    # and the lab's own cgroups (made by labkit.Cgroup, reaped like sandboxes when their owner is gone)
+    assert [r.name for r in hooks.recorders()] == ["cgroup", "tc", "xdp"]
     for r in hooks.recorders():
         assert r.state_dir.parent.name == "labkit" and callable(r.still_there)
 
@@ -69,7 +70,7 @@ def test_the_kinds_that_record_are_the_ones_netlink_can_leave_behind():
 def test_one_bpf_link_helper():
     src = {m: inspect.getsource(getattr(hooks, m)) for m in MODULES}
     users = sorted(m for m, text in src.items() if "link_create(" in text)
-    assert users == ["tc", "xdp"]
+    assert users == ["cgroup", "tc", "xdp"]
     assert all("bpf_link_create" not in text for text in src.values()), "libbpf is called in link.py only"
 
 
@@ -81,6 +82,9 @@ def test_one_bpf_link_helper():
     ("attach_tc", {"iface": "x", "direction": "both"}, ("direction", "'both'")),
     ("attach_tc", {"iface": "x", "via": "bpf_link"}, ("via", "'bpf_link'")),
     ("attach_kprobe", {}, ("event=", "syscall=")),
+    ("attach_cgroup", {"cgroup": "x", "attach_type": "connect6"}, ("attach_type", "'connect6'", "connect4")),
+    ("attach_cgroup", {}, ("needs a cgroup", "labkit.Cgroup")),
+    ("attach_cgroup", {"cgroup": 42}, ("cgroup must be", "int 42")),
     ("attach_kprobe", {"syscall": 7}, ("syscall=", "7")),
 ])
 def test_validate_refuses_bad_arguments_without_the_kernel(call, options, says):

@@ -154,6 +154,18 @@ DEFAULT_WEIGHTS: dict[tuple[str, str], Weighed] = {
         {"records task->exit_code of a process that ends with *": 1, "exit_codes is a hash map": 1},
         {},
         "each way of ending counts the same, and so does the map's kind (the task's hash map)"),
+    ("13", "q1"): Weighed(
+        {"refuses TCP to the port from cgroup a": 3, "lets other ports through": 1, "only cgroup a": 2,
+         "TCP only": 1},
+        {"refuses TCP to the port from cgroup a": 0, "only cgroup a": 0.5},
+        "the port must be refused for cgroup a (a program that refuses nothing passes every other part for free: "
+        "0); refusing every cgroup, as a program on the root would, earns at most 50%"),
+    ("13", "q2"): Weighed(
+        {"lets the traffic through": 1, "counts cgroup a's bytes sent (egress)": 2,
+         "counts cgroup a's bytes received (ingress)": 2, "only cgroup a, keyed by its id": 1},
+        {"counts cgroup a's bytes sent (egress)": 0.5, "counts cgroup a's bytes received (ingress)": 0.5},
+        "the bytes of each direction weigh most; a program that counts one direction only earns at most 50%, "
+        "one that counts neither passes the rest for free and is capped the same"),
 }
 
 
