@@ -40,10 +40,14 @@ from labkit.views import (
     SyscallPicker,
     XdpControl,
     close_panels,
+    flame_graph,
+    fold,
     live,
     live_panels,
     map_dataframe,
     read_trace_pipe,
+    stack_dataframe,
+    stack_frames,
 )
 
 __version__ = "0.1.0"
@@ -87,12 +91,16 @@ __all__ = sorted([
     "close_panels",
     "devmap_set",
     "doctor",
+    "flame_graph",
+    "fold",
     "live",
     "live_attachments",
     "live_panels",
     "load_ipython_extension",
     "map_dataframe",
     "read_trace_pipe",
+    "stack_dataframe",
+    "stack_frames",
     "syscalls",
     "xdp_interfaces",
 ])

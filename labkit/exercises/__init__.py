@@ -30,12 +30,13 @@ from labkit.exercises.lessons import lesson06 as _lesson06
 from labkit.exercises.lessons import lesson07 as _lesson07
 from labkit.exercises.lessons import lesson08 as _lesson08
 from labkit.exercises.lessons import lesson09 as _lesson09
+from labkit.exercises.lessons import lesson10 as _lesson10
 
 __all__ = ["Exercise", "Lesson", "Result", "SUMMARY_MIME", "lesson"]
 
 _BUILDERS = {"00": _lesson00.build, "01": _lesson01.build, "02": _lesson02.build, "03": _lesson03.build,
              "04": _lesson04.build, "05": _lesson05.build, "06": _lesson06.build, "07": _lesson07.build,
-             "08": _lesson08.build, "09": _lesson09.build}
+             "08": _lesson08.build, "09": _lesson09.build, "10": _lesson10.build}
 _made: dict[str, Lesson] = {}
 
 

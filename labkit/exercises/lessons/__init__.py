@@ -9,4 +9,4 @@ They live in this subpackage, not next to the framework, because
 """
 
 __all__ = ["lesson00", "lesson01", "lesson02", "lesson03", "lesson04", "lesson05", "lesson06", "lesson07", "lesson08",
-           "lesson09"]
+           "lesson09", "lesson10"]
