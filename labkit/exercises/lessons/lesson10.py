@@ -321,7 +321,7 @@ def diagnose_hot(o: HotObservation) -> tuple[str, dict]:
     return c.done(f"yes: your stacks say {HOT} is hot — on the stack in {_share(per[HOT], mine_n)} of lk_busy's "
                   f"{mine_n} samples ({', '.join(f'{k} {_share(v, mine_n)}' for k, v in per.items() if k != HOT)}), "
                   f"in both threads; the leaf of {_share(leaf, mine_n)} of them is {LEAF}, where every stage works",
-                  hot=HOT, samples=mine_n, shares={k: v / mine_n for k, v in per.items()})
+                  hot=HOT, samples=mine_n, shares={k: v / mine_n for k, v in per.items()} if mine_n else {})
 
 
 # ---------------------------------------------------------------------- q2
@@ -405,19 +405,20 @@ def diagnose_waits(o: WaitObservation) -> tuple[str, dict]:
     elif wait == 0 and nap == 0:
         why = (f"nothing under lk_wait_input or lk_nap, where lk_waiter waited {(w + o.nap_us) / 1e6:.1f} s: "
                "add the time when the thread comes back (args->next_pid) to the stack it left from")
-    elif think >= max(wait, nap) and wait < 0.1 * w:
-        why = (f"lk_think holds the most ({think}), lk_wait_input {wait} and lk_nap {nap}: that is the time ON the "
-               "CPU, from a thread's switch in to its switch out. Off the CPU is the other interval: from when it "
-               "leaves (args->prev_pid) to when it comes back (args->next_pid)")
     elif 0.8 * w * 1000 <= wait <= 20 * w * 1000:
         why = (f"lk_wait_input holds {wait}, about {wait / w:.0f} times the {w} microseconds it waited: that is "
                "nanoseconds. Divide bpf_ktime_get_ns()'s difference by 1000")
     elif wait <= 5 and 5 <= nap <= 40:
         why = (f"lk_wait_input holds {wait} and lk_nap {nap}: those are switches (lk_nap slept 10 times), not "
                "time. Add the microseconds each stay off the CPU lasted")
-    elif 0.8 * w / 1000 <= wait <= 20 * w / 1000:
+    elif 0.8 * w / 1000 <= wait <= 20 * w / 1000 and 0.8 * o.nap_us / 1000 <= nap <= 20 * o.nap_us / 1000:
         why = (f"lk_wait_input holds {wait}, where it waited {w} microseconds: that is milliseconds. The task "
                "asks for microseconds: (now - then) / 1000 from bpf_ktime_get_ns()")
+    elif wait < 0.1 * w and nap < 0.1 * o.nap_us:
+        why = (f"lk_wait_input holds {wait} and lk_nap {nap}, far below the {w / 1e6:.1f} s and {o.nap_us / 1e6:.1f} s "
+               "they waited: that is the time ON the CPU, from a thread's switch in to its switch out (lk_think's "
+               "work goes under lk_nap, where the thread first leaves). Off the CPU is the other interval: from when "
+               "it leaves (args->prev_pid) to when it comes back (args->next_pid)")
     else:
         why = ""
     units_ok = c.part("time off the CPU, in microseconds", not why, why)
