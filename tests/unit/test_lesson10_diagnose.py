@@ -123,8 +123,16 @@ def test_q1_a_stage_other_than_the_hot_one_on_top_is_named():
     o = replace(REF, stacks=tuple(replace(s, value=s.value * 10) if "lk_parse" in s.frames else s for s in REF.stacks))
     o = replace(o, cpu=(o.cpu[0] * 3, o.cpu[1] * 3))
     ok, message, passed = verdict(diagnose_hot, o)
-    assert not ok and re.search(r"the stacks put lk_parse on top .*lk_compress does three times the work", message)
+    assert not ok and re.search(r"the stacks put lk_parse on top .*lk_compress does four times the work", message)
     assert "the stacks show the hot function (lk_compress)" not in passed
+
+
+def test_q1_keys_that_are_no_stack_say_so():
+    """The shipped starter counts every sample under 0, a stack id nothing stored."""
+    o = replace(REF, stacks=(Stack(0, 250),))
+    ok, message, passed = verdict(diagnose_hot, o)
+    assert not ok and "no key of 'counts' is a stack the map 'stacks' holds (the keys: 0)" in message, message
+    assert "counts is keyed by user stack ids" not in passed
 
 
 def test_q1_too_few_samples_for_the_cpu_time_are_one_count_per_sample_failing():

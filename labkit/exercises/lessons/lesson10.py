@@ -43,7 +43,7 @@ __all__ = ["BUSY_FUNCTIONS", "FREQUENCY", "HotObservation", "NAP_US", "STAGES", 
 #: q1: the sampling frequency (per CPU), and how long lk_busy's two threads work (seconds of wall time)
 FREQUENCY = 99
 BUSY_SECONDS = 1.0
-#: q1: the functions main() and lk_worker() call in a loop; lk_compress does three times the work of each other
+#: q1: the functions main() and lk_worker() call in a loop; lk_compress does four times the work of each other
 STAGES = ("lk_parse", "lk_compress", "lk_checksum")
 HOT = "lk_compress"
 LEAF = "lk_mix"
@@ -264,6 +264,11 @@ def diagnose_hot(o: HotObservation) -> tuple[str, dict]:
                   " (kernel addresses)")
                + ": you asked for the kernel stack (flags 0), and lk_busy was running its own code, where the "
                  "kernel has no stack to give. stacks.get_stackid(ctx, BPF_F_USER_STACK) walks the process's frames")
+    elif not any(s.frames for s in o.stacks):
+        keys = sorted(s.key for s in o.stacks)
+        why = (f"no key of 'counts' is a stack the map 'stacks' holds (the keys: "
+               f"{', '.join(map(str, keys[:5]))}{', ...' if len(keys) > 5 else ''}): count each sample under "
+               "stacks.get_stackid(ctx, BPF_F_USER_STACK), which stores the stack and returns its id")
     else:
         why = ""
     keys_ok = c.part("counts is keyed by user stack ids", not why, why)
@@ -316,7 +321,7 @@ def diagnose_hot(o: HotObservation) -> tuple[str, dict]:
     c.part(f"the stacks show the hot function ({HOT})", not c.failed and hot == HOT,
            "blocked by the parts above" if c.failed else
            f"the stacks put {hot or 'no stage'} on top ({', '.join(f'{k} {v}' for k, v in per.items())}): "
-           f"{HOT} does three times the work of each other stage")
+           f"{HOT} does four times the work of each other stage")
     leaf = sum(s.value for s in mine if s.frames and s.frames[-1] == LEAF)
     return c.done(f"yes: your stacks say {HOT} is hot — on the stack in {_share(per[HOT], mine_n)} of lk_busy's "
                   f"{mine_n} samples ({', '.join(f'{k} {_share(v, mine_n)}' for k, v in per.items() if k != HOT)}), "
