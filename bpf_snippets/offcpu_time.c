@@ -1,5 +1,5 @@
 // labkit snippet: offcpu_time: where one process waits: microseconds off the CPU, per (user stack, kernel stack).
-// hook: tracepoint sched:sched_switch (TRACEPOINT_PROBE: lab.load attaches it)
+// hook: tracepoint sched:sched_switch (lab.attach_tracepoint; BCC declares the struct of its arguments)
 // min kernel: 4.9 (bpf_get_stackid in a tracepoint program)
 //
 // sched_switch runs in the task that is leaving the CPU (prev), just before
@@ -23,7 +23,7 @@ BPF_STACK_TRACE(stacks, 1024);
 BPF_HASH(leaving, u32, struct left, 10240);      // thread id -> when and from where it left the CPU
 BPF_HASH(offcpu_us, struct where, u64, 1024);    // stacks -> microseconds off the CPU
 
-TRACEPOINT_PROBE(sched, sched_switch)
+int lk_offcpu(struct tracepoint__sched__sched_switch *args)
 {
     u64 now = bpf_ktime_get_ns();
     if (lk_wanted(bpf_get_current_pid_tgid() >> 32)) {

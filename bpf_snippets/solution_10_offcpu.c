@@ -1,5 +1,5 @@
 // labkit snippet: solution_10_offcpu: lesson 10, exercise solved: microseconds one process spends off the CPU, per user stack.
-// hook: tracepoint sched:sched_switch (TRACEPOINT_PROBE: lab.load attaches it)
+// hook: tracepoint sched:sched_switch (lab.attach_tracepoint; BCC declares the struct of its arguments)
 // min kernel: 4.9 (bpf_get_stackid in a tracepoint program)
 //
 // sched_switch runs in the task leaving the CPU: its user stack is where it
@@ -18,7 +18,7 @@ BPF_STACK_TRACE(stacks, 1024);
 BPF_HASH(leaving, u32, struct left, 10240);
 BPF_HASH(offcpu, int, u64, 1024);
 
-TRACEPOINT_PROBE(sched, sched_switch)
+int lk_offcpu_sum(struct tracepoint__sched__sched_switch *args)
 {
     u64 now = bpf_ktime_get_ns();
     if (lk_wanted(bpf_get_current_pid_tgid() >> 32)) {

@@ -54,13 +54,15 @@ def test_doctor_passes_here_and_names_hooks():
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     for check in ("privileges", "BCC", "tracefs", "kernel headers", "hook: tracepoint", "hook: kprobe", "hook: XDP",
-                  "map types", "hook: uprobe", "USDT", "hook: tc", "CO-RE toolchain"):
+                  "map types", "hook: uprobe", "USDT", "hook: tc", "CO-RE toolchain", "hook: perf_event"):
         assert re.search(rf"^\s*(ok|warn)\s+{re.escape(check)}\s", out, re.M), (check, out)
     assert "the lab can run" in out
     # the features of lessons 05-09 are tried for real on this kernel, not only looked for
     assert re.search(r"^\s*ok\s+hook: uprobe\s+a uprobe on libc's getpid\(\) fired [3-9]", out, re.M), out
     assert re.search(r"^\s*ok\s+hook: tc\s+egress attached in a sandbox via .*counted [1-9]", out, re.M), out
     assert re.search(r"^\s*ok\s+CO-RE toolchain\s+clang compiled", out, re.M), out
+    assert re.search(r"^\s*ok\s+hook: perf_event\s+the CPU clock at 99 Hz sampled this process [3-9]\d* times, "
+                     r"[1-9]\d* with a user stack", out, re.M), out
 
 
 @pytest.mark.requires("root")
