@@ -318,7 +318,7 @@ def diagnose_hot(o: HotObservation) -> tuple[str, dict]:
 
     per = inclusive(mine, STAGES)
     hot = max(per, key=per.get) if any(per.values()) else ""
-    c.part(f"the stacks show the hot function ({HOT})", not c.failed and hot == HOT,
+    c.part("the stacks show the hot function (lk_compress)", not c.failed and hot == HOT,
            "blocked by the parts above" if c.failed else
            f"the stacks put {hot or 'no stage'} on top ({', '.join(f'{k} {v}' for k, v in per.items())}): "
            f"{HOT} does four times the work of each other stage")
