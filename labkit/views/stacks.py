@@ -65,6 +65,8 @@ def stack_frames(program: Program, stacks: str, stack_id: int, pid: int | None =
         raise ArgumentError(f"stack_frames needs a Program (prog = lab.load(...)), got {type(program).__name__}")
     if not program.has_table(stacks):
         raise ArgumentError(f"{program.name} has no map called {stacks!r}: name its BPF_STACK_TRACE")
+    if isinstance(stack_id, bool) or not isinstance(stack_id, int):
+        raise ArgumentError(f"stack_id is what get_stackid() returned, an int, got {stack_id!r}")
     if stack_id < 0:
         return []
     try:
@@ -116,9 +118,13 @@ def fold(df: pd.DataFrame, frames: str | Iterable[str] = ("kernel frames", "user
     ``frames``: the column(s) of frames to join (by default the user stack with
     the kernel stack above it, as the CPU ran them: user code, then the kernel it
     called); a row with no frames at all is ``missing``."""
-    cols = [frames] if isinstance(frames, str) else [c for c in frames if c in df.columns]
+    if not isinstance(df, pd.DataFrame):
+        raise ArgumentError(f"fold needs a table of stacks (labkit.stack_dataframe(...)), got {type(df).__name__}")
+    cols = [frames] if isinstance(frames, str) and frames in df.columns else \
+        [c for c in ([] if isinstance(frames, str) else frames) if c in df.columns]
     if not cols:
-        raise ArgumentError(f"fold needs a column of frames ({frames!r}); the table has {', '.join(df.columns)}")
+        raise ArgumentError(f"fold needs a column of frames ({frames!r}); the table has "
+                            f"{', '.join(map(str, df.columns)) or 'no columns'}: make it with labkit.stack_dataframe()")
     order = [c for c in ("user frames", "kernel frames") if c in cols] + [c for c in cols if c not in
                                                                         ("user frames", "kernel frames")]
     out: dict[str, int] = {}
@@ -154,6 +160,9 @@ def flame_graph(folded: pd.Series, ax=None, *, title: str = "", unit: str = "sam
     left out. Returns the matplotlib Figure."""
     import matplotlib.pyplot as plt   # lazy: matplotlib is heavy and only views draw
 
+    if not isinstance(folded, pd.Series):
+        raise ArgumentError(f"flame_graph draws folded stacks, a pandas Series of counts by 'a;b;c' "
+                            f"(labkit.fold(df)), got {type(folded).__name__}")
     tree = _tree(folded)
     total = tree["n"]
     if ax is None:
