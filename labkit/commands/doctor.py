@@ -323,7 +323,7 @@ def _perf_event_hook() -> Check:
         with Lab() as lab:
             prog = lab.load(_PERF_C, name="doctor_perf", defines={"LK_DOCTOR_PID": os.getpid()})
             lab.attach_perf_event(prog, frequency=99)
-            seen = prog.bpf["seen"]
+            seen = prog["seen"]
             deadline = time.monotonic() + 3
             while int(seen[ctypes.c_int(0)].value) < 3 and time.monotonic() < deadline:
                 end = time.monotonic() + 0.05
