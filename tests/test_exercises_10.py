@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 import labkit
+from fixtures.timing import within
+from labkit.exercises import helpers
 from labkit.exercises.lessons import lesson10
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root", "tracefs")]
@@ -60,7 +62,7 @@ Q1_WRONG = [
                         "    if (n)\n        __sync_fetch_and_add(n, 1);\n", maps="struct k { int id; };\nBPF_HASH(counts, struct k, u64, 1024);\n"),
      r"the key of 'counts' is a struct: the task asks for the stack id itself, an int"),
     ("no stack map", q1(FILTER + "    counts.atomic_increment(0);\n").replace("BPF_STACK_TRACE(stacks, 1024);\n", ""),
-     r"no map called 'stacks'"),
+     r"no map called 'stacks'.*BPF_STACK_TRACE\(stacks, 1024\)"),
 ]
 Q1_PARTS = {
     "kernel stacks only": ({"counts is keyed by user stack ids": False, "only lk_busy's samples": False,
@@ -262,3 +264,19 @@ def _workloads() -> set[int]:
             if fields.get("Name", "").strip() in ("lk_busy", "lk_waiter") and int(fields["PPid"]) == os.getpid():
                 out.add(int(p.name))
     return out
+
+
+# a process beside the workload that, told to go, never says it is done
+_NEVER_DONE = "import sys, time; print('ready', flush=True); sys.stdin.readline(); time.sleep(600)"
+
+
+def test_q2_a_process_beside_it_that_never_ends_gives_a_verdict_promptly_that_says_so(ex, monkeypatch):
+    monkeypatch.setattr(lesson10, "_NAPPER", _NEVER_DONE)
+    monkeypatch.setattr(helpers, "HELPER_TIMEOUT_S", 3.0)
+    res, took = within(60, lambda: run(ex.q2, Q2_TWO_MAPS))
+    assert took < 30, f"{took:.0f} s"
+    m = re.search(r"^HelperFailed: the checker's helper process (\d+) \(another process that sleeps beside it\) "
+                  r"printed no line for 3 s", res.message)
+    assert res.status == "incorrect" and m, res.message
+    assert not os.path.exists(f"/proc/{m.group(1)}"), "the process was left behind"
+    assert _workloads() == set()

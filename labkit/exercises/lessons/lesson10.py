@@ -200,7 +200,7 @@ def observe_hot(answer) -> HotObservation:
         with Lab() as lab:
             prog = load_answer(lab, answer, name="your answer", defines={"LK_FILTER_PID": busy.pid})
             need_map(prog, "counts")
-            need_map(prog, "stacks")
+            _need_stacks(prog)
             lab.attach_perf_event(prog, _one_function(prog), frequency=FREQUENCY, name="exercise 10 q1")
             other.go()
             busy.go()
@@ -211,6 +211,12 @@ def observe_hot(answer) -> HotObservation:
                 raise busy.failed(f"printed {' '.join(words)!r} where the checker waited for its CPU times")
             size, stacks = _read_stacks(prog, "counts", busy.pid)
     return HotObservation(busy.pid, int(words[3]), (float(words[1]), float(words[2])), size, stacks)
+
+
+def _need_stacks(prog) -> None:
+    if not prog.has_table("stacks"):
+        raise Incorrect("the program has no map called 'stacks': the checker names your stack ids from it "
+                        "(BPF_STACK_TRACE(stacks, 1024))", parts=[])
 
 
 def _one_function(prog) -> str:
@@ -340,7 +346,7 @@ def observe_waits(answer) -> WaitObservation:
         with Lab() as lab:
             prog = load_answer(lab, answer, name="your answer", defines={"LK_FILTER_PID": waiter.pid})
             need_map(prog, "offcpu")
-            need_map(prog, "stacks")
+            _need_stacks(prog)
             hooks = attach_answer(lab, prog, "sched:sched_switch", name="exercise 10 q2")
             t0 = time.monotonic()
             other.go()
