@@ -190,9 +190,16 @@ def _record(q: str, case: str, monkeypatch) -> None:
     def keep(answer):
         o = real(answer)
         name = re.sub(r"[^a-z0-9]+", "-", case.lower()).strip("-")
-        Path(RECORD, f"{q}-{name}.json").write_text(json.dumps(o.to_dict(), indent=1) + "\n")
+        Path(RECORD, f"{q}-{name}.json").write_text(observation_json(o.to_dict()))
         return o
     monkeypatch.setattr(lesson10, observe, keep)
+
+
+def observation_json(d: dict) -> str:
+    """An observation as JSON, one stack a line (the recordings are read by people too)."""
+    head = {k: v for k, v in d.items() if k != "stacks"}
+    stacks = ",\n".join(" " + json.dumps(x) for x in d["stacks"])
+    return json.dumps(head)[:-1] + ', "stacks": [\n' + stacks + "\n]}\n"
 
 
 def judged_wrong(q, qid, case, answer, expected, parts, monkeypatch):
