@@ -1,7 +1,8 @@
 /* lk_busy: a CPU-bound program whose hot function is known (lesson 10).
  *
- * Two threads do the same work for `seconds` (argv[1], default 1) of wall time,
- * after a line on stdin: main() and lk_worker() each call three stages in a loop.
+ * Two threads do the same work until each has run `seconds` (argv[1], default 1)
+ * on a CPU (its own CPU time: on a busy machine that takes longer), after a line
+ * on stdin: main() and lk_worker() each call three stages in a loop.
  * lk_compress() does four times the work of lk_parse() and of lk_checksum():
  * about 2/3 of the CPU time is spent under lk_compress. Every stage does its
  * work in the same leaf, lk_mix(); lk_checksum() reaches it through four
@@ -24,7 +25,6 @@
 
 static volatile unsigned long sink;
 static double seconds = 1.0;
-static struct timespec started;
 static volatile long worker_tid;
 static double worker_cpu;
 
@@ -50,25 +50,25 @@ static double elapsed(clockid_t clock, struct timespec since)
     return (now.tv_sec - since.tv_sec) + (now.tv_nsec - since.tv_nsec) / 1e9;
 }
 
-__attribute__((noinline)) void lk_stages(void)
-{
-    while (elapsed(CLOCK_MONOTONIC, started) < seconds) {
-        lk_parse();
-        lk_compress();
-        lk_checksum();
-    }
-}
-
 static double cpu_seconds(void)
 {
     struct timespec zero = {0, 0};
     return elapsed(CLOCK_THREAD_CPUTIME_ID, zero);
 }
 
+__attribute__((noinline)) void lk_stages(double until)
+{
+    while (cpu_seconds() < until) {
+        lk_parse();
+        lk_compress();
+        lk_checksum();
+    }
+}
+
 __attribute__((noinline)) void *lk_worker(void *arg)
 {
     worker_tid = syscall(SYS_gettid);
-    lk_stages();
+    lk_stages(cpu_seconds() + seconds);
     worker_cpu = cpu_seconds();
     return arg;
 }
@@ -83,9 +83,8 @@ int main(int argc, char **argv)
     fflush(stdout);
     if (!fgets(line, sizeof line, stdin))
         return 1;
-    clock_gettime(CLOCK_MONOTONIC, &started);
     pthread_create(&t, NULL, lk_worker, NULL);
-    lk_stages();
+    lk_stages(cpu_seconds() + seconds);
     double mine = cpu_seconds();
     pthread_join(t, NULL);
     printf("done\ncpu %.6f %.6f %ld\n", mine, worker_cpu, worker_tid);
