@@ -12,7 +12,12 @@ its stack, named in the workload's memory map (:class:`HotObservation`,
 (:func:`diagnose_hot`, :func:`diagnose_waits`) decides from that record
 alone: the verdict, the parts, and the message naming the mistake. The
 diagnoses are unit-tested without root from recorded observations
-(tests/unit/test_lesson10_diagnose.py)."""
+(tests/unit/test_lesson10_diagnose.py).
+
+Why this file is long: each exercise is a record (to and from JSON, what the
+unit tests feed), the kernel run that fills it, and a diagnosis that tells six
+or more kinds of wrong answer apart; split, a record and the code that reads it
+would live in different files."""
 
 from __future__ import annotations
 
