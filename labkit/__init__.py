@@ -41,10 +41,14 @@ from labkit.views import (
     SyscallPicker,
     XdpControl,
     close_panels,
+    flame_graph,
+    fold,
     live,
     live_panels,
     map_dataframe,
     read_trace_pipe,
+    stack_dataframe,
+    stack_frames,
 )
 
 __version__ = "0.1.0"
@@ -91,12 +95,16 @@ __all__ = sorted([
     "detach_all",
     "devmap_set",
     "doctor",
+    "flame_graph",
+    "fold",
     "live",
     "live_attachments",
     "live_panels",
     "load_ipython_extension",
     "map_dataframe",
     "read_trace_pipe",
+    "stack_dataframe",
+    "stack_frames",
     "syscalls",
     "xdp_interfaces",
 ])

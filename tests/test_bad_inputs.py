@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import pandas as pd
 import pytest
 
 import labkit
@@ -55,6 +56,10 @@ class Row:
 
 def perf_vs_ring(env: Env) -> None:
     env.prog = env.lab.load("maps_perf_vs_ring")
+
+
+def profiler(env: Env) -> None:
+    env.prog = env.lab.load("profile_stacks")
 
 
 def detached_tracepoint(env: Env) -> None:
@@ -238,6 +243,21 @@ ROWS = [
         "ArgumentError", ("str", "lab.load(")),
     Row("map_dataframe: detached attachment's program", lambda e: labkit.map_dataframe(e.att.program, "calls"),
         "ClosedError", ("count_getppid.c is closed", "lab.load()"), setup=detached_tracepoint),
+    # stack_frames, stack_dataframe, fold, flame_graph (lesson 10)
+    Row("stack_frames: a name, not a Program", lambda e: labkit.stack_frames("profile_stacks", "stacks", 1),
+        "ArgumentError", ("str", "lab.load(")),
+    Row("stack_frames: no such stack map", lambda e: labkit.stack_frames(e.prog, "stacks", 1), "ArgumentError",
+        ("count_getppid.c", "'stacks'", "BPF_STACK_TRACE"), setup=loaded),
+    Row("stack_frames: a stack id that is no int", lambda e: labkit.stack_frames(e.prog, "stacks", "7"),
+        "ArgumentError", ("stack_id", "'7'", "get_stackid()"), setup=profiler),
+    Row("stack_dataframe: no such map", lambda e: labkit.stack_dataframe(e.prog, "samples"), "ArgumentError",
+        ("'samples'", "profile_stacks.c"), setup=profiler),
+    Row("fold: not a table", lambda e: labkit.fold([["main", "lk_mix"]]), "ArgumentError",
+        ("list", "labkit.stack_dataframe(")),
+    Row("fold: no column of frames", lambda e: labkit.fold(pd.DataFrame({"user_stack_id": [3], "value": [5]})),
+        "ArgumentError", ("column of frames", "user_stack_id", "labkit.stack_dataframe()")),
+    Row("flame_graph: not folded stacks", lambda e: labkit.flame_graph({"main;lk_mix": 3}), "ArgumentError",
+        ("dict", "labkit.fold(df)")),
     Row("read_trace_pipe: negative timeout", lambda e: labkit.read_trace_pipe(timeout=-1), "ArgumentError",
         ("timeout", "-1", "positive")),
     Row("read_trace_pipe: contains a number", lambda e: labkit.read_trace_pipe(contains=5), "ArgumentError",

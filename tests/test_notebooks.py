@@ -69,7 +69,7 @@ KPROBES = _hooks.kprobes_available()[0]
 
 EXPECTED_LESSONS = ["00-check-your-lab", "01-hello-clone", "02-xdp-ping-drop", "03-maps-vs-events",
                     "04-verifier-mistakes", "05-tracing-user-space", "06-maps-in-depth", "07-xdp-beyond-drop",
-                    "08-tc", "09-modern-toolchain", "11-latency", "13-cgroup-programs"]
+                    "08-tc", "09-modern-toolchain", "10-profiling", "11-latency", "13-cgroup-programs"]
 
 
 # What each lesson's assertions read from its kernel after a round: expressions on
@@ -194,6 +194,22 @@ control_ping = sb.ping(count=2, interval=0.1, timeout=0.5)
         "me": "me",
         "bcc adds": "bcc_adds",
     }),
+    "10-profiling": ("", {
+        "flags": "workloads.FLAGS",
+        "on cpu": "on_cpu",
+        "samples": "total",
+        "threads": "dict(zip(per_thread.thread, per_thread.samples))",
+        "main tid is the pid": "bool((per_thread.thread == 'main').sum() == 1 and child.pid in per_thread.index)",
+        "kernel -14 share": "float(samples.value[samples.kernel_stack_id == -14].sum() / total)",
+        "symbolised": "symbolised['name [file]'].tolist()",
+        "stack columns": "list(shown.columns)",
+        "leaf top": "frames['leaf (self)'].idxmax()",
+        "leaf share": "float(frames['leaf (self)'].max() / total)",
+        "stage shares": "{s: float(frames.loc[s, 'anywhere (total)'] / total) for s in STAGES if s in frames.index}",
+        "folded head": "folded.index[0]",
+        "folded total": "int(folded.sum())",
+        "waits": "[[r['where (user stack)'], float(r['ms off the CPU']), list(r['kernel frames'])] "
+                 "for _, r in waits.iterrows()]",
     "11-latency": ("", {
         "hook": "hook",
         "tried": "[list(t[:2]) for t in tried]",
@@ -1101,6 +1117,75 @@ def test_08_starters_are_judged_with_a_reason(runs):
         assert "the receiver saw DSCP 16" in s["messages"]["q2"]
 
 
+# ------------------------------------------------------------ lesson 10
+L10 = "10-profiling"
+
+
+def test_10_runs_twice_and_gives_everything_back(runs):
+    run = _lesson(runs, L10)
+    for rnd, (nb, s, state) in enumerate(zip(run.rounds, run.summaries, run.state), 1):
+        assert _errors(nb) == [], f"round {rnd}: {_errors(nb)}"
+        assert s["reference_checked"] == {"q1": "correct", "q2": "correct"}, s["reference_checked"]
+        assert s["exercises"] == {"q1": "incorrect", "q2": "incorrect"}, "the shipped %%bpf cells are not answers"
+        assert "no key of 'counts' is a stack the map 'stacks' holds (the keys: 0)" in s["messages"]["q1"]
+        assert "the map 'offcpu' stayed empty" in s["messages"]["q2"], s["messages"]["q2"]
+        # the profiler and the off-CPU tracer were detached in their cells; what stays attached is the q2
+        # starter, a TRACEPOINT_PROBE that its %%bpf cell attached (one perf event on sched_switch)
+        assert state["attachments"] == 1 and state["panels"] == 0 and state["perf events"] == 1, state
+    assert run.state[1] == run.state[0]
+    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [],
+                              "BPF programs": [], "BPF links": []}, run.after_exit
+
+
+def test_10_samples_follow_the_cpu_time_of_both_threads(runs):
+    run = _lesson(runs, L10)
+    for nb, f in zip(run.rounds, run.facts):
+        assert f["flags"] == ["-O0", "-g", "-fno-omit-frame-pointer"]
+        assert "clang -O0 -g -fno-omit-frame-pointer" in _text(_tagged(nb, "workload"))
+        expected = 99 * f["on cpu"]
+        assert 0.5 * expected - 5 <= f["samples"] <= 1.5 * expected + 5, f
+        assert set(f["threads"]) == {"main", "lk_worker"} and all(n > 0 for n in f["threads"].values()), f
+        assert f["main tid is the pid"]
+        assert f["kernel -14 share"] >= 0.9, f            # "-14 (for every sample, or nearly)"
+        assert "image/png" in _mimes(_tagged(nb, "profile"))
+
+
+def test_10_stacks_are_named_from_libc_to_the_leaf(runs):
+    run = _lesson(runs, L10)
+    for nb, f in zip(run.rounds, run.facts):
+        names = f["symbolised"]
+        # the C library's internal functions: named where its debug symbols are installed (libc6-dbg)
+        assert names[0] in ("start_thread [libc.so.6]", "__libc_start_call_main [libc.so.6]",
+                            "[unknown] [libc.so.6]"), names
+        assert names[1] in ("lk_worker [lk_busy]", "main [lk_busy]") and names[2] == "lk_stages [lk_busy]", names
+        assert names[-1] == "lk_mix [lk_busy]", names
+        assert {"tid", "user_stack_id", "kernel_stack_id", "stack", "value"} <= set(f["stack columns"])
+
+
+def test_10_the_leaf_says_lk_mix_and_one_level_in_says_lk_compress(runs):
+    run = _lesson(runs, L10)
+    for nb, f in zip(run.rounds, run.facts):
+        # "the leaf says lk_mix" (the rest: the clock lk_busy reads between rounds, in its C library)
+        assert f["leaf top"] == "lk_mix" and f["leaf share"] >= 0.8, f
+        shares = f["stage shares"]
+        assert max(shares, key=shares.get) == "lk_compress", shares
+        assert 0.5 <= shares["lk_compress"] <= 0.8, shares          # "about 2/3"
+        assert f["folded total"] == f["samples"] and f["folded head"].endswith(";lk_compress;lk_mix"), f
+        assert "image/png" in _mimes(_tagged(nb, "flame-graph"))
+
+
+def test_10_off_cpu_time_is_where_the_waiter_waited(runs):
+    run = _lesson(runs, L10)
+    for nb, f in zip(run.rounds, run.facts):
+        rows = f["waits"]
+        wait = max((r for r in rows if r[0].endswith("main → lk_wait_input")), key=lambda r: r[1])
+        nap = max((r for r in rows if r[0].endswith("main → lk_nap")), key=lambda r: r[1])
+        assert 390 <= wait[1] <= 900, rows        # "waited 0.4 s", the time the cell held its input back
+        assert 100 <= nap[1] <= 400, rows         # "0.1 s, its ten naps"
+        assert sum(r[1] for r in rows if "lk_think" in r[0]) < 50, rows     # "absent or nearly so"
+        assert "__schedule" in wait[2] and any("read" in k for k in wait[2]), wait
+        assert "__schedule" in nap[2] and any("nanosleep" in k for k in nap[2]), nap
+        assert "image/png" in _mimes(_tagged(nb, "offcpu-flame"))
 # ---------------------------------------------------------------- lesson 11
 L11 = "11-latency"
 _FENTRY_HOOK, _KPROBE_HOOK = "fentry/fexit on do_nanosleep", "kprobe/kretprobe on do_nanosleep"

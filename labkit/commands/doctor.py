@@ -7,6 +7,7 @@ import ctypes
 import functools
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -351,8 +352,58 @@ def _core_toolchain() -> Check:
                  f"getppid(); it saw {sorted(callers)[:5]}", "report the kernel version")
 
 
+_PERF_C = """
+#include <uapi/linux/bpf_perf_event.h>
+BPF_STACK_TRACE(stacks, 64);
+BPF_ARRAY(seen, u64, 2);      // 0: samples of this process; 1: those with a user stack
+int lk_doctor_sample(struct bpf_perf_event_data *ctx)
+{
+    if ((bpf_get_current_pid_tgid() >> 32) != LK_DOCTOR_PID)
+        return 0;
+    int k = 0;
+    u64 *v = seen.lookup(&k);
+    if (v)
+        __sync_fetch_and_add(v, 1);
+    if (stacks.get_stackid(ctx, BPF_F_USER_STACK) >= 0) {
+        k = 1;
+        v = seen.lookup(&k);
+        if (v)
+            __sync_fetch_and_add(v, 1);
+    }
+    return 0;
+}
+"""
+
+
+def _perf_event_hook() -> Check:
+    fix = ("lesson 10 needs perf events (CONFIG_PERF_EVENTS=y, Debian's kernels have it) and BPF stack maps, "
+           "run as root")
+    if not Path("/proc/sys/kernel/perf_event_paranoid").exists():
+        return Check("hook: perf_event", WARN, "this kernel has no perf events: lesson 10 cannot sample", fix)
+    try:
+        with Lab() as lab:
+            prog = lab.load(_PERF_C, name="doctor_perf", defines={"LK_DOCTOR_PID": os.getpid()})
+            lab.attach_perf_event(prog, frequency=99)
+            seen = prog["seen"]
+            deadline = time.monotonic() + 3
+            while int(seen[ctypes.c_int(0)].value) < 3 and time.monotonic() < deadline:
+                end = time.monotonic() + 0.05
+                while time.monotonic() < end:      # on a CPU, where the clock can catch this process
+                    pass
+            samples, stacked = int(seen[ctypes.c_int(0)].value), int(seen[ctypes.c_int(1)].value)
+    except Exception as e:
+        return Check("hook: perf_event", WARN, f"{type(e).__name__}: {str(e).splitlines()[0]}", fix)
+    if samples and stacked:
+        clang = "" if shutil.which("clang") else "; clang is missing, and lesson 10 builds its workloads with it"
+        return Check("hook: perf_event", WARN if clang else OK,
+                     f"the CPU clock at 99 Hz sampled this process {samples} times, {stacked} with a user stack"
+                     + clang, "./lab setup (installs clang)" if clang else "")
+    return Check("hook: perf_event", WARN, f"attached the CPU clock at 99 Hz, but it sampled this process {samples} "
+                 f"times ({stacked} with a user stack) in 3 s on a CPU", "check dmesg; report the kernel version")
+
+
 CHECKS = (_privs, _bcc, _tracefs, _debugfs, _headers, _btf, _libbpf, _tracepoint_hook, _kprobe_hook, _fentry_hook,
-          _xdp_hook, _maps, _uprobe_hook, _usdt, _tc_hook, _core_toolchain, _cgroup_v2, _cgroup_hook)
+          _xdp_hook, _maps, _uprobe_hook, _usdt, _tc_hook, _core_toolchain, _perf_event_hook, _cgroup_v2, _cgroup_hook)
 
 
 def run_checks() -> list[Check]:
@@ -387,6 +438,7 @@ _LESSON_NEEDS = (
     ("07", "XDP beyond drop", ("hook: XDP", "map types"), ()),
     ("08", "TC", ("hook: tc", "hook: XDP"), ()),
     ("09", "modern toolchain", ("CO-RE toolchain", "BTF"), ()),
+    ("10", "profiling", ("hook: perf_event",), ()),
     ("11", "latency", ("hook: tracepoint",), ("hook: fentry", "hook: kprobe")),
     ("13", "cgroup programs", ("cgroup v2", "hook: cgroup"), ()),
 )

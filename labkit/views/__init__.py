@@ -8,12 +8,14 @@
     controls.py  SyscallPicker, XdpControl
     firewall.py  FirewallControl: an LPM-trie blocklist edited while traffic runs
     tables.py    map_dataframe, read_trace_pipe
+    stacks.py    stack maps named (stack_dataframe, stack_frames), folded, drawn as flame graphs
     cellmagic.py the %%bpf cell magic (registered by labkit itself, not re-exported here)
 """
 
 from labkit.views.controls import SyscallPicker, XdpControl
 from labkit.views.firewall import FirewallControl
 from labkit.views.panel import LivePanel, PanelSnapshot, close_panels, live, live_panels
+from labkit.views.stacks import flame_graph, fold, stack_dataframe, stack_frames
 from labkit.views.tables import map_dataframe, read_trace_pipe
 
 __all__ = [
@@ -23,8 +25,12 @@ __all__ = [
     "SyscallPicker",
     "XdpControl",
     "close_panels",
+    "flame_graph",
+    "fold",
     "live",
     "live_panels",
     "map_dataframe",
     "read_trace_pipe",
+    "stack_dataframe",
+    "stack_frames",
 ]

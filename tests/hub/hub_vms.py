@@ -527,7 +527,7 @@ def test_the_course_goes_through_nbgrader_s_exchange(hub, alice, tmp_path):
     after = hub.assignments("alice", "fetch_feedback")
     assert any(s.get("has_local_feedback") for a in after for s in a.get("submissions", [])), after
     listing = hub.run("alice", "import glob; print('\\n'.join(glob.glob("
-                      "'/home/student/notebooks/lesson01/feedback/*/01-hello-clone.html')))").split()
+                      "'/home/student/notebooks/lesson01/feedback/*/01-hello-clone.html')))").splitlines()
     assert len(listing) == 1, listing
     assert not os.listdir(hub.state / "users" / "carol" / "feedback")
 

@@ -17,7 +17,7 @@ HERE=$APP/tests/stock_kernel
 
 # settings from the host (./run writes them)
 LABKIT_EXPECT_HOOK=kprobe
-TESTS="tests/test_core.py tests/test_perfbuf.py tests/test_uprobes.py tests/test_trace.py tests/test_xdp.py tests/test_sandbox.py tests/test_bcc_style.py tests/test_cellmagic.py tests/test_snippets.py tests/test_schemas.py tests/test_exercises_*.py tests/test_notebooks.py tests/test_xdp_beyond.py tests/test_tc.py tests/test_demo.py"
+TESTS="tests/test_core.py tests/test_perfbuf.py tests/test_perf_event.py tests/test_uprobes.py tests/test_trace.py tests/test_xdp.py tests/test_sandbox.py tests/test_bcc_style.py tests/test_cellmagic.py tests/test_snippets.py tests/test_schemas.py tests/test_exercises_*.py tests/test_notebooks.py tests/test_xdp_beyond.py tests/test_tc.py tests/test_demo.py"
 PYTEST_ARGS=()
 [ -f "$R/config.sh" ] && . "$R/config.sh"
 export LABKIT_EXPECT_HOOK

@@ -10,7 +10,7 @@ from labkit.commands.doctor import Check, kernel_release, lesson_fits
 
 NAMES = ("privileges", "BCC", "tracefs", "debugfs", "kernel headers", "BTF", "libbpf", "hook: tracepoint",
          "hook: kprobe", "hook: fentry", "hook: XDP", "map types", "hook: uprobe", "USDT", "hook: tc", "CO-RE toolchain",
-         "cgroup v2", "hook: cgroup")
+         "hook: perf_event", "cgroup v2", "hook: cgroup")
 
 
 def _checks(**status):
@@ -30,7 +30,7 @@ def test_kernel_release(release, want):
 
 def test_every_lesson_ok_on_a_kernel_with_everything():
     fits = _fits(_checks(), "6.12.57+deb13-amd64")
-    assert sorted(fits) == [f"{n:02d}" for n in range(10)] + ["11", "13"]
+    assert sorted(fits) == [f"{n:02d}" for n in range(12)] + ["13"]
     assert {f.status for f in fits.values()} == {"ok"}
 
 
@@ -54,6 +54,13 @@ def test_a_failed_check_makes_its_lessons_cannot_and_a_part_partial():
     assert {l for l, f in fits.items() if f.status == "cannot"} == {"02", "07", "08"}
     assert "hook: XDP: hook: XDP detail" in fits["02"].detail
     assert fits["05"].status == "partial" and "USDT" in fits["05"].detail
+
+
+def test_lesson_10_needs_the_perf_event_check():
+    fits = _fits(_checks(hook_perf_event="warn"), "6.1.0-41-amd64")
+    assert fits["10"].status == "partial" and "hook: perf_event: hook: perf_event detail" in fits["10"].detail
+    assert {l for l, f in fits.items() if f.status != "ok"} == {"10"}
+    assert _fits(_checks(hook_perf_event="FAIL"), "6.1.0")["10"].status == "cannot"
 
 
 def test_checks_that_never_ran_are_not_ok():

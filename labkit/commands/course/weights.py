@@ -154,6 +154,19 @@ DEFAULT_WEIGHTS: dict[tuple[str, str], Weighed] = {
         {"records task->exit_code of a process that ends with *": 1, "exit_codes is a hash map": 1},
         {},
         "each way of ending counts the same, and so does the map's kind (the task's hash map)"),
+    ("10", "q1"): Weighed(
+        {"counts is keyed by user stack ids": 2, "only lk_busy's samples": 1, "both of its threads": 1,
+         "one count per sample": 1, "the stacks show the hot function (lk_compress)": 2},
+        {"counts is keyed by user stack ids": 0.25},
+        "a profile without the process's user stacks (the kernel's, which are empty here, or the leaf's address "
+        "alone) cannot say which function is hot: at most a quarter; the filter, the threads and the count weigh "
+        "one each, the stacks that show the hot function two"),
+    ("10", "q2"): Weighed(
+        {"only lk_waiter's threads": 1, "the stack where each thread left the CPU": 2,
+         "time off the CPU, in microseconds": 2, "lk_wait_input waited 0.4 s and lk_nap 0.1 s": 1},
+        {"time off the CPU, in microseconds": 0.5},
+        "off-CPU time is the exercise: time on the CPU, a count of switches or the wrong unit earns at most half; "
+        "the stack taken as the thread leaves weighs as much"),
     ("13", "q1"): Weighed(
         {"refuses TCP to the port from cgroup a": 3, "lets other ports through": 1, "only cgroup a": 2,
          "TCP only": 1},
