@@ -210,6 +210,7 @@ control_ping = sb.ping(count=2, interval=0.1, timeout=0.5)
         "folded total": "int(folded.sum())",
         "waits": "[[r['where (user stack)'], float(r['ms off the CPU']), list(r['kernel frames'])] "
                  "for _, r in waits.iterrows()]",
+    }),
     "11-latency": ("", {
         "hook": "hook",
         "tried": "[list(t[:2]) for t in tried]",
