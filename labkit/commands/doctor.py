@@ -1,5 +1,10 @@
 """``labkit doctor``: can this machine run the lab? One row per check, and for
-each failed check the command that fixes it."""
+each failed check the command that fixes it.
+
+Why this file is long: every hook kind a lesson needs is tried for real here
+(a program loaded and attached, its event seen), one short function per kind,
+beside the table of what each lesson needs; split across files they would be
+read together anyway."""
 
 from __future__ import annotations
 

@@ -401,7 +401,7 @@ class CgroupAttachment(Attachment):
         self.cgroup = cgroup
         self._link_fd: int | None = link_fd
 
-    def unhook(self) -> None:
+    def detach_hook(self) -> None:
         if self._link_fd is not None:
             os.close(self._link_fd)
             self._link_fd = None

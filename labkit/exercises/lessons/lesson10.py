@@ -27,6 +27,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 
 from labkit.exercises.framework import (
+    Check,
     Checklist,
     Exercise,
     Incorrect,
@@ -474,12 +475,17 @@ def diagnose_waits(o: WaitObservation) -> tuple[str, dict]:
                   f"{think / 1e3:.1f} ms off it", wait_us=wait, nap_us=nap, think_us=think)
 
 
-def _check_hot(answer) -> tuple[str, dict]:
-    return diagnose_hot(observe_hot(answer))
+def _diagnose_hot(observation: dict) -> tuple[str, dict]:
+    return diagnose_hot(HotObservation.from_dict(observation))
 
 
-def _check_waits(answer) -> tuple[str, dict]:
-    return diagnose_waits(observe_waits(answer))
+def _diagnose_waits(observation: dict) -> tuple[str, dict]:
+    return diagnose_waits(WaitObservation.from_dict(observation))
+
+
+# the framework's two steps: the observation as plain data (it is kept in the result and can be judged again)
+_check_hot = Check(lambda answer: observe_hot(answer).to_dict(), _diagnose_hot)
+_check_waits = Check(lambda answer: observe_waits(answer).to_dict(), _diagnose_waits)
 
 
 def build() -> Lesson:
