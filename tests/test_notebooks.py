@@ -1134,7 +1134,7 @@ def test_10_runs_twice_and_gives_everything_back(runs):
         # starter, a TRACEPOINT_PROBE that its %%bpf cell attached (one perf event on sched_switch)
         assert state["attachments"] == 1 and state["panels"] == 0 and state["perf events"] == 1, state
     assert run.state[1] == run.state[0]
-    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [],
+    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [], "owned cgroups": [],
                               "BPF programs": [], "BPF links": []}, run.after_exit
 
 
