@@ -288,27 +288,34 @@ def _form(session: requests.Session, url: str, data: dict) -> requests.Response:
     return session.post(url, data=data, timeout=60)
 
 
-@pytest.fixture(scope="module")
-def alice(hub):
+def _sign_up_and_log_in(hub, name: str, password: str) -> requests.Session:
+    """A student's browser: NativeAuthenticator's sign-up form, then its login form."""
     s = requests.Session()
-    r = _form(s, f"{hub.url}/hub/signup", {"username": "alice", "signup_password": "Ebpf-lab-2026!",
-                                          "signup_password_confirmation": "Ebpf-lab-2026!"})
+    r = _form(s, f"{hub.url}/hub/signup", {"username": name, "signup_password": password,
+                                          "signup_password_confirmation": password})
     assert r.status_code == 200, r.text[-500:]
-    r = _form(s, f"{hub.url}/hub/login", {"username": "alice", "password": "wrong-password-1"})
-    assert "alice" not in {u["name"] for u in hub.api("GET", "/users").json()}   # not logged in
-    r = _form(s, f"{hub.url}/hub/login", {"username": "alice", "password": "Ebpf-lab-2026!"})
+    r = _form(s, f"{hub.url}/hub/login", {"username": name, "password": "wrong-password-1"})
+    assert name not in {u["name"] for u in hub.api("GET", "/users").json()}   # not logged in
+    r = _form(s, f"{hub.url}/hub/login", {"username": name, "password": password})
     assert r.status_code == 200, r.text[-500:]
-    assert "alice" in {u["name"] for u in hub.api("GET", "/users").json()}
+    assert name in {u["name"] for u in hub.api("GET", "/users").json()}
     return s
 
 
-def test_three_students_each_get_their_own_vm(hub, alice):
+@pytest.fixture(scope="module")
+def browsers(hub):
+    return {name: _sign_up_and_log_in(hub, name, f"Ebpf-lab-2026-{name}!") for name in STUDENTS}
+
+
+@pytest.fixture(scope="module")
+def alice(browsers):
+    return browsers["alice"]
+
+
+def test_three_students_each_get_their_own_vm(hub, browsers, alice):
     t = time.monotonic()
-    alice.get(f"{hub.url}/hub/spawn", timeout=60)           # alice presses "Start My Server"
-    r = hub.api("POST", "/users", json={"usernames": ["bob", "carol"]})  # made by the teacher's token
-    assert r.status_code in (201, 409)
-    for name in ("bob", "carol"):
-        assert hub.api("POST", f"/users/{name}/server").status_code in (201, 202)
+    for name in STUDENTS:                                   # each presses "Start My Server"
+        browsers[name].get(f"{hub.url}/hub/spawn", timeout=60)
     ready = {}
     for name in STUDENTS:
         hub.wait_ready(name)
