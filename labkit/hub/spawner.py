@@ -40,13 +40,6 @@ from labkit.hub import exchange, limits, vm
 __all__ = ["LabVMSpawner"]
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
 class LabVMSpawner(Spawner):
     """One qemu VM per student (see the module's docstring)."""
 
@@ -103,7 +96,7 @@ class LabVMSpawner(Spawner):
         return image
 
     def _alive(self) -> bool:
-        return bool(self.pid) and vm.vm_marker(self.vm_name) in _cmdline(self.pid)
+        return bool(self.pid) and vm.vm_marker(self.vm_name) in vm.process_args(self.pid)
 
     # ------------------------------------------------------------------ start
     async def start(self):

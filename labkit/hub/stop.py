@@ -25,22 +25,13 @@ from labkit.hub import limits, vm
 __all__ = ["leftovers", "main", "stop"]
 
 
-def _cmdline(pid: int) -> list[str]:
-    """A process's arguments; none when it is gone (or a zombie, whose cmdline is empty)."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return raw.decode(errors="replace").split("\0") if raw else []
-
-
 def _pid_file(path: Path, program: str) -> int | None:
     """The pid in ``path`` when that process runs ``program``, else None."""
     try:
         pid = int(path.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if any(program in a for a in _cmdline(pid)) else None
+    return pid if any(program in a for a in vm.process_args(pid)) else None
 
 
 def _vms(state: Path) -> dict[str, int]:
@@ -51,7 +42,7 @@ def _vms(state: Path) -> dict[str, int]:
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue
-        argv = _cmdline(int(p.name))
+        argv = vm.process_args(int(p.name))
         for name in names:
             if vm.vm_marker(name) in argv and any(str(users / name / "home.img") in a for a in argv):
                 found[name] = int(p.name)
@@ -61,7 +52,7 @@ def _vms(state: Path) -> dict[str, int]:
 def _wait_gone(pids: list[int], seconds: float) -> list[int]:
     deadline = time.monotonic() + seconds
     while True:
-        alive = [p for p in pids if _cmdline(p)]
+        alive = [p for p in pids if vm.process_args(p)]
         if not alive or time.monotonic() >= deadline:
             return alive
         time.sleep(0.25)

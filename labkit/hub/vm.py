@@ -40,6 +40,7 @@ __all__ = [
     "guest_env",
     "job_argv",
     "make_home_disk",
+    "process_args",
     "qemu_argv",
     "vm_marker",
 ]
@@ -60,6 +61,15 @@ def check_name(name: str) -> str:
         raise ArgumentError(f"user name {name!r} cannot name a VM: use 1-64 of a-z 0-9 _ . - "
                             "(starting with a letter or digit)")
     return name
+
+
+def process_args(pid: int) -> list[str]:
+    """A process's command line; none when it is gone (or a zombie, whose cmdline is empty)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.decode(errors="replace").split("\0") if raw else []
 
 
 def vm_marker(name: str) -> str:
