@@ -10,7 +10,11 @@ histogram and, measured on the same events by the checker's own program beside i
 usual mistakes make (wakeup to wakeup, the thread switched *out*, a start never deleted, no filter;
 the process id as the key, the main thread only, another syscall). The diagnosis finds which of them the
 answer's histogram is (:func:`distance`), and tells the units apart by where the buckets sit
-(nanoseconds file every call about ten buckets higher than microseconds, milliseconds ten lower)."""
+(nanoseconds file every call about ten buckets higher than microseconds, milliseconds ten lower).
+
+Why this file is long: both checkers run a control program beside the answer and name each
+known mistake from the control's histograms; the histogram arithmetic they share is here, with them.
+"""
 
 from __future__ import annotations
 
