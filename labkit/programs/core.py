@@ -12,6 +12,14 @@ kernel's BTF, gives the types) and records every field access it makes
 whichever kernel loads it. Objects and ``vmlinux.h`` are cached per user
 (``$XDG_CACHE_HOME/labkit/core``, else ``~/.cache/labkit/core``) by content.
 
+Options of an object (lesson 14): ``rodata={"target_pid": 42}`` sets its
+read-only globals (``const volatile`` variables, found by name in the
+object's BTF) before it is loaded, as a skeleton's ``skel->rodata->x = v``
+does, where BCC would take ``-D``; ``pin_root=DIR`` is where libbpf pins and
+finds the maps declared with ``__uint(pinning, LIBBPF_PIN_BY_NAME)`` (a map
+pinned there already is reused, not made again). ``prog.test_run(data)``
+runs a program once on a packet (``BPF_PROG_TEST_RUN``), attached nowhere.
+
 Clang's diagnostics and the verifier's ``@ file:line`` notes name the
 program and count lines as the student wrote them (the source is compiled
 after a ``#line 1 "<name>"``). A bpf_link lives as long as its file
@@ -28,6 +36,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -39,14 +48,50 @@ from labkit._renamed import renamed_method
 from labkit.programs.compile import SNIPPET_DIR, first_error
 from labkit.programs.libbpf import captured_log, libbpf, libbpf_error
 
-__all__ = ["BTF_PATH", "CoreMap", "CoreObject", "CoreProgram", "cache_dir", "compile_core", "jited_code", "object_id",
-           "resolve_core_source", "toolchain_problems", "vmlinux_header"]
+__all__ = ["BTF_PATH", "CoreMap", "CoreObject", "CoreProgram", "PROG_ARRAY", "cache_dir", "compile_core",
+           "fs_type", "has_helper", "jited_code", "object_id", "resolve_core_source", "toolchain_problems", "vmlinux_header"]
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
 CORE_SUFFIX = ".bpf.c"
 _ARCH = {"x86_64": "x86", "aarch64": "arm64", "arm64": "arm64", "s390x": "s390", "ppc64le": "powerpc",
          "riscv64": "riscv"}
 _PERCPU_TYPES = {5, 6, 10}   # BPF_MAP_TYPE_PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
+PROG_ARRAY = 3               # BPF_MAP_TYPE_PROG_ARRAY: its values are programs (user space reads their ids)
+_BTF_KIND_DATASEC = 15
+#: enum bpf_prog_type: the names of the program types of SEC()s the lessons use
+PROG_TYPES = {1: "socket_filter", 2: "kprobe", 3: "sched_cls", 5: "tracepoint", 6: "xdp", 7: "perf_event",
+              8: "cgroup_skb", 17: "raw_tracepoint", 18: "cgroup_sock_addr", 26: "tracing", 29: "lsm"}
+
+
+class _OpenOpts(ctypes.Structure):
+    """struct bpf_object_open_opts (libbpf.h, libbpf 1.1), up to the fields labkit sets."""
+
+    _fields_ = [("sz", ctypes.c_size_t), ("object_name", ctypes.c_char_p), ("relaxed_maps", ctypes.c_bool),
+                ("pin_root_path", ctypes.c_char_p), ("_stub", ctypes.c_uint32), ("kconfig", ctypes.c_char_p),
+                ("btf_custom_path", ctypes.c_char_p), ("kernel_log_buf", ctypes.c_char_p),
+                ("kernel_log_size", ctypes.c_size_t), ("kernel_log_level", ctypes.c_uint32)]
+
+
+class _TestRunOpts(ctypes.Structure):
+    """struct bpf_test_run_opts (bpf.h)."""
+
+    _fields_ = [("sz", ctypes.c_size_t), ("data_in", ctypes.c_void_p), ("data_out", ctypes.c_void_p),
+                ("data_size_in", ctypes.c_uint32), ("data_size_out", ctypes.c_uint32),
+                ("ctx_in", ctypes.c_void_p), ("ctx_out", ctypes.c_void_p), ("ctx_size_in", ctypes.c_uint32),
+                ("ctx_size_out", ctypes.c_uint32), ("retval", ctypes.c_uint32), ("repeat", ctypes.c_int),
+                ("duration", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("cpu", ctypes.c_uint32),
+                ("batch_size", ctypes.c_uint32)]
+
+
+def has_helper(helper_id: int, prog_type: int = 5) -> bool:
+    """Whether this kernel lets programs of ``prog_type`` (default: tracepoint) call helper ``helper_id``
+    (enum bpf_func_id: 181 is bpf_loop, kernel 5.17), asked the way libbpf asks
+    (``libbpf_probe_bpf_helper``: a tiny program loaded and thrown away)."""
+    lib = libbpf()
+    if lib is None:
+        return False
+    with captured_log():
+        return lib.libbpf_probe_bpf_helper(prog_type, helper_id, None) == 1
 
 
 def cache_dir() -> Path:
@@ -218,8 +263,30 @@ class CoreProgram:
         self.name = lib.bpf_program__name(ptr).decode()
         self.section = lib.bpf_program__section_name(ptr).decode()
         self.fd = lib.bpf_program__fd(ptr)
+        self.type = lib.bpf_program__type(ptr)
         self.id = object_id(self.fd)
         self._link: int | None = None
+
+    def test_run(self, data: bytes, repeat: int = 1) -> int:
+        """Run the program once (``repeat`` times) on ``data`` — a packet, for XDP and TC programs — with
+        BPF_PROG_TEST_RUN: attached nowhere, no interface, no traffic. Returns its return value (for XDP:
+        0 XDP_ABORTED, 1 XDP_DROP, 2 XDP_PASS, 3 XDP_TX, 4 XDP_REDIRECT). A tail call it makes jumps as it
+        would on a hook, and what it writes to maps stays."""
+        if self._obj.closed:
+            raise ClosedError(f"{self._obj.name}: the object is closed; load it again")
+        if not isinstance(data, (bytes, bytearray)) or not data:
+            raise ArgumentError(f"test_run needs the packet as bytes, got {type(data).__name__}")
+        buf = ctypes.create_string_buffer(bytes(data), len(data))
+        out = ctypes.create_string_buffer(len(data) + 256)
+        opts = _TestRunOpts(sz=ctypes.sizeof(_TestRunOpts), data_in=ctypes.addressof(buf), data_size_in=len(data),
+                            data_out=ctypes.addressof(out), data_size_out=len(out), repeat=repeat)
+        rc = libbpf().bpf_prog_test_run_opts(self.fd, ctypes.byref(opts))
+        if rc != 0:
+            err = -rc if rc < 0 else ctypes.get_errno()
+            raise NotSupportedError(f"{self._obj.name}: the kernel would not test-run {self.name} "
+                                    f"(SEC(\"{self.section}\")): {os.strerror(err)}; BPF_PROG_TEST_RUN takes XDP, "
+                                    "TC, socket filter and raw tracepoint programs", feature="BPF_PROG_TEST_RUN")
+        return int(opts.retval)
 
     @property
     def attached(self) -> bool:
@@ -273,8 +340,21 @@ class CoreMap:
     """One map of a loaded object: ``name``, ``type`` (enum bpf_map_type),
     ``key_size``, ``value_size``, ``id`` (``bpftool map dump id N``)."""
 
-    def __init__(self, ptr: int):
+    def __init__(self, ptr: int | None, *, fd: int | None = None):
         lib = libbpf()
+        self.pin_path = ""
+        if ptr is None:      # a map known by its fd alone (a pinned one): what the kernel says it is
+            info = (ctypes.c_uint32 * 32)()
+            size = ctypes.c_uint32(ctypes.sizeof(info))
+            if lib.bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)) != 0:
+                raise ArgumentError(f"fd {fd} is not a BPF map")
+            # struct bpf_map_info: type, id, key_size, value_size, max_entries, map_flags, name[16]
+            self.type, self.id, self.key_size, self.value_size, self.max_entries = (int(x) for x in info[:5])
+            self.name = bytes(info)[24:40].split(b"\0")[0].decode(errors="replace")
+            self.fd = fd
+            self._own_fd = True
+            return
+        self._own_fd = False
         self.name = lib.bpf_map__name(ptr).decode()
         self.fd = lib.bpf_map__fd(ptr)
         self.type = lib.bpf_map__type(ptr)
@@ -282,6 +362,27 @@ class CoreMap:
         self.value_size = lib.bpf_map__value_size(ptr)
         self.max_entries = lib.bpf_map__max_entries(ptr)
         self.id = object_id(self.fd)
+        if lib.bpf_map__is_pinned(ptr):
+            self.pin_path = (lib.bpf_map__pin_path(ptr) or b"").decode()
+
+    def close(self) -> None:
+        """Close the file descriptor of a map opened by its pin (idempotent; an object's own maps close with it)."""
+        fd, self._own_fd = (self.fd if self._own_fd else -1), False
+        if fd >= 0:
+            os.close(fd)
+
+    def __enter__(self) -> "CoreMap":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def slots(self) -> dict[int, int]:
+        """A prog array's filled slots: index -> the id of the program in it (what a tail call to that
+        index jumps to); the kernel hands user space program ids, never the programs."""
+        if self.type != PROG_ARRAY:
+            raise ArgumentError(f"{self.name} is not a prog array (BPF_MAP_TYPE_PROG_ARRAY)")
+        return {int.from_bytes(k, sys.byteorder): int.from_bytes(v[0], sys.byteorder) for k, v in self.items()}
 
     @property
     def percpu(self) -> bool:
@@ -343,19 +444,24 @@ class CoreObject:
     ends it in ``state`` ("replaced", "closed", ...): it can be claimed in
     labkit's registry (labkit.owners) under ``key`` with ``close`` as its verb."""
 
-    def __init__(self, path: Path, name: str, source: str):
+    def __init__(self, path: Path, name: str, source: str, *, rodata: dict | None = None,
+                 pin_root: str | Path | None = None):
         lib = libbpf()
         if lib is None:
             raise NotSupportedError("libbpf.so.1 is not installed (apt-get install libbpf1)", feature="libbpf")
+        rodata = _check_rodata(rodata)
+        pin_root = _check_pin_root(pin_root)
         self.name, self.source, self.path = name, source, Path(path)
+        self.pin_root = pin_root
         self.programs: dict[str, CoreProgram] = {}
         self.maps: dict[str, CoreMap] = {}
         self.on_close: list[Callable[[str], None]] = []
         self.key: tuple = ("core object", name)
         self.state = "loaded"
         self._ptr: int | None = None
+        opts = _OpenOpts(sz=ctypes.sizeof(_OpenOpts), pin_root_path=str(pin_root).encode() if pin_root else None)
         with captured_log() as log:
-            ptr = lib.bpf_object__open_file(str(path).encode(), None)
+            ptr = lib.bpf_object__open_file(str(path).encode(), ctypes.byref(opts))
             err = libbpf_error(ptr)
             if err:
                 raise CompileError(f"{name}: libbpf cannot open the object: {os.strerror(err)}",
@@ -367,6 +473,13 @@ class CoreObject:
                 if not p:
                     break
                 sections[lib.bpf_program__name(p).decode()] = lib.bpf_program__section_name(p).decode()
+            try:
+                if rodata:
+                    _set_rodata(ptr, name, rodata)
+            except BaseException:
+                lib.bpf_object__close(ptr)
+                self._ptr = None
+                raise
             rc = lib.bpf_object__load(ptr)
         if rc != 0:
             text = "".join(log)
@@ -402,6 +515,22 @@ class CoreObject:
             cause = next((ln for ln in reversed(last) if not ln.startswith(("(", ";"))), last[-1] if last else "")
             return VerifierError(f"{self.name}: the verifier rejected {prog or 'a program'}: {cause}\n"
                                  + "\n".join(last[-12:]), log=vlog, program=prog)
+        pin = re.search(r"couldn't reuse pinned map at '([^']+)'", log)
+        if pin:
+            return AttachError(f"{self.name}: a map of the object is declared with LIBBPF_PIN_BY_NAME, and the map "
+                               f"pinned at {pin.group(1)} does not match its definition (type, key size, value "
+                               "size, max_entries and flags must all be the same): libbpf reuses a pinned map only "
+                               "then. Remove the pin (rm) or declare the map as it was pinned", target=pin.group(1),
+                               errno=err)
+        slot = re.search(r"map '([^']+)': failed to initialize slot \[(\d+)\] to prog '([^']+)'", log)
+        if slot:
+            m, i, p = slot.groups()
+            types = {s_.split("/", 1)[0] for s_ in sections.values()}
+            return AttachError(f"{self.name}: the kernel refused to put program {p} (SEC(\"{sections.get(p, '')}\")) "
+                               f"in slot {i} of the prog array {m}: {os.strerror(err)}"
+                               + (". A prog array holds programs of one type only, the type of the programs that "
+                                  f"tail-call through it: this object mixes {', '.join(sorted(types))}"
+                                  if len(types) > 1 else ""), target=f"{m}[{i}]", errno=err)
         missing = re.search(r"(?:prog '([^']+)': )?failed to find kernel BTF type ID of '([^']+)'", log)
         if missing and missing.group(1):
             prog, sec = missing.group(1), sections.get(missing.group(1), sec)
@@ -464,3 +593,100 @@ class CoreObject:
 
     #: the old name, for one release (labkit._renamed)
     give_back = renamed_method("give_back", "close")
+
+
+def _check_rodata(rodata) -> dict:
+    if rodata is None:
+        return {}
+    if not isinstance(rodata, dict) or not all(isinstance(k, str) and k.isidentifier() for k in rodata):
+        raise ArgumentError(f"rodata must be a dict of C variable names to numbers ({{'target_pid': 42}}), "
+                            f"got {rodata!r}")
+    for k, v in rodata.items():
+        if not isinstance(v, int):
+            raise ArgumentError(f"rodata[{k!r}] must be an int (a const volatile number), got {v!r}")
+    return dict(rodata)
+
+
+def _check_pin_root(pin_root) -> Path | None:
+    if pin_root is None:
+        return None
+    if not isinstance(pin_root, (str, Path)) or not str(pin_root).strip():
+        raise ArgumentError(f"pin_root must be a directory of the BPF filesystem (/sys/fs/bpf/...), got {pin_root!r}")
+    p = Path(pin_root)
+    if not p.is_dir():
+        raise ArgumentError(f"pin_root {p} is not a directory: make it in the BPF filesystem first "
+                            "(labkit.PinDir makes one of the lab's own)")
+    if fs_type(p) != "bpf":
+        raise ArgumentError(f"pin_root {p} is not on the BPF filesystem (bpffs, mounted at /sys/fs/bpf): maps "
+                            "can only be pinned there (labkit.PinDir makes a directory of the lab's own)")
+    return p
+
+
+def fs_type(path: Path) -> str:
+    """The type of the filesystem ``path`` is on, from /proc/self/mountinfo (the longest mount point above it)."""
+    best, kind = "", ""
+    real = os.path.realpath(path)
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        if len(fields) < 5 or not right:
+            continue
+        mnt = fields[4].replace("\\040", " ")
+        if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+            best, kind = mnt, right.split()[0]
+    return kind
+
+
+def _rodata_vars(lib, obj_ptr: int) -> dict[str, tuple[int, int]]:
+    """The read-only globals of an opened object: name -> (offset, size) in its .rodata, from its BTF."""
+    btf = lib.bpf_object__btf(obj_ptr)
+    if not btf:
+        return {}
+    sec = lib.btf__find_by_name_kind(btf, b".rodata", _BTF_KIND_DATASEC)
+    if sec < 0:
+        return {}
+    t = lib.btf__type_by_id(btf, sec)
+    _name_off, info, _size = (ctypes.c_uint32 * 3).from_address(t)
+    out = {}
+    for i in range(info & 0xFFFF):                 # struct btf_var_secinfo {type, offset, size} after the type
+        vtype, offset, size = (ctypes.c_uint32 * 3).from_address(t + 12 + 12 * i)
+        var = lib.btf__type_by_id(btf, vtype)
+        vname = lib.btf__name_by_offset(btf, ctypes.c_uint32.from_address(var).value)
+        if vname:
+            out[vname.decode()] = (int(offset), int(size))
+    return out
+
+
+def _set_rodata(obj_ptr: int, name: str, values: dict) -> None:
+    """Write ``values`` into the opened object's .rodata (before load: the kernel freezes it at load)."""
+    lib = libbpf()
+    found = _rodata_vars(lib, obj_ptr)
+    unknown = [k for k in values if k not in found]
+    if unknown:
+        raise ArgumentError(f"{name} has no read-only global {', '.join(map(repr, unknown))}: its read-only globals "
+                            f"(const volatile variables) are {', '.join(sorted(found)) or 'none'}")
+    m = None
+    while True:
+        m = lib.bpf_object__next_map(obj_ptr, m)
+        if not m:
+            break
+        if lib.bpf_map__name(m).decode().endswith(".rodata"):
+            break
+    size = ctypes.c_size_t(0)
+    cur = lib.bpf_map__initial_value(m, ctypes.byref(size)) if m else None
+    if not cur:
+        raise ArgumentError(f"{name} has no .rodata to set")
+    data = bytearray(ctypes.string_at(cur, size.value))
+    for k, v in values.items():
+        offset, width = found[k]
+        try:
+            data[offset:offset + width] = int(v).to_bytes(width, sys.byteorder, signed=v < 0)
+        except OverflowError:
+            raise ArgumentError(f"rodata[{k!r}] = {v} does not fit in its {width} bytes") from None
+    buf = ctypes.create_string_buffer(bytes(data), len(data))
+    if lib.bpf_map__set_initial_value(m, buf, len(data)) != 0:
+        raise ArgumentError(f"{name}: libbpf would not set the read-only globals")
