@@ -49,7 +49,7 @@ from labkit.programs.compile import SNIPPET_DIR, first_error
 from labkit.programs.libbpf import captured_log, libbpf, libbpf_error
 
 __all__ = ["BTF_PATH", "CoreMap", "CoreObject", "CoreProgram", "PROG_ARRAY", "cache_dir", "compile_core",
-           "fs_type", "has_helper", "jited_code", "object_id", "resolve_core_source", "toolchain_problems", "vmlinux_header"]
+           "fs_type", "has_helper", "jited_code", "tool", "object_id", "resolve_core_source", "toolchain_problems", "vmlinux_header"]
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
 CORE_SUFFIX = ".bpf.c"
@@ -127,7 +127,8 @@ def toolchain_problems() -> list[tuple[str, str]]:
     return out
 
 
-def _tool(name: str, package: str) -> str:
+def tool(name: str, package: str) -> str:
+    """The path of tool ``name`` (PATH, else /usr/sbin); NotSupportedError naming the package that has it."""
     found = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
     if found is None:
         raise NotSupportedError(f"{name} is not installed (apt-get install {package})", feature=name)
@@ -152,7 +153,7 @@ def vmlinux_header() -> Path:
     header = cache_dir() / f"btf-{digest}" / "vmlinux.h"
     if not header.exists():
         header.parent.mkdir(exist_ok=True)
-        out = subprocess.run([_tool("bpftool", "bpftool"), "btf", "dump", "file", str(BTF_PATH), "format", "c"],
+        out = subprocess.run([tool("bpftool", "bpftool"), "btf", "dump", "file", str(BTF_PATH), "format", "c"],
                              capture_output=True, timeout=120)
         if out.returncode != 0:
             raise NotSupportedError(f"bpftool could not dump {BTF_PATH}: {out.stderr.decode(errors='replace')[-300:]}",
@@ -190,7 +191,7 @@ def compile_core(text: str, name: str) -> Path:
     same text was compiled for the same kernel types); CompileError with
     clang's diagnostics, lines counted in ``text`` and the file called ``name``."""
     header = vmlinux_header()
-    clang = _tool("clang", "clang")
+    clang = tool("clang", "clang")
     flags = _cflags()
     key = hashlib.sha256("\0".join([text, name, str(header), *flags]).encode()).hexdigest()[:24]
     obj = cache_dir() / "obj" / f"{key}.o"
