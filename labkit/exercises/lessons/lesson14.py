@@ -47,7 +47,7 @@ def frame(kind: str) -> bytes:
         return _MAC + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + b"\x02\x01\x00\x00\x00\x03" \
             + bytes([198, 18, 0, 1]) + b"\x00" * 6 + bytes([198, 18, 0, 2])
     if kind == "ipv6":     # byte 9 of the IPv6 header (in the source address) is 17, UDP's number
-        src = bytes([0x20, 0x01, 0x0d, 17]) + b"\x00" * 11 + b"\x01"
+        src = bytes([0x20, 17, 0x0d, 0xb8]) + b"\x00" * 11 + b"\x01"   # 2011:db8::1
         return _MAC + b"\x86\xdd" + struct.pack("!IHBB", 0x60000000, 8, 58, 64) + src + src[:15] + b"\x02" \
             + b"\x80\x00\x00\x00\x00\x00\x00\x00"
     if kind == "runt":     # an Ethernet header that says IPv4 and 6 bytes of it: too short to have a protocol
