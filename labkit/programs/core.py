@@ -24,6 +24,12 @@ Clang's diagnostics and the verifier's ``@ file:line`` notes name the
 program and count lines as the student wrote them (the source is compiled
 after a ``#line 1 "<name>"``). A bpf_link lives as long as its file
 descriptor: a process that dies takes its programs off their hooks.
+
+Why this file is long: an object, its programs and its maps are the faces of
+one libbpf object (a program's test run and a map's slots need the object
+open; closing it ends them all), and the errors of its load are told apart
+from libbpf's own words here, next to the load; what it is opened with
+(read-only globals, a pin root) is labkit.programs.options.
 """
 
 from __future__ import annotations
@@ -47,9 +53,10 @@ from labkit._errors import ArgumentError, AttachError, ClosedError, CompileError
 from labkit._renamed import renamed_method
 from labkit.programs.compile import SNIPPET_DIR, first_error
 from labkit.programs.libbpf import captured_log, libbpf, libbpf_error
+from labkit.programs.options import OpenOpts, check_pin_root, check_rodata, set_rodata
 
 __all__ = ["BTF_PATH", "CoreMap", "CoreObject", "CoreProgram", "PROG_ARRAY", "cache_dir", "compile_core",
-           "fs_type", "has_helper", "jited_code", "tool", "object_id", "resolve_core_source", "toolchain_problems", "vmlinux_header"]
+           "has_helper", "jited_code", "tool", "object_id", "resolve_core_source", "toolchain_problems", "vmlinux_header"]
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
 CORE_SUFFIX = ".bpf.c"
@@ -57,20 +64,6 @@ _ARCH = {"x86_64": "x86", "aarch64": "arm64", "arm64": "arm64", "s390x": "s390",
          "riscv64": "riscv"}
 _PERCPU_TYPES = {5, 6, 10}   # BPF_MAP_TYPE_PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 PROG_ARRAY = 3               # BPF_MAP_TYPE_PROG_ARRAY: its values are programs (user space reads their ids)
-_BTF_KIND_DATASEC = 15
-#: enum bpf_prog_type: the names of the program types of SEC()s the lessons use
-PROG_TYPES = {1: "socket_filter", 2: "kprobe", 3: "sched_cls", 5: "tracepoint", 6: "xdp", 7: "perf_event",
-              8: "cgroup_skb", 17: "raw_tracepoint", 18: "cgroup_sock_addr", 26: "tracing", 29: "lsm"}
-
-
-class _OpenOpts(ctypes.Structure):
-    """struct bpf_object_open_opts (libbpf.h, libbpf 1.1), up to the fields labkit sets."""
-
-    _fields_ = [("sz", ctypes.c_size_t), ("object_name", ctypes.c_char_p), ("relaxed_maps", ctypes.c_bool),
-                ("pin_root_path", ctypes.c_char_p), ("_stub", ctypes.c_uint32), ("kconfig", ctypes.c_char_p),
-                ("btf_custom_path", ctypes.c_char_p), ("kernel_log_buf", ctypes.c_char_p),
-                ("kernel_log_size", ctypes.c_size_t), ("kernel_log_level", ctypes.c_uint32)]
-
 
 class _TestRunOpts(ctypes.Structure):
     """struct bpf_test_run_opts (bpf.h)."""
@@ -450,8 +443,8 @@ class CoreObject:
         lib = libbpf()
         if lib is None:
             raise NotSupportedError("libbpf.so.1 is not installed (apt-get install libbpf1)", feature="libbpf")
-        rodata = _check_rodata(rodata)
-        pin_root = _check_pin_root(pin_root)
+        rodata = check_rodata(rodata)
+        pin_root = check_pin_root(pin_root)
         self.name, self.source, self.path = name, source, Path(path)
         self.pin_root = pin_root
         self.programs: dict[str, CoreProgram] = {}
@@ -460,7 +453,7 @@ class CoreObject:
         self.key: tuple = ("core object", name)
         self.state = "loaded"
         self._ptr: int | None = None
-        opts = _OpenOpts(sz=ctypes.sizeof(_OpenOpts), pin_root_path=str(pin_root).encode() if pin_root else None)
+        opts = OpenOpts(sz=ctypes.sizeof(OpenOpts), pin_root_path=str(pin_root).encode() if pin_root else None)
         with captured_log() as log:
             ptr = lib.bpf_object__open_file(str(path).encode(), ctypes.byref(opts))
             err = libbpf_error(ptr)
@@ -476,7 +469,7 @@ class CoreObject:
                 sections[lib.bpf_program__name(p).decode()] = lib.bpf_program__section_name(p).decode()
             try:
                 if rodata:
-                    _set_rodata(ptr, name, rodata)
+                    set_rodata(ptr, name, rodata)
             except BaseException:
                 lib.bpf_object__close(ptr)
                 self._ptr = None
@@ -594,100 +587,3 @@ class CoreObject:
 
     #: the old name, for one release (labkit._renamed)
     give_back = renamed_method("give_back", "close")
-
-
-def _check_rodata(rodata) -> dict:
-    if rodata is None:
-        return {}
-    if not isinstance(rodata, dict) or not all(isinstance(k, str) and k.isidentifier() for k in rodata):
-        raise ArgumentError(f"rodata must be a dict of C variable names to numbers ({{'target_pid': 42}}), "
-                            f"got {rodata!r}")
-    for k, v in rodata.items():
-        if not isinstance(v, int):
-            raise ArgumentError(f"rodata[{k!r}] must be an int (a const volatile number), got {v!r}")
-    return dict(rodata)
-
-
-def _check_pin_root(pin_root) -> Path | None:
-    if pin_root is None:
-        return None
-    if not isinstance(pin_root, (str, Path)) or not str(pin_root).strip():
-        raise ArgumentError(f"pin_root must be a directory of the BPF filesystem (/sys/fs/bpf/...), got {pin_root!r}")
-    p = Path(pin_root)
-    if not p.is_dir():
-        raise ArgumentError(f"pin_root {p} is not a directory: make it in the BPF filesystem first "
-                            "(labkit.PinDir makes one of the lab's own)")
-    if fs_type(p) != "bpf":
-        raise ArgumentError(f"pin_root {p} is not on the BPF filesystem (bpffs, mounted at /sys/fs/bpf): maps "
-                            "can only be pinned there (labkit.PinDir makes a directory of the lab's own)")
-    return p
-
-
-def fs_type(path: Path) -> str:
-    """The type of the filesystem ``path`` is on, from /proc/self/mountinfo (the longest mount point above it)."""
-    best, kind = "", ""
-    real = os.path.realpath(path)
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return ""
-    for line in lines:
-        left, _, right = line.partition(" - ")
-        fields = left.split()
-        if len(fields) < 5 or not right:
-            continue
-        mnt = fields[4].replace("\\040", " ")
-        if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-            best, kind = mnt, right.split()[0]
-    return kind
-
-
-def _rodata_vars(lib, obj_ptr: int) -> dict[str, tuple[int, int]]:
-    """The read-only globals of an opened object: name -> (offset, size) in its .rodata, from its BTF."""
-    btf = lib.bpf_object__btf(obj_ptr)
-    if not btf:
-        return {}
-    sec = lib.btf__find_by_name_kind(btf, b".rodata", _BTF_KIND_DATASEC)
-    if sec < 0:
-        return {}
-    t = lib.btf__type_by_id(btf, sec)
-    _name_off, info, _size = (ctypes.c_uint32 * 3).from_address(t)
-    out = {}
-    for i in range(info & 0xFFFF):                 # struct btf_var_secinfo {type, offset, size} after the type
-        vtype, offset, size = (ctypes.c_uint32 * 3).from_address(t + 12 + 12 * i)
-        var = lib.btf__type_by_id(btf, vtype)
-        vname = lib.btf__name_by_offset(btf, ctypes.c_uint32.from_address(var).value)
-        if vname:
-            out[vname.decode()] = (int(offset), int(size))
-    return out
-
-
-def _set_rodata(obj_ptr: int, name: str, values: dict) -> None:
-    """Write ``values`` into the opened object's .rodata (before load: the kernel freezes it at load)."""
-    lib = libbpf()
-    found = _rodata_vars(lib, obj_ptr)
-    unknown = [k for k in values if k not in found]
-    if unknown:
-        raise ArgumentError(f"{name} has no read-only global {', '.join(map(repr, unknown))}: its read-only globals "
-                            f"(const volatile variables) are {', '.join(sorted(found)) or 'none'}")
-    m = None
-    while True:
-        m = lib.bpf_object__next_map(obj_ptr, m)
-        if not m:
-            break
-        if lib.bpf_map__name(m).decode().endswith(".rodata"):
-            break
-    size = ctypes.c_size_t(0)
-    cur = lib.bpf_map__initial_value(m, ctypes.byref(size)) if m else None
-    if not cur:
-        raise ArgumentError(f"{name} has no .rodata to set")
-    data = bytearray(ctypes.string_at(cur, size.value))
-    for k, v in values.items():
-        offset, width = found[k]
-        try:
-            data[offset:offset + width] = int(v).to_bytes(width, sys.byteorder, signed=v < 0)
-        except OverflowError:
-            raise ArgumentError(f"rodata[{k!r}] = {v} does not fit in its {width} bytes") from None
-    buf = ctypes.create_string_buffer(bytes(data), len(data))
-    if lib.bpf_map__set_initial_value(m, buf, len(data)) != 0:
-        raise ArgumentError(f"{name}: libbpf would not set the read-only globals")

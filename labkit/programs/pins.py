@@ -32,8 +32,9 @@ from typing import Any
 from labkit import owners
 from labkit._errors import ArgumentError, ClosedError, NotSupportedError, PrivilegeError
 from labkit.owners import claim, forget
-from labkit.programs.core import CoreMap, fs_type
+from labkit.programs.core import CoreMap
 from labkit.programs.libbpf import libbpf
+from labkit.programs.options import fs_type
 
 __all__ = ["BPFFS", "PIN_RECORDS", "PREFIX", "RECORDS", "PinDir", "PinRecords", "labkit_pin_dirs", "pinned_map"]
 
