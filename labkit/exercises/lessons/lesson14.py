@@ -303,10 +303,10 @@ def _diagnose_pinned(obs: dict) -> tuple[str, dict]:
     c.part("calls is pinned by name", "calls" in pinned, why)
     reused = obs["second_id"] == obs["first_id"]
     c.part("the second run reuses the first run's map", reused,
-           f"the second run made a new map (id {obs['second_id']}; the first run's was {obs['first_id']}) and "
-           f"started from {obs['second_count'] - second if obs['second_count'] is not None else 0}: without a pin, "
-           "a map dies with the last program and file descriptor that hold it, and the next load makes a new one. "
-           "With calls pinned, libbpf finds the pin and reuses that map")
+           f"the second run made a new map (id {obs['second_id']}; the first run's was {obs['first_id']}), and the "
+           f"first run's {plural(first, 'call')} were lost with it: without a pin, a map dies with the last program "
+           "and file descriptor that hold it, and the next load makes a new one. With calls pinned, libbpf finds "
+           "the pin and reuses that map")
     reader = obs["reader"]
     pin = obs["through_pin"] or {}
     if reader["error"]:
