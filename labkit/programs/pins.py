@@ -21,8 +21,6 @@ asked by ``labkit cleanup`` and by every new Lab).
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import os
 import re
 import secrets
@@ -115,18 +113,6 @@ def pinned_map(path: str | Path) -> CoreMap:
 
 
 # ------------------------------------------------------------------ records
-def _write_record(uid: str, path: Path) -> Path:
-    PIN_RECORDS.mkdir(parents=True, exist_ok=True)
-    me = os.getpid()
-    rec = {"version": 1, "id": uid, "path": str(path), "pid": me, "start_time": owners.start_time(me),
-           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    out = PIN_RECORDS / f"{uid}.json"
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rec))
-    tmp.replace(out)
-    return out
-
-
 class PinRecords:
     """The lab's pin directories, for labkit.net.leftovers (a Recorder, labkit.hooks.protocol): one record
     per directory under /run/labkit/pins, written before the directory is made; found where the directory
@@ -138,20 +124,7 @@ class PinRecords:
         self.state_dir = state_dir
 
     def records(self) -> list[dict]:
-        out = []
-        try:
-            files = sorted(self.state_dir.glob("*.json"))
-        except OSError:
-            return []
-        for f in files:
-            try:
-                rec = json.loads(f.read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(rec, dict) and rec.get("path"):
-                # leftovers forgets a record by unlinking rec["path"]: here that is the record's file
-                out.append({**rec, "dir": str(rec["path"]), "path": str(f)})
-        return out
+        return owners.read_records(self.state_dir, "dir")
 
     def _found(self, d: Path, record: dict | None) -> dict:
         found = {"netns": None, "iface": d.name, "dir": str(d), "pins": _pins(d)}
@@ -208,7 +181,7 @@ class PinDir:
         self.path = root / f"{PREFIX}{self.uid}-{name}"
         self.key: tuple = ("pin dir", name)
         self._closed = False
-        self._record = _write_record(self.uid, self.path)
+        self._record = owners.write_record(PIN_RECORDS, self.uid, self.path)
         try:
             self.path.mkdir()
         except BaseException:
