@@ -276,6 +276,7 @@ PROBES["14-libbpf-application"] = ("", {
     "paths": "PATHS",
     "pins path": "str(pins.path)",
     "struct": "struct",
+    "jumps": "[jumps, verdict]",
 })
 PROBE_MARK = "LABKIT-TEST-PROBE "
 CGROUP_RECORDS = _CGROUP_HOOK.records
@@ -1388,6 +1389,9 @@ def test_14_the_application_its_skeleton_and_its_records(runs):
         assert f["ready"][0].endswith(f"pinned {f['pins path']}/opens")
         text = _text(_tagged(nb, "loop"))
         assert ("has bpf_loop()" in text) == f["has loop"] and "Traceback" not in text
+        # "at most 33 in a row (since 5.17; older kernels stopped at 32 or 33 ...)", and then XDP_PASS (2)
+        jumps, verdict = f["jumps"]
+        assert (jumps == 33 if _kernel_at_least(5, 17) else jumps in (32, 33)) and verdict == 2, f["jumps"]
 
 
 def test_14_the_pinned_map_goes_on_counting(runs):

@@ -161,7 +161,7 @@ def _diagnose_dispatch(obs: dict) -> tuple[str, dict]:
                f"numbers, ICMP {PROTOCOLS['ICMP']} and UDP {PROTOCOLS['UDP']}")
     c.part("handlers has a program at slot 1 (ICMP) and at slot 17 (UDP)", {1, 17} <= set(filled)
            and obs["dispatcher"] not in (slots.get(1), slots.get(17)), why if not {1, 17} <= set(filled) else
-           "the dispatcher is in its own prog array: a tail call to it starts the dispatch again (up to 33 times)")
+           "the dispatcher is in its own prog array: a tail call to it starts the dispatch again, until the kernel refuses the 34th jump")
     swapped = runs["icmp"]["counted"] and runs["udp"]["ret"] == XDP_DROP
     if swapped:
         why = (f"ICMP was counted and passed, UDP dropped: the handlers are swapped (slot 1 holds {slots.get(1)}, "
