@@ -1396,7 +1396,8 @@ def test_14_the_application_its_skeleton_and_its_records(runs):
 
 def test_14_the_pinned_map_goes_on_counting(runs):
     run = _lesson(runs, L14)
-    for f in run.facts:
+    for nb, f in zip(run.rounds, run.facts):
+        assert "image/png" in _mimes(_tagged(nb, "plot"))
         # "printed 4 records, and read 8 in opens: the first run's 4 and its own"
         assert f["counted"] == [4, 8] and f["tool runs"]["records"] == [4, 4]
         assert f["shared"]["pinned here"] == ["opens"] and f["shared"]["opens"] == 8
