@@ -466,7 +466,7 @@ _LESSON_NEEDS = (
     ("10", "profiling", ("hook: perf_event",), ()),
     ("11", "latency", ("hook: tracepoint",), ("hook: fentry", "hook: kprobe")),
     ("13", "cgroup programs", ("cgroup v2", "hook: cgroup"), ()),
-    ("14", "a libbpf application", ("CO-RE toolchain", "libbpf application"), ()),
+    ("14", "libbpf application", ("CO-RE toolchain", "libbpf application"), ()),
 )
 
 
