@@ -155,3 +155,23 @@ def test_a_dispatcher_test_run_jumps_through_its_slots(lab):
     obj.close()
     with pytest.raises(labkit.ClosedError):
         run(frame("icmp"))
+
+
+def test_a_pinned_program_is_not_read_as_a_map(lab):
+    obj = lab.load_object("solution_14_dispatcher", name="pins_prog", attach=False)
+    with labkit.PinDir("lk14-prog") as pins:
+        path = pins.path / "dispatch"
+        assert labkit.programs.libbpf.libbpf().bpf_obj_pin(obj.programs["lk_dispatch"].fd, str(path).encode()) == 0
+        with pytest.raises(labkit.ArgumentError, match="pinned, but it is not a map"):
+            labkit.pinned_map(path)
+        assert pins.names() == ["dispatch"]
+    assert not path.exists()
+
+
+def test_making_a_pin_dir_without_root_says_how():
+    code = "import labkit\ntry:\n    labkit.PinDir('lk14-noroot')\nexcept labkit.LabkitError as e:\n    print(type(e).__name__, e)\n"
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                        sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="/",
+                       env={**os.environ, "HOME": "/tmp"})
+    assert "PrivilegeError pinning needs root" in r.stdout and "./lab start" in r.stdout, r.stdout + r.stderr
+    assert not [p for p in labkit_pin_dirs() if p.name.endswith("-lk14-noroot")]

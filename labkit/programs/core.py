@@ -338,6 +338,12 @@ class CoreMap:
         lib = libbpf()
         self.pin_path = ""
         if ptr is None:      # a map known by its fd alone (a pinned one): what the kernel says it is
+            try:
+                is_map = "map_type:" in Path(f"/proc/self/fdinfo/{fd}").read_text()
+            except OSError:
+                is_map = False
+            if not is_map:       # (a program's or a link's info would be read as a map's)
+                raise ArgumentError(f"fd {fd} is not a BPF map")
             info = (ctypes.c_uint32 * 32)()
             size = ctypes.c_uint32(ctypes.sizeof(info))
             if lib.bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)) != 0:

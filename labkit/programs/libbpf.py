@@ -30,6 +30,7 @@ _PROTOTYPES: dict[str, tuple[Any, list]] = {
     "bpf_map_lookup_elem": (_INT, [_INT, _P, _P]),
     "bpf_map_get_next_key": (_INT, [_INT, _P, _P]),
     "bpf_obj_get": (_INT, [_STR]),
+    "bpf_obj_pin": (_INT, [_INT, _STR]),
     "bpf_prog_test_run_opts": (_INT, [_INT, _P]),
     # the object API (libbpf.h)
     "bpf_object__open_file": (_P, [_STR, _P]),
