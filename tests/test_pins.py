@@ -18,7 +18,7 @@ import pytest
 import labkit
 from labkit import owners
 from labkit.net.leftovers import REAP_LOCK, Leftovers
-from labkit.programs.pins import PIN_RECORDS, RECORDS, labkit_pin_dirs
+from labkit.programs.pins import RECORDS, labkit_pin_dirs
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root")]
 
