@@ -366,7 +366,8 @@ class Lab:
         before it is loaded, by name (``{"target_pid": 42}``); ``pin_root``: the
         bpffs directory where maps declared ``__uint(pinning,
         LIBBPF_PIN_BY_NAME)`` are pinned, or reused when a map is pinned there
-        already (a ``labkit.PinDir``'s path; lesson 14).
+        already (a ``labkit.PinDir``'s path; lesson 14); without it nothing
+        is pinned.
 
         Loading a name again gives back the object that had it first (a re-run
         cell); ``close()`` and the process's death give everything back (each

@@ -175,3 +175,11 @@ def test_making_a_pin_dir_without_root_says_how():
                        env={**os.environ, "HOME": "/tmp"})
     assert "PrivilegeError pinning needs root" in r.stdout and "./lab start" in r.stdout, r.stdout + r.stderr
     assert not [p for p in labkit_pin_dirs() if p.name.endswith("-lk14-noroot")]
+
+
+def test_without_a_pin_root_nothing_is_pinned(lab):
+    """libbpf's default pin root is the top of /sys/fs/bpf, the machine's: labkit pins only where it is told."""
+    before = set(os.listdir("/sys/fs/bpf"))
+    obj = lab.load_object("solution_14_pinned_counter", name="pins_nowhere", rodata={"parent_pid": 1})
+    assert obj.maps["calls"].pin_path == "" and set(os.listdir("/sys/fs/bpf")) == before
+    obj.close()

@@ -17,7 +17,8 @@ read-only globals (``const volatile`` variables, found by name in the
 object's BTF) before it is loaded, as a skeleton's ``skel->rodata->x = v``
 does, where BCC would take ``-D``; ``pin_root=DIR`` is where libbpf pins and
 finds the maps declared with ``__uint(pinning, LIBBPF_PIN_BY_NAME)`` (a map
-pinned there already is reused, not made again). ``prog.test_run(data)``
+pinned there already is reused, not made again); without one nothing is
+pinned (libbpf's default, the top of /sys/fs/bpf, is the machine's). ``prog.test_run(data)``
 runs a program once on a packet (``BPF_PROG_TEST_RUN``), attached nowhere.
 
 Clang's diagnostics and the verifier's ``@ file:line`` notes name the
@@ -436,6 +437,18 @@ class CoreMap:
         return f"<labkit.CoreMap {self.name} type {self.type} id {self.id}: {self.key_size}B -> {self.value_size}B>"
 
 
+def _no_pins(obj_ptr: int) -> None:
+    """Unset the pin path libbpf gave each map declared LIBBPF_PIN_BY_NAME (its default root: /sys/fs/bpf)."""
+    lib = libbpf()
+    m = None
+    while True:
+        m = lib.bpf_object__next_map(obj_ptr, m)
+        if not m:
+            return
+        if lib.bpf_map__pin_path(m):
+            lib.bpf_map__set_pin_path(m, None)
+
+
 class CoreObject:
     """A BPF ELF object opened and loaded by libbpf (CO-RE relocations applied
     against this kernel's BTF): ``programs`` and ``maps`` by name, ``source``,
@@ -474,6 +487,8 @@ class CoreObject:
                     break
                 sections[lib.bpf_program__name(p).decode()] = lib.bpf_program__section_name(p).decode()
             try:
+                if pin_root is None:     # libbpf would pin at the top of /sys/fs/bpf, the machine's: nothing pinned
+                    _no_pins(ptr)
                 if rodata:
                     set_rodata(ptr, name, rodata)
             except BaseException:

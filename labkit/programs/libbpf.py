@@ -56,6 +56,7 @@ _PROTOTYPES: dict[str, tuple[Any, list]] = {
     "bpf_map__set_initial_value": (_INT, [_P, _P, _SZ]),
     "bpf_map__is_pinned": (ctypes.c_bool, [_P]),
     "bpf_map__pin_path": (_STR, [_P]),
+    "bpf_map__set_pin_path": (_INT, [_P, _STR]),
     # BTF (btf.h): the variables of a .rodata section, by name
     "bpf_object__btf": (_P, [_P]),
     "btf__find_by_name_kind": (ctypes.c_int32, [_P, _STR, _U32]),
