@@ -27,6 +27,8 @@ from labkit.hooks.probe import TraceAttachment
 from labkit.hooks.tc import TcAttachment
 from labkit.hooks.xdp import XdpAttachment
 from labkit.lab import Lab, syscalls
+from labkit.programs.app import App, build_app
+from labkit.programs.pins import PinDir, pinned_map
 from labkit.net.sandbox import Sandbox
 from labkit.net.traffic import PingResult, UdpResult
 from labkit.events.stream import EventStream
@@ -63,6 +65,7 @@ if _ipython() is not None:  # inside a notebook: %%bpf is ready after `import la
     _register_cell_magic(_ipython())
 
 __all__ = sorted([
+    "App",
     "ArgumentError",
     "AttachError",
     "Attachment",
@@ -77,6 +80,7 @@ __all__ = sorted([
     "LivePanel",
     "NotSupportedError",
     "PanelSnapshot",
+    "PinDir",
     "PrivilegeError",
     "ProgramKindError",
     "PingResult",
@@ -90,6 +94,7 @@ __all__ = sorted([
     "VerifierError",
     "XdpAttachment",
     "XdpControl",
+    "build_app",
     "close_all",
     "close_panels",
     "detach_all",
@@ -102,6 +107,7 @@ __all__ = sorted([
     "live_panels",
     "load_ipython_extension",
     "map_dataframe",
+    "pinned_map",
     "read_trace_pipe",
     "stack_dataframe",
     "stack_frames",

@@ -352,7 +352,8 @@ class Lab:
         return r
 
     # ------------------------------------------------- CO-RE objects (libbpf)
-    def load_object(self, name_or_text: str, *, name: str | None = None, attach: bool = True) -> CoreObject:
+    def load_object(self, name_or_text: str, *, name: str | None = None, attach: bool = True,
+                    rodata: dict | None = None, pin_root=None) -> CoreObject:
         """Compile CO-RE C (``#include "vmlinux.h"``, ``<bpf/bpf_helpers.h>``,
         ``SEC("tracepoint/...")`` functions, ``BPF_CORE_READ``) with clang
         into a BPF object (cached by content), load it through libbpf and,
@@ -360,6 +361,13 @@ class Lab:
         this Lab's attachments. ``name_or_text``: C text or a snippet
         (``bpf_snippets/<name>.bpf.c``); ``name``: what errors, the cache and
         the attachments call it (default: the snippet's name).
+
+        ``rodata``: the object's read-only globals (``const volatile``) set
+        before it is loaded, by name (``{"target_pid": 42}``); ``pin_root``: the
+        bpffs directory where maps declared ``__uint(pinning,
+        LIBBPF_PIN_BY_NAME)`` are pinned, or reused when a map is pinned there
+        already (a ``labkit.PinDir``'s path; lesson 14); without it nothing
+        is pinned.
 
         Loading a name again gives back the object that had it first (a re-run
         cell); ``close()`` and the process's death give everything back (each
@@ -377,7 +385,8 @@ class Lab:
         _privileges.require("tracing")
         found, text = resolve_core_source(name_or_text)
         name = name or (found[: -len(".bpf.c")] if found.endswith(".bpf.c") else found)
-        obj = CoreObject(compile_core(text, name), name, text)
+        obj = CoreObject(compile_core(text, name), name, text, rodata=rodata,
+                         pin_root=getattr(pin_root, "path", pin_root))
         obj.on_close.append(lambda state: forget(obj))
         claim(obj, obj.close)
         self._objects = [o for o in self._objects if not o.closed] + [obj]

@@ -23,12 +23,16 @@ any more.
 from __future__ import annotations
 
 import atexit
+import datetime as _dt
+import json
+import os
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-__all__ = ["alive", "claim", "forget", "held", "holders", "parse_stat", "start_time", "wait_gone"]
+__all__ = ["alive", "claim", "forget", "held", "holders", "parse_stat", "read_records", "start_time", "wait_gone",
+           "write_record"]
 
 
 # ------------------------------------------------------------ the registry
@@ -129,3 +133,37 @@ def wait_gone(pid: int, timeout: float) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+
+def write_record(state_dir: Path, uid: str, path: Path) -> Path:
+    """Write, before the thing is made, the record of something this process makes at ``path`` (a cgroup, a
+    pin directory): ``<state_dir>/<uid>.json`` with this process as its owner (pid + start time). Returns the
+    record's file, which the maker unlinks when it gives the thing back."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    me = os.getpid()
+    rec = {"version": 1, "id": uid, "path": str(path), "pid": me, "start_time": start_time(me),
+           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    out = state_dir / f"{uid}.json"
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rec))
+    tmp.replace(out)
+    return out
+
+
+def read_records(state_dir: Path, what: str) -> list[dict]:
+    """The records :func:`write_record` wrote in ``state_dir``, each with the recorded path as ``what`` and its
+    own file as ``path`` (labkit.net.leftovers forgets a record by unlinking ``path``); unreadable ones skipped."""
+    try:
+        files = sorted(state_dir.glob("*.json"))
+    except OSError:
+        return []
+    out = []
+    for f in files:
+        try:
+            rec = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and rec.get("path"):
+            out.append({**rec, what: str(rec["path"]), "path": str(f)})
+    return out

@@ -115,8 +115,10 @@ if ! mountpoint -q /sys/kernel/debug; then
   say "mounting debugfs at /sys/kernel/debug"
   mount -t debugfs debugfs /sys/kernel/debug
 fi
+# the BPF filesystem: lesson 14 pins maps there, in directories of the lab's own (labkit.PinDir)
 if ! mountpoint -q /sys/fs/bpf; then
-  mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
+  say "mounting the BPF filesystem at /sys/fs/bpf"
+  mount -t bpf bpf /sys/fs/bpf 2>/dev/null || say "could not mount the BPF filesystem: lesson 14 cannot pin maps"
 fi
 # cgroup BPF programs (lesson 13) need the cgroup v2 hierarchy: a v1-only host (no cgroup2 mount at all,
 # neither /sys/fs/cgroup nor a hybrid host's /sys/fs/cgroup/unified) gets one of the project's own

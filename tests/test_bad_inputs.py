@@ -23,6 +23,7 @@ import labkit
 from kstate import bpf_fds, perf_attachments
 from labkit.hooks.cgroup import HOOK as CGROUP_HOOK
 from labkit.hooks.cgroup import cgroup2_root
+from labkit.programs.pins import RECORDS as PIN_RECORDS
 from labkit.net.netns import list_netns
 from labkit.net.records import list_sandboxes
 
@@ -105,6 +106,14 @@ def cgroup(env: Env) -> None:
     env.closed_cg = labkit.Cgroup("lk13-bad-inputs-closed")
     env.closed_cg.close()
     env.closers.append(env.cg.close)
+
+
+def pins(env: Env) -> None:
+    env.pins = labkit.PinDir("lk14-bad-inputs")
+    env.closed_pins = labkit.PinDir("lk14-bad-inputs-closed")
+    env.closed_pins.close()
+    env.closers.append(env.pins.close)
+    env.dispatcher = env.lab.load_object("solution_14_dispatcher", name="bad_inputs_dispatcher", attach=False)
 
 
 def firewall(env: Env) -> None:
@@ -364,6 +373,37 @@ ROWS = [
         ("is closed", "labkit.Cgroup()"), setup=lambda e: cgroup(e)),
     Row("Cgroup: a name with a slash", lambda e: labkit.Cgroup("a/b"), "ArgumentError", ("'a/b'", "like 'web'")),
     Row("Cgroup.add: not a pid", lambda e: e.cg.add(-3), "ArgumentError", ("pid", "-3"), setup=lambda e: cgroup(e)),
+    # lesson 14: libbpf applications, pins, read-only globals, test runs
+    Row("build_app: no such application", lambda e: labkit.build_app("app_nope"), "ArgumentError",
+        ("'app_nope'", "bpf_snippets/app_nope.bpf.c", "bpf_snippets/apps/app_nope.c", "app_opens")),
+    Row("build_app: a path", lambda e: labkit.build_app("../etc/passwd"), "ArgumentError",
+        ("'../etc/passwd'", "app_opens")),
+    Row("PinDir: a name with a slash", lambda e: labkit.PinDir("a/b"), "ArgumentError", ("'a/b'", "like 'lesson14'")),
+    Row("PinDir.map: nothing pinned there", lambda e: e.pins.map("opens"), "ArgumentError",
+        ("nothing is pinned at", "opens", "pinned in"), setup=pins),
+    Row("PinDir.map: out of the directory", lambda e: e.pins.map("../x"), "ArgumentError", ("'../x'",), setup=pins),
+    Row("PinDir: closed", lambda e: e.closed_pins.names(), "ClosedError", ("is closed", "labkit.PinDir()"),
+        setup=pins),
+    Row("pinned_map: not in bpffs", lambda e: labkit.pinned_map("/etc/hostname"), "ArgumentError",
+        ("/etc/hostname", "not a pinned BPF object")),
+    Row("load_object: a pin root outside bpffs", lambda e: e.lab.load_object("solution_14_pinned_counter",
+                                                                            name="bad_pin", pin_root="/tmp"),
+        "ArgumentError", ("/tmp", "not on the BPF filesystem", "labkit.PinDir")),
+    Row("load_object: a pin root that is not there", lambda e: e.lab.load_object(
+        "solution_14_pinned_counter", name="bad_pin", pin_root="/sys/fs/bpf/lk-no-such-dir"), "ArgumentError",
+        ("/sys/fs/bpf/lk-no-such-dir", "not a directory", "labkit.PinDir")),
+    Row("load_object: an unknown read-only global", lambda e: e.lab.load_object(
+        "solution_14_pinned_counter", name="bad_rodata", rodata={"target_pid": 1}), "ArgumentError",
+        ("no read-only global 'target_pid'", "parent_pid")),
+    Row("load_object: a read-only global that does not fit", lambda e: e.lab.load_object(
+        "solution_14_pinned_counter", name="bad_rodata", rodata={"parent_pid": 1 << 40}), "ArgumentError",
+        ("parent_pid", "does not fit in its 4 bytes")),
+    Row("load_object: rodata not a dict", lambda e: e.lab.load_object(
+        "solution_14_pinned_counter", name="bad_rodata", rodata=[1]), "ArgumentError", ("rodata", "target_pid")),
+    Row("CoreProgram.test_run: not bytes", lambda e: e.dispatcher.programs["lk_dispatch"].test_run("ping"),
+        "ArgumentError", ("test_run", "bytes", "str"), setup=pins),
+    Row("CoreMap.slots: not a prog array", lambda e: e.dispatcher.maps["udp_seen"].slots(), "ArgumentError",
+        ("udp_seen", "BPF_MAP_TYPE_PROG_ARRAY"), setup=pins),
 ]
 
 
@@ -396,6 +436,7 @@ def held() -> dict[str, set]:
         "namespaces": {ns for ns in list_netns() if ns.startswith("lksb-")} - others,  # others come and go
         "sandbox records": {r.id for r in list_sandboxes() if r.owner_pid == mine},
         "cgroups": {r["cgroup"] for r in CGROUP_HOOK.records.records() if r.get("pid") == mine},
+        "pin directories": {r["dir"] for r in PIN_RECORDS.records() if r.get("pid") == mine},
         "attachments": {id(a) for a in labkit.live_attachments()},
         "panels": {id(p) for p in labkit.live_panels()},
     }

@@ -69,7 +69,8 @@ KPROBES = _hooks.kprobes_available()[0]
 
 EXPECTED_LESSONS = ["00-check-your-lab", "01-hello-clone", "02-xdp-ping-drop", "03-maps-vs-events",
                     "04-verifier-mistakes", "05-tracing-user-space", "06-maps-in-depth", "07-xdp-beyond-drop",
-                    "08-tc", "09-modern-toolchain", "10-profiling", "11-latency", "13-cgroup-programs"]
+                    "08-tc", "09-modern-toolchain", "10-profiling", "11-latency", "13-cgroup-programs",
+                    "14-libbpf-application"]
 
 
 # What each lesson's assertions read from its kernel after a round: expressions on
@@ -263,6 +264,19 @@ PROBES["13-cgroup-programs"] = ("", {
     "udp sends": "sends",
     "arrived": "arrived",
     "dropper": "dropper.state",
+})
+PROBES["14-libbpf-application"] = ("", {
+    "ready": "[ready, ready2]",
+    "events": "events.to_dict('list')",
+    "events2": "events2.to_dict('list')",
+    "counted": "[counted, counted2]",
+    "tool runs": "tool_runs.to_dict('list')",
+    "shared": "shared",
+    "has loop": "HAS_LOOP",
+    "paths": "PATHS",
+    "pins path": "str(pins.path)",
+    "struct": "struct",
+    "jumps": "[jumps, verdict]",
 })
 PROBE_MARK = "LABKIT-TEST-PROBE "
 CGROUP_RECORDS = _CGROUP_HOOK.records
@@ -1331,3 +1345,59 @@ def test_13_cgroup_skb_drops_bs_datagram(runs):
     for f in run.facts:
         assert f["udp sends"] == {"a": "sent", "b": "PermissionError (errno 1)"} and f["arrived"] == ["hello"]
         assert f["dropper"] == "detached"
+
+
+# ------------------------------------------------------------ lesson 14
+L14 = "14-libbpf-application"
+
+
+def test_14_runs_twice_and_gives_its_pins_back(runs):
+    from labkit.programs.pins import RECORDS as PIN_RECORDS
+
+    run = _lesson(runs, L14)
+    for nb, s, state in zip(run.rounds, run.summaries, run.state):
+        assert not _errors(nb), _errors(nb)
+        assert s["reference_checked"] == {"q1": "correct", "q2": "correct"}, s["reference_checked"]
+        assert s["exercises"] == {"q1": "incorrect", "q2": "incorrect"}, "the shipped starters are not answers"
+        # the tool's programs went with its process: the kernel holds no program, link or attachment
+        assert state["attachments"] == 0 and state["fds"]["prog"] == 0 and state["fds"]["link"] == 0, state
+    assert run.state[1] == run.state[0]
+    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [], "owned cgroups": [],
+                              "BPF programs": [], "BPF links": []}, run.after_exit
+    paths = [f["pins path"] for f in run.facts]
+    assert paths[0] != paths[1] and not any(os.path.exists(p) for p in paths), "a new directory each round, both gone"
+    assert not [r for r in PIN_RECORDS.records() if r.get("pid") == run.pid]
+
+
+def test_14_the_application_its_skeleton_and_its_records(runs):
+    run = _lesson(runs, L14)
+    for nb, f in zip(run.rounds, run.facts):
+        # the skeleton's struct: a field per map, program, link, and the read-only global
+        for field in ("*events;", "*opens;", "*stages;", "*lk_openat;", "*lk_depth;", "__u32 target_tgid;", "*rodata;"):
+            assert field in f["struct"], field
+        for events in (f["events"], f["events2"]):
+            # four opens, one record each, in order, from one process (pid == tid: its main thread)
+            assert events["filename"] == f["paths"] and len(set(events["pid"])) == 1
+            assert events["pid"] == events["tid"]
+            if f["has loop"]:     # "The depth of /usr/share/common-licenses/GPL-3 is 4": lk_depth counted every /
+                assert events["depth"] == [p.count("/") for p in f["paths"]] == [2, 2, 4, 5]
+                assert events["stage"] == [1, 1, 1, 1]
+            else:                 # no bpf_loop: lk_openat's fall-through, depth -1
+                assert events["depth"] == [-1] * 4 and events["stage"] == [0] * 4
+        assert f["has loop"] == _kernel_at_least(5, 17)
+        assert f"bpf_loop {'yes' if f['has loop'] else 'no'}" in f["ready"][0]
+        assert f["ready"][0].endswith(f"pinned {f['pins path']}/opens")
+        text = _text(_tagged(nb, "loop"))
+        assert ("has bpf_loop()" in text) == f["has loop"] and "Traceback" not in text
+        # "at most 33 in a row (since 5.17; older kernels stopped at 32 or 33 ...)", and then XDP_PASS (2)
+        jumps, verdict = f["jumps"]
+        assert (jumps == 33 if _kernel_at_least(5, 17) else jumps in (32, 33)) and verdict == 2, f["jumps"]
+
+
+def test_14_the_pinned_map_goes_on_counting(runs):
+    run = _lesson(runs, L14)
+    for nb, f in zip(run.rounds, run.facts):
+        assert "image/png" in _mimes(_tagged(nb, "plot"))
+        # "printed 4 records, and read 8 in opens: the first run's 4 and its own"
+        assert f["counted"] == [4, 8] and f["tool runs"]["records"] == [4, 4]
+        assert f["shared"]["pinned here"] == ["opens"] and f["shared"]["opens"] == 8

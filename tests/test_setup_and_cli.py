@@ -68,6 +68,9 @@ def test_doctor_passes_here_and_names_hooks():
                      re.M), out
     assert re.search(r"^\s*ok\s+hook: perf_event\s+the CPU clock at 99 Hz sampled this process [3-9]\d* times, "
                      r"[1-9]\d* with a user stack", out, re.M), out
+    # lesson 14: its application built (clang, bpftool gen skeleton, libbpf) and a pin directory made
+    assert re.search(r"^\s*ok\s+libbpf application\s+built app_opens \(clang, bpftool gen skeleton, libbpf\) and made a "
+                     r"pin directory", out, re.M), out
 
 
 @pytest.mark.requires("root")

@@ -29,6 +29,9 @@ from labkit.net.xdp import libbpf
 from labkit.programs import core as _core
 from labkit.programs import hooks as _hooks
 from labkit.programs import privileges as _privileges
+from labkit.programs.app import build_app
+from labkit.programs.core import has_helper
+from labkit.programs.pins import PinDir
 
 __all__ = ["Check", "LessonFit", "doctor", "kernel_release", "lesson_fits", "main", "run_checks"]
 
@@ -357,6 +360,22 @@ def _core_toolchain() -> Check:
                  f"getppid(); it saw {sorted(callers)[:5]}", "report the kernel version")
 
 
+def _libbpf_app() -> Check:
+    """Lesson 14: its application builds (clang, bpftool gen skeleton, libbpf's headers) and the BPF
+    filesystem takes a pin directory of the lab's own."""
+    fix = "./lab setup (installs clang, bpftool and libbpf-dev, and mounts the BPF filesystem at /sys/fs/bpf)"
+    try:
+        app = build_app("app_opens")
+        with PinDir("doctor"):
+            pass
+    except Exception as e:
+        return Check("libbpf application", WARN, f"{type(e).__name__}: {str(e).splitlines()[0]} (lesson 14)", fix)
+    loop = "" if has_helper(181) else ("; this kernel has no bpf_loop() (5.17): the application leaves its loop "
+                                      "stage out")
+    return Check("libbpf application", OK, f"built {app.name} (clang, bpftool gen skeleton, libbpf) and made a pin "
+                 f"directory in the BPF filesystem{loop}")
+
+
 _PERF_C = """
 #include <uapi/linux/bpf_perf_event.h>
 BPF_STACK_TRACE(stacks, 64);
@@ -408,7 +427,8 @@ def _perf_event_hook() -> Check:
 
 
 CHECKS = (_privs, _bcc, _tracefs, _debugfs, _headers, _btf, _libbpf, _tracepoint_hook, _kprobe_hook, _fentry_hook,
-          _xdp_hook, _maps, _uprobe_hook, _usdt, _tc_hook, _core_toolchain, _perf_event_hook, _cgroup_v2, _cgroup_hook)
+          _xdp_hook, _maps, _uprobe_hook, _usdt, _tc_hook, _core_toolchain, _perf_event_hook, _cgroup_v2, _cgroup_hook,
+          _libbpf_app)
 
 
 def run_checks() -> list[Check]:
@@ -446,6 +466,7 @@ _LESSON_NEEDS = (
     ("10", "profiling", ("hook: perf_event",), ()),
     ("11", "latency", ("hook: tracepoint",), ("hook: fentry", "hook: kprobe")),
     ("13", "cgroup programs", ("cgroup v2", "hook: cgroup"), ()),
+    ("14", "libbpf application", ("CO-RE toolchain", "libbpf application"), ()),
 )
 
 
@@ -477,6 +498,12 @@ def _kernel_notes(lesson: str, rel: tuple[int, int], arch: str) -> list[tuple[st
                           f"tcx links need 6.6 (this is {v})"))
     if lesson == "13" and rel < (5, 7):
         notes.append((FAIL, f"cgroup programs attach through bpf_links, which need kernel 5.7 (this is {v})"))
+    if lesson == "14":
+        if rel < (5, 8):
+            notes.append((FAIL, f"the application reads a BPF ring buffer, which needs kernel 5.8 (this is {v})"))
+        elif rel < (5, 17):
+            notes.append((OK, f"bpf_loop() needs 5.17 (this is {v}): the application leaves its loop stage out "
+                              "(the lesson says so)"))
     if lesson == "09" and arch == "aarch64" and rel < (6, 4):
         notes.append((WARN, f"fentry programs load but cannot attach on arm64 before 6.4 (this is {v})"))
     return notes

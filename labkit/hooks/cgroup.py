@@ -36,9 +36,7 @@ to XDP's.
 
 from __future__ import annotations
 
-import datetime as _dt
 import errno
-import json
 import os
 import re
 import secrets
@@ -178,22 +176,6 @@ def _remove_tree(path: Path) -> None:
 
 
 # ------------------------------------------------------------------ records
-def _record_path(cgroup_id: str) -> Path:
-    return CGROUP_RECORDS / f"{cgroup_id}.json"
-
-
-def _write_record(cgroup_id: str, path: Path) -> Path:
-    CGROUP_RECORDS.mkdir(parents=True, exist_ok=True)
-    me = os.getpid()
-    rec = {"version": 1, "id": cgroup_id, "path": str(path), "pid": me, "start_time": owners.start_time(me),
-           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    out = _record_path(cgroup_id)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rec))
-    tmp.replace(out)
-    return out
-
-
 class CgroupRecords:
     """The lab's cgroups, for labkit.net.leftovers (a Recorder, labkit.hooks.protocol): one record per
     top cgroup under /run/labkit/cgroups, written before the directory is made; found where the
@@ -205,20 +187,7 @@ class CgroupRecords:
         self.state_dir = state_dir
 
     def records(self) -> list[dict]:
-        out = []
-        try:
-            files = sorted(self.state_dir.glob("*.json"))
-        except OSError:
-            return []
-        for f in files:
-            try:
-                rec = json.loads(f.read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(rec, dict) and rec.get("path"):
-                out.append({**rec, "path": str(rec["path"]), "file": str(f)})
-        # leftovers forgets a record by unlinking rec["path"]: here that is the record's file
-        return [{**r, "cgroup": r["path"], "path": r["file"]} for r in out]
+        return owners.read_records(self.state_dir, "cgroup")
 
     def _found(self, cgroup: Path, record: dict | None) -> dict:
         found = {"netns": None, "iface": cgroup.name, "cgroup": str(cgroup), "procs": len(_procs(cgroup))}
@@ -292,7 +261,7 @@ class Cgroup:
             self.uid = secrets.token_hex(4)
             self.path = root / f"{PREFIX}{self.uid}-{name}"
             self.key: tuple = ("cgroup", name)
-            self._record = _write_record(self.uid, self.path)
+            self._record = owners.write_record(CGROUP_RECORDS, self.uid, self.path)
             try:
                 self.path.mkdir()
             except BaseException:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from labkit._errors import ArgumentError, ClosedError, ProgramKindError
-from labkit.programs import privileges
+from labkit.programs import pins, privileges
 from labkit.programs.compile import Program, resolve_source
 from labkit.programs.kinds import Kind, article, defined_functions, kind_of
 
@@ -97,8 +97,9 @@ def by_call(call: str) -> "Hook":
 
 
 def recorders() -> list[Recorder]:
-    """The records of every kind the kernel does not give back by itself."""
-    return [h.records for h in hooks() if h.records is not None]
+    """The records of every kind the kernel does not give back by itself, and of the lab's pin
+    directories in the BPF filesystem (labkit.programs.pins: a pin outlives its process too)."""
+    return [h.records for h in hooks() if h.records is not None] + [pins.RECORDS]
 
 
 def check_choice(what: str, value: object, choices: tuple[str, ...], means: str = "") -> str:

@@ -12,10 +12,25 @@ kernel's BTF, gives the types) and records every field access it makes
 whichever kernel loads it. Objects and ``vmlinux.h`` are cached per user
 (``$XDG_CACHE_HOME/labkit/core``, else ``~/.cache/labkit/core``) by content.
 
+Options of an object (lesson 14): ``rodata={"target_pid": 42}`` sets its
+read-only globals (``const volatile`` variables, found by name in the
+object's BTF) before it is loaded, as a skeleton's ``skel->rodata->x = v``
+does, where BCC would take ``-D``; ``pin_root=DIR`` is where libbpf pins and
+finds the maps declared with ``__uint(pinning, LIBBPF_PIN_BY_NAME)`` (a map
+pinned there already is reused, not made again); without one nothing is
+pinned (libbpf's default, the top of /sys/fs/bpf, is the machine's). ``prog.test_run(data)``
+runs a program once on a packet (``BPF_PROG_TEST_RUN``), attached nowhere.
+
 Clang's diagnostics and the verifier's ``@ file:line`` notes name the
 program and count lines as the student wrote them (the source is compiled
 after a ``#line 1 "<name>"``). A bpf_link lives as long as its file
 descriptor: a process that dies takes its programs off their hooks.
+
+Why this file is long: an object, its programs and its maps are the faces of
+one libbpf object (a program's test run and a map's slots need the object
+open; closing it ends them all), and the errors of its load are told apart
+from libbpf's own words here, next to the load; what it is opened with
+(read-only globals, a pin root) is labkit.programs.options.
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -38,15 +54,38 @@ from labkit._errors import ArgumentError, AttachError, ClosedError, CompileError
 from labkit._renamed import renamed_method
 from labkit.programs.compile import SNIPPET_DIR, first_error
 from labkit.programs.libbpf import captured_log, libbpf, libbpf_error
+from labkit.programs.options import OpenOpts, check_pin_root, check_rodata, set_rodata
 
-__all__ = ["BTF_PATH", "CoreMap", "CoreObject", "CoreProgram", "cache_dir", "compile_core", "jited_code", "object_id",
-           "resolve_core_source", "toolchain_problems", "vmlinux_header"]
+__all__ = ["BTF_PATH", "CoreMap", "CoreObject", "CoreProgram", "PROG_ARRAY", "cache_dir", "compile_core",
+           "has_helper", "jited_code", "tool", "object_id", "resolve_core_source", "toolchain_problems", "vmlinux_header"]
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
 CORE_SUFFIX = ".bpf.c"
 _ARCH = {"x86_64": "x86", "aarch64": "arm64", "arm64": "arm64", "s390x": "s390", "ppc64le": "powerpc",
          "riscv64": "riscv"}
 _PERCPU_TYPES = {5, 6, 10}   # BPF_MAP_TYPE_PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
+PROG_ARRAY = 3               # BPF_MAP_TYPE_PROG_ARRAY: its values are programs (user space reads their ids)
+
+class _TestRunOpts(ctypes.Structure):
+    """struct bpf_test_run_opts (bpf.h)."""
+
+    _fields_ = [("sz", ctypes.c_size_t), ("data_in", ctypes.c_void_p), ("data_out", ctypes.c_void_p),
+                ("data_size_in", ctypes.c_uint32), ("data_size_out", ctypes.c_uint32),
+                ("ctx_in", ctypes.c_void_p), ("ctx_out", ctypes.c_void_p), ("ctx_size_in", ctypes.c_uint32),
+                ("ctx_size_out", ctypes.c_uint32), ("retval", ctypes.c_uint32), ("repeat", ctypes.c_int),
+                ("duration", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("cpu", ctypes.c_uint32),
+                ("batch_size", ctypes.c_uint32)]
+
+
+def has_helper(helper_id: int, prog_type: int = 5) -> bool:
+    """Whether this kernel lets programs of ``prog_type`` (default: tracepoint) call helper ``helper_id``
+    (enum bpf_func_id: 181 is bpf_loop, kernel 5.17), asked the way libbpf asks
+    (``libbpf_probe_bpf_helper``: a tiny program loaded and thrown away)."""
+    lib = libbpf()
+    if lib is None:
+        return False
+    with captured_log():
+        return lib.libbpf_probe_bpf_helper(prog_type, helper_id, None) == 1
 
 
 def cache_dir() -> Path:
@@ -82,7 +121,8 @@ def toolchain_problems() -> list[tuple[str, str]]:
     return out
 
 
-def _tool(name: str, package: str) -> str:
+def tool(name: str, package: str) -> str:
+    """The path of tool ``name`` (PATH, else /usr/sbin); NotSupportedError naming the package that has it."""
     found = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
     if found is None:
         raise NotSupportedError(f"{name} is not installed (apt-get install {package})", feature=name)
@@ -107,7 +147,7 @@ def vmlinux_header() -> Path:
     header = cache_dir() / f"btf-{digest}" / "vmlinux.h"
     if not header.exists():
         header.parent.mkdir(exist_ok=True)
-        out = subprocess.run([_tool("bpftool", "bpftool"), "btf", "dump", "file", str(BTF_PATH), "format", "c"],
+        out = subprocess.run([tool("bpftool", "bpftool"), "btf", "dump", "file", str(BTF_PATH), "format", "c"],
                              capture_output=True, timeout=120)
         if out.returncode != 0:
             raise NotSupportedError(f"bpftool could not dump {BTF_PATH}: {out.stderr.decode(errors='replace')[-300:]}",
@@ -145,7 +185,7 @@ def compile_core(text: str, name: str) -> Path:
     same text was compiled for the same kernel types); CompileError with
     clang's diagnostics, lines counted in ``text`` and the file called ``name``."""
     header = vmlinux_header()
-    clang = _tool("clang", "clang")
+    clang = tool("clang", "clang")
     flags = _cflags()
     key = hashlib.sha256("\0".join([text, name, str(header), *flags]).encode()).hexdigest()[:24]
     obj = cache_dir() / "obj" / f"{key}.o"
@@ -218,8 +258,30 @@ class CoreProgram:
         self.name = lib.bpf_program__name(ptr).decode()
         self.section = lib.bpf_program__section_name(ptr).decode()
         self.fd = lib.bpf_program__fd(ptr)
+        self.type = lib.bpf_program__type(ptr)
         self.id = object_id(self.fd)
         self._link: int | None = None
+
+    def test_run(self, data: bytes, repeat: int = 1) -> int:
+        """Run the program once (``repeat`` times) on ``data`` — a packet, for XDP and TC programs — with
+        BPF_PROG_TEST_RUN: attached nowhere, no interface, no traffic. Returns its return value (for XDP:
+        0 XDP_ABORTED, 1 XDP_DROP, 2 XDP_PASS, 3 XDP_TX, 4 XDP_REDIRECT). A tail call it makes jumps as it
+        would on a hook, and what it writes to maps stays."""
+        if self._obj.closed:
+            raise ClosedError(f"{self._obj.name}: the object is closed; load it again")
+        if not isinstance(data, (bytes, bytearray)) or not data:
+            raise ArgumentError(f"test_run needs the packet as bytes, got {type(data).__name__}")
+        buf = ctypes.create_string_buffer(bytes(data), len(data))
+        out = ctypes.create_string_buffer(len(data) + 256)
+        opts = _TestRunOpts(sz=ctypes.sizeof(_TestRunOpts), data_in=ctypes.addressof(buf), data_size_in=len(data),
+                            data_out=ctypes.addressof(out), data_size_out=len(out), repeat=repeat)
+        rc = libbpf().bpf_prog_test_run_opts(self.fd, ctypes.byref(opts))
+        if rc != 0:
+            err = -rc if rc < 0 else ctypes.get_errno()
+            raise NotSupportedError(f"{self._obj.name}: the kernel would not test-run {self.name} "
+                                    f"(SEC(\"{self.section}\")): {os.strerror(err)}; BPF_PROG_TEST_RUN takes XDP, "
+                                    "TC, socket filter and raw tracepoint programs", feature="BPF_PROG_TEST_RUN")
+        return int(opts.retval)
 
     @property
     def attached(self) -> bool:
@@ -273,8 +335,27 @@ class CoreMap:
     """One map of a loaded object: ``name``, ``type`` (enum bpf_map_type),
     ``key_size``, ``value_size``, ``id`` (``bpftool map dump id N``)."""
 
-    def __init__(self, ptr: int):
+    def __init__(self, ptr: int | None, *, fd: int | None = None):
         lib = libbpf()
+        self.pin_path = ""
+        if ptr is None:      # a map known by its fd alone (a pinned one): what the kernel says it is
+            try:
+                is_map = "map_type:" in Path(f"/proc/self/fdinfo/{fd}").read_text()
+            except OSError:
+                is_map = False
+            if not is_map:       # (a program's or a link's info would be read as a map's)
+                raise ArgumentError(f"fd {fd} is not a BPF map")
+            info = (ctypes.c_uint32 * 32)()
+            size = ctypes.c_uint32(ctypes.sizeof(info))
+            if lib.bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)) != 0:
+                raise ArgumentError(f"fd {fd} is not a BPF map")
+            # struct bpf_map_info: type, id, key_size, value_size, max_entries, map_flags, name[16]
+            self.type, self.id, self.key_size, self.value_size, self.max_entries = (int(x) for x in info[:5])
+            self.name = bytes(info)[24:40].split(b"\0")[0].decode(errors="replace")
+            self.fd = fd
+            self._own_fd = True
+            return
+        self._own_fd = False
         self.name = lib.bpf_map__name(ptr).decode()
         self.fd = lib.bpf_map__fd(ptr)
         self.type = lib.bpf_map__type(ptr)
@@ -282,6 +363,27 @@ class CoreMap:
         self.value_size = lib.bpf_map__value_size(ptr)
         self.max_entries = lib.bpf_map__max_entries(ptr)
         self.id = object_id(self.fd)
+        if lib.bpf_map__is_pinned(ptr):
+            self.pin_path = (lib.bpf_map__pin_path(ptr) or b"").decode()
+
+    def close(self) -> None:
+        """Close the file descriptor of a map opened by its pin (idempotent; an object's own maps close with it)."""
+        fd, self._own_fd = (self.fd if self._own_fd else -1), False
+        if fd >= 0:
+            os.close(fd)
+
+    def __enter__(self) -> "CoreMap":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def slots(self) -> dict[int, int]:
+        """A prog array's filled slots: index -> the id of the program in it (what a tail call to that
+        index jumps to); the kernel hands user space program ids, never the programs."""
+        if self.type != PROG_ARRAY:
+            raise ArgumentError(f"{self.name} is not a prog array (BPF_MAP_TYPE_PROG_ARRAY)")
+        return {int.from_bytes(k, sys.byteorder): int.from_bytes(v[0], sys.byteorder) for k, v in self.items()}
 
     @property
     def percpu(self) -> bool:
@@ -335,6 +437,18 @@ class CoreMap:
         return f"<labkit.CoreMap {self.name} type {self.type} id {self.id}: {self.key_size}B -> {self.value_size}B>"
 
 
+def _no_pins(obj_ptr: int) -> None:
+    """Unset the pin path libbpf gave each map declared LIBBPF_PIN_BY_NAME (its default root: /sys/fs/bpf)."""
+    lib = libbpf()
+    m = None
+    while True:
+        m = lib.bpf_object__next_map(obj_ptr, m)
+        if not m:
+            return
+        if lib.bpf_map__pin_path(m):
+            lib.bpf_map__set_pin_path(m, None)
+
+
 class CoreObject:
     """A BPF ELF object opened and loaded by libbpf (CO-RE relocations applied
     against this kernel's BTF): ``programs`` and ``maps`` by name, ``source``,
@@ -343,19 +457,24 @@ class CoreObject:
     ends it in ``state`` ("replaced", "closed", ...): it can be claimed in
     labkit's registry (labkit.owners) under ``key`` with ``close`` as its verb."""
 
-    def __init__(self, path: Path, name: str, source: str):
+    def __init__(self, path: Path, name: str, source: str, *, rodata: dict | None = None,
+                 pin_root: str | Path | None = None):
         lib = libbpf()
         if lib is None:
             raise NotSupportedError("libbpf.so.1 is not installed (apt-get install libbpf1)", feature="libbpf")
+        rodata = check_rodata(rodata)
+        pin_root = check_pin_root(pin_root)
         self.name, self.source, self.path = name, source, Path(path)
+        self.pin_root = pin_root
         self.programs: dict[str, CoreProgram] = {}
         self.maps: dict[str, CoreMap] = {}
         self.on_close: list[Callable[[str], None]] = []
         self.key: tuple = ("core object", name)
         self.state = "loaded"
         self._ptr: int | None = None
+        opts = OpenOpts(sz=ctypes.sizeof(OpenOpts), pin_root_path=str(pin_root).encode() if pin_root else None)
         with captured_log() as log:
-            ptr = lib.bpf_object__open_file(str(path).encode(), None)
+            ptr = lib.bpf_object__open_file(str(path).encode(), ctypes.byref(opts))
             err = libbpf_error(ptr)
             if err:
                 raise CompileError(f"{name}: libbpf cannot open the object: {os.strerror(err)}",
@@ -367,6 +486,15 @@ class CoreObject:
                 if not p:
                     break
                 sections[lib.bpf_program__name(p).decode()] = lib.bpf_program__section_name(p).decode()
+            try:
+                if pin_root is None:     # libbpf would pin at the top of /sys/fs/bpf, the machine's: nothing pinned
+                    _no_pins(ptr)
+                if rodata:
+                    set_rodata(ptr, name, rodata)
+            except BaseException:
+                lib.bpf_object__close(ptr)
+                self._ptr = None
+                raise
             rc = lib.bpf_object__load(ptr)
         if rc != 0:
             text = "".join(log)
@@ -402,6 +530,22 @@ class CoreObject:
             cause = next((ln for ln in reversed(last) if not ln.startswith(("(", ";"))), last[-1] if last else "")
             return VerifierError(f"{self.name}: the verifier rejected {prog or 'a program'}: {cause}\n"
                                  + "\n".join(last[-12:]), log=vlog, program=prog)
+        pin = re.search(r"couldn't reuse pinned map at '([^']+)'", log)
+        if pin:
+            return AttachError(f"{self.name}: a map of the object is declared with LIBBPF_PIN_BY_NAME, and the map "
+                               f"pinned at {pin.group(1)} does not match its definition (type, key size, value "
+                               "size, max_entries and flags must all be the same): libbpf reuses a pinned map only "
+                               "then. Remove the pin (rm) or declare the map as it was pinned", target=pin.group(1),
+                               errno=err)
+        slot = re.search(r"map '([^']+)': failed to initialize slot \[(\d+)\] to prog '([^']+)'", log)
+        if slot:
+            m, i, p = slot.groups()
+            types = {s_.split("/", 1)[0] for s_ in sections.values()}
+            return AttachError(f"{self.name}: the kernel refused to put program {p} (SEC(\"{sections.get(p, '')}\")) "
+                               f"in slot {i} of the prog array {m}: {os.strerror(err)}"
+                               + (". A prog array holds programs of one type only, the type of the programs that "
+                                  f"tail-call through it: this object mixes {', '.join(sorted(types))}"
+                                  if len(types) > 1 else ""), target=f"{m}[{i}]", errno=err)
         missing = re.search(r"(?:prog '([^']+)': )?failed to find kernel BTF type ID of '([^']+)'", log)
         if missing and missing.group(1):
             prog, sec = missing.group(1), sections.get(missing.group(1), sec)

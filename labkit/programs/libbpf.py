@@ -4,7 +4,9 @@
 prototypes labkit calls: the low-level syscall wrappers (``bpf_link_create``,
 ``bpf_prog_get_fd_by_id``, map lookups) and the object API that loads a
 CO-RE ELF file (``bpf_object__open_file``/``load``, programs, maps,
-``bpf_program__attach`` -> ``bpf_link``). :func:`captured_log` collects what
+``bpf_program__attach`` -> ``bpf_link``), the read-only globals of an object
+(``.rodata`` and its BTF), pinned objects (``bpf_obj_get``), test runs
+(``bpf_prog_test_run_opts``) and helper probes (``libbpf_probe_bpf_helper``). :func:`captured_log` collects what
 libbpf prints (its warnings carry the verifier's log) while a block runs.
 """
 
@@ -27,6 +29,9 @@ _PROTOTYPES: dict[str, tuple[Any, list]] = {
     "bpf_obj_get_info_by_fd": (_INT, [_INT, _P, ctypes.POINTER(_U32)]),
     "bpf_map_lookup_elem": (_INT, [_INT, _P, _P]),
     "bpf_map_get_next_key": (_INT, [_INT, _P, _P]),
+    "bpf_obj_get": (_INT, [_STR]),
+    "bpf_obj_pin": (_INT, [_INT, _STR]),
+    "bpf_prog_test_run_opts": (_INT, [_INT, _P]),
     # the object API (libbpf.h)
     "bpf_object__open_file": (_P, [_STR, _P]),
     "bpf_object__load": (_INT, [_P]),
@@ -36,6 +41,8 @@ _PROTOTYPES: dict[str, tuple[Any, list]] = {
     "bpf_program__name": (_STR, [_P]),
     "bpf_program__section_name": (_STR, [_P]),
     "bpf_program__fd": (_INT, [_P]),
+    "bpf_program__type": (_INT, [_P]),
+    "bpf_program__set_autoload": (_INT, [_P, ctypes.c_bool]),
     "bpf_program__attach": (_P, [_P]),
     "bpf_link__destroy": (_INT, [_P]),
     "bpf_link__fd": (_INT, [_P]),
@@ -45,6 +52,17 @@ _PROTOTYPES: dict[str, tuple[Any, list]] = {
     "bpf_map__key_size": (_U32, [_P]),
     "bpf_map__value_size": (_U32, [_P]),
     "bpf_map__max_entries": (_U32, [_P]),
+    "bpf_map__initial_value": (_P, [_P, ctypes.POINTER(_SZ)]),
+    "bpf_map__set_initial_value": (_INT, [_P, _P, _SZ]),
+    "bpf_map__is_pinned": (ctypes.c_bool, [_P]),
+    "bpf_map__pin_path": (_STR, [_P]),
+    "bpf_map__set_pin_path": (_INT, [_P, _STR]),
+    # BTF (btf.h): the variables of a .rodata section, by name
+    "bpf_object__btf": (_P, [_P]),
+    "btf__find_by_name_kind": (ctypes.c_int32, [_P, _STR, _U32]),
+    "btf__type_by_id": (_P, [_P, _U32]),
+    "btf__name_by_offset": (_STR, [_P, _U32]),
+    "libbpf_probe_bpf_helper": (_INT, [_INT, _INT, _P]),
     "libbpf_get_error": (ctypes.c_long, [_P]),
     "libbpf_num_possible_cpus": (_INT, []),
 }

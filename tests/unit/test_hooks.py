@@ -61,8 +61,9 @@ def test_every_probe_kind_has_one_module():
 
 
 def test_the_kinds_that_record_are_the_ones_netlink_can_leave_behind():
-    # and the lab's own cgroups (made by labkit.Cgroup, reaped like sandboxes when their owner is gone)
-    assert [r.name for r in hooks.recorders()] == ["cgroup", "tc", "xdp"]
+    # and the lab's own cgroups (made by labkit.Cgroup, reaped like sandboxes when their owner is gone), and
+    # last its pin directories in the BPF filesystem (labkit.PinDir: no hook kind, but a pin outlives its process)
+    assert [r.name for r in hooks.recorders()] == ["cgroup", "tc", "xdp", "pin"]
     for r in hooks.recorders():
         assert r.state_dir.parent.name == "labkit" and callable(r.still_there)
 

@@ -50,8 +50,8 @@ def test_empty_is_false() -> None:
     assert Leftovers(records={"xdp": [{"path": "x"}]})
 
 
-def test_the_kinds_that_record_are_xdp_tc_and_the_labs_cgroups() -> None:
-    assert sorted(r.name for r in labkit.hooks.recorders()) == ["cgroup", "tc", "xdp"]
+def test_the_kinds_that_record_are_xdp_tc_and_the_labs_cgroups_and_pins() -> None:
+    assert sorted(r.name for r in labkit.hooks.recorders()) == ["cgroup", "pin", "tc", "xdp"]
 
 
 def test_dry_run_says_what_would_go_and_touches_nothing(tmp_path: Path, monkeypatch) -> None:

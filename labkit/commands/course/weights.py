@@ -179,6 +179,20 @@ DEFAULT_WEIGHTS: dict[tuple[str, str], Weighed] = {
         {"counts cgroup a's bytes sent (egress)": 0.5, "counts cgroup a's bytes received (ingress)": 0.5},
         "the bytes of each direction weigh most; a program that counts one direction only earns at most 50%, "
         "one that counts neither passes the rest for free and is capped the same"),
+    ("14", "q1"): Weighed(
+        {"handlers has a program at slot 1 (ICMP) and at slot 17 (UDP)": 2, "ICMP is dropped": 2,
+         "UDP is counted and passed": 2, "a protocol without a handler passes (the fall-through)": 1,
+         "frames that are not IPv4 pass": 1},
+        {"handlers has a program at slot 1 (ICMP) and at slot 17 (UDP)": 0.25},
+        "the tail calls are the exercise: a dispatcher whose prog array is empty (or that does not jump at all) "
+        "passes the fall-through and the frames that are not IPv4 for free: at most 25%"),
+    ("14", "q2"): Weighed(
+        {"calls is pinned by name": 2, "the second run reuses the first run's map": 2,
+         "a second program with the same definition shares it": 1,
+         "counts every call exactly, on two CPUs at once": 2},
+        {"calls is pinned by name": 0.25, "the second run reuses the first run's map": 0.25},
+        "sharing through a pin is the exercise: a counter nobody can find again (not pinned, or a new map at each "
+        "run) earns at most 25%, however exact its count"),
 }
 
 
