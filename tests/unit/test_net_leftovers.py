@@ -137,7 +137,9 @@ def test_scoped_to_an_owner_only_its_recorded_programs(monkeypatch) -> None:
 
 @pytest.mark.parametrize("owner", [None, 4242])
 def test_nothing_found(monkeypatch, owner) -> None:
-    monkeypatch.setattr(xdp_hook.HOOK.records, "records", lambda: [])
+    for r in leftovers.recorders():     # every kind's records and scan (cgroups, pins: tests beside this one make some)
+        monkeypatch.setattr(r, "records", lambda: [])
+        monkeypatch.setattr(r, "everywhere", lambda: [])
     monkeypatch.setattr(xdp_hook, "find_labkit_xdp", lambda: [])
     monkeypatch.setattr(leftovers, "find_leftovers", lambda: [])
     monkeypatch.setattr(leftovers, "list_sandboxes", lambda: [])
@@ -149,18 +151,19 @@ def test_nothing_found(monkeypatch, owner) -> None:
 
 @pytest.fixture
 def no_records(tmp_path: Path, monkeypatch) -> Path:
-    """Empty record folders, and a reap lock, under tmp_path."""
-    for name in ("sandboxes", "xdp", "tc"):
-        (tmp_path / name).mkdir()
+    """Empty record folders (sandboxes and every recorded kind: xdp, tc, cgroups, pins), and a reap lock,
+    under tmp_path: the machine's own may hold records of tests running beside this one."""
+    (tmp_path / "sandboxes").mkdir()
     monkeypatch.setattr(leftovers, "STATE_DIR", tmp_path / "sandboxes")
-    monkeypatch.setattr(xdp_hook.HOOK.records, "state_dir", tmp_path / "xdp")
-    monkeypatch.setattr(tc_hook.HOOK.records, "state_dir", tmp_path / "tc")
+    for r in leftovers.recorders():
+        (tmp_path / r.name).mkdir()
+        monkeypatch.setattr(r, "state_dir", tmp_path / r.name)
     monkeypatch.setattr(leftovers, "REAP_LOCK", tmp_path / "reap.lock")
     monkeypatch.setattr(leftovers, "REAP_JOURNAL", tmp_path / "reaped.log")
     return tmp_path
 
 
-def test_reap_with_no_record_reads_three_folders_and_says_nothing(no_records: Path, monkeypatch) -> None:
+def test_reap_with_no_record_reads_the_record_folders_and_says_nothing(no_records: Path, monkeypatch) -> None:
     def scan():
         raise AssertionError("no record: no scan")
 
