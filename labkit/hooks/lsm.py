@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from labkit._errors import ArgumentError, AttachError, LabkitError, NotSupportedError
+from labkit.hooks.cgroup import cgroup_of
 from labkit.hooks.probe import ProbeHook
 from labkit.hooks.protocol import register
-from labkit.programs.compile import Program
+from labkit.programs.compile import Program, capture_fd2, compile_c
 
 __all__ = ["HOOK", "LsmHook", "MachineWideError", "active_lsms", "available", "guard_acts", "outside_check"]
 
@@ -107,8 +108,6 @@ def available() -> tuple[bool, str]:
         import bcc  # noqa: F401  # lazy: BCC comes from the distro
     except ImportError as e:
         return False, f"BCC is not importable: {e}"
-    from labkit.programs.compile import capture_fd2, compile_c
-
     try:
         compiled = compile_c(_PROBE_C, "labkit lsm probe", [], need="tracing")
     except LabkitError as e:
@@ -209,8 +208,6 @@ class LsmHook(ProbeHook):
             return
         self.bcc_detach(prog, kind, target, fn)        # first: every act of the machine goes through it
         ms = (time.monotonic() - t0) * 1000
-        from labkit.hooks.cgroup import cgroup_of
-
         raise MachineWideError(
             f"{fn} ({prog.name}) refused, to a process outside the lab's cgroups (this one, pid {os.getpid()} in "
             f"cgroup {cgroup_of()}), {_said(refused)}: it would refuse that to the whole machine, JupyterLab and "

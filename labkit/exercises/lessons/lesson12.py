@@ -137,9 +137,10 @@ def _machine_wide(obs: dict, parts: list[str], what: str) -> None:
                     + [Part(parts[-1], False, msg)])
 
 
-def _refused_with_eperm(c: Checklist, part: str, got: int, nothing: str) -> bool:
+def _refused_with_eperm(got: int, nothing: str) -> tuple[bool, str]:
+    """(whether ``got`` is EPERM, what to say when it is not)."""
     if got == EPERM:
-        return c.part(part, True)
+        return True, ""
     if got in (0, -1):
         why = nothing
     elif got >= 1000:
@@ -151,7 +152,7 @@ def _refused_with_eperm(c: Checklist, part: str, got: int, nothing: str) -> bool
                "(an LSM program returns 0 to allow, or minus the errno the process should see)")
     else:
         why = f"it was refused with {errno_name(got)}, not EPERM: return -EPERM"
-    return c.part(part, False, why)
+    return False, why
 
 
 # ------------------------------------------------------------------ q1: refuse an exec
@@ -188,19 +189,19 @@ def _diagnose_exec(obs: dict) -> tuple[str, dict]:
                "LSM_PROBE(bprm_check_security, struct linux_binprm *bprm), return -EPERM when "
                "bpf_get_current_cgroup_id() == LK12_CGROUP and bprm->file->f_inode->i_ino == LK12_INO (0 lets "
                "the exec go on)")
-    _refused_with_eperm(c, Q1_PARTS[0], t["exec"], nothing)
-    c.part(Q1_PARTS[1], t["exec"] != EPERM or t["exec via link"] == EPERM,
+    c.part("refuses the program in the sandbox with EPERM", *_refused_with_eperm(t["exec"], nothing))
+    c.part("by any path (a symbolic link to it)", t["exec"] != EPERM or t["exec via link"] == EPERM,
            f"run through a symbolic link it was not refused ({errno_name(t['exec via link'])}): the path a process "
            "names is not the program. Test the file the exec opens (bprm->file: its inode), not bprm->filename")
-    c.part(Q1_PARTS[2], t["exec other"] == 0,
+    c.part("other programs run in the sandbox", t["exec other"] == 0,
            f"another program (a copy of the same /bin/true, another inode) could not run in the sandbox either "
            f"({errno_name(t['exec other'])}): every exec there is refused. Refuse only when the file's inode is "
            "LK12_INO")
-    c.part(Q1_PARTS[3], t["read"] == 0,
+    c.part("the program's file can still be read in the sandbox", t["read"] == 0,
            f"reading the program's file in the sandbox was refused too ({errno_name(t['read'])}): file_open runs for "
            "every open, and an exec opens its file too. Refuse the exec itself: bprm_check_security (or "
            "bprm_creds_for_exec), which only an exec reaches")
-    c.part(Q1_PARTS[4], t["b exec"] == 0,
+    c.part("only the sandbox", t["b exec"] == 0,
            f"a process in cgroup b, beside the sandbox, could not run it either ({errno_name(t['b exec'])}): "
            "refuse only when bpf_get_current_cgroup_id() == LK12_CGROUP")
     return c.done("yes: in the sandbox the program was refused with EPERM, through its path and a symbolic link, "
@@ -241,20 +242,20 @@ def _diagnose_open(obs: dict) -> tuple[str, dict]:
     nothing = (f"the file opened in the sandbox ({errno_name(t['open'])}): nothing was refused. In "
                "LSM_PROBE(file_open, struct file *file), return -EPERM when bpf_get_current_cgroup_id() == "
                "LK12_CGROUP and file->f_inode->i_ino == LK12_INO (0 lets the open go on)")
-    _refused_with_eperm(c, Q2_PARTS[0], t["open"], nothing)
-    c.part(Q2_PARTS[1], t["open"] != EPERM or t["write"] == EPERM,
+    c.part("refuses opening the file in the sandbox with EPERM", *_refused_with_eperm(t["open"], nothing))
+    c.part("for writing too", t["open"] != EPERM or t["write"] == EPERM,
            f"opened for writing, it was not refused ({errno_name(t['write'])}): the task refuses every open of the "
            "file. file_open runs for every mode: do not test file->f_mode")
-    c.part(Q2_PARTS[2], t["open"] != EPERM or t["open via link"] == EPERM,
+    c.part("by any name (a hard link to it)", t["open"] != EPERM or t["open via link"] == EPERM,
            f"opened by another name (a hard link: the same file) it was not refused ({errno_name(t['open via link'])})"
            ": a name is not the file. Test the inode (file->f_inode->i_ino), not the name of the path or dentry")
     others = {"another file": t["open other"], "running /bin/true": t["exec"]}
     broken = {k: v for k, v in others.items() if v != 0}
-    c.part(Q2_PARTS[3], not broken,
+    c.part("other files open in the sandbox", not broken,
            "in the sandbox " + " and ".join(f"{k} failed too ({errno_name(v)})" for k, v in broken.items())
            + ": every open there is refused (a program opens its libraries as it starts). Refuse only when the "
            "file's inode is LK12_INO")
-    c.part(Q2_PARTS[4], t["b open"] == 0,
+    c.part("only the sandbox", t["b open"] == 0,
            f"a process in cgroup b, beside the sandbox, could not open it either ({errno_name(t['b open'])}): "
            "refuse only when bpf_get_current_cgroup_id() == LK12_CGROUP")
     return c.done("yes: in the sandbox the file was refused with EPERM, for reading and writing and by its other "
