@@ -1347,7 +1347,8 @@ def test_12_the_kernels_claims():
         elif rel.startswith("5.10."):
             assert "bpf" not in lsms, (rel, lsms, where)
     if not LSM_OK:
-        assert "bpf is not in this kernel's active LSM list" in LSM_WHY or "refuses BPF LSM programs" in LSM_WHY
+        assert any(w in LSM_WHY for w in ("bpf is not among this kernel's LSMs", "refuses BPF LSM programs",
+                                          "attached but never ran")), LSM_WHY
 
 
 def test_12_an_lsm_program_refuses_in_the_sandbox_only(runs):
@@ -1367,7 +1368,7 @@ def test_12_an_lsm_program_refuses_in_the_sandbox_only(runs):
         # the guard: detached at once, having refused the secret to this notebook
         kind, refused, ms = f["guarded"]
         assert kind == "MachineWideError" and [(r["act"], r["errno"]) for r in refused] == [("open", 1)]
-        assert refused[0]["path"].endswith("/secret") and ms < 1000
+        assert refused[0]["path"].endswith("/secret") and 0 < ms < 10_000
 
 
 # ------------------------------------------------------------ lesson 13

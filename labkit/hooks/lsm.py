@@ -11,11 +11,11 @@ which, and labkit refuses an LSM program with a NotSupportedError that says why 
 
 BCC names such a function ``lsm__<hook>``; ``Lab.load`` attaches it. **The guard**: right after each LSM
 function is attached, labkit tries, from the calling process (outside the lab's cgroups: the notebook's
-own), to run a program and to open a file — ``/bin/true`` and Python itself, and whatever the caller names
-(``Lab.load(..., outside={"exec": [...], "open": [...]})``: the things the lesson or exercise refuses
-inside its cgroup). When one of them is refused, the program reaches beyond the lab's cgroups (a missing
-or inverted cgroup test would refuse it to JupyterLab, SSH, everyone): labkit detaches it at once, a few
-milliseconds after attaching it, and raises :class:`MachineWideError` naming what was refused.
+own), what the caller names (``Lab.load(..., outside={"exec": [...], "open": [...]})``: the things the
+lesson or exercise refuses inside its cgroup), then to open Python itself and run ``/bin/true``. When one
+of them is refused, the program reaches beyond the lab's cgroups (a missing or inverted cgroup test would
+refuse it to JupyterLab, SSH, everyone): labkit stops trying, detaches it at once, and raises
+:class:`MachineWideError` naming what was refused and how long the program was attached.
 """
 
 from __future__ import annotations
@@ -92,58 +92,83 @@ def active_lsms(securityfs: Path = _SECURITYFS_LSM, cmdline: str | None = None,
     return None, "securityfs is not mounted, the command line has no lsm= and the kernel's config is not readable"
 
 
-_PROBE_C = "LSM_PROBE(file_open, struct file *file)\n{\n    return 0;\n}\n"
+#: a program that refuses nothing and counts the opens of one process (LK_PID): proof that LSM programs run
+_PROBE_C = """
+BPF_ARRAY(seen, u64, 1);
+LSM_PROBE(file_open, struct file *file)
+{
+    if ((bpf_get_current_pid_tgid() >> 32) == LK_PID) {
+        int k = 0;
+        u64 *n = seen.lookup(&k);
+        if (n)
+            __sync_fetch_and_add(n, 1);
+    }
+    return 0;
+}
+"""
 
 
 @functools.lru_cache(maxsize=1)
 def available() -> tuple[bool, str]:
-    """(whether BPF LSM programs load, attach and run here, why or why not): ``bpf`` in the active LSM list,
-    then a program that refuses nothing loaded and attached to ``file_open`` (and detached)."""
+    """(whether BPF LSM programs load, attach and run here, why or why not): ``bpf`` in the LSM list, then a
+    program that refuses nothing loaded and attached to ``file_open``, this process opens a file, and the
+    program must have seen it (a kernel whose bpf LSM is not active attaches such a program and never runs it)."""
     lsms, where = active_lsms()
+    listed = f"{','.join(lsms)} (from {where})" if lsms is not None else f"not known ({where})"
     if lsms is not None and "bpf" not in lsms:
-        return False, (f"bpf is not in this kernel's active LSM list ({','.join(lsms)}; from {where}): an LSM "
-                       f"program would attach and never run. Boot with lsm={','.join(lsms)},bpf on the kernel "
-                       "command line (Debian: GRUB_CMDLINE_LINUX in /etc/default/grub, update-grub, reboot)")
+        return False, (f"bpf is not among this kernel's LSMs, {listed}: an LSM program would attach and never run. "
+                       f"Boot with lsm={','.join(lsms)},bpf on the kernel command line (Debian: GRUB_CMDLINE_LINUX "
+                       "in /etc/default/grub, update-grub, reboot)")
     try:
         import bcc  # noqa: F401  # lazy: BCC comes from the distro
     except ImportError as e:
         return False, f"BCC is not importable: {e}"
     try:
-        compiled = compile_c(_PROBE_C, "labkit lsm probe", [], need="tracing")
+        compiled = compile_c(_PROBE_C, "labkit lsm probe", [f"-DLK_PID={os.getpid()}"], need="tracing")
     except LabkitError as e:
         return False, f"a probe LSM program did not compile: {str(e).splitlines()[0]}"
     b = compiled.bpf
+    seen = 0
     try:
         with capture_fd2() as cap:
             try:
                 b.attach_lsm(fn_name=b"lsm__file_open")
-                b.detach_lsm(fn_name=b"lsm__file_open")
                 err = None
             except Exception as e:  # BCC raises a bare Exception (and says "Need super-user privileges" to EPERM)
                 err = e
+        if err is None:
+            with open(sys.executable, "rb") as f:
+                f.read(1)
+            seen = sum(int(v.value) for v in b["seen"].values())
+            b.detach_lsm(fn_name=b"lsm__file_open")
     finally:
         b.cleanup()
     if err is not None:
         said = " ".join((cap[0] if cap else "").split()) or str(err)
-        return False, (f"this kernel refuses BPF LSM programs ({said}) although "
-                       + (f"bpf is in its LSM list ({','.join(lsms)})" if lsms else "its LSM list is not known")
-                       + ": the load fails before the verifier, as fentry's does on such kernels (both are "
-                       "attached through BTF and the BPF trampoline)")
-    return True, f"bpf is in the active LSM list ({','.join(lsms or ['?'])}); an LSM program loaded and attached"
+        return False, (f"this kernel refuses BPF LSM programs ({said}); its LSMs: {listed}. The load fails before "
+                       "the verifier, as fentry's does on such kernels (both are attached through BTF and the BPF "
+                       "trampoline)")
+    if not seen:
+        return False, (f"an LSM program attached but never ran (this process opened a file and it saw nothing): bpf "
+                       f"is not an active LSM here. Its LSMs: {listed}; boot with bpf added to lsm= on the kernel "
+                       "command line")
+    return True, f"an LSM program loaded, attached and ran (it saw this process open a file); LSMs: {listed}"
 
 
 # ------------------------------------------------------------------ the guard
 def guard_acts(outside: Any = None) -> list[tuple[str, str]]:
-    """The acts the guard tries: ("exec", /bin/true), ("open", Python itself), then those of ``outside``
-    ({"exec": [paths], "open": [paths]}). ArgumentError for anything else."""
-    acts = [("exec", _TRUE), ("open", sys.executable)]
+    """The acts the guard tries, in order: the opens of ``outside`` ({"exec": [paths], "open": [paths]}), its
+    execs, then opening Python itself and running /bin/true (what the caller names is what its program is
+    likeliest to refuse; opens cost less than execs). ArgumentError for anything else."""
+    defaults = [("open", sys.executable), ("exec", _TRUE)]
     if outside is None:
-        return acts
+        return defaults
     if not isinstance(outside, dict) or not set(outside) <= {"exec", "open"}:
         raise ArgumentError("outside must be a dict {'exec': [programs], 'open': [files]}: what a process outside "
                             f"the lab's cgroups must still be able to do while an LSM program is attached, got "
                             f"{outside!r}")
-    for act in ("exec", "open"):
+    acts: list[tuple[str, str]] = []
+    for act in ("open", "exec"):
         paths = outside.get(act, [])
         if isinstance(paths, (str, os.PathLike)) or not isinstance(paths, (list, tuple)):
             raise ArgumentError(f"outside[{act!r}] must be a list of paths, got {paths!r}")
@@ -155,13 +180,14 @@ def guard_acts(outside: Any = None) -> list[tuple[str, str]]:
                 raise ArgumentError(f"outside['exec'] names {p!r}, which is not executable")
             if (act, os.fspath(p)) not in acts:
                 acts.append((act, os.fspath(p)))
-    return acts
+    return acts + [a for a in defaults if a not in acts]
 
 
 def outside_check(acts: list[tuple[str, str]]) -> list[dict]:
     """Try each act from this process (open: open and read a byte; exec: run the program, without
-    redirecting anything: opening /dev/null is an open too). What was refused, with the errno."""
-    refused = []
+    redirecting anything: opening /dev/null is an open too), up to the first one refused (the program is
+    still attached meanwhile). What was refused, with the errno: [] when everything worked."""
+    refused: list[dict] = []
     for act, path in acts:
         try:
             if act == "open":
@@ -179,6 +205,8 @@ def outside_check(acts: list[tuple[str, str]]) -> list[dict]:
                             "error": f"{_errno.errorcode.get(e.errno, e.errno)}: {e.strerror}"})
         except subprocess.TimeoutExpired:
             refused.append({"act": act, "path": path, "errno": None, "error": "it did not end within 10 s"})
+        if refused:
+            break
     return refused
 
 

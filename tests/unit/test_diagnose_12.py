@@ -52,7 +52,7 @@ def test_machine_wide_fails_every_part_and_says_so():
                              "error": "EPERM: Operation not permitted"}], "ms": 3, "hooks": [], "tried": {}}
     res = lesson("12").q2.diagnose(obs)
     assert res.status == INCORRECT and res.score == 0.0 and len(res.parts) == 5
-    assert res.message.startswith("machine-wide: your program refused, to the checker's own process (outside the "
+    assert res.message.startswith("not yet: machine-wide: your program refused, to the checker's own process (outside the "
                                   "sandbox), opening secret (EPERM: Operation not permitted)")
     assert "detached it 3 ms after attaching it" in res.message
 
@@ -69,3 +69,10 @@ def test_q2_every_open_in_the_sandbox_names_both_casualties():
                            "running /bin/true failed too (EPERM (1)): every open there is refused (a program opens its "
                            "libraries as it starts). Refuse only when the file's inode is LK12_INO"}
     assert lesson("12").q2.diagnose(seen(OPEN_OK)).status == CORRECT
+
+
+def test_a_machine_wide_verdict_names_the_same_parts_as_any_other():
+    from labkit.exercises.lessons.lesson12 import Q1_PARTS, Q2_PARTS
+
+    assert [p.name for p in lesson("12").q1.diagnose(seen(EXEC_OK)).parts] == Q1_PARTS
+    assert [p.name for p in lesson("12").q2.diagnose(seen(OPEN_OK)).parts] == Q2_PARTS
