@@ -1300,9 +1300,10 @@ def test_12_runs_twice_says_what_the_kernel_lacks_and_gives_everything_back(runs
         if LSM_OK:
             assert errors == [], errors
             assert s["reference_checked"] == {"q1": "correct", "q2": "correct"}
-            # what stays: the two policy programs (each one LSM attachment) and the sandbox; the machine-wide
-            # program was detached by the guard, and the checkers' programs and cgroups were given back
-            assert state["attachments"] == 2 and state["cgroups"] == 1, state
+            # what stays: the two policy programs and q2's starter (%%bpf my_program: it replaced q1's), one LSM
+            # attachment each, and the sandbox; the machine-wide program was detached by the guard, and the
+            # checkers' programs and cgroups were given back
+            assert state["attachments"] == 3 and state["cgroups"] == 1, state
             assert f["machine_wide left"] == []
         else:
             # the four %%bpf cells with LSM_PROBE say why, without a traceback; nothing else fails
