@@ -35,7 +35,7 @@ def q2(*tests: str, **kw) -> str:
 
 Q1_WRONG = [
     ("no cgroup test: machine-wide", q1(EXEC_INO),
-     r"^not yet: machine-wide: your program refused, to the checker's own process.*forbidden.*detached it \d+ ms"),
+     r"^machine-wide: your program refused, to the checker's own process.*forbidden.*detached it \d+ ms"),
     ("every exec in the sandbox", q1(CGROUP),
      r"another program .* could not run in the sandbox either.*LK12_INO"),
     ("EACCES, not EPERM", q1(CGROUP, EXEC_INO, ret="-EACCES"), r"refused, but with EACCES \(13\).*-EPERM"),

@@ -133,8 +133,7 @@ def _machine_wide(obs: dict, parts: list[str], what: str) -> None:
            f"would refuse that to every process of the machine, JupyterLab and SSH included: labkit detached it "
            f"{obs['ms']} ms after attaching it. An LSM program runs for every process: refuse {what} only when "
            "bpf_get_current_cgroup_id() == LK12_CGROUP")
-    raise Incorrect("not yet: " + msg,
-                    parts=[Part(p, False, "not tried: the program was detached at once") for p in parts[:-1]]
+    raise Incorrect(msg, parts=[Part(p, False, "not tried: the program was detached at once") for p in parts[:-1]]
                     + [Part(parts[-1], False, msg)])
 
 
