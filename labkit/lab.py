@@ -31,6 +31,7 @@ from labkit.events.buffers import PerfBufferReader, RingMapReader
 from labkit.events.schemas import CLONE_DTYPE, SYSCALL_DTYPE, clone_frame, syscall_frame
 from labkit.events.stream import DEFAULT_POLL_INTERVAL, DEFAULT_WINDOW, EventStream, check_window
 from labkit.hooks import by_call
+from labkit.hooks import lsm as _lsm
 from labkit.hooks.cgroup import Cgroup, CgroupAttachment
 from labkit.hooks.probe import TraceAttachment, attach_probes
 from labkit.hooks.tc import TcAttachment
@@ -96,7 +97,8 @@ class Lab:
 
     # ------------------------------------------------------------- loading
     def load(self, name_or_text: str, *, cflags: Sequence[str] = (), defines: dict | None = None,
-             need: str = "tracing", name: str | None = None, usdt: tuple | None = None) -> Program:
+             need: str = "tracing", name: str | None = None, usdt: tuple | None = None,
+             outside: dict | None = None) -> Program:
         """Compile a snippet (``bpf_snippets/<name>.c``) or C text into a Program.
 
         Functions named the BCC way (``TRACEPOINT_PROBE(cat, event)``, i.e.
@@ -112,6 +114,11 @@ class Lab:
         probe the program reads (``bpf_usdt_readarg``). BCC must know it when
         it compiles; attach it with :meth:`attach_usdt` (load does not).
 
+        ``outside``: for a program with LSM_PROBE functions, what a process outside the lab's cgroups must
+        still be able to do once each is attached, ``{"exec": [programs], "open": [files]}`` (besides
+        running /bin/true and opening Python, always tried): the guard of labkit.hooks.lsm tries them at
+        once and detaches a program that refuses one (MachineWideError).
+
         Raises ArgumentError (no such snippet, bad defines/cflags/need),
         CompileError with clang's diagnostics (lines point into the snippet as
         written), VerifierError, AttachError, PrivilegeError, NotSupportedError.
@@ -121,12 +128,14 @@ class Lab:
             raise ArgumentError(f"need must be one of {', '.join(_privileges.NEEDS)}, got {need!r}")
         if name is not None and not (isinstance(name, str) and name.strip()):
             raise ArgumentError(f"name must be a non-empty string (what errors call the program), got {name!r}")
+        acts = _lsm.guard_acts(outside)
         _free_unreferenced()
         found, text, path = resolve_source(name_or_text)
         name = name or found
         flags = _cflags(defines, cflags)
         compiled = compile_c(text, name, flags, need=need, usdt=usdt)
         prog = Program(name, text, flags, compiled, path)
+        prog.guard_acts = acts
         self._programs.add(prog)
         weakref.finalize(prog, _unreferenced.append, prog.bpf).atexit = False
         try:

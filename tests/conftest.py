@@ -28,6 +28,11 @@ def _feature(name: str) -> tuple[bool, str]:
         return ok, f"kernel has no kprobes ({why}): run tests/stock_kernel/run"
     if name == "tracefs":
         return _hooks.tracefs() is not None, "tracefs not mounted: run ./lab setup"
+    if name == "bpf_lsm":
+        from labkit.hooks import lsm
+
+        ok, why = lsm.available()
+        return ok, f"{why}. Run it where BPF LSM works: tests/stock_kernel/run --kernel=6.1"
     if name == "chromium":
         return os.path.exists("/usr/bin/chromium"), "Debian's chromium is not installed (./lab test installs it)"
     return False, f"unknown feature {name!r}"

@@ -47,6 +47,7 @@ from labkit.commands.report.export import export_html
 from labkit.commands.report.offline import external_references
 from labkit.exercises import SUMMARY_MIME
 from labkit.exercises.framework import snippet_text
+from labkit.hooks import lsm as _lsm
 from labkit.hooks.cgroup import HOOK as _CGROUP_HOOK
 from labkit.net import records
 from labkit.net import xdp as _xdp
@@ -69,8 +70,8 @@ KPROBES = _hooks.kprobes_available()[0]
 
 EXPECTED_LESSONS = ["00-check-your-lab", "01-hello-clone", "02-xdp-ping-drop", "03-maps-vs-events",
                     "04-verifier-mistakes", "05-tracing-user-space", "06-maps-in-depth", "07-xdp-beyond-drop",
-                    "08-tc", "09-modern-toolchain", "10-profiling", "11-latency", "13-cgroup-programs",
-                    "14-libbpf-application"]
+                    "08-tc", "09-modern-toolchain", "10-profiling", "11-latency", "12-security",
+                    "13-cgroup-programs", "14-libbpf-application"]
 
 
 # What each lesson's assertions read from its kernel after a round: expressions on
@@ -278,6 +279,24 @@ PROBES["14-libbpf-application"] = ("", {
     "struct": "struct",
     "jumps": "[jumps, verdict]",
 })
+PROBES["12-security"] = ("", {
+    "caps": "caps.to_dict('list')",
+    "unpriv": "unpriv",
+    "asked": "asked",
+    "lsms": "lsms",
+    "lsm ok": "lsm_ok",
+    "lsm why": "lsm_why",
+    "sandbox": "str(cg.path)",
+    "work": "work",
+    "execs": "execs.to_dict('list') if lsm_ok else None",
+    "exec refusals": "exec_refusals if lsm_ok else None",
+    "opens": "opens.to_dict('list') if lsm_ok else None",
+    "open refusals": "open_refusals if lsm_ok else None",
+    "guarded": "[type(guarded).__name__, guarded.refused, guarded.attached_ms] if guarded is not None else None",
+    "machine_wide left": "[a.program.name for a in lab.attachments if a.program.name == 'machine_wide']",
+})
+#: lessons whose reference answers only a kernel with a feature can run: that feature's probe
+NEEDS_TO_CHECK = {"12-security": _lsm.available}
 PROBE_MARK = "LABKIT-TEST-PROBE "
 CGROUP_RECORDS = _CGROUP_HOOK.records
 
@@ -499,8 +518,13 @@ def test_lesson_runs_twice_and_gives_everything_back(runs, name):
         for q, status in summary["exercises"].items():
             if status == "incorrect":
                 assert summary["messages"][q].strip(), (rnd, q, "an incorrect verdict says why")
-        assert summary["reference_checked"] and \
-            all(v == "correct" for v in summary["reference_checked"].values()), (rnd, summary["reference_checked"])
+        if name in NEEDS_TO_CHECK and not NEEDS_TO_CHECK[name]()[0]:
+            # this kernel cannot run the lesson's programs (lesson 12 without BPF LSM): the reference is judged
+            # incorrect, and the verdict says why (a NotSupportedError), never a traceback
+            assert set(summary["reference_checked"].values()) == {"incorrect"}, (rnd, summary["reference_checked"])
+        else:
+            assert summary["reference_checked"] and \
+                all(v == "correct" for v in summary["reference_checked"].values()), (rnd, summary["reference_checked"])
     assert run.summaries[0]["pid"] == run.summaries[1]["pid"], "both rounds ran in the same kernel"
     # Run All leaves the lesson's widgets working; running it again replaces, never duplicates
     assert run.state[1] == run.state[0], f"round 2 holds more or less than round 1: {run.state}"
@@ -1273,6 +1297,92 @@ def test_11_prose_numbers_are_the_checkers_and_the_kernels():
     assert f"works {l11.SPIN_MS} ms, {l11.WAKEUPS} times" in tasks.q1.task
     # "the timer's slack (50 us for an ordinary process)": this process's, as the kernel gives it
     assert int(open("/proc/self/timerslack_ns").read()) == 50_000
+
+
+# ------------------------------------------------------------ lesson 12
+L12 = "12-security"
+LSM_OK, LSM_WHY = _lsm.available()
+
+
+def test_12_runs_twice_says_what_the_kernel_lacks_and_gives_everything_back(runs):
+    run = _lesson(runs, L12)
+    for nb, s, f, state in zip(run.rounds, run.summaries, run.facts, run.state):
+        assert f["lsm ok"] == LSM_OK and f["lsm why"] == LSM_WHY
+        errors = [(tags, e) for _i, tags, e in _errors(nb)]
+        assert s["exercises"] == {"q1": "incorrect", "q2": "incorrect"}, "the shipped starters are not answers"
+        if LSM_OK:
+            assert errors == [], errors
+            assert s["reference_checked"] == {"q1": "correct", "q2": "correct"}
+            # what stays: the two policy programs and q2's starter (%%bpf my_program: it replaced q1's), one LSM
+            # attachment each, and the sandbox; the machine-wide program was detached by the guard, and the
+            # checkers' programs and cgroups were given back
+            assert state["attachments"] == 3 and state["cgroups"] == 1, state
+            assert f["machine_wide left"] == []
+        else:
+            # the four %%bpf cells with LSM_PROBE say why, without a traceback; nothing else fails
+            assert [e for _t, e in errors] == ["NotSupportedError"] * 4, errors
+            assert all("raises-exception" in t for t, _e in errors)
+            for cell in [c for c in nb.cells if "raises-exception" in _tags(c)]:
+                assert "Traceback" not in _text(cell) and "BPF LSM" in _text(cell), _text(cell)
+            assert "not run: " + LSM_WHY in _text(_tagged(nb, "deny-exec"))
+            assert "NotSupportedError" in s["messages"]["q1"] and "BPF LSM" in s["messages"]["q1"]
+            assert state["attachments"] == 0 and state["cgroups"] == 1, state
+    assert run.state[1] == run.state[0]
+    assert run.after_exit == {"process": False, "leftover sandboxes": [], "owned sandboxes": [], "owned cgroups": [],
+                              "BPF programs": [], "BPF links": []}, run.after_exit
+    paths = [f["sandbox"] for f in run.facts]
+    assert paths[0] != paths[1] and not any(os.path.exists(p) for p in paths)
+
+
+def test_12_the_threat_model_is_this_kernels(runs):
+    run = _lesson(runs, L12)
+    for nb, f in zip(run.rounds, run.facts):
+        caps = dict(zip(f["caps"]["capability"], f["caps"]["this process has it"]))
+        # "this notebook's kernel has all four" (the lab runs as root)
+        assert caps == {"CAP_BPF": True, "CAP_PERFMON": True, "CAP_NET_ADMIN": True, "CAP_SYS_ADMIN": True}
+        assert f["unpriv"] == int(open("/proc/sys/kernel/unprivileged_bpf_disabled").read())
+        # "with the value at 1 or 2, nobody is refused with EPERM and root gets its map; at 0 both would get one"
+        assert f["asked"]["root"].startswith("a map (fd ")
+        if f["unpriv"] in (1, 2):
+            assert f["asked"]["nobody"] == "refused: Operation not permitted (errno 1)", f["asked"]
+        else:
+            assert f["asked"]["nobody"].startswith("a map (fd "), f["asked"]
+        assert f"unprivileged_bpf_disabled = {f['unpriv']}: " in _text(_tagged(nb, "unprivileged"))
+
+
+def test_12_the_kernels_claims():
+    # "Debian's 6.1 and 6.12 build bpf into their list; Debian 11's 5.10 does not": where the run is on one of
+    # them (tests/stock_kernel/run), its config says so
+    lsms, where = _lsm.active_lsms(securityfs=Path("/nonexistent"), cmdline="")
+    rel = os.uname().release
+    if rel.endswith("-amd64") or rel.endswith("-arm64"):
+        if rel.startswith(("6.1.", "6.12.")):
+            assert "bpf" in lsms, (rel, lsms, where)
+        elif rel.startswith("5.10."):
+            assert "bpf" not in lsms, (rel, lsms, where)
+    if not LSM_OK:
+        assert any(w in LSM_WHY for w in ("bpf is not among this kernel's LSMs", "refuses BPF LSM programs",
+                                          "attached but never ran")), LSM_WHY
+
+
+def test_12_an_lsm_program_refuses_in_the_sandbox_only(runs):
+    run = _lesson(runs, L12)
+    for f in run.facts:
+        if not LSM_OK:
+            assert f["execs"] is None and f["guarded"] is None
+            continue
+        # the prose: EPERM in the sandbox, once; the same tool from outside and another program inside ran
+        assert f["execs"]["what happened"] == ["EPERM (errno 1)", "worked", "worked"], f["execs"]
+        assert f["exec refusals"] == 1
+        # by either name the sandbox's open failed with EPERM, twice; outside and other files opened
+        said = f["opens"]["what happened"]
+        assert all(x.startswith("PermissionError: [Errno 1] Operation not permitted") for x in said[:2]), said
+        assert said[2:] == ["worked", "worked"], said
+        assert f["open refusals"] == 2
+        # the guard: detached at once, having refused the secret to this notebook
+        kind, refused, ms = f["guarded"]
+        assert kind == "MachineWideError" and [(r["act"], r["errno"]) for r in refused] == [("open", 1)]
+        assert refused[0]["path"].endswith("/secret") and 0 < ms < 10_000
 
 
 # ------------------------------------------------------------ lesson 13

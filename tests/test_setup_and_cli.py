@@ -55,7 +55,7 @@ def test_doctor_passes_here_and_names_hooks():
     out = r.stdout
     for check in ("privileges", "BCC", "tracefs", "kernel headers", "hook: tracepoint", "hook: kprobe", "hook: XDP",
                   "map types", "hook: uprobe", "USDT", "hook: tc", "CO-RE toolchain", "hook: perf_event", "cgroup v2",
-                  "hook: cgroup"):
+                  "hook: cgroup", "hook: lsm"):
         assert re.search(rf"^\s*(ok|warn)\s+{re.escape(check)}\s", out, re.M), (check, out)
     assert "the lab can run" in out
     # the features of lessons 05-09 are tried for real on this kernel, not only looked for
@@ -66,6 +66,14 @@ def test_doctor_passes_here_and_names_hooks():
     assert re.search(r"^\s*ok\s+cgroup v2\s+cgroup2 at /", out, re.M), out
     assert re.search(r"^\s*ok\s+hook: cgroup\s+a connect4 program .* refused a child's connect with EPERM", out,
                      re.M), out
+    # lesson 12: BPF LSM tried for real (it ran where the kernel runs it), or why not, with the fix
+    from labkit.hooks import lsm
+
+    ok, why = lsm.available()
+    if ok:
+        assert re.search(r"^\s*ok\s+hook: lsm\s+an LSM program loaded, attached and ran", out, re.M), out
+    else:
+        assert re.search(rf"^\s*warn\s+hook: lsm\s+{re.escape(why)}\n\s+fix: ", out, re.M), out
     assert re.search(r"^\s*ok\s+hook: perf_event\s+the CPU clock at 99 Hz sampled this process [3-9]\d* times, "
                      r"[1-9]\d* with a user stack", out, re.M), out
     # lesson 14: its application built (clang, bpftool gen skeleton, libbpf) and a pin directory made

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import labkit
+from labkit.hooks import lsm
 
 ALL = sorted((Path(__file__).resolve().parent.parent / "bpf_snippets").glob("*.c"))
 #: CO-RE programs (*.bpf.c) are compiled by clang and loaded by libbpf (lab.load_object), not by BCC
@@ -57,6 +58,10 @@ def test_snippet_header_compiles_and_loads(path, lab):
     assert re.search(r"^// hook: \S", head, re.M), "a '// hook:' line"
     assert re.search(r"^// min kernel: \d", text, re.M), "a '// min kernel:' line"
     ptype, need = prog_type(head)
+    if re.search(r"^// hook: lsm/", head, re.M):     # LSM_PROBE: lab.load loads and attaches it (the guard checks it)
+        ok, why = lsm.available()
+        if not ok:
+            pytest.skip(f"this kernel runs no BPF LSM program: {why}")
     prog = lab.load(path.stem, need=need)
     # BCC's own names (TRACEPOINT_PROBE(...): tracepoint__<category>__<event>) say their hook, and Lab.load
     # attached them: every other function is named lk_*

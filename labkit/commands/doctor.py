@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from labkit.hooks import lsm as _lsm
 from labkit.hooks.cgroup import OWN_MOUNT, Cgroup, cgroup2_root
 from labkit.lab import Lab
 from labkit.net.sandbox import Sandbox
@@ -323,6 +324,19 @@ def _cgroup_hook() -> Check:
                  "report the kernel version")
 
 
+def _lsm_hook() -> Check:
+    """BPF LSM: bpf in the active LSM list, and an LSM program that refuses nothing loaded and attached."""
+    ok, why = _lsm.available()
+    if ok:
+        return Check("hook: lsm", OK, why)
+    lsms, _where = _lsm.active_lsms()
+    fix = (f"boot with lsm={','.join(lsms)},bpf on the kernel command line (Debian: add it to GRUB_CMDLINE_LINUX "
+           "in /etc/default/grub, update-grub, reboot); tests/stock_kernel/run --bpf-lsm does it for the guest"
+           if lsms is not None and "bpf" not in lsms else
+           "lesson 12 needs a kernel that runs BPF LSM programs: Debian's own 6.1 and 6.12 do (the lab VM)")
+    return Check("hook: lsm", WARN, why, fix)
+
+
 _CORE_C = """
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -428,7 +442,7 @@ def _perf_event_hook() -> Check:
 
 CHECKS = (_privs, _bcc, _tracefs, _debugfs, _headers, _btf, _libbpf, _tracepoint_hook, _kprobe_hook, _fentry_hook,
           _xdp_hook, _maps, _uprobe_hook, _usdt, _tc_hook, _core_toolchain, _perf_event_hook, _cgroup_v2, _cgroup_hook,
-          _libbpf_app)
+          _libbpf_app, _lsm_hook)
 
 
 def run_checks() -> list[Check]:
@@ -465,6 +479,7 @@ _LESSON_NEEDS = (
     ("09", "modern toolchain", ("CO-RE toolchain", "BTF"), ()),
     ("10", "profiling", ("hook: perf_event",), ()),
     ("11", "latency", ("hook: tracepoint",), ("hook: fentry", "hook: kprobe")),
+    ("12", "security (BPF LSM)", ("cgroup v2", "hook: lsm"), ()),
     ("13", "cgroup programs", ("cgroup v2", "hook: cgroup"), ()),
     ("14", "libbpf application", ("CO-RE toolchain", "libbpf application"), ()),
 )
@@ -496,6 +511,8 @@ def _kernel_notes(lesson: str, rel: tuple[int, int], arch: str) -> list[tuple[st
     if lesson == "08" and rel < (6, 6):
         notes.append((OK, f"TC programs attach as cls_bpf filters under the clsact qdisc (netlink): "
                           f"tcx links need 6.6 (this is {v})"))
+    if lesson == "12" and rel < (5, 7):
+        notes.append((FAIL, f"BPF LSM programs need kernel 5.7 (this is {v})"))
     if lesson == "13" and rel < (5, 7):
         notes.append((FAIL, f"cgroup programs attach through bpf_links, which need kernel 5.7 (this is {v})"))
     if lesson == "14":

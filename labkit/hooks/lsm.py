@@ -1,17 +1,218 @@
-"""BPF LSM: a function on a Linux Security Module hook (``LSM_PROBE(hook, ...)``).
+"""BPF LSM: a function on a Linux Security Module hook (``LSM_PROBE(hook, ...)``), and the guard that keeps
+one from refusing things to the whole machine.
 
-Needs ``bpf`` in the kernel's active LSM list (Debian's stock kernel needs
-``lsm=...,bpf`` on its command line). BCC names such a function ``lsm__<hook>``;
-``Lab.load`` attaches it, and a refusal is a NotSupportedError.
+An LSM program runs at its hook (``file_open``, ``bprm_check_security``, ...) for every process of the
+machine, and what it returns is the hook's verdict: 0 lets the act go on, a negative errno refuses it (the
+process sees that errno). It needs ``bpf`` in the kernel's active LSM list (:func:`active_lsms`): a kernel
+built with CONFIG_BPF_LSM but booted without it loads and attaches the program, which then never runs;
+such a kernel needs ``lsm=<its list>,bpf`` on its command line. Some kernels refuse the load itself (EPERM
+before the verifier, as they refuse fentry: both run through the BPF trampoline). :func:`available` says
+which, and labkit refuses an LSM program with a NotSupportedError that says why before it loads anything.
+
+BCC names such a function ``lsm__<hook>``; ``Lab.load`` attaches it. **The guard**: right after each LSM
+function is attached, labkit tries, from the calling process (outside the lab's cgroups: the notebook's
+own), what the caller names (``Lab.load(..., outside={"exec": [...], "open": [...]})``: the things the
+lesson or exercise refuses inside its cgroup), then to open Python itself and run ``/bin/true``. When one
+of them is refused, the program reaches beyond the lab's cgroups (a missing or inverted cgroup test would
+refuse it to JupyterLab, SSH, everyone): labkit stops trying, detaches it at once, and raises
+:class:`MachineWideError` naming what was refused and how long the program was attached.
 """
 
 from __future__ import annotations
 
+import errno as _errno
+import functools
+import gzip
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from labkit._errors import ArgumentError, AttachError, LabkitError, NotSupportedError
+from labkit.hooks.cgroup import cgroup_of
 from labkit.hooks.probe import ProbeHook
 from labkit.hooks.protocol import register
-from labkit.programs.compile import Program
+from labkit.programs.compile import Program, capture_fd2, compile_c
 
-__all__ = ["HOOK", "LsmHook"]
+__all__ = ["HOOK", "LsmHook", "MachineWideError", "active_lsms", "available", "guard_acts", "outside_check"]
+
+_SECURITYFS_LSM = Path("/sys/kernel/security/lsm")
+#: what the guard always tries from outside: run a program, open the Python that runs the lab
+_TRUE = shutil.which("true") or "/bin/true"
+
+
+class MachineWideError(AttachError):
+    """An LSM program refused, to a process outside the lab's cgroups, something the guard tried right after
+    attaching it: labkit detached it at once. ``refused``: [{"act": "exec" | "open", "path", "errno",
+    "error"}], ``attached_ms``: how long it was attached."""
+
+    def __init__(self, message: str, *, target: str = "", refused: list[dict] | None = None,
+                 attached_ms: float = 0.0):
+        super().__init__(message, target=target, errno=(refused or [{}])[0].get("errno"))
+        self.refused = list(refused or [])
+        self.attached_ms = attached_ms
+
+
+# ------------------------------------------------------------------ is BPF LSM on?
+def _kernel_config() -> str:
+    for p in (Path(f"/boot/config-{os.uname().release}"), Path("/proc/config.gz")):
+        try:
+            return gzip.decompress(p.read_bytes()).decode() if p.suffix == ".gz" else p.read_text()
+        except OSError:
+            continue
+    return ""
+
+
+def active_lsms(securityfs: Path = _SECURITYFS_LSM, cmdline: str | None = None,
+                config: str | None = None) -> tuple[list[str] | None, str]:
+    """(the kernel's active LSMs in order, where that was read), or (None, why not known).
+
+    /sys/kernel/security/lsm when securityfs is mounted; else the ``lsm=`` of the kernel's command line; else
+    the list the kernel was built with (CONFIG_LSM in /boot/config-$(uname -r) or /proc/config.gz)."""
+    try:
+        return [x for x in securityfs.read_text().strip().split(",") if x], str(securityfs)
+    except OSError:
+        pass
+    if cmdline is None:
+        try:
+            cmdline = Path("/proc/cmdline").read_text()
+        except OSError:
+            cmdline = ""
+    m = re.search(r"(?:^|\s)lsm=(\S+)", cmdline.split(" -- ")[0])
+    if m:
+        return [x for x in m.group(1).split(",") if x], "lsm= on the kernel command line"
+    config = _kernel_config() if config is None else config
+    m = re.search(r'^CONFIG_LSM="([^"]*)"', config, re.M)
+    if m:
+        return [x for x in m.group(1).split(",") if x], "CONFIG_LSM, the list the kernel was built with"
+    return None, "securityfs is not mounted, the command line has no lsm= and the kernel's config is not readable"
+
+
+#: a program that refuses nothing and counts the opens of one process (LK_PID): proof that LSM programs run
+_PROBE_C = """
+BPF_ARRAY(seen, u64, 1);
+LSM_PROBE(file_open, struct file *file)
+{
+    if ((bpf_get_current_pid_tgid() >> 32) == LK_PID) {
+        int k = 0;
+        u64 *n = seen.lookup(&k);
+        if (n)
+            __sync_fetch_and_add(n, 1);
+    }
+    return 0;
+}
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def available() -> tuple[bool, str]:
+    """(whether BPF LSM programs load, attach and run here, why or why not): ``bpf`` in the LSM list, then a
+    program that refuses nothing loaded and attached to ``file_open``, this process opens a file, and the
+    program must have seen it (a kernel whose bpf LSM is not active attaches such a program and never runs it)."""
+    lsms, where = active_lsms()
+    listed = f"{','.join(lsms)} (from {where})" if lsms is not None else f"not known ({where})"
+    if lsms is not None and "bpf" not in lsms:
+        return False, (f"bpf is not among this kernel's LSMs, {listed}: an LSM program would attach and never run. "
+                       f"Boot with lsm={','.join(lsms)},bpf on the kernel command line (Debian: GRUB_CMDLINE_LINUX "
+                       "in /etc/default/grub, update-grub, reboot)")
+    try:
+        import bcc  # noqa: F401  # lazy: BCC comes from the distro
+    except ImportError as e:
+        return False, f"BCC is not importable: {e}"
+    try:
+        compiled = compile_c(_PROBE_C, "labkit lsm probe", [f"-DLK_PID={os.getpid()}"], need="tracing")
+    except LabkitError as e:
+        return False, f"a probe LSM program did not compile: {str(e).splitlines()[0]}"
+    b = compiled.bpf
+    seen = 0
+    try:
+        with capture_fd2() as cap:
+            try:
+                b.attach_lsm(fn_name=b"lsm__file_open")
+                err = None
+            except Exception as e:  # BCC raises a bare Exception (and says "Need super-user privileges" to EPERM)
+                err = e
+        if err is None:
+            with open(sys.executable, "rb") as f:
+                f.read(1)
+            seen = sum(int(v.value) for v in b["seen"].values())
+            b.detach_lsm(fn_name=b"lsm__file_open")
+    finally:
+        b.cleanup()
+    if err is not None:
+        said = " ".join((cap[0] if cap else "").split()) or str(err)
+        return False, (f"this kernel refuses BPF LSM programs ({said}); its LSMs: {listed}. The load fails before "
+                       "the verifier, as fentry's does on such kernels (both are attached through BTF and the BPF "
+                       "trampoline)")
+    if not seen:
+        return False, (f"an LSM program attached but never ran (this process opened a file and it saw nothing): bpf "
+                       f"is not an active LSM here. Its LSMs: {listed}; boot with bpf added to lsm= on the kernel "
+                       "command line")
+    return True, f"an LSM program loaded, attached and ran (it saw this process open a file); LSMs: {listed}"
+
+
+# ------------------------------------------------------------------ the guard
+def guard_acts(outside: Any = None) -> list[tuple[str, str]]:
+    """The acts the guard tries, in order: the opens of ``outside`` ({"exec": [paths], "open": [paths]}), its
+    execs, then opening Python itself and running /bin/true (what the caller names is what its program is
+    likeliest to refuse; opens cost less than execs). ArgumentError for anything else."""
+    defaults = [("open", sys.executable), ("exec", _TRUE)]
+    if outside is None:
+        return defaults
+    if not isinstance(outside, dict) or not set(outside) <= {"exec", "open"}:
+        raise ArgumentError("outside must be a dict {'exec': [programs], 'open': [files]}: what a process outside "
+                            f"the lab's cgroups must still be able to do while an LSM program is attached, got "
+                            f"{outside!r}")
+    acts: list[tuple[str, str]] = []
+    for act in ("open", "exec"):
+        paths = outside.get(act, [])
+        if isinstance(paths, (str, os.PathLike)) or not isinstance(paths, (list, tuple)):
+            raise ArgumentError(f"outside[{act!r}] must be a list of paths, got {paths!r}")
+        for p in paths:
+            if not isinstance(p, (str, os.PathLike)) or not os.path.exists(p):
+                raise ArgumentError(f"outside[{act!r}] names {p!r}, which is not a file: give the path of a "
+                                    + ("program to run" if act == "exec" else "file to open"))
+            if act == "exec" and not os.access(p, os.X_OK):
+                raise ArgumentError(f"outside['exec'] names {p!r}, which is not executable")
+            if (act, os.fspath(p)) not in acts:
+                acts.append((act, os.fspath(p)))
+    return acts + [a for a in defaults if a not in acts]
+
+
+def outside_check(acts: list[tuple[str, str]]) -> list[dict]:
+    """Try each act from this process (open: open and read a byte; exec: run the program, without
+    redirecting anything: opening /dev/null is an open too), up to the first one refused (the program is
+    still attached meanwhile). What was refused, with the errno: [] when everything worked."""
+    refused: list[dict] = []
+    for act, path in acts:
+        try:
+            if act == "open":
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.read(fd, 1)
+                finally:
+                    os.close(fd)
+            else:
+                rc = subprocess.run([path], timeout=10).returncode
+                if rc != 0:
+                    refused.append({"act": act, "path": path, "errno": None, "error": f"it ran and exited {rc}"})
+        except OSError as e:
+            refused.append({"act": act, "path": path, "errno": e.errno,
+                            "error": f"{_errno.errorcode.get(e.errno, e.errno)}: {e.strerror}"})
+        except subprocess.TimeoutExpired:
+            refused.append({"act": act, "path": path, "errno": None, "error": "it did not end within 10 s"})
+        if refused:
+            break
+    return refused
+
+
+def _said(refused: list[dict]) -> str:
+    return "; ".join(f"{'running' if r['act'] == 'exec' else 'opening'} {r['path']} ({r['error']})"
+                     for r in refused)
 
 
 class LsmHook(ProbeHook):
@@ -20,6 +221,32 @@ class LsmHook(ProbeHook):
     home = {"lsm": "lab.load(program) attaches an LSM_PROBE function by itself."}
     probe_kinds = ("lsm",)
     refused_means_unsupported = True
+
+    def check_probe(self, prog: Program, kind: str, target: str, fn: str) -> None:
+        ok, why = available()
+        if not ok:
+            raise NotSupportedError(f"{fn} is a BPF LSM program ({target}) and this kernel cannot run it: {why}. "
+                                    "`labkit doctor` says the same (its 'hook: lsm' row)", feature="lsm")
+
+    def attach_probe(self, prog: Program, kind: str, target: str, fn: str) -> None:
+        super().attach_probe(prog, kind, target, fn)
+        t0 = time.monotonic()
+        refused = outside_check(getattr(prog, "guard_acts", None) or guard_acts())
+        if not refused:
+            return
+        self.bcc_detach(prog, kind, target, fn)        # first: every act of the machine goes through it
+        ms = (time.monotonic() - t0) * 1000
+        raise MachineWideError(
+            f"{fn} ({prog.name}) refused, to a process outside the lab's cgroups (this one, pid {os.getpid()} in "
+            f"cgroup {cgroup_of()}), {_said(refused)}: it would refuse that to the whole machine, JupyterLab and "
+            f"SSH included. labkit detached it {ms:.0f} ms after attaching it. An LSM program runs for every "
+            "process: refuse only when bpf_get_current_cgroup_id() is the sandbox's cgroup id",
+            target=f"lsm:{target}", refused=refused, attached_ms=ms)
+
+    def refused(self, prog: Program, kind: str, target: str, fn: str, said: str) -> LabkitError:
+        return NotSupportedError(f"{fn} is a BPF LSM program ({target}) and this kernel would not attach it: "
+                                 f"{said}. `labkit doctor` says whether this kernel runs BPF LSM programs "
+                                 "(its 'hook: lsm' row)", feature="lsm")
 
     def bcc_attach(self, prog: Program, kind: str, target: str, fn: str) -> None:
         prog.bpf.attach_lsm(fn_name=fn.encode())

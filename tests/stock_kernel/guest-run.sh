@@ -21,6 +21,9 @@ TESTS="tests/test_core.py tests/test_perfbuf.py tests/test_perf_event.py tests/t
 PYTEST_ARGS=()
 [ -f "$R/config.sh" ] && . "$R/config.sh"
 export LABKIT_EXPECT_HOOK
+# ./run --record: the exercise checks' observations are written under tests/fixtures/observations here,
+# and copied back to the results (the checkout is read-only)
+[ -n "${LABKIT_RECORD_OBSERVATIONS:-}" ] && export LABKIT_RECORD_OBSERVATIONS
 # ten lessons twice under TCG: 18 min on a quiet host, past test_notebooks' own 30-min guard on a busy one
 export LABKIT_NB_TIMEOUT="${LABKIT_NB_TIMEOUT:-5400}"
 export LABKIT_NB_CELL_TIMEOUT="${LABKIT_NB_CELL_TIMEOUT:-900}"
@@ -148,6 +151,9 @@ else
     --junitxml="$R/junit.xml" "${files[@]}" "${PYTEST_ARGS[@]}" 2>&1 | tee /tmp/pytest.log
   rc=${PIPESTATUS[0]}
   cp /tmp/pytest.log "$R/pytest.log"
+  if [ -n "${LABKIT_RECORD_OBSERVATIONS:-}" ]; then
+    mkdir -p "$R/observations" && cp tests/fixtures/observations/*.json "$R/observations/"
+  fi
   line=$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* in [0-9.]+s' /tmp/pytest.log | tail -n1 | sed 's/^=* //; s/ =*$//')
   if [ $rc -eq 0 ]; then result pytest ok $(( $(now) - t )) "${files[*]}: $line"
   else result pytest FAIL $(( $(now) - t )) "exit $rc: $line"; fi

@@ -24,7 +24,7 @@ from pathlib import Path
 
 __all__ = ["Case", "lesson_of", "read_cases", "read_console", "table", "main"]
 
-LESSONS = [f"{n:02d}" for n in range(12)] + ["13", "14"]
+LESSONS = [f"{n:02d}" for n in range(15)]
 START, END = "<!-- matrix:start -->", "<!-- matrix:end -->"
 
 

@@ -63,6 +63,8 @@ CATALOGUES = {
            "test_q2_right_answers_written_other_ways_are_correct": ("Q2_RIGHT", R, 0, None)},
     "11": {"test_q1_wrong": ("Q1_WRONG", W, 0, 2), "test_q1_right": ("Q1_RIGHT", R, 0, None),
            "test_q2_wrong": ("Q2_WRONG", W, 0, 2), "test_q2_right": ("Q2_RIGHT", R, 0, None)},
+    "12": {"test_q1_wrong": ("Q1_WRONG", W, 0, 2), "test_q1_right": ("Q1_RIGHT", R, 0, None),
+           "test_q2_wrong": ("Q2_WRONG", W, 0, 2), "test_q2_right": ("Q2_RIGHT", R, 0, None)},
     "13": {"test_q1_wrong": ("Q1_WRONG", W, 0, 2), "test_q1_right": ("Q1_RIGHT", R, 0, None),
            "test_q2_wrong": ("Q2_WRONG", W, 0, 2), "test_q2_right": ("Q2_RIGHT", R, 0, None)},
     "14": {"test_q1_wrong": ("Q1_WRONG", W, 0, 2), "test_q1_right": ("Q1_RIGHT", R, 0, None),
@@ -86,6 +88,7 @@ BEFORE_OBSERVING: dict[str, set[str]] = {
     "08": {"no UDP bounds check"},                         # refused by the verifier
     "09": {"wrong map name", "key is u64", "a u64 value"},     # the object lacks the map or has its sizes wrong
     "11": {"a function attached to nothing"},     # refused before anything runs: its hooks are not named
+    "12": {"a plain function, not LSM_PROBE"},              # nothing attached: judged before anything is tried
     "13": {"returns -EPERM"},                                 # the verifier keeps connect4's return in [0, 1]
     "14": {"a handler of another program type", "BCC's BPF_PROG_ARRAY",   # the kernel refuses the slot; clang
            "-D instead of a read-only global", "a global the program can write"},   # the checker cannot set it

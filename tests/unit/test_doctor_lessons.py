@@ -10,7 +10,7 @@ from labkit.commands.doctor import Check, kernel_release, lesson_fits
 
 NAMES = ("privileges", "BCC", "tracefs", "debugfs", "kernel headers", "BTF", "libbpf", "hook: tracepoint",
          "hook: kprobe", "hook: fentry", "hook: XDP", "map types", "hook: uprobe", "USDT", "hook: tc", "CO-RE toolchain",
-         "hook: perf_event", "cgroup v2", "hook: cgroup", "libbpf application")
+         "hook: perf_event", "cgroup v2", "hook: cgroup", "libbpf application", "hook: lsm")
 
 
 def _checks(**status):
@@ -30,7 +30,7 @@ def test_kernel_release(release, want):
 
 def test_every_lesson_ok_on_a_kernel_with_everything():
     fits = _fits(_checks(), "6.12.57+deb13-amd64")
-    assert sorted(fits) == [f"{n:02d}" for n in range(12)] + ["13", "14"]
+    assert sorted(fits) == [f"{n:02d}" for n in range(15)]
     assert {f.status for f in fits.values()} == {"ok"}
 
 
@@ -92,3 +92,12 @@ def test_lesson_14_needs_the_toolchain_and_says_what_an_old_kernel_leaves_out():
     assert old.status == "ok" and "bpf_loop() needs 5.17 (this is 5.10)" in old.detail and "loop stage" in old.detail
     assert "bpf_loop" not in _fits(_checks(), "6.1.0-41-amd64")["14"].detail
     assert _fits(_checks(), "5.4.0-150-generic")["14"].status == "cannot"
+
+
+def test_lesson_12_needs_bpf_lsm_and_cgroup_v2():
+    fits = _fits(_checks(hook_lsm="warn"), "6.18.44-fc-v1252")
+    assert fits["12"].status == "partial" and "hook: lsm: hook: lsm detail" in fits["12"].detail
+    assert {l for l, f in fits.items() if f.status != "ok"} == {"12"}
+    assert _fits(_checks(cgroup_v2="FAIL"), "6.1.0-41-amd64")["12"].status == "cannot"
+    assert _fits(_checks(), "5.4.0-150-generic")["12"].status == "cannot"
+    assert _fits(_checks(), "6.1.0-41-amd64")["12"].status == "ok"

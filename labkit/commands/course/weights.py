@@ -167,6 +167,19 @@ DEFAULT_WEIGHTS: dict[tuple[str, str], Weighed] = {
         {"time off the CPU, in microseconds": 0.5},
         "off-CPU time is the exercise: time on the CPU, a count of switches or the wrong unit earns at most half; "
         "the stack taken as the thread leaves weighs as much"),
+    ("12", "q1"): Weighed(
+        {"refuses the program in the sandbox with EPERM": 3, "by any path (a symbolic link to it)": 1,
+         "other programs run in the sandbox": 1, "the program's file can still be read in the sandbox": 1,
+         "only the sandbox": 3},
+        {"refuses the program in the sandbox with EPERM": 0, "only the sandbox": 0},
+        "the exec must be refused in the sandbox (a program that refuses nothing passes the rest for free: 0), and "
+        "only there: a program that refuses it to the machine (the guard detached it) earns nothing"),
+    ("12", "q2"): Weighed(
+        {"refuses opening the file in the sandbox with EPERM": 3, "for writing too": 1,
+         "by any name (a hard link to it)": 1, "other files open in the sandbox": 1, "only the sandbox": 3},
+        {"refuses opening the file in the sandbox with EPERM": 0, "only the sandbox": 0},
+        "the open must be refused in the sandbox, and only there: refusing nothing, or refusing the machine "
+        "(detached by the guard), earns nothing; the modes, the other name and the other files weigh one each"),
     ("13", "q1"): Weighed(
         {"refuses TCP to the port from cgroup a": 3, "lets other ports through": 1, "only cgroup a": 2,
          "TCP only": 1},
