@@ -72,3 +72,61 @@ def test_a_program_scoped_to_a_lab_cgroup_passes_the_guard_and_refuses_there_onl
             a.detach()
     assert labkit.live_attachments() == []
     assert cg.closed and not os.path.exists(cg.path)
+
+
+# ------------------------------------------------------------------ a positive return: refused on every kernel
+POSITIVE = {
+    "return EPERM, the minus forgotten": ("file_open", "struct file *file",
+                                          "if (bpf_get_current_cgroup_id() == LK12_CGROUP &&\n"
+                                          "        file->f_inode->i_ino == LK12_INO)\n        return EPERM;\n"
+                                          "    return 0;", [1]),
+    "a comparison's truth returned": ("bprm_check_security", "struct linux_binprm *bprm",
+                                      "return bpf_get_current_cgroup_id() == LK12_CGROUP &&\n"
+                                      "        bprm->file->f_inode->i_ino == LK12_INO;", [1]),
+    "EACCES through a variable": ("file_open", "struct file *file",
+                                  "int verdict = 0;\n    if (bpf_get_current_cgroup_id() == LK12_CGROUP)\n"
+                                  "        verdict = EACCES;\n    return verdict;", [13]),
+}
+
+
+def _lsm_text(hook: str, args: str, body: str) -> str:
+    return ("#include <linux/fs.h>\n#include <linux/binfmts.h>\n#include <linux/errno.h>\n"
+            f"LSM_PROBE({hook}, {args})\n{{\n    {body}\n}}\n")
+
+
+@pytest.mark.parametrize("case", list(POSITIVE))
+def test_a_positive_return_is_refused_before_anything_is_attached(lab, case):
+    """On every kernel (checked before the kernel is asked whether it runs BPF LSM): the error names the
+    function, the values and the fix, and nothing is loaded or attached."""
+    hook, args, body, values = POSITIVE[case]
+    with pytest.raises(lsm.LsmReturnError) as e:
+        lab.load(_lsm_text(hook, args, body), name="lk_positive", defines={"LK12_CGROUP": 1, "LK12_INO": 1})
+    assert e.value.values == tuple(values) and isinstance(e.value, labkit.AttachError)
+    msg = str(e.value)
+    assert f"lsm__{hook}" in msg and f"returns {', '.join(map(str, values))}" in msg and "-EPERM" in msg, msg
+    assert labkit.live_attachments() == [] and not [p for p in lab._programs if not p.closed]
+
+
+def test_the_exercises_judge_a_positive_return_incorrect_and_say_why():
+    from labkit.exercises.lessons import lesson12
+    ex = lesson12.build()
+    for q, key in ((ex.q1, "a comparison's truth returned"), (ex.q2, "return EPERM, the minus forgotten")):
+        hook, args, body, values = POSITIVE[key]
+        res = q.check(_lsm_text(hook, args, body))
+        assert res.status == "incorrect", (q.id, res.message)
+        assert "LsmReturnError" in res.message and "-EPERM" in res.message, res.message
+    assert labkit.live_attachments() == []
+
+
+def test_zero_and_negative_returns_pass_the_return_check(lab):
+    """What the guard lets through: 0, a negative errno, and a value it cannot know (read from a map)."""
+    text = ("#include <linux/fs.h>\n#include <linux/errno.h>\nBPF_ARRAY(verdicts, int, 1);\n"
+            "LSM_PROBE(file_open, struct file *file)\n{\n    int k = 0;\n    int *v = verdicts.lookup(&k);\n"
+            "    if (bpf_get_current_cgroup_id() == 1)\n        return -EACCES;\n    return v ? *v : 0;\n}\n")
+    try:
+        lab.load(text, name="lk_negative")
+    except labkit.NotSupportedError as e:          # no BPF LSM here: the return check passed, the kernel cannot
+        assert "BPF LSM" in str(e) and not lsm.available()[0]
+        assert labkit.live_attachments() == []
+    else:
+        assert lsm.available()[0] and len(labkit.live_attachments()) == 1

@@ -37,8 +37,10 @@ from labkit.hooks.cgroup import cgroup_of
 from labkit.hooks.probe import ProbeHook
 from labkit.hooks.protocol import register
 from labkit.programs.compile import Program, capture_fd2, compile_c
+from labkit.programs.returns import constant_returns
 
-__all__ = ["HOOK", "LsmHook", "MachineWideError", "active_lsms", "available", "guard_acts", "outside_check"]
+__all__ = ["HOOK", "LsmHook", "LsmReturnError", "MachineWideError", "active_lsms", "available", "guard_acts",
+           "outside_check", "positive_returns"]
 
 _SECURITYFS_LSM = Path("/sys/kernel/security/lsm")
 #: what the guard always tries from outside: run a program, open the Python that runs the lab
@@ -55,6 +57,21 @@ class MachineWideError(AttachError):
         super().__init__(message, target=target, errno=(refused or [{}])[0].get("errno"))
         self.refused = list(refused or [])
         self.attached_ms = attached_ms
+
+
+class LsmReturnError(AttachError):
+    """An LSM function returns a positive constant on some path (``return EPERM;`` for ``return -EPERM;``):
+    labkit refuses to attach it. ``values``: the positive values."""
+
+    def __init__(self, message: str, *, target: str = "", values: tuple[int, ...] = ()):
+        super().__init__(message, target=target)
+        self.values = tuple(values)
+
+
+def positive_returns(prog: Program, fn: str) -> list[int]:
+    """The positive constants LSM function ``fn`` of ``prog`` may return (read from its instructions before
+    the kernel sees them: labkit.programs.returns); [] when none is certain."""
+    return sorted(v for v in constant_returns(prog.bpf.dump_func(fn.encode())) if v > 0)
 
 
 # ------------------------------------------------------------------ is BPF LSM on?
@@ -223,6 +240,17 @@ class LsmHook(ProbeHook):
     refused_means_unsupported = True
 
     def check_probe(self, prog: Program, kind: str, target: str, fn: str) -> None:
+        # An LSM hook's callers take 0 (go on) or a negative errno (refuse, and the process sees it). A positive
+        # value is neither: some kernels' verifiers refuse it, older ones let it through, and a caller that
+        # turns a nonzero "error" into a pointer then crashes the kernel. Checked first, on every kernel.
+        bad = positive_returns(prog, fn)
+        if bad:
+            shown = ", ".join(map(str, bad))
+            raise LsmReturnError(
+                f"{fn} ({prog.name}) returns {shown} on some path: an LSM program returns 0 to let the act go on or "
+                f"a negative errno to refuse it (return -EPERM;, the minus included). A positive value is no "
+                "verdict the kernel knows (where the verifier lets it through, a hook's caller can take it for a "
+                "pointer and crash the kernel): labkit did not attach it", target=f"lsm:{target}", values=bad)
         ok, why = available()
         if not ok:
             raise NotSupportedError(f"{fn} is a BPF LSM program ({target}) and this kernel cannot run it: {why}. "
