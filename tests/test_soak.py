@@ -24,11 +24,11 @@ from labkit.commands.bench.soak import LessonCells, sample
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root", "tracefs")]
 
 ME = os.getpid()
-#: six rounds: the counts must equal round 1's five times, and RSS has rounds 3-6 to show a leak (the
+#: five rounds: the counts must equal round 1's four times, and RSS has rounds 3-5 to show a leak (the
 #: benchmark runs the same cells 100 times: `labkit bench`)
-ROUNDS = 6
+ROUNDS = 5
 #: RSS may move this much from round 3 to the last (rounds 1 and 2 hold the first
-#: compile's and imports' peaks); the leak this guards against was ~10 MB a round (30 MB over rounds 3-6)
+#: compile's and imports' peaks); the leak this guards against was ~10 MB a round (20 MB over rounds 3-5)
 RSS_SLACK_MB = 8
 
 
