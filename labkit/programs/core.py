@@ -57,7 +57,7 @@ from labkit.programs.libbpf import captured_log, libbpf, libbpf_error
 from labkit.programs.options import OpenOpts, check_pin_root, check_rodata, set_rodata
 
 __all__ = ["BTF_PATH", "CoreMap", "CoreObject", "CoreProgram", "PROG_ARRAY", "cache_dir", "compile_core",
-           "has_helper", "jited_code", "tool", "object_id", "resolve_core_source", "toolchain_problems", "vmlinux_header"]
+           "has_helper", "jited_code", "tool", "object_id", "prog_test_run", "resolve_core_source", "toolchain_problems", "vmlinux_header"]
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
 CORE_SUFFIX = ".bpf.c"
@@ -75,6 +75,21 @@ class _TestRunOpts(ctypes.Structure):
                 ("ctx_size_out", ctypes.c_uint32), ("retval", ctypes.c_uint32), ("repeat", ctypes.c_int),
                 ("duration", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("cpu", ctypes.c_uint32),
                 ("batch_size", ctypes.c_uint32)]
+
+
+def prog_test_run(fd: int, data: bytes, repeat: int = 1) -> int:
+    """Run the loaded program ``fd`` (a CO-RE one or BCC's) on ``data`` with BPF_PROG_TEST_RUN (libbpf's
+    bpf_prog_test_run_opts, through the one prototype of labkit.programs.libbpf); its return value.
+    OSError with the kernel's errno when it refuses."""
+    buf = ctypes.create_string_buffer(data, len(data))
+    out = ctypes.create_string_buffer(len(data) + 256)
+    opts = _TestRunOpts(sz=ctypes.sizeof(_TestRunOpts), data_in=ctypes.addressof(buf), data_size_in=len(data),
+                        data_out=ctypes.addressof(out), data_size_out=len(out), repeat=repeat)
+    rc = libbpf().bpf_prog_test_run_opts(fd, ctypes.byref(opts))
+    if rc != 0:
+        err = -rc if rc < 0 else ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(opts.retval)
 
 
 def has_helper(helper_id: int, prog_type: int = 5) -> bool:
@@ -271,17 +286,12 @@ class CoreProgram:
             raise ClosedError(f"{self._obj.name}: the object is closed; load it again")
         if not isinstance(data, (bytes, bytearray)) or not data:
             raise ArgumentError(f"test_run needs the packet as bytes, got {type(data).__name__}")
-        buf = ctypes.create_string_buffer(bytes(data), len(data))
-        out = ctypes.create_string_buffer(len(data) + 256)
-        opts = _TestRunOpts(sz=ctypes.sizeof(_TestRunOpts), data_in=ctypes.addressof(buf), data_size_in=len(data),
-                            data_out=ctypes.addressof(out), data_size_out=len(out), repeat=repeat)
-        rc = libbpf().bpf_prog_test_run_opts(self.fd, ctypes.byref(opts))
-        if rc != 0:
-            err = -rc if rc < 0 else ctypes.get_errno()
+        try:
+            return prog_test_run(self.fd, bytes(data), repeat)
+        except OSError as e:
             raise NotSupportedError(f"{self._obj.name}: the kernel would not test-run {self.name} "
-                                    f"(SEC(\"{self.section}\")): {os.strerror(err)}; BPF_PROG_TEST_RUN takes XDP, "
-                                    "TC, socket filter and raw tracepoint programs", feature="BPF_PROG_TEST_RUN")
-        return int(opts.retval)
+                                    f"(SEC(\"{self.section}\")): {e.strerror}; BPF_PROG_TEST_RUN takes XDP, "
+                                    "TC, socket filter and raw tracepoint programs", feature="BPF_PROG_TEST_RUN") from None
 
     @property
     def attached(self) -> bool:

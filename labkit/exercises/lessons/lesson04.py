@@ -3,7 +3,6 @@ kernel with BPF_PROG_TEST_RUN, no network) and a loop given a bound (q2)."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 
@@ -23,6 +22,7 @@ from labkit.exercises.framework import (
 )
 from labkit.lab import Lab
 from labkit.net import xdp as _xdp
+from labkit.programs.core import prog_test_run
 from labkit.views.tables import map_dataframe
 
 __all__ = ["build"]
@@ -36,32 +36,15 @@ def _normalized(text: str) -> str:
     return re.sub(r"\s+", " ", _C_COMMENT.sub("", text))
 
 
-class _TestRunOpts(ctypes.Structure):
-    # struct bpf_test_run_opts (libbpf 1.x); libbpf reads fields up to sz
-    _fields_ = [("sz", ctypes.c_size_t), ("data_in", ctypes.c_void_p), ("data_out", ctypes.c_void_p),
-                ("data_size_in", ctypes.c_uint32), ("data_size_out", ctypes.c_uint32), ("ctx_in", ctypes.c_void_p),
-                ("ctx_out", ctypes.c_void_p), ("ctx_size_in", ctypes.c_uint32), ("ctx_size_out", ctypes.c_uint32),
-                ("retval", ctypes.c_uint32), ("repeat", ctypes.c_int), ("duration", ctypes.c_uint32),
-                ("flags", ctypes.c_uint32), ("cpu", ctypes.c_uint32), ("batch_size", ctypes.c_uint32)]
-
-
 def _test_run(prog_fd: int, data: bytes) -> int:
     """Run a loaded XDP program once on ``data`` in the kernel (BPF_PROG_TEST_RUN,
     no interface involved); returns its verdict (1 drop, 2 pass, ...)."""
-    lib = _xdp.libbpf()
-    if lib is None:
+    if _xdp.libbpf() is None:
         raise LabkitError("libbpf.so.1 is needed to test-run a program (apt-get install libbpf1)")
-    fn = lib.bpf_prog_test_run_opts
-    fn.argtypes = [ctypes.c_int, ctypes.POINTER(_TestRunOpts)]
-    fn.restype = ctypes.c_int
-    buf = ctypes.create_string_buffer(data, len(data))
-    opts = _TestRunOpts(sz=ctypes.sizeof(_TestRunOpts), data_in=ctypes.cast(buf, ctypes.c_void_p),
-                        data_size_in=len(data), repeat=1)
-    rc = fn(prog_fd, ctypes.byref(opts))
-    if rc != 0:
-        err = -rc if rc < -1 else ctypes.get_errno()
-        raise LabkitError(f"BPF_PROG_TEST_RUN failed: {os.strerror(err)}")
-    return int(opts.retval)
+    try:
+        return prog_test_run(prog_fd, data)
+    except OSError as e:
+        raise LabkitError(f"BPF_PROG_TEST_RUN failed: {e.strerror}") from None
 
 
 def _frame(ethertype: int, payload: bytes = b"") -> bytes:
