@@ -74,7 +74,8 @@ def test_smoke_run_writes_every_figure(smoke):
     for key, types in HEADLINE.items():
         assert key in res, key
         assert isinstance(res[key], types) and not isinstance(res[key], bool), (key, res[key])
-        assert res[key] >= 0, (key, res[key])
+        if key != "rss_growth_mb":  # a growth: memory given back makes it negative
+            assert res[key] >= 0, (key, res[key])
     for key in ("labkit_decode_eps", "bcc_decode_eps", "printk_eps", "traced_slowdown",
                 "first_event_s", "rerun_first_event_s"):
         assert res[key] > 0, (key, res[key])
