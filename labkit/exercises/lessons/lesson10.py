@@ -210,10 +210,13 @@ def observe_hot(answer) -> HotObservation:
             prog = load_answer(lab, answer, name="your answer", defines={"LK_FILTER_PID": busy.pid})
             need_map(prog, "counts")
             _need_stacks(prog)
-            lab.attach_perf_event(prog, _one_function(prog), frequency=FREQUENCY, name="exercise 10 q1")
+            fn = _one_function(prog)
             # the checker's own count of lk_busy's samples on the same clock: what the answer should count
-            # (CPU time x frequency is that only when the timers fire on time: not in an emulator on a busy host)
+            # (CPU time x frequency is that only when the timers fire on time: not in an emulator on a busy host).
+            # Both are compiled before either samples: an answer that samples the whole machine then samples
+            # only the workload's second, not a compile (seconds in an emulator)
             yardstick = lab.load("perf_cpu_samples", defines={"LK_FILTER_PID": busy.pid}, name="exercise 10 q1 count")
+            lab.attach_perf_event(prog, fn, frequency=FREQUENCY, name="exercise 10 q1")
             lab.attach_perf_event(yardstick, frequency=FREQUENCY, name="exercise 10 q1 count")
             other.go()
             busy.go()
