@@ -146,6 +146,9 @@ if [ ${#files[@]} -eq 0 ] && [ ${#PYTEST_ARGS[@]} -eq 0 ]; then
 else
   # one worker: in this process; more: pytest-xdist, one test file per worker at a time (as ./lab test)
   dist=(-n 0); [ "${JOBS:-1}" -gt 1 ] && dist=(-n "$JOBS" --dist loadfile)
+  # pytest's per-test limit (pyproject: 300 s) guards against hangs; an emulated guest (TCG) runs a
+  # compile 10-50x slower than the host, so a guest allows three times that
+  dist+=(--timeout=900)
   PYTHONPATH="$HERE" LABKIT_HOOK_REPORT="$R/hooks.json" \
     "$PY" -m pytest "${dist[@]}" -p hookreport -p no:cacheprovider -v -rA --color=no \
     --junitxml="$R/junit.xml" "${files[@]}" "${PYTEST_ARGS[@]}" 2>&1 | tee /tmp/pytest.log
