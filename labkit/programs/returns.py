@@ -23,8 +23,9 @@ _MASK64 = (1 << 64) - 1
 
 # instruction classes, ALU operations, jump operations (linux/bpf_common.h, linux/bpf.h)
 _LD, _LDX, _ST, _STX, _ALU, _JMP, _JMP32, _ALU64 = range(8)
-_ADD, _SUB, _MUL, _OR, _AND, _LSH, _RSH, _NEG, _XOR, _MOV, _ARSH = (
-    0x00, 0x10, 0x20, 0x40, 0x50, 0x60, 0x70, 0x80, 0xa0, 0xb0, 0xc0)
+_ADD, _SUB, _MUL, _DIV, _OR, _AND, _LSH, _RSH, _NEG, _MOD, _XOR, _MOV, _ARSH = (
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xa0, 0xb0, 0xc0)
+_OPS = (_ADD, _SUB, _MUL, _DIV, _OR, _AND, _LSH, _RSH, _NEG, _MOD, _XOR, _MOV, _ARSH)
 _JA, _CALL, _EXIT = 0x00, 0x80, 0x90
 _ATOMIC, _FETCH, _CMPXCHG = 0xc0, 0x01, 0xf1
 
@@ -34,18 +35,38 @@ def _s32(v: int) -> int:
     return v - (1 << 32) if v & 0x80000000 else v
 
 
-def _alu(op: int, a: int, b: int, bits: int) -> int | None:
+def _signed(v: int, bits: int) -> int:
+    return v - (1 << bits) if v >> (bits - 1) else v
+
+
+def _alu(op: int, a: int, b: int, bits: int, signed: bool = False) -> int | None:
+    """``a op b`` as the BPF machine does it on ``bits`` bits (``signed``: sdiv/smod, off 1); a division
+    by zero gives 0 and a modulo by zero leaves ``a`` (the kernel's rules)."""
     mask = (1 << bits) - 1
     a &= mask
     b &= mask
     shift = b & (bits - 1)
-    signed_a = a - (1 << bits) if a >> (bits - 1) else a
+    signed_a = _signed(a, bits)
+    if op in (_DIV, _MOD):
+        if b == 0:
+            return 0 if op == _DIV else a
+        if signed:
+            x, y = signed_a, _signed(b, bits)
+            q = abs(x) // abs(y) * (1 if (x < 0) == (y < 0) else -1)     # truncated towards zero, as C
+            return (q if op == _DIV else x - q * y) & mask
+        return (a // b if op == _DIV else a % b) & mask
     out = {_ADD: a + b, _SUB: a - b, _MUL: a * b, _OR: a | b, _AND: a & b, _XOR: a ^ b, _LSH: a << shift,
            _RSH: a >> shift, _ARSH: signed_a >> shift, _NEG: -a, _MOV: b}.get(op)
     return None if out is None else out & mask
 
 
-def _apply(op: int, dst: frozenset | None, src: frozenset | None, bits: int) -> frozenset | None:
+def _apply(op: int, dst: frozenset | None, src: frozenset | None, bits: int, off: int = 0) -> frozenset | None:
+    """The constants ``dst`` may hold after ``dst op= src``; ``off``: 1 makes DIV/MOD signed, 8/16/32 makes
+    MOV sign-extend the source's low ``off`` bits (movsx)."""
+    if op == _MOV and off:
+        if src is None:
+            return None
+        return frozenset(_signed(b & ((1 << off) - 1), off) & ((1 << bits) - 1) for b in src)
     if op == _MOV:
         vals = src
     elif op == _NEG:
@@ -61,7 +82,7 @@ def _apply(op: int, dst: frozenset | None, src: frozenset | None, bits: int) -> 
     elif op == _MOV:
         out = {b & ((1 << bits) - 1) for b in vals}
     else:
-        out = {_alu(op, a, b, bits) for a in dst for b in src}  # type: ignore[union-attr]
+        out = {_alu(op, a, b, bits, signed=off == 1) for a in dst for b in src}  # type: ignore[union-attr]
     if None in out or len(out) > _CAP:
         return None
     return frozenset(out)
@@ -99,9 +120,11 @@ def constant_returns(insns: bytes) -> set[int]:
             bits = 64 if cls == _ALU64 else 32
             if dst < 11:
                 operand = regs[src] if op & 0x08 else frozenset({imm & _MASK64})
-                if (op & 0xF0) in (_ADD, _SUB, _MUL, _OR, _AND, _LSH, _RSH, _NEG, _XOR, _MOV, _ARSH) and not off:
-                    regs[dst] = _apply(op & 0xF0, regs[dst], operand, bits)
-                else:       # division, byte swaps, sign-extending moves: not followed
+                alu = op & 0xF0
+                known_off = off == 0 or (alu in (_DIV, _MOD) and off == 1) or (alu == _MOV and off in (8, 16, 32))
+                if alu in _OPS and known_off:
+                    regs[dst] = _apply(alu, regs[dst], operand, bits, off)
+                else:       # byte swaps (0xd0) and anything newer: not followed
                     regs[dst] = None
         elif cls == _LD:
             if op == 0x18:  # lddw: two slots

@@ -62,3 +62,33 @@ def test_a_loop_ends_and_a_growing_value_becomes_unknown():
     code = prog(insn(MOV64_K, imm=-1), insn(ADD64_K, dst=2, imm=1), insn(JEQ_K, dst=1, off=-2, imm=0), insn(EXIT))
     assert constant_returns(code) == {-1}
     assert constant_returns(prog(insn(MOV64_K, imm=-1), insn(JA, off=-2), insn(EXIT))) == set()
+
+
+DIV64_K, MOD64_K, DIV32_K, MOD32_X = 0x37, 0x97, 0x34, 0x9c
+
+
+def test_division_and_modulo_are_followed_with_the_kernel_s_rules():
+    # 26 / 2 = 13 (a positive value computed by a division is still positive)
+    assert constant_returns(prog(insn(MOV64_K, imm=26), insn(DIV64_K, imm=2), insn(EXIT))) == {13}
+    assert constant_returns(prog(insn(MOV64_K, imm=27), insn(MOD64_K, imm=7), insn(EXIT))) == {6}
+    # unsigned: -26 / 2 is a huge positive 64-bit number; its low 32 bits as an int
+    assert constant_returns(prog(insn(MOV64_K, imm=-26), insn(DIV64_K, imm=2), insn(EXIT))) == {-13}
+    assert constant_returns(prog(insn(MOV32_K, imm=-26), insn(DIV32_K, imm=2), insn(EXIT))) == {0x7FFFFFF3}
+    # signed (off 1, sdiv): -26 / 2 = -13, truncated towards zero like C: -7 / 2 = -3, -7 % 2 = -1
+    assert constant_returns(prog(insn(MOV64_K, imm=-26), insn(DIV64_K, off=1, imm=2), insn(EXIT))) == {-13}
+    assert constant_returns(prog(insn(MOV64_K, imm=-7), insn(DIV64_K, off=1, imm=2), insn(EXIT))) == {-3}
+    assert constant_returns(prog(insn(MOV64_K, imm=-7), insn(MOD64_K, off=1, imm=2), insn(EXIT))) == {-1}
+    # by zero: a division gives 0, a modulo leaves the value (r1 = 0 as the divisor register)
+    assert constant_returns(prog(insn(MOV64_K, imm=9), insn(DIV64_K, imm=0), insn(EXIT))) == {0}
+    assert constant_returns(prog(insn(MOV64_K, dst=1, imm=0), insn(MOV32_K, imm=9), insn(MOD32_X, src=1),
+                                 insn(EXIT))) == {9}
+
+
+def test_a_sign_extending_move_is_followed():
+    # movsx r0 = (s8) r1, r1 = 0xF3: -13; (s16) of 0x000D: 13
+    assert constant_returns(prog(insn(MOV64_K, dst=1, imm=0xF3), insn(MOV64_X, src=1, off=8), insn(EXIT))) == {-13}
+    assert constant_returns(prog(insn(MOV64_K, dst=1, imm=13), insn(MOV64_X, src=1, off=16), insn(EXIT))) == {13}
+
+
+def test_a_byte_swap_is_not_known():
+    assert constant_returns(prog(insn(MOV64_K, imm=13), insn(0xd4, imm=16), insn(EXIT))) == set()
