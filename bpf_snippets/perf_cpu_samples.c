@@ -9,8 +9,12 @@
 // samples[pid] is summed over the CPUs when it is read (a per-CPU hash: each
 // CPU adds to its own copy, so a plain add is exact); `missed` counts the
 // samples of processes that found the map full.
-#include <uapi/linux/bpf_perf_event.h>
 #include "labkit.h"
+
+// The context is never read here, so a declaration of its type is enough: its
+// definition (#include <uapi/linux/bpf_perf_event.h>, for ctx->regs) brings in
+// the kernel's register layout, and compiling that takes a second of CPU.
+struct bpf_perf_event_data;
 
 BPF_PERCPU_HASH(samples, u32, u64, 10240);
 BPF_PERCPU_ARRAY(missed, u64, 1);

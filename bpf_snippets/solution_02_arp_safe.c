@@ -6,9 +6,9 @@
 // so IPv4 stops working as soon as the neighbour cache forgets the peer. The
 // fix: pass what is not IPv4 instead of dropping it, and drop only ICMP echo.
 #include <uapi/linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/ip.h>
-#include <linux/in.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/in.h>
 
 int lk_xdp_arp_safe(struct xdp_md *ctx)
 {

@@ -5,7 +5,7 @@
 // Compare verifier_missing_bounds.c: one comparison against data_end before
 // the first read, and every later read of the Ethernet header is proven safe.
 #include <uapi/linux/bpf.h>
-#include <linux/if_ether.h>
+#include <uapi/linux/if_ether.h>
 
 BPF_ARRAY(counts, u64, 3);           // 0: IPv4, 1: ARP, 2: anything else
 

@@ -8,7 +8,7 @@
 // (r=0 in its log) and refuses any access past what was compared against
 // data_end. The fix is one line; solution_04_bounds_checked.c has it.
 #include <uapi/linux/bpf.h>
-#include <linux/if_ether.h>
+#include <uapi/linux/if_ether.h>
 
 BPF_ARRAY(counts, u64, 3);           // 0: IPv4, 1: ARP, 2: anything else
 

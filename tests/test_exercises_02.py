@@ -406,10 +406,10 @@ int drop_echo(struct xdp_md *ctx)
 # a %%bpf cell: a helper, a per-CPU count per ICMP type, and IPv6's ping dropped too
 CELL = """%%bpf no_ping_cell
 #include <uapi/linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/ip.h>
-#include <linux/ipv6.h>
-#include <linux/in.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/ipv6.h>
+#include <uapi/linux/in.h>
 
 BPF_PERCPU_ARRAY(by_type, u64, 256);
 

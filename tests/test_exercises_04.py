@@ -16,8 +16,8 @@ pytestmark = [pytest.mark.kernel, pytest.mark.requires("root", "tracefs")]
 
 # ============================================================== q1: the bounds check
 XDP_HEAD = """#include <uapi/linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/ip.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/ip.h>
 
 BPF_ARRAY(counts, u64, 3);           // 0: IPv4, 1: ARP, 2: anything else
 """
@@ -125,7 +125,7 @@ int count_types(struct xdp_md *ctx)
 """),
     ("data + 14, htons constants, per-CPU array",
      """#include <uapi/linux/bpf.h>
-#include <linux/if_ether.h>
+#include <uapi/linux/if_ether.h>
 BPF_PERCPU_ARRAY(counts, u64, 3);
 int count_types(struct xdp_md *ctx)
 {

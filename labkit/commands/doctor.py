@@ -391,7 +391,7 @@ def _libbpf_app() -> Check:
 
 
 _PERF_C = """
-#include <uapi/linux/bpf_perf_event.h>
+struct bpf_perf_event_data;   /* ctx is only passed on: no need for the header's register layout (1 s to compile) */
 BPF_STACK_TRACE(stacks, 64);
 BPF_ARRAY(seen, u64, 2);      // 0: samples of this process; 1: those with a user stack
 int lk_doctor_sample(struct bpf_perf_event_data *ctx)
