@@ -145,7 +145,7 @@ def _soak_lines(res: dict[str, Any]) -> list[str]:
     soak = res.get("soak")
     if not soak:
         return []
-    lines = ["", f"Soak: the cells of lessons 01-03 re-run {soak['rounds']} times in one process "
+    lines = ["", f"Soak: the cells of lessons {soak.get('lessons', '01-03')} re-run {soak['rounds']} times in one process "
                  f"({soak['seconds']:.0f} s); after each round:",
              f"  {'round':>5} {'fds':>5} {'threads':>7} {'attached':>8} {'panels':>6} {'RSS MB':>7}"]
     for i, smp in _soak_rows(soak):

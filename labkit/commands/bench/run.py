@@ -89,7 +89,7 @@ def run_bench(mode: str = "quick", loadgen: str = "auto", skip: set[str] | None 
         lg.close()
         lg = None
         res["xdp"] = phase("xdp", lambda: phase_xdp(kind, exe, cfg))
-        res["soak"] = phase("soak", lambda: soak(cfg["soak_rounds"]))
+        res["soak"] = phase("soak", lambda: soak(cfg["soak_rounds"], xdp=cfg.get("soak_xdp", True)))
     finally:
         if lg is not None:
             lg.close()
@@ -111,7 +111,7 @@ def run_soak(mode: str = "full") -> dict[str, Any]:
     t_start = time.perf_counter()
     log("phase soak")
     try:
-        res["soak"] = soak(cfg["soak_rounds"])
+        res["soak"] = soak(cfg["soak_rounds"], xdp=cfg.get("soak_xdp", True))
     except Exception as e:
         res["errors"]["soak"] = f"{type(e).__name__}: {e}"
         log(f"phase soak failed: {e}")
@@ -122,8 +122,8 @@ def run_soak(mode: str = "full") -> dict[str, Any]:
     return res
 
 
-def soak(rounds: int) -> dict[str, Any]:
-    """The soak phase, with a progress line every tenth of the rounds."""
+def soak(rounds: int, *, xdp: bool = True) -> dict[str, Any]:
+    """The soak phase, with a progress line every tenth of the rounds (``xdp``: lesson 02's cells too)."""
     every = max(1, rounds // 10)
 
     def progress(i: int, s: dict[str, Any]) -> None:
@@ -131,4 +131,4 @@ def soak(rounds: int) -> dict[str, Any]:
             log(f"soak: round {i}/{rounds}: {s['fds']} fds, {s['threads']} threads, {s['attachments']} attached, "
                 f"{s['panels']} panels, RSS {s['rss_mb']:.1f} MB")
 
-    return phase_soak(rounds, progress=progress)
+    return phase_soak(rounds, xdp=xdp, progress=progress)

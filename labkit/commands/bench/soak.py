@@ -235,5 +235,5 @@ def phase_soak(rounds: int, *, xdp: bool = True, progress: Callable[[int, dict],
     finally:
         cells.close()
     out = soak_summary(samples)
-    out.update(samples=samples, seconds=round(time.perf_counter() - t0, 1), after_close=sample())
+    out.update(lessons="01-03" if xdp else "01 and 03", samples=samples, seconds=round(time.perf_counter() - t0, 1), after_close=sample())
     return out
