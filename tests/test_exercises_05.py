@@ -560,7 +560,9 @@ time.sleep(600)
 
 
 @pytest.mark.parametrize("code,said", [
-    (_SAYS_OTHER, r"printed 'usleep failed' where the checker waited for 'done', and it exited with status 0.*"
+    # it ends when its stdin closes: within the checker's grace on a quiet machine, after it (killed) on a busy one
+    (_SAYS_OTHER, r"printed 'usleep failed' where the checker waited for 'done', and (it exited with status 0|"
+                  r"the checker killed it).*"
                   r"Its last words on stderr:\nusleep: this helper was told to fail"),
     (_SILENT, r"printed no line for 3 s, and the checker killed it"),
 ], ids=["says something else", "says nothing"])

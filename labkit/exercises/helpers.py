@@ -204,8 +204,9 @@ class Helper:
         return f"it exited with status {rc}"
 
     def failed(self, happened: str) -> HelperFailed:
-        """Stop it, and the error that says what happened (to raise)."""
-        self._stop(grace=0.5)
+        """Stop it, and the error that says what happened (to raise). It gets the usual grace to end on
+        its own once its stdin closes: how it ended is part of the message."""
+        self._stop(grace=_GRACE_S)
         deadline = time.monotonic() + 1.0
         while "err" in self._open.values() and time.monotonic() < deadline:    # its last words
             self._pump(deadline)
