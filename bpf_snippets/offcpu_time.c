@@ -19,7 +19,7 @@ struct left {
     struct where where;
 };
 
-BPF_STACK_TRACE(stacks, 1024);
+BPF_STACK_TRACE(stacks, 4096);    // room to spare: a stack whose hash finds its slot taken gets -EEXIST
 BPF_HASH(leaving, u32, struct left, 10240);      // thread id -> when and from where it left the CPU
 BPF_HASH(offcpu_us, struct where, u64, 1024);    // stacks -> microseconds off the CPU
 

@@ -19,6 +19,7 @@ from labkit.exercises.lessons.lesson10 import (
     HotObservation,
     Stack,
     WaitObservation,
+    _collided,
     diagnose_hot,
     diagnose_waits,
     inclusive,
@@ -182,3 +183,18 @@ def test_q2_time_missing_from_a_wait_is_named_with_its_numbers():
                                 message), message
     assert passed == {"only lk_waiter's threads", "the stack where each thread left the CPU",
                       "time off the CPU, in microseconds"}
+
+
+def test_q2_a_wait_lost_to_a_stack_collision_is_seen_so_the_run_is_made_again():
+    """A right answer whose lk_wait_input stack found its slot of the stack map taken (-EEXIST) would be
+    judged on a missing wait: observe_waits makes such a run again instead (a pure check of when)."""
+    assert not _collided(WREF)
+    lost = tuple(replace(s, key=-17) if "lk_wait_input" in s.frames else s for s in WREF.stacks)
+    assert _collided(replace(WREF, stacks=lost))
+    # a little time under -EEXIST (under 5%) is no reason to run again
+    total = sum(s.value for s in WREF.stacks)
+    assert not _collided(replace(WREF, stacks=WREF.stacks + (Stack(-17, total // 50),)))
+    # an answer that keeps every process's stacks fills its map: that is its mistake, judged as it is
+    others = tuple(Stack(1000 + i, 500, ("_start", f"other_{i}")) for i in range(3))
+    assert not _collided(replace(WREF, stacks=lost + others))
+    assert not _collided(WaitObservation.from_dict(recorded("q2", "no-pid-filter")))
