@@ -407,7 +407,10 @@ def _execute_twice(path: Path) -> Run:
     run = Run(path.stem)
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(_probe_cell(path.stem))     # only in this copy: the lesson file has no plumbing
-    client = NotebookClient(nb, kernel_name="labkit", timeout=CELL_TIMEOUT, allow_errors=False, store_widget_state=True,
+    # a kernel's start (imports of labkit, pandas, matplotlib) gets a cell's time too: nbclient's 60 s is less
+    # than it takes in an emulated guest beside another one
+    client = NotebookClient(nb, kernel_name="labkit", timeout=CELL_TIMEOUT, startup_timeout=CELL_TIMEOUT,
+                            allow_errors=False, store_widget_state=True,
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
     try:
         with client.setup_kernel():
