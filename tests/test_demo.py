@@ -46,7 +46,9 @@ class Demo:
     """`python -m labkit demo xdp ...` in its own process; stdout and stderr read by threads."""
 
     def __init__(self, *args: str):
-        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        # PYTHONFAULTHANDLER: a demo that will not end prints every thread's stack on SIGABRT (finish())
+        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   PYTHONFAULTHANDLER="1")
         self.proc = subprocess.Popen([sys.executable, "-m", "labkit", "demo", "xdp", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.out: list[str] = []
@@ -80,7 +82,15 @@ class Demo:
         raise AssertionError(f"no {pattern!r} within {timeout} s:\n{self.text()}")
 
     def finish(self, timeout: float = 180) -> int:   # sized for two suites on 2 cores (60 s was not)
-        rc = self.proc.wait(timeout=timeout)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)      # faulthandler: where each of its threads is
+            self.proc.wait(timeout=30)
+            for t in self._threads:
+                t.join(timeout=10)
+            raise AssertionError(f"the demo was still running {timeout} s after it was told to stop; "
+                                 f"its output and its threads' stacks:\n{self.text()}") from None
         for t in self._threads:
             t.join(timeout=10)
         return rc
