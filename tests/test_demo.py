@@ -45,12 +45,16 @@ def xdp_on(iface: str, netns: str) -> int:
 class Demo:
     """`python -m labkit demo xdp ...` in its own process; stdout and stderr read by threads."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, sigint_ignored: bool = False):
         # PYTHONFAULTHANDLER: a demo that will not end prints every thread's stack on SIGABRT (finish())
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                    PYTHONFAULTHANDLER="1")
+        # sigint_ignored: started as by a parent that ignores SIGINT (a child inherits that, and Python then
+        # installs no KeyboardInterrupt of its own)
+        ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
         self.proc = subprocess.Popen([sys.executable, "-m", "labkit", "demo", "xdp", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                     preexec_fn=ignore)
         self.out: list[str] = []
         self.err: list[str] = []
         self._threads = [threading.Thread(target=self._pump, args=(s, b), daemon=True)
@@ -105,9 +109,11 @@ def _started(d: Demo) -> None:
     d.wait_for(r"Ask the room: ping ")
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_demo_drops_counts_and_gives_back_on_ctrl_c_and_sigterm(sb, stop):
-    d = Demo("--iface", sb.target_iface, "--netns", sb.target_ns, "--plain", "--interval", "0.1")
+@pytest.mark.parametrize("stop,sigint_ignored", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["ctrl-c", "sigterm", "ctrl-c, started with SIGINT ignored"])
+def test_demo_drops_counts_and_gives_back_on_ctrl_c_and_sigterm(sb, stop, sigint_ignored):
+    d = Demo("--iface", sb.target_iface, "--netns", sb.target_ns, "--plain", "--interval", "0.1",
+             sigint_ignored=sigint_ignored)
     try:
         _started(d)
         assert xdp_on(sb.target_iface, sb.target_ns), "the demo attached nothing"

@@ -282,6 +282,10 @@ def run_xdp_demo(iface: str, *, netns: str | None = None, mode: str = "native", 
     before = {sig: signal.getsignal(sig) for sig in caught}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
+    # Ctrl-C is KeyboardInterrupt only where Python installed its handler: a process that started with SIGINT
+    # ignored (its parent ignored it: nohup, a job started with & by a script, an IPython kernel's children)
+    # keeps ignoring it, and "Ctrl-C gives it back" would be untrue
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     lab: Lab | None = None
     att = None
     meter: DropMeter | None = None
@@ -358,7 +362,8 @@ def run_xdp_demo(iface: str, *, netns: str | None = None, mode: str = "native", 
             print(f"labkit demo: {why}: {dropped}{PROGRAM} taken off {where} (XDP {att.state}); pings answer again",
                   file=out, flush=True)
         for sig, handler in before.items():
-            signal.signal(sig, handler)
+            if handler is not None:     # None: a handler Python did not install, which it cannot put back
+                signal.signal(sig, handler)
     return 0
 
 
