@@ -18,6 +18,23 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "requires(feature): skip unless the kernel/machine has the feature")
 
 
+#: the files that take longest on this 2-core host (seconds of wall time, slowest first), started first: xdist
+#: gives a whole file to one worker (--dist loadfile), and a long file started last is the suite's tail
+#: (pyproject passes --no-loadscope-reorder, which would otherwise order files by their number of tests)
+SLOWEST_FILES = [
+    "test_notebooks.py", "test_soak.py", "test_course.py", "test_exercises_02.py", "test_exercises_04.py",
+    "test_snippets.py", "test_exercises_10.py", "test_exercises_11.py", "test_exercises_07.py",
+    "test_exercises_08.py", "test_exercises_06.py", "test_reaping.py", "test_bench.py", "test_exercises_05.py",
+    "test_hub_exchange.py", "test_report.py", "test_exercises_01.py", "test_course_catalogue.py",
+    "test_bad_inputs.py", "test_xdp.py", "test_exercises_00.py", "test_tc.py", "test_demo.py",
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {f"tests/{name}": i for i, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))    # stable: a file stays whole
+
+
 def _feature(name: str) -> tuple[bool, str]:
     from labkit.programs import hooks as _hooks
 
