@@ -134,7 +134,16 @@ def _send(sb: Sandbox, flows: list[_Flow], tokens: list[bytes]) -> list[socket.s
 def _udp(sb: Sandbox, flows: list[_Flow], *, dropped: tuple[int, ...] = ()) -> list[tuple[int, list[int]]]:
     """Send _COUNT datagrams per flow from the host namespace to the target namespace, all at once: for each
     flow (how many arrived, the TOS byte each arrived with). Waits until every flow but those in ``dropped``
-    (indexes: the flows that must not arrive, waited for _DROP_WAIT) is complete, at most _PASS_WAIT."""
+    (indexes: the flows that must not arrive, waited for _DROP_WAIT) is complete, at most _PASS_WAIT.
+    When not one datagram of the flows that must arrive did, they are all sent once more: a right answer
+    once lost every one on a loaded host (CI), and an answer that drops them all loses them again."""
+    got = _udp_once(sb, flows, dropped=dropped)
+    if not any(n for i, (n, _t) in enumerate(got) if i not in dropped):
+        got = _udp_once(sb, flows, dropped=dropped)
+    return got
+
+
+def _udp_once(sb: Sandbox, flows: list[_Flow], *, dropped: tuple[int, ...] = ()) -> list[tuple[int, list[int]]]:
     rxs: dict[int, socket.socket] = {}
     txs: list[socket.socket] = []
     tokens = [b"labkit-lesson08 flow %d" % i for i in range(len(flows))]
