@@ -11,6 +11,8 @@ import re
 import pytest
 
 from labkit.exercises.lessons import lesson12
+from labkit.hooks import lsm as lsm_hook
+from labkit.programs.compile import compile_c
 
 pytestmark = [pytest.mark.kernel, pytest.mark.requires("root", "bpf_lsm")]
 
@@ -31,6 +33,40 @@ def q1(*tests: str, **kw) -> str:
 
 def q2(*tests: str, **kw) -> str:
     return lsm("file_open", "struct file *file", *tests, **kw)
+
+
+def refused_for_a_negation(answer: str) -> bool:
+    """Whether this kernel's verifier refuses ``answer`` for its return value: it checks the range and does not
+    follow a negation (lsm.return_check(), Debian's 6.12), and clang compiled the answer's verdict as one (a
+    BPF_NEG among its instructions: "cond ? -EPERM : 0" is minus the condition, EPERM being 1). Read from the
+    compiled instructions, not from the checker's verdict."""
+    rc = lsm_hook.return_check()
+    if not rc or not rc["range"] or rc["negation"]:
+        return False
+    hooks = re.findall(r"LSM_PROBE\((\w+),", answer)
+    if not hooks:
+        return False
+    c = compile_c(answer, "a test's answer", ["-DLK12_CGROUP=1", "-DLK12_INO=1"], need="tracing")
+    try:
+        opcodes = b"".join(c.bpf.dump_func(f"lsm__{h}".encode())[::8] for h in hooks)
+    finally:
+        c.bpf.cleanup()
+    return 0x87 in opcodes or 0x84 in opcodes
+
+
+NEGATION_REFUSED = r"^the verifier refused the program: this kernel's verifier checks .*r0 = -\(condition\).*asm volatile"
+
+
+def judged(res, answer: str, message: str | None) -> None:
+    """``res`` is incorrect with ``message`` (None: correct), or, where this kernel refuses the answer's
+    negation, incorrect with the verifier's reason and the way round."""
+    if refused_for_a_negation(answer):
+        assert res.status == "incorrect" and re.search(NEGATION_REFUSED, res.message, re.S), res.message
+    elif message is None:
+        assert res.status == "correct", res.message
+    else:
+        assert res.status == "incorrect", res.message
+        assert re.search(message, res.message, re.S), res.message
 
 
 Q1_WRONG = [
@@ -79,33 +115,32 @@ Q2_RIGHT = [
     ("the inode in a variable", HEAD + "LSM_PROBE(file_open, struct file *file)\n{\n"
      "    struct inode *inode = file->f_inode;\n    unsigned long ino = inode->i_ino;\n"
      "    int mine = bpf_get_current_cgroup_id() == LK12_CGROUP;\n    return mine && ino == LK12_INO ? -EPERM : 0;\n}\n"),
+    # the same, with -EPERM kept from the compiler (what labkit tells a student whose kernel refuses the above):
+    # it loads on every kernel that runs BPF LSM programs
+    ("the inode in a variable, -EPERM out of the compiler's reach", HEAD + "LSM_PROBE(file_open, struct file *file)\n{\n"
+     "    unsigned long ino = file->f_inode->i_ino;\n    int mine = bpf_get_current_cgroup_id() == LK12_CGROUP;\n"
+     "    int deny = -EPERM;\n    asm volatile(\"\" : \"+r\"(deny));\n    return mine && ino == LK12_INO ? deny : 0;\n}\n"),
 ]
 
 
 @pytest.mark.parametrize("name,answer,message", Q1_WRONG, ids=[w[0] for w in Q1_WRONG])
 def test_q1_wrong(name, answer, message):
-    res = lesson12.build().q1.check(answer)
-    assert res.status == "incorrect", res.message
-    assert re.search(message, res.message, re.S), res.message
+    judged(lesson12.build().q1.check(answer), answer, message)
 
 
 @pytest.mark.parametrize("name,answer", Q1_RIGHT, ids=[r[0] for r in Q1_RIGHT])
 def test_q1_right(name, answer):
-    res = lesson12.build().q1.check(answer)
-    assert res.status == "correct", res.message
+    judged(lesson12.build().q1.check(answer), answer, None)
 
 
 @pytest.mark.parametrize("name,answer,message", Q2_WRONG, ids=[w[0] for w in Q2_WRONG])
 def test_q2_wrong(name, answer, message):
-    res = lesson12.build().q2.check(answer)
-    assert res.status == "incorrect", res.message
-    assert re.search(message, res.message, re.S), res.message
+    judged(lesson12.build().q2.check(answer), answer, message)
 
 
 @pytest.mark.parametrize("name,answer", Q2_RIGHT, ids=[r[0] for r in Q2_RIGHT])
 def test_q2_right(name, answer):
-    res = lesson12.build().q2.check(answer)
-    assert res.status == "correct", res.message
+    judged(lesson12.build().q2.check(answer), answer, None)
 
 
 def test_partial_credit():

@@ -119,14 +119,23 @@ def test_the_exercises_judge_a_positive_return_incorrect_and_say_why():
 
 
 def test_zero_and_negative_returns_pass_the_return_check(lab):
-    """What the guard lets through: 0, a negative errno, and a value it cannot know (read from a map)."""
+    """What labkit's check lets through: 0, a negative errno, and a value it cannot know (read from a map). A
+    kernel whose verifier checks the value itself (6.12 and later: lsm.return_check()) refuses the map's
+    value, and labkit says so as an LsmRangeError (the range, what to return instead), attaching nothing."""
     text = ("#include <linux/fs.h>\n#include <linux/errno.h>\nBPF_ARRAY(verdicts, int, 1);\n"
             "LSM_PROBE(file_open, struct file *file)\n{\n    int k = 0;\n    int *v = verdicts.lookup(&k);\n"
             "    if (bpf_get_current_cgroup_id() == 1)\n        return -EACCES;\n    return v ? *v : 0;\n}\n")
+    checks = lsm.return_check()
     try:
         lab.load(text, name="lk_negative")
     except labkit.NotSupportedError as e:          # no BPF LSM here: the return check passed, the kernel cannot
-        assert "BPF LSM" in str(e) and not lsm.available()[0]
+        assert "BPF LSM" in str(e) and not lsm.available()[0] and checks is None
+        assert labkit.live_attachments() == []
+    except lsm.LsmRangeError as e:                 # the kernel's own check refused the map's value
+        assert checks is not None and checks["range"], checks
+        assert isinstance(e, labkit.VerifierError) and not e.negation and "[-4095, 0]" in str(e)
+        assert "lk_negative" in str(e) and "Return constants only" in str(e) and "At program exit" in e.log
         assert labkit.live_attachments() == []
     else:
-        assert lsm.available()[0] and len(labkit.live_attachments()) == 1
+        assert lsm.available()[0] and checks is not None and not checks["range"], checks
+        assert len(labkit.live_attachments()) == 1

@@ -328,6 +328,13 @@ def _lsm_hook() -> Check:
     """BPF LSM: bpf in the active LSM list, and an LSM program that refuses nothing loaded and attached."""
     ok, why = _lsm.available()
     if ok:
+        rc = _lsm.return_check()
+        if rc is not None and rc["range"]:
+            why += ("; its verifier checks that an LSM program returns a value provably in [-4095, 0] (a value read "
+                    "from a map is refused" + ("" if rc["negation"] else ", and so is clang's -(condition) form of "
+                                               "'refuse ? -EPERM : 0': lesson 12 shows the way round") + ")")
+        elif rc is not None:
+            why += "; its verifier does not check the value an LSM program returns (kernels before 6.12)"
         return Check("hook: lsm", OK, why)
     lsms, _where = _lsm.active_lsms()
     fix = (f"boot with lsm={','.join(lsms)},bpf on the kernel command line (Debian: add it to GRUB_CMDLINE_LINUX "

@@ -32,15 +32,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from labkit._errors import ArgumentError, AttachError, LabkitError, NotSupportedError
+from labkit._errors import ArgumentError, AttachError, LabkitError, NotSupportedError, VerifierError
 from labkit.hooks.cgroup import cgroup_of
 from labkit.hooks.probe import ProbeHook
 from labkit.hooks.protocol import register
-from labkit.programs.compile import Program, capture_fd2, compile_c
+from labkit.programs.compile import Program, capture_fd2, compile_c, map_verifier_log
 from labkit.programs.returns import constant_returns
 
-__all__ = ["HOOK", "LsmHook", "LsmReturnError", "MachineWideError", "active_lsms", "available", "guard_acts",
-           "outside_check", "positive_returns"]
+__all__ = ["HOOK", "LsmHook", "LsmRangeError", "LsmReturnError", "MachineWideError", "active_lsms", "available",
+           "guard_acts", "outside_check", "positive_returns", "range_refusal", "return_check"]
 
 _SECURITYFS_LSM = Path("/sys/kernel/security/lsm")
 #: what the guard always tries from outside: run a program, open the Python that runs the lab
@@ -66,6 +66,58 @@ class LsmReturnError(AttachError):
     def __init__(self, message: str, *, target: str = "", values: tuple[int, ...] = ()):
         super().__init__(message, target=target)
         self.values = tuple(values)
+
+
+class LsmRangeError(VerifierError):
+    """The kernel's verifier refused an LSM function because it could not prove the value returned in the
+    range a verdict must have (``low``..``high``: [-4095, 0]); kernels since 6.12 check it (commit 5d99e198be27,
+    "bpf, lsm: Add check for BPF LSM return value"), older ones do not. ``negation``: the value was the compiler's
+    ``r0 = -r0`` (clang writes ``cond ? -EPERM : 0`` as minus the condition, EPERM being 1), which such a
+    verifier does not follow. ``log``: the whole verifier log."""
+
+    def __init__(self, message: str, *, log: str = "", program: str = "", low: int = -4095, high: int = 0,
+                 negation: bool = False):
+        super().__init__(message, log=log, program=program)
+        self.low, self.high, self.negation = low, high, negation
+
+
+#: the verifier's words for a return value it cannot prove to be a verdict (6.12 and later)
+_RANGE_RE = re.compile(r"At program exit the register R0 (?:has )?(.*?)\s*should have been in \[(-?\d+), (-?\d+)\]")
+#: a negation in a verifier log's listing ("44: (87) r6 = -r6"; 32-bit: (84) w6 = -w6)
+_NEG_RE = re.compile(r"^\s*\d+: \((?:87|84)\) ([rw]\d+) = -\1\b", re.M)
+#: how to keep a verdict a constant the verifier sees on its own path
+_DENY_FIX = ('int deny = -EPERM; asm volatile("" : "+r"(deny)); then return refuse ? deny : 0; (the compiler no '
+             "longer knows deny's value, so it keeps two paths, and on each the verifier sees a constant: -1 or 0)")
+
+
+def range_refusal(fn: str, name: str, log: str, source: str = "") -> LsmRangeError | None:
+    """The LsmRangeError for a verifier log that refused ``fn`` (of program ``name``) for its return value;
+    None when the log says something else. Pure: the log is what the kernel printed."""
+    m = _RANGE_RE.search(log)
+    if not m:
+        return None
+    seen, low, high = (m.group(1).strip() or "a value it could not bound"), int(m.group(2)), int(m.group(3))
+    before = log[:m.start()]
+    negs = list(_NEG_RE.finditer(before))
+    # the negation is the cause when the listing's last instructions (a move and the exit) follow it
+    negation = bool(negs) and len(before[negs[-1].end():].strip().splitlines()) <= 3
+    # ... and it negated a condition (0 or 1: "rN &= 1" just before), not a value of the program's own
+    negation = negation and bool(re.search(rf"\((?:57|54)\) {negs[-1].group(1)} &= 1\b[^\n]*\n[^\n]*\Z",
+                                           before[:negs[-1].start()]))
+    if negation:
+        why = ("your C returns -EPERM or 0, which is right, but clang computed the choice as r0 = -(condition) (EPERM "
+               "is 1, so 'refuse ? -EPERM : 0' is minus the condition) and this verifier does not follow a negation. "
+               f"Keep -EPERM out of the compiler's reach: {_DENY_FIX}")
+    else:
+        why = ("a value read from a map, or computed, is not a verdict the verifier can bound. Return constants only: "
+               f"0 to let the act go on, -EPERM to refuse; to choose between them by a value, {_DENY_FIX}")
+    shown = map_verifier_log(log.strip(), source, name) if source else log.strip()
+    return LsmRangeError(
+        f"{fn} ({name}): this kernel's verifier checks what an LSM program returns, and it must be provably in "
+        f"[{low}, {high}] at every exit (0, or a negative errno); here the verifier knew r0 only as {seen}: {why}. Kernels before 6.12 "
+        "do not check this, so the same program may load elsewhere\n"
+        "--- last lines of the verifier log (full log in .log) ---\n" + "\n".join(shown.splitlines()[-6:]),
+        log=shown, program=fn, low=low, high=high, negation=negation)
 
 
 def positive_returns(prog: Program, fn: str) -> list[int]:
@@ -172,6 +224,60 @@ def available() -> tuple[bool, str]:
     return True, f"an LSM program loaded, attached and ran (it saw this process open a file); LSMs: {listed}"
 
 
+#: two programs the return-value probe loads (never attaches): one returns a value read from a map, one the
+#: negation clang makes of "refuse ? -EPERM : 0"
+_RANGE_PROBE_C = {
+    "range": """
+BPF_ARRAY(verdict, int, 1);
+LSM_PROBE(file_open, struct file *file)
+{
+    int k = 0;
+    int *v = verdict.lookup(&k);
+    return v ? *v : 0;
+}
+""",
+    "negation": """
+#include <linux/errno.h>
+LSM_PROBE(file_open, struct file *file)
+{
+    return bpf_get_current_cgroup_id() == LK_CGROUP ? -EPERM : 0;
+}
+""",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def return_check() -> dict | None:
+    """What this kernel's verifier asks of an LSM program's return value, found by loading two programs (never
+    attaching them): {"range": whether it refuses a return value it cannot prove in [-4095, 0] (a value read
+    from a map; kernels since 6.12), "negation": whether it accepts r0 = -(a condition) (clang's form of
+    "refuse ? -EPERM : 0")}. None when BPF LSM programs do not run here (:func:`available`) or a probe failed
+    for another reason."""
+    if not available()[0]:
+        return None
+    import bcc  # lazy: BCC comes from the distro
+
+    out: dict = {}
+    for what, text in _RANGE_PROBE_C.items():
+        try:
+            compiled = compile_c(text, f"labkit lsm {what} probe", ["-DLK_CGROUP=1"], need="tracing")
+        except LabkitError:
+            return None
+        try:
+            with capture_fd2() as cap:
+                try:
+                    compiled.bpf.load_func(b"lsm__file_open", bcc.BPF.LSM)
+                    ok = True
+                except Exception:  # BCC raises a bare Exception
+                    ok = False
+        finally:
+            compiled.bpf.cleanup()
+        if not ok and range_refusal("lsm__file_open", what, cap[0] if cap else "") is None:
+            return None                     # refused for something else: not known
+        out[what] = ok
+    return {"range": not out["range"], "negation": out["negation"]}
+
+
 # ------------------------------------------------------------------ the guard
 def guard_acts(outside: Any = None) -> list[tuple[str, str]]:
     """The acts the guard tries, in order: the opens of ``outside`` ({"exec": [paths], "open": [paths]}), its
@@ -272,6 +378,9 @@ class LsmHook(ProbeHook):
             target=f"lsm:{target}", refused=refused, attached_ms=ms)
 
     def refused(self, prog: Program, kind: str, target: str, fn: str, said: str) -> LabkitError:
+        ranged = range_refusal(fn, prog.name, said, prog.source)
+        if ranged is not None:
+            return ranged
         return NotSupportedError(f"{fn} is a BPF LSM program ({target}) and this kernel would not attach it: "
                                  f"{said}. `labkit doctor` says whether this kernel runs BPF LSM programs "
                                  "(its 'hook: lsm' row)", feature="lsm")
