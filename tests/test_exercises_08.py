@@ -384,3 +384,23 @@ def test_bpf_cell_program_and_the_references(ex):
         assert q.check_solution().status == CORRECT
         assert q.status == "not attempted"
     assert labkit.live_attachments() == []
+
+
+def test_a_sandbox_that_delivers_nothing_is_no_verdict():
+    """The checker's baseline (before the answer is attached): a sandbox whose target side is down delivers
+    nothing, and that is a SandboxError saying so, not a verdict on the answer; an intact one passes at once."""
+    import time
+
+    from labkit.exercises.lessons import lesson08
+    from labkit.net.sandbox import Sandbox
+
+    with Sandbox() as sb:
+        lesson08._pin_neighbours(sb)
+        t0 = time.monotonic()
+        lesson08._baseline(sb, wait=1.0)
+        assert time.monotonic() - t0 < 1.0
+        assert sb.run(["ip", "link", "set", "dev", sb.target_iface, "down"], side="target").returncode == 0
+        with pytest.raises(labkit.SandboxError, match=r"delivered none of its datagrams to port 5999 within 1 s.*"
+                                                       r"run the check again"):
+            lesson08._baseline(sb, wait=1.0)
+    assert labkit.live_attachments() == []

@@ -249,12 +249,33 @@ def _attach_egress(lab: Lab, prog, sb: Sandbox):
         raise
 
 
+#: how long a fresh sandbox may take to deliver its first datagram, before any program is attached, and the
+#: port it is sent to (no flow of the checks uses it: a straggler cannot be counted as theirs)
+_BASELINE_WAIT, _BASELINE_PORT = 10.0, 5999
+
+
+def _baseline(sb: Sandbox, wait: float = _BASELINE_WAIT) -> None:
+    """Before the answer is attached: a datagram to _BASELINE_PORT must arrive (sent again until one does, at most
+    _BASELINE_WAIT). A sandbox that delivers nothing by itself is the machine's failure, not the answer's:
+    SandboxError, and no verdict."""
+    deadline = time.monotonic() + wait
+    while True:
+        if _udp_once(sb, [_Flow(_BASELINE_PORT)])[0][0]:
+            return
+        if time.monotonic() >= deadline:
+            raise SandboxError(f"the checker's sandbox delivered none of its datagrams to port {_BASELINE_PORT} within "
+                               f"{wait:g} s, before your program was attached: the machine is too busy "
+                               "or its network namespaces are broken (labkit doctor); run the check again")
+
+
 def _on_egress(answer, measure) -> dict:
-    """The answer on a fresh sandbox's host egress, and what ``measure(sb)`` saw (with ``via``: how TC attached)."""
+    """The answer on a fresh sandbox's host egress, and what ``measure(sb)`` saw (with ``via``: how TC attached).
+    The sandbox must deliver by itself first (:func:`_baseline`)."""
     with Lab() as lab:
         prog = load_answer(lab, answer, name="your answer", need="xdp")
         with Sandbox() as sb:
             _pin_neighbours(sb)
+            _baseline(sb)
             t = _attach_egress(lab, prog, sb)
             return {"via": t.via, **measure(sb)}
 
