@@ -93,3 +93,22 @@ def test_a_negation_of_a_value_of_its_own_is_not_called_a_condition():
 def test_other_refusals_are_not_range_refusals():
     assert range_refusal("lsm__file_open", "x", "bpf: Failed to load program: Permission denied\n") is None
     assert range_refusal("lsm__file_open", "x", "R1 invalid mem access 'scalar'\nprocessed 12 insns\n") is None
+
+
+def test_the_negation_probe_holds_a_negation_of_a_condition():
+    """lsm.return_check()'s "negation" program must compile to what clang makes of a condition's verdict
+    (r0 &= 1, then r0 = -r0): else it would load on a kernel that refuses such answers, and say it does not.
+    Compiled only (no kernel needed)."""
+    pytest.importorskip("bcc")
+    from labkit.hooks.lsm import _RANGE_PROBE_C
+    from labkit.programs.compile import compile_c
+
+    c = compile_c(_RANGE_PROBE_C["negation"], "test", [], need="tracing")
+    try:
+        raw = c.bpf.dump_func(b"lsm__file_open")
+    finally:
+        c.bpf.cleanup()
+    ops = [(raw[i], raw[i + 4:i + 8]) for i in range(0, len(raw), 8)]
+    at = [i for i, (op, _imm) in enumerate(ops) if op == 0x87]
+    assert at, [hex(op) for op, _ in ops]
+    assert ops[at[0] - 1] == (0x57, (1).to_bytes(4, "little")), [hex(op) for op, _ in ops]
