@@ -20,6 +20,10 @@ whose header checksum, chosen through the IP id, makes the TOS change borrow
 in one's complement arithmetic (network and little-endian byte order) or need
 RFC 1624's second fold: only a checksum update with the end-around carry gets
 those to the receiver.
+
+Why this file is long: both exercises share one traffic generator (UDP flows,
+crafted raw headers, TCP, ARP, the sandbox's baseline), and each exercise's
+diagnosis sits beside the parts it names.
 """
 
 from __future__ import annotations
@@ -249,19 +253,15 @@ def _attach_egress(lab: Lab, prog, sb: Sandbox):
         raise
 
 
-#: how long a fresh sandbox may take to deliver its first datagram, before any program is attached, and the
-#: port it is sent to (no flow of the checks uses it: a straggler cannot be counted as theirs)
+#: a fresh sandbox must deliver within _BASELINE_WAIT s to _BASELINE_PORT (no flow's: no straggler is theirs)
 _BASELINE_WAIT, _BASELINE_PORT = 10.0, 5999
 
 
 def _baseline(sb: Sandbox, wait: float = _BASELINE_WAIT) -> None:
-    """Before the answer is attached: a datagram to _BASELINE_PORT must arrive (sent again until one does, at most
-    _BASELINE_WAIT). A sandbox that delivers nothing by itself is the machine's failure, not the answer's:
-    SandboxError, and no verdict."""
+    """Before the answer is attached, a datagram must arrive (sent again until one does): a sandbox that
+    delivers nothing by itself is the machine's failure, not the answer's (SandboxError, no verdict)."""
     deadline = time.monotonic() + wait
-    while True:
-        if _udp_once(sb, [_Flow(_BASELINE_PORT)])[0][0]:
-            return
+    while not _udp_once(sb, [_Flow(_BASELINE_PORT)])[0][0]:
         if time.monotonic() >= deadline:
             raise SandboxError(f"the checker's sandbox delivered none of its datagrams to port {_BASELINE_PORT} within "
                                f"{wait:g} s, before your program was attached: the machine is too busy "
@@ -269,8 +269,8 @@ def _baseline(sb: Sandbox, wait: float = _BASELINE_WAIT) -> None:
 
 
 def _on_egress(answer, measure) -> dict:
-    """The answer on a fresh sandbox's host egress, and what ``measure(sb)`` saw (with ``via``: how TC attached).
-    The sandbox must deliver by itself first (:func:`_baseline`)."""
+    """The answer on a fresh sandbox's host egress (once it delivers: :func:`_baseline`), and what
+    ``measure(sb)`` saw (with ``via``: how TC attached)."""
     with Lab() as lab:
         prog = load_answer(lab, answer, name="your answer", need="xdp")
         with Sandbox() as sb:
