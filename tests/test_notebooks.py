@@ -904,9 +904,10 @@ def test_06_each_kind_of_map_at_its_limit(runs):
         assert max(ns["cost_array"], ns["cost_percpu"]) < min(ns["cost_hash"], ns["cost_lru"]), ns
         mem = f["memlock"]
         assert mem["cost_percpu"] > mem["cost_array"], mem
-        if tuple(int(x) for x in os.uname().release.split(".")[:2]) < (6, 4):
+        release = tuple(int(x) for x in os.uname().release.split(".")[:2])
+        if (5, 11) <= release < (6, 4):
             assert mem["cost_hash"] == mem["cost_array"], "6.1 charges an estimate: max_entries x (key + value)"
-        else:
+        else:       # 5.10: what the map allocates (a hash's elements and buckets); 6.4 and later: its real usage
             assert mem["cost_hash"] > mem["cost_array"], mem
         assert "image/png" in _mimes(_tagged(nb, "cost"))
 
@@ -940,9 +941,12 @@ def test_06_perf_buffer_against_ring_buffer(runs):
         assert sent == 50_000 * min(2, f["cpus"]) + min(2, f["cpus"])
         for b in ("perf buffer", "ring buffer"):
             assert order["received"][b] + order["lost"][b] == sent, order
-        assert order["late"]["ring buffer"] <= sent // 100, order
+        # a late ring record needs two CPUs taking their numbers and places in opposite order, an instant apart:
+        # at most 1% here; with both children on their CPUs at once (burst()'s barrier) an emulated guest saw
+        # 1.2% (5.10) and 4.5% (6.12), while its perf buffer had 26% late
+        assert order["late"]["ring buffer"] <= sent // 10, order
         if f["cpus"] >= 2:
-            assert order["late"]["perf buffer"] > order["late"]["ring buffer"], order
+            assert order["late"]["perf buffer"] > 2 * order["late"]["ring buffer"], order
         mem = f["memory"]
         assert mem["perf buffer"] % (257 * 4096) == 0 and mem["ring buffer"] == 512 * 4096, mem
         text = _text(_tagged(nb, "order"))      # the live table (updated while the events flowed) and memory
