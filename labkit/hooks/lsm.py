@@ -114,8 +114,8 @@ def range_refusal(fn: str, name: str, log: str, source: str = "") -> LsmRangeErr
     shown = map_verifier_log(log.strip(), source, name) if source else log.strip()
     return LsmRangeError(
         f"{fn} ({name}): this kernel's verifier checks what an LSM program returns, and it must be provably in "
-        f"[{low}, {high}] at every exit (0, or a negative errno); here the verifier knew r0 only as {seen}: {why}. Kernels before 6.12 "
-        "do not check this, so the same program may load elsewhere\n"
+        f"[{low}, {high}] at every exit (0, or a negative errno); here the verifier knew r0 only as {seen}: {why}. "
+        "Kernels before 6.12 do not check this, so the same program may load elsewhere\n"
         "--- last lines of the verifier log (full log in .log) ---\n" + "\n".join(shown.splitlines()[-6:]),
         log=shown, program=fn, low=low, high=high, negation=negation)
 
