@@ -11,6 +11,7 @@ from labkit.programs.compile import Program
 from labkit._errors import (
     ArgumentError,
     AttachError,
+    BusyError,
     ClosedError,
     CompileError,
     LabkitError,
@@ -68,6 +69,7 @@ __all__ = sorted([
     "App",
     "ArgumentError",
     "AttachError",
+    "BusyError",
     "Attachment",
     "Cgroup",
     "CgroupAttachment",

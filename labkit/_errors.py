@@ -9,6 +9,7 @@
     ├── ArgumentError                a bad argument (type, range, unknown name); also ValueError
     ├── NotSupportedError            this kernel or machine lacks a feature (.feature)
     ├── ClosedError                  a handle used after it was closed, detached or replaced
+    ├── BusyError                    a machine-wide file only one process may hold is held (.holders)
     └── SandboxError                 building or using a network sandbox failed
 
 One class per kind of mistake, whatever part of labkit finds it:
@@ -26,6 +27,8 @@ One class per kind of mistake, whatever part of labkit finds it:
   kernel refused the attach — AttachError, naming the target;
 * a Lab, a Program, an attachment, a panel, a Sandbox or a CO-RE object used
   after it was given back — ClosedError, which says how to get a new one;
+* a machine-wide file that one process at a time may read (the trace_pipe,
+  since Linux 6.5) stayed held by another process — BusyError, naming it;
 * missing root or capabilities — PrivilegeError; what clang and the verifier
   say — CompileError and VerifierError; a sandbox that cannot be built or used
   — SandboxError.
@@ -42,6 +45,7 @@ import html
 __all__ = [
     "ArgumentError",
     "AttachError",
+    "BusyError",
     "ClosedError",
     "CompileError",
     "LabkitError",
@@ -135,6 +139,17 @@ class ClosedError(LabkitError):
     """A handle used after it was given back: a closed Lab, Program, Sandbox,
     panel or CO-RE object, a detached or replaced attachment. The message says
     how to get a new one."""
+
+
+class BusyError(LabkitError):
+    """A machine-wide file that only one process may hold open at a time (the
+    kernel's trace_pipe, since Linux 6.5) stayed held by another process for
+    as long as labkit waited. ``holders`` lists ``(pid, command line)`` of the
+    processes that held it when labkit gave up; the message says what to do."""
+
+    def __init__(self, message: str, *, holders: tuple[tuple[int, str], ...] = ()):
+        super().__init__(message)
+        self.holders = tuple(holders)
 
 
 class SandboxError(LabkitError):

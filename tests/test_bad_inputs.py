@@ -279,6 +279,8 @@ ROWS = [
         ("timeout", "-1", "positive")),
     Row("read_trace_pipe: contains a number", lambda e: labkit.read_trace_pipe(contains=5), "ArgumentError",
         ("contains", "5")),
+    Row("read_trace_pipe: wait zero", lambda e: labkit.read_trace_pipe(wait=0), "ArgumentError",
+        ("wait", "0", "positive")),
     # EventStream.wait / to_dataframe
     Row("EventStream.wait: timeout a string", lambda e: e.stream.wait(timeout="2"), "ArgumentError",
         ("timeout", "'2'"), setup=stream),

@@ -245,3 +245,85 @@ def test_map_dataframe_decodes_struct_keys(lab):
     assert {"uid", "comm", "value"} <= set(df.columns)
     assert df.comm.map(type).eq(str).all() and (df.value > 0).all()
 
+
+
+# ------------------------------------------------------------------ trace_pipe, one reader at a time
+_HOLDER = """
+import errno, os, sys, time
+deadline = time.monotonic() + 60
+while True:
+    try:
+        fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
+        break
+    except OSError as e:     # another test's reader holds it: wait for it, as labkit would
+        if e.errno != errno.EBUSY or time.monotonic() > deadline:
+            raise
+        time.sleep(0.1)
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def _hold_trace_pipe(seconds: float):
+    """A child process that opens trace_pipe (never reads it) and keeps it for ``seconds``;
+    returns (the child, whether this kernel then refuses a second reader)."""
+    import subprocess
+
+    from labkit.programs.hooks import require_tracefs
+
+    path = require_tracefs() / "trace_pipe"
+    child = subprocess.Popen(["/usr/bin/python3", "-c", _HOLDER, str(path), str(seconds)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # it may itself wait for another test's reader to let go (the pipe is machine-wide)
+    line = child.stdout.readline()
+    if line.strip() != "held":
+        child.wait(timeout=70)
+        pytest.fail(f"the holder did not open trace_pipe: {child.stderr.read()}")
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+        exclusive = False
+    except OSError as e:
+        import errno
+
+        assert e.errno == errno.EBUSY, e
+        exclusive = True
+    return child, exclusive
+
+
+def test_read_trace_pipe_waits_for_another_reader_to_let_go():
+    child, exclusive = _hold_trace_pipe(1.5)
+    try:
+        t0 = time.monotonic()
+        df = labkit.read_trace_pipe(timeout=0.3, idle=0.1, wait=60)
+        took = time.monotonic() - t0
+    finally:
+        child.kill()
+        child.wait()
+    assert list(df.columns) == ["task", "pid", "cpu", "ts", "event", "message"]
+    if exclusive:       # 6.5 and later: it waited for the holder (which sleeps 1.5 s from before the check)
+        assert took >= 0.8, took
+    else:               # older kernels let two readers share the pipe: no wait
+        assert took < 5, took
+
+
+def test_read_trace_pipe_names_the_process_that_keeps_it():
+    child, exclusive = _hold_trace_pipe(60)
+    try:
+        if not exclusive:
+            df = labkit.read_trace_pipe(timeout=0.3, idle=0.1, wait=0.5)    # shared: read at once
+            assert df is not None
+            return
+        t0 = time.monotonic()
+        with pytest.raises(labkit.BusyError) as e:
+            labkit.read_trace_pipe(timeout=0.3, idle=0.1, wait=0.5)
+        assert 0.4 <= time.monotonic() - t0 < 10
+        pids = [pid for pid, _ in e.value.holders]
+        assert child.pid in pids, e.value.holders
+        msg = str(e.value)
+        assert f"pid {child.pid} (/usr/bin/python3 -c" in msg and "one process at a time" in msg, msg
+        assert "waited 0.5 s" in msg and "run this again" in msg, msg
+    finally:
+        child.kill()
+        child.wait()
+    # let go: it reads again
+    labkit.read_trace_pipe(timeout=0.2, idle=0.1, wait=60)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import re
 import select
@@ -15,11 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from labkit._errors import ArgumentError, ClosedError
+from labkit._errors import ArgumentError, BusyError, ClosedError
 from labkit.programs.compile import Program
 from labkit.programs.hooks import require_tracefs
 
-__all__ = ["map_dataframe", "parse_trace_pipe", "read_trace_pipe"]
+__all__ = ["map_dataframe", "parse_trace_pipe", "read_trace_pipe", "trace_pipe_readers"]
 
 
 # --------------------------------------------------------------- BPF maps
@@ -93,24 +94,26 @@ _TRACE_LINE = re.compile(
 
 
 def read_trace_pipe(timeout: float = 2.0, *, idle: float = 0.2, contains: str | None = None,
-                    max_lines: int = 1_000_000) -> pd.DataFrame:
+                    max_lines: int = 1_000_000, wait: float = 30.0) -> pd.DataFrame:
     """Read (and so consume) what ``bpf_trace_printk`` wrote to the kernel's
     shared trace_pipe: until it stays empty for ``idle`` seconds, at most
     ``timeout`` seconds. Columns: task, pid, cpu, ts, event, message.
 
     The pipe is one text stream for the whole machine: every program's
-    trace_printk lands in it and every reader takes lines away from the
-    others. ``contains`` keeps only lines with that text.
+    trace_printk lands in it, and what one reader takes the others never see.
+    Since Linux 6.5 the kernel lets one process at a time open it: while
+    another holds it (a ``cat``, BCC's ``trace_print()``, bpftrace), this
+    waits up to ``wait`` seconds for it, then raises :class:`BusyError`
+    naming that process. ``contains`` keeps only lines with that text.
     """
-    for what, value in (("timeout", timeout), ("idle", idle)):
+    for what, value in (("timeout", timeout), ("idle", idle), ("wait", wait)):
         if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
             raise ArgumentError(f"read_trace_pipe's {what} must be a positive number of seconds, got {value!r}")
     if contains is not None and not isinstance(contains, str):
         raise ArgumentError(f"read_trace_pipe's contains must be text (like 'lk-') or None, got {contains!r}")
     if not (isinstance(max_lines, int) and not isinstance(max_lines, bool) and max_lines >= 1):
         raise ArgumentError(f"read_trace_pipe's max_lines must be a positive whole number, got {max_lines!r}")
-    path = require_tracefs() / "trace_pipe"
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    fd = open_trace_pipe(wait)
     chunks: list[bytes] = []
     try:
         deadline = time.monotonic() + timeout
@@ -134,6 +137,65 @@ def read_trace_pipe(timeout: float = 2.0, *, idle: float = 0.2, contains: str | 
     finally:
         os.close(fd)
     return parse_trace_pipe(b"".join(chunks).decode("utf-8", "replace"), contains=contains, max_lines=max_lines)
+
+
+def trace_pipe_readers(exclude: int | None = None) -> list[int]:
+    """Pids of processes (other than ``exclude``) that hold trace_pipe open."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == exclude:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{d}/fd")
+        except OSError:          # gone, or not ours to look at
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{d}/fd/{fd}").endswith("/trace_pipe"):
+                    out.append(int(d))
+                    break
+            except OSError:
+                pass
+    return sorted(out)
+
+
+def _command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = f.read().split(b"\0")
+    except OSError:
+        return "(gone)"
+    line = " ".join(w.decode("utf-8", "replace") for w in words if w)
+    return line if len(line) <= 80 else line[:77] + "..."
+
+
+def open_trace_pipe(wait: float = 30.0) -> int:
+    """A non-blocking descriptor of the kernel's trace_pipe. Where the kernel
+    lets one reader at a time hold it (Linux 6.5 and later) and another process
+    holds it, this retries for up to ``wait`` seconds, then raises
+    :class:`BusyError` with the holders' pids and command lines."""
+    path = require_tracefs() / "trace_pipe"
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    holders = tuple((pid, "this process" if pid == os.getpid() else _command_line(pid))
+                    for pid in trace_pipe_readers())
+    who = ", ".join(f"pid {pid} ({cmd})" for pid, cmd in holders) or "a process that has let go since"
+    if any(pid == os.getpid() for pid, _ in holders):
+        what = ("this process holds it itself, most likely through a BCC BPF object's trace_print() or "
+                "trace_fields(): call that object's cleanup(), or read its lines with it")
+    else:
+        what = ("stop that reader (a `cat` of trace_pipe, BCC's trace_print() in another notebook, bpftrace) "
+                "or let it finish, then run this again")
+    raise BusyError(f"{path} is held by {who}, and this kernel lets one process at a time read it; "
+                    f"waited {wait:g} s for it to be let go. {what[0].upper()}{what[1:]}.", holders=holders)
 
 
 def parse_trace_pipe(text: str, *, contains: str | None = None, max_lines: int = 1_000_000) -> pd.DataFrame:

@@ -23,9 +23,10 @@ from labkit.commands.bench.config import SYSCALL, MiB
 from labkit.commands.bench.fmt import log, rate_label
 from labkit.commands.bench.loadgen import LoadGen
 from labkit.commands.bench.sysinfo import cpu_pressure_us, cpu_seconds, rss_bytes, schedstat
-from labkit.commands.bench.tracers import BccTracer, LabkitTracer, PrintkTracer, Tracer, trace_pipe_readers
+from labkit.commands.bench.tracers import BccTracer, LabkitTracer, PrintkTracer, Tracer
 from labkit.events.stream import DEFAULT_WINDOW
 from labkit.lab import Lab
+from labkit.views.tables import trace_pipe_readers
 
 __all__ = ["phase_capacity", "phase_first_event", "phase_import_times", "phase_memory", "phase_method",
            "phase_untraced", "step", "timed_compile_and_load"]
@@ -110,6 +111,7 @@ def phase_method(name: str, lg: LoadGen, cfg: dict, rates: list[float] | None = 
         if others:
             log(f"warning: trace_pipe is also open in pid(s) {others}: they and this benchmark "
                 "take lines from each other, so printk figures are unreliable")
+        kw.setdefault("wait_s", cfg["trace_pipe_wait_s"])   # on 6.5 and later the kernel makes it wait instead
     tracer = cls(lg, **kw)
     rows = []
     try:

@@ -21,9 +21,9 @@ from labkit.commands.bench.config import RING_PAGES, SYSCALL
 from labkit.commands.bench.loadgen import LoadGen
 from labkit.lab import Lab
 from labkit.programs.compile import capture_fd2
+from labkit.views.tables import open_trace_pipe
 
-__all__ = ["PRINTK_SOURCE", "RAW_BCC_SOURCE", "BccTracer", "LabkitTracer", "PrintkTracer", "Tracer",
-           "trace_pipe_readers"]
+__all__ = ["PRINTK_SOURCE", "RAW_BCC_SOURCE", "BccTracer", "LabkitTracer", "PrintkTracer", "Tracer"]
 
 #: What a user writes with BCC: one event per getppid() to a ring buffer.
 RAW_BCC_SOURCE = Path(__file__).with_name("raw_bcc.c")
@@ -152,25 +152,6 @@ class BccTracer(Tracer):
         _bcc_cleanup(self.b)
 
 
-def trace_pipe_readers(exclude: int | None = None) -> list[int]:
-    """Pids of processes (other than ``exclude``) that hold trace_pipe open."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == exclude:
-            continue
-        try:
-            for fd in os.listdir(f"/proc/{d}/fd"):
-                try:
-                    if os.readlink(f"/proc/{d}/fd/{fd}").endswith("/trace_pipe"):
-                        out.append(int(d))
-                        break
-                except OSError:
-                    pass
-        except OSError:
-            pass
-    return sorted(out)
-
-
 class PrintkTracer(Tracer):
     """The classic loop, ``while True: b.trace_fields()`` (blocking), in a thread.
 
@@ -184,7 +165,7 @@ class PrintkTracer(Tracer):
     name = "printk"
     reports_loss = False
 
-    def __init__(self, lg: LoadGen):
+    def __init__(self, lg: LoadGen, wait_s: float = 30.0):
         self.lg = lg
         self.pid = lg.pid
         self.nonce = int.from_bytes(os.urandom(3), "little")
@@ -192,7 +173,11 @@ class PrintkTracer(Tracer):
         self.b = b = _compile_bcc(PRINTK_SOURCE, [f"-DFILTER_PID={self.pid}", f"-DNONCE={self.nonce}"])
         try:
             b.attach_tracepoint(tp=f"syscalls:sys_enter_{SYSCALL}".encode(), fn_name=b"lk_bench_printk")
-            b.trace_open()
+            # b.trace_open(), the same blocking file, but waiting for whoever else holds trace_pipe
+            # on a kernel that lets one reader at a time (6.5 and later)
+            fd = open_trace_pipe(wait_s)
+            os.set_blocking(fd, True)
+            b.tracefile = os.fdopen(fd, "rb")
         except BaseException:
             _bcc_cleanup(b)
             raise
