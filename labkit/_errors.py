@@ -28,7 +28,7 @@ One class per kind of mistake, whatever part of labkit finds it:
 * a Lab, a Program, an attachment, a panel, a Sandbox or a CO-RE object used
   after it was given back — ClosedError, which says how to get a new one;
 * a machine-wide file that one process at a time may read (the trace_pipe,
-  since Linux 6.5) stayed held by another process — BusyError, naming it;
+  on newer kernels) stayed held by another process — BusyError, naming it;
 * missing root or capabilities — PrivilegeError; what clang and the verifier
   say — CompileError and VerifierError; a sandbox that cannot be built or used
   — SandboxError.
@@ -143,7 +143,7 @@ class ClosedError(LabkitError):
 
 class BusyError(LabkitError):
     """A machine-wide file that only one process may hold open at a time (the
-    kernel's trace_pipe, since Linux 6.5 and in Debian's 6.1) stayed held by another process for
+    kernel's trace_pipe, on kernels since September 2023) stayed held by another process for
     as long as labkit waited. ``holders`` lists ``(pid, command line)`` of the
     processes that held it when labkit gave up; the message says what to do."""
 

@@ -111,7 +111,7 @@ def phase_method(name: str, lg: LoadGen, cfg: dict, rates: list[float] | None = 
         if others:
             log(f"warning: trace_pipe is also open in pid(s) {others}: they and this benchmark "
                 "take lines from each other, so printk figures are unreliable")
-        kw.setdefault("wait_s", cfg["trace_pipe_wait_s"])   # on 6.5 and later the kernel makes it wait instead
+        kw.setdefault("wait_s", cfg["trace_pipe_wait_s"])   # where the kernel allows one reader: wait for it
     tracer = cls(lg, **kw)
     rows = []
     try:
