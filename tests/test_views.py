@@ -287,6 +287,7 @@ def _hold_trace_pipe(seconds: float):
 
         assert e.errno == errno.EBUSY, e
         exclusive = True
+    print(f"trace_pipe: this kernel {'refuses' if exclusive else 'lets in'} a second reader")   # -rP shows it
     return child, exclusive
 
 
