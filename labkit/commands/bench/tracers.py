@@ -174,7 +174,7 @@ class PrintkTracer(Tracer):
         try:
             b.attach_tracepoint(tp=f"syscalls:sys_enter_{SYSCALL}".encode(), fn_name=b"lk_bench_printk")
             # b.trace_open(), the same blocking file, but waiting for whoever else holds trace_pipe
-            # on a kernel that lets one reader at a time (newer ones, Debian's 6.1)
+            # on a kernel that lets one reader at a time (newer ones, Debian's 5.10 and 6.1)
             fd = open_trace_pipe(wait_s)
             os.set_blocking(fd, True)
             b.tracefile = os.fdopen(fd, "rb")
