@@ -143,7 +143,7 @@ class ClosedError(LabkitError):
 
 class BusyError(LabkitError):
     """A machine-wide file that only one process may hold open at a time (the
-    kernel's trace_pipe, on kernels since September 2023) stayed held by another process for
+    kernel's trace_pipe, on newer kernels) stayed held by another process for
     as long as labkit waited. ``holders`` lists ``(pid, command line)`` of the
     processes that held it when labkit gave up; the message says what to do."""
 

@@ -102,10 +102,10 @@ def read_trace_pipe(timeout: float = 2.0, *, idle: float = 0.2, contains: str | 
     The pipe is one text stream for the whole machine: every program's
     trace_printk lands in it, and what one reader takes the others never see.
     Newer kernels, and Debian's 5.10 and 6.1 through their stable updates,
-    let one process at a time open it: while
-    another holds it (a ``cat``, BCC's ``trace_print()``, bpftrace), this
-    waits up to ``wait`` seconds for it, then raises :class:`BusyError`
-    naming that process. ``contains`` keeps only lines with that text.
+    let one process at a time open it: while another holds it (a ``cat``,
+    BCC's ``trace_print()``, bpftrace), this waits up to ``wait`` seconds for
+    it, then raises :class:`BusyError` naming that process. ``contains``
+    keeps only lines with that text.
     """
     for what, value in (("timeout", timeout), ("idle", idle), ("wait", wait)):
         if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
@@ -172,9 +172,9 @@ def _command_line(pid: int) -> str:
 
 def open_trace_pipe(wait: float = 30.0) -> int:
     """A non-blocking descriptor of the kernel's trace_pipe. Where the kernel
-    lets one reader at a time hold it (newer kernels, Debian's 5.10 and 6.1) and another process
-    holds it, this retries for up to ``wait`` seconds, then raises
-    :class:`BusyError` with the holders' pids and command lines."""
+    lets one reader at a time hold it (newer kernels, Debian's 5.10 and 6.1)
+    and another process holds it, this retries for up to ``wait`` seconds,
+    then raises :class:`BusyError` with the holders' pids and command lines."""
     path = require_tracefs() / "trace_pipe"
     deadline = time.monotonic() + wait
     while True:
